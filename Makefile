@@ -1,0 +1,41 @@
+# ripbench developer commands. `make quick` and `make test` create .venv on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Genuine LPIPS backbone weights for offline machines (optional; see README "LPIPS weights").
+LPIPS_WEIGHTS ?= $(firstword $(wildcard ../shared/lpips-weights))
+ifneq ($(LPIPS_WEIGHTS),)
+export RIPBENCH_LPIPS_WEIGHTS ?= $(abspath $(LPIPS_WEIGHTS))
+endif
+
+.PHONY: setup quick test test-fast lint bench clean-results
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+## Run the built-in default benchmark (quick preset, ~1 minute on 2 CPU cores).
+quick: setup
+	$(BIN)/ripbench run
+
+## Run the whole test suite (what CI runs).
+test: setup
+	$(BIN)/python -m pytest -q
+
+## Skip tests marked slow.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check ripbench tests benchmarks examples
+
+bench: setup
+	$(BIN)/python benchmarks/bench_harness.py
+
+clean-results:
+	find results -mindepth 1 -maxdepth 1 ! -name README.md ! -name examples -exec rm -rf {} +

@@ -1,0 +1,50 @@
+"""An out-of-tree ripbench model: fills the mask with the mean colour of the known pixels
+plus seeded Gaussian noise.
+
+It shows the whole plug-in contract in a few lines: subclass ``Inpainter``, honour the
+mask (1 = regenerate) and the per-item seeds, return an ``InpaintResult``. Install this
+folder (``pip install ./examples/ripbench-example-plugin``) and ``ripbench models`` lists
+``mean-fill``; or use it without installing as
+``--model ripbench_example_plugin:MeanFill`` with the folder on ``PYTHONPATH``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ripbench.models import InpaintResult, Inpainter
+
+
+class MeanFill(Inpainter):
+    """Mean colour of the known region + N(0, noise^2) per pixel, seeded per item."""
+
+    name = "mean-fill"
+
+    def __init__(self, noise: float = 0.05, device: str = "cpu") -> None:
+        self.noise = float(noise)
+        self._device = torch.device(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def inpaint(self, images: torch.Tensor, masks: torch.Tensor, seeds: Sequence[int], *,
+                trajectory_steps: int = 0) -> InpaintResult:
+        keep = 1.0 - masks
+        mean = (images * keep).sum(dim=(2, 3), keepdim=True) / keep.sum(dim=(2, 3), keepdim=True).clamp_min(1.0)
+        noise = torch.stack([
+            torch.randn(images.shape[1:], generator=torch.Generator().manual_seed(int(s)))
+            for s in seeds
+        ]).to(images.device, images.dtype)
+        fill = (mean + self.noise * noise).clamp(0.0, 1.0)
+        return InpaintResult(images=images * keep + fill * masks)
+
+    def identity(self) -> dict:
+        return {**super().identity(), "noise": self.noise}
+
+
+def make_mean_fill(**options: float) -> MeanFill:
+    """Factory used by the entry point."""
+    return MeanFill(**options)

@@ -1,0 +1,48 @@
+"""ripbench: how stable are inpainting models under Recursive InPainting (RIP)?
+
+Mask part of an image, let a model fill it, mask another part of the result, fill it
+again, for many iterations; measure how far the image drifts from the original.
+
+Public API::
+
+    from ripbench import load_config, run_experiment, load_table
+    result = run_experiment(load_config())          # the quick preset
+    result.table.groupby(["model", "mask_label", "iteration"])["lpips_orig"].mean()
+
+Where things live: models plug in at :mod:`ripbench.models`; metrics are computed in
+:mod:`ripbench.metrics`; results are written by :mod:`ripbench.store`; the loop is
+:mod:`ripbench.harness`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "ExperimentConfig": "ripbench.config",
+    "load_config": "ripbench.config",
+    "load_preset": "ripbench.config",
+    "apply_overrides": "ripbench.config",
+    "run_experiment": "ripbench.harness",
+    "RunResult": "ripbench.harness",
+    "load_table": "ripbench.store",
+    "Inpainter": "ripbench.models",
+    "InpaintResult": "ripbench.models",
+    "register_inpainter": "ripbench.models",
+    "create_inpainter": "ripbench.models",
+    "available_inpainters": "ripbench.models",
+    "RipbenchError": "ripbench.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    """Import public names on first use so that ``import ripbench`` stays fast."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ripbench' has no attribute {name!r}")

@@ -1,0 +1,238 @@
+"""The ``ripbench`` command line: parse, build a config, call the library.
+
+Run ``ripbench --help`` or ``ripbench COMMAND --help`` for the commands.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import RipbenchError
+
+#: Name of the main parameter of each mask policy in the short ``policy:value`` form.
+_MASK_MAIN_PARAM = {"grid": "size", "box": "area", "center": "area", "strokes": "width", "folder": "path",
+                    "columns": "count"}
+
+
+def parse_mask_option(text: str) -> dict[str, Any]:
+    """``grid:64`` -> ``{"policy": "grid", "size": 64}``; ``box:area=0.1,aspect=2`` also works.
+
+    >>> parse_mask_option("grid:64")
+    {'policy': 'grid', 'size': 64}
+    >>> parse_mask_option("strokes:width=thick")
+    {'policy': 'strokes', 'width': 'thick'}
+    """
+    import yaml
+
+    policy, _, rest = text.partition(":")
+    spec: dict[str, Any] = {"policy": policy.strip()}
+    if not rest:
+        return spec
+    for part in rest.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            key, value = _MASK_MAIN_PARAM.get(spec["policy"], "value"), part
+        try:
+            spec[key.strip()] = yaml.safe_load(value) if spec["policy"] != "folder" or key != "path" else value
+        except yaml.YAMLError:
+            spec[key.strip()] = value
+    return spec
+
+
+def _fail(exc: BaseException) -> None:
+    click.echo(f"ripbench: error: {exc}", err=True)
+    sys.exit(2)
+
+
+class _Group(click.Group):
+    """Turns user-caused errors into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RipbenchError as exc:
+            _fail(exc)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="ripbench")
+@click.option("-v", "--verbose", is_flag=True, help="Log more.")
+def main(verbose: bool) -> None:
+    """ripbench: Recursive InPainting benchmark.
+
+    Mask part of an image, let a model fill it, mask another part of the result, fill it
+    again - and measure how far the image drifts from the original.
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+@main.command()
+@click.argument("config_file", required=False, type=click.Path(path_type=Path))
+@click.option("--preset", help="Start from a built-in preset: quick (default), rip-paper.")
+@click.option("--model", "models", multiple=True,
+              help="Model name (see `ripbench models`), package.module:factory, Hugging Face id or local "
+                   "diffusers folder. Repeatable; replaces the config's models.")
+@click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE",
+              help="Option for the models given with --model (e.g. steps=25). Repeatable.")
+@click.option("--mask", "masks", multiple=True, metavar="POLICY:VALUE",
+              help="Mask policy, e.g. grid:64, box:0.1, center:0.25, strokes:thick, folder:masks/, columns:3. "
+                   "Repeatable; replaces the config's masks.")
+@click.option("--images", type=click.Path(path_type=Path),
+              help="A folder of images or a list file (one path[,category] per line).")
+@click.option("--iterations", "-n", type=int, help="Number of recursive inpainting iterations.")
+@click.option("--size", type=int, help="Image size in pixels (square).")
+@click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2.")
+@click.option("--batch-size", type=int, help="Trajectories per model call.")
+@click.option("--device", help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--lpips-net", type=click.Choice(["alex", "vgg", "squeeze"]), help="LPIPS backbone.")
+@click.option("--lpips-weights", type=click.Path(path_type=Path),
+              help="Local LPIPS backbone weights (file or folder); also RIPBENCH_LPIPS_WEIGHTS.")
+@click.option("--name", help="Run name (results go to OUTPUT_DIR/NAME).")
+@click.option("--output-dir", type=click.Path(path_type=Path), help="Parent folder of run folders.")
+@click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
+              help="Override any config field, e.g. --set metrics.names=[ssim,psnr]. Repeatable.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run of a different config.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], model_opts: tuple[str, ...],
+        masks: tuple[str, ...], images: Path | None, iterations: int | None, size: int | None,
+        seeds: str | None, batch_size: int | None, device: str | None, lpips_net: str | None,
+        lpips_weights: Path | None, name: str | None, output_dir: Path | None, overrides: tuple[str, ...],
+        overwrite: bool, no_progress: bool) -> None:
+    """Run (or resume) a RIP experiment. Without CONFIG_FILE: the quick preset.
+
+    Re-running the same command after an interruption skips finished trajectories.
+    """
+    import yaml
+
+    from .config import apply_overrides, load_config
+
+    config = load_config(config_file, preset)
+    sets: list[str] = []
+    if models:
+        opts = {}
+        for item in model_opts:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--model-opt")
+            opts[key.strip()] = yaml.safe_load(value)
+        base = {m.name: m for m in config.models}
+        entries = []
+        for m in models:
+            entry: dict[str, Any] = {"name": m, "options": dict(opts)}
+            if m in base:  # keep the preset's options/inputs for that model
+                entry = {**base[m].model_dump(mode="json", exclude_none=True), "options": {**base[m].options, **opts}}
+            entries.append(entry)
+        sets.append("models=" + yaml.safe_dump(entries, default_flow_style=True).strip())
+    elif model_opts:
+        raise click.UsageError("--model-opt needs --model")
+    if masks:
+        specs = [parse_mask_option(m) for m in masks]
+        sets.append("masks=" + yaml.safe_dump(specs, default_flow_style=True).strip())
+    if images:
+        source = "folder" if images.is_dir() else "list"
+        sets.append("inputs=" + yaml.safe_dump({"source": source, "path": str(images)}, default_flow_style=True).strip())
+    for field, value in (("iterations", iterations), ("size", size), ("batch_size", batch_size),
+                         ("device", device), ("metrics.lpips_net", lpips_net), ("name", name)):
+        if value is not None:
+            sets.append(f"{field}={value}")
+    if seeds:
+        sets.append(f"seeds=[{seeds}]")
+    if lpips_weights:
+        sets.append(f"metrics.lpips_weights={lpips_weights}")
+    if output_dir:
+        sets.append(f"output_dir={output_dir}")
+    config = apply_overrides(config, sets + list(overrides))
+    _run_and_report(config, overwrite=overwrite, progress=not no_progress)
+
+
+def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
+    from .analysis import summary_table
+    from .harness import run_experiment
+    from .plots import collapse_curves
+
+    n_models = len(config.models)
+    click.echo(f"ripbench: run {config.name!r}: {n_models} model(s), {len(config.masks)} mask polic(ies), "
+               f"{config.iterations} iterations, {config.size}px -> {config.output_dir / config.name}")
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda msg, *a, **k: click.echo(f"ripbench: warning: {msg}", err=True)
+        try:
+            result = run_experiment(config, overwrite=overwrite, progress=progress)
+        except KeyboardInterrupt:
+            click.echo("\nripbench: interrupted; finished trajectories are saved. Run the same command to "
+                       "resume.", err=True)
+            sys.exit(130)
+    wall = time.perf_counter() - start
+    table = result.table
+    figure = collapse_curves(table, result.run_dir / "figures" / "collapse_curves.png")
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 4):
+        click.echo("\n" + summary_table(table).to_string(index=False))
+    timing = result.manifest.get("timing", {})
+    if result.skipped:
+        click.echo(f"\nresumed: {result.skipped} finished trajectories were skipped")
+    if timing.get("model_seconds"):
+        click.echo(f"\nwall time {wall:.1f} s; model {timing['model_seconds']:.1f} s, harness overhead "
+                   f"{timing['overhead_seconds']:.1f} s ({100 * timing['overhead_share']:.1f}% of model time)")
+    click.echo(f"results table: {result.run_dir / 'metrics'} (load with ripbench.load_table({str(result.run_dir)!r}))")
+    click.echo(f"collapse curves: {figure}")
+    click.echo(f"manifest: {result.run_dir / 'manifest.json'}")
+
+
+@main.command()
+def models() -> None:
+    """List the available models (built-ins and plug-ins)."""
+    from .models import ENTRY_POINT_GROUP, available_inpainters
+
+    found = available_inpainters()
+    width = max(len(n) for n in found)
+    for name, desc in found.items():
+        click.echo(f"{name:<{width}}  {desc}")
+    click.echo(f"\nAlso: any 'package.module:factory', a Hugging Face id (org/name) or a local diffusers folder; "
+               f"plug-ins register in the entry-point group '{ENTRY_POINT_GROUP}'.")
+
+
+@main.command("config")
+@click.argument("config_file", required=False, type=click.Path(path_type=Path))
+@click.option("--preset", help="Show a built-in preset: quick, rip-paper.")
+def show_config(config_file: Path | None, preset: str | None) -> None:
+    """Validate a config and print it fully resolved (YAML)."""
+    import yaml
+
+    from .config import load_config
+
+    config = load_config(config_file, preset)
+    click.echo(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+
+
+@main.group(cls=_Group)
+def masks() -> None:
+    """Mask policies: generate mask sets."""
+
+
+@masks.command("generate")
+@click.argument("policy")
+@click.option("--count", default=8, show_default=True, help="Number of masks.")
+@click.option("--size", default=512, show_default=True, help="Mask size in pixels (square).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
+def masks_generate(policy: str, count: int, size: int, seed: int, out_dir: Path) -> None:
+    """Write COUNT masks of POLICY (e.g. strokes:thick, box:0.2, grid:64) as PNGs (white = repaint)."""
+    from .masks import build_mask_policy, generate_mask_set
+
+    spec = parse_mask_option(policy)
+    paths = generate_mask_set(build_mask_policy(spec), count, size, size, out_dir, seed=seed)
+    click.echo(f"wrote {len(paths)} masks to {out_dir}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(prog_name="ripbench")

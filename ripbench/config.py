@@ -1,0 +1,360 @@
+"""The experiment schema: validated configs, presets and command-line overrides.
+
+A config is a YAML (or JSON) file; every field can be overridden from the CLI with
+``--set dotted.field=value``. Unknown or malformed fields raise :class:`ConfigError`
+naming the field and the allowed values, before any work starts.
+
+Example
+-------
+>>> from ripbench.config import load_preset, apply_overrides
+>>> cfg = apply_overrides(load_preset("quick"), ["iterations=3"])
+>>> cfg.iterations
+3
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+PRESETS: tuple[str, ...] = ("quick", "rip-paper")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class InputsConfig(_Strict):
+    """Which images to use.
+
+    ``source``: ``samples`` (built-in set; ``names`` picks some, default all), ``folder``
+    (``path``), ``list`` (``path`` to a list file) or ``shapes`` (``count`` images).
+    ``limit`` keeps only the first n images.
+    """
+
+    source: Literal["samples", "folder", "list", "shapes"] = "samples"
+    names: list[str] | None = None
+    path: Path | None = None
+    count: int = Field(default=8, ge=1)
+    limit: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> InputsConfig:
+        if self.source in ("folder", "list") and self.path is None:
+            raise ValueError(f"inputs.path is required when inputs.source is {self.source!r}")
+        if self.source == "samples" and self.names:
+            from .inputs import SAMPLE_IMAGES
+
+            unknown = [n for n in self.names if n not in SAMPLE_IMAGES]
+            if unknown:
+                raise ValueError(f"unknown sample image(s) {unknown}; available: {', '.join(SAMPLE_IMAGES)}")
+        return self
+
+
+def _check_mask_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    from .masks import build_mask_policy
+
+    build_mask_policy(spec)  # raises ConfigError naming the bad field
+    return spec
+
+
+class ModelConfig(_Strict):
+    """One model of the experiment.
+
+    ``name`` is a registered model name (see ``ripbench models``), a
+    ``package.module:factory`` reference, a Hugging Face id (``org/name``) or a local
+    diffusers directory; ``options`` go to the model's factory. ``label`` names the
+    model in tables (default: derived from name). ``inputs``, ``masks`` and ``size``
+    override the experiment's for this model only (e.g. shapes images for the shapes
+    diffusion model beside photos for a classical baseline).
+    """
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = None
+    inputs: InputsConfig | None = None
+    masks: list[dict[str, Any]] | None = None
+    size: int | None = Field(default=None, ge=8)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            data = {"name": data}
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            data = dict(data)
+            name = data["name"]
+            from .models import available_inpainters
+            from .models.diffusers_backend import looks_like_diffusers_model
+
+            if name not in available_inpainters() and looks_like_diffusers_model(name):
+                data["options"] = {"model": name, **dict(data.get("options") or {})}
+                data["name"] = "diffusers"
+                data.setdefault("label", name.rstrip("/").split("/")[-1])
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from .models import available_inpainters
+
+        if name in available_inpainters() or ":" in name:
+            return name
+        raise ValueError(
+            f"unknown model {name!r}; known models: {', '.join(available_inpainters())}; "
+            "or give 'package.module:factory', a Hugging Face id 'org/name' or a local diffusers folder"
+        )
+
+    @field_validator("masks")
+    @classmethod
+    def _masks(cls, masks: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        return None if masks is None else [_check_mask_spec(m) for m in masks]
+
+    @property
+    def display_name(self) -> str:
+        """The label used in result tables."""
+        if self.label:
+            return self.label
+        return self.name.split(":")[-1] if ":" in self.name else self.name
+
+
+class MetricsConfig(_Strict):
+    """Which metrics to compute each iteration and how to get LPIPS weights.
+
+    ``lpips_weights``: a features-only backbone state_dict file (or a folder holding
+    ``alexnet_features.pth`` / ``squeezenet1_1_features.pth`` / ``vgg16_features.pth``);
+    also settable with ``--lpips-weights`` or ``RIPBENCH_LPIPS_WEIGHTS``. Default: the
+    torchvision download cache. ``lpips_required``: when false and no weights can be
+    had, LPIPS is dropped with a warning instead of failing the run (quick preset only).
+    """
+
+    names: list[str] = Field(default_factory=lambda: ["lpips", "ssim", "psnr", "mse"])
+    lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
+    lpips_weights: Path | None = None
+    lpips_required: bool = True
+
+    @field_validator("names")
+    @classmethod
+    def _names(cls, names: list[str]) -> list[str]:
+        from .metrics import METRIC_NAMES
+
+        unknown = [n for n in names if n not in METRIC_NAMES]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; allowed: {', '.join(METRIC_NAMES)}")
+        if not names:
+            raise ValueError("at least one metric is needed")
+        return names
+
+
+class HallucinationConfig(_Strict):
+    """Trajectory-variance hallucination score for models that return x0 trajectories.
+
+    ``window``: an int is a number of final denoising steps; a float in (0, 1] is a
+    fraction of the model's steps (see :func:`ripbench.hallucination.resolve_window`).
+    """
+
+    enabled: bool = True
+    window: int | float | None = None
+
+
+class ExperimentConfig(_Strict):
+    """A complete, validated RIP experiment. See ``ripbench/presets/*.yaml`` for examples."""
+
+    name: str = "run"
+    description: str = ""
+    iterations: int = Field(default=20, ge=1)
+    size: int = Field(default=512, ge=8)
+    fit: Literal["center-crop", "resize", "pad"] = "center-crop"
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    inputs: InputsConfig = Field(default_factory=InputsConfig)
+    masks: list[dict[str, Any]] = Field(default_factory=lambda: [{"policy": "grid", "size": 64}])
+    models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig(name="biharmonic")])
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    hallucination: HallucinationConfig = Field(default_factory=HallucinationConfig)
+    snapshots: list[int] | None = None
+    batch_size: int = Field(default=8, ge=1)
+    device: str = "auto"
+    output_dir: Path = Path("results")
+
+    @field_validator("masks")
+    @classmethod
+    def _masks(cls, masks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not masks:
+            raise ValueError("at least one mask policy is needed")
+        return [_check_mask_spec(m) for m in masks]
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds: list[int]) -> list[int]:
+        if not seeds:
+            raise ValueError("at least one seed is needed")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct, got {seeds}")
+        return seeds
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, models: list[ModelConfig]) -> list[ModelConfig]:
+        if not models:
+            raise ValueError("at least one model is needed")
+        labels = [m.display_name for m in models]
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        if dupes:
+            raise ValueError(f"model labels must be distinct, {dupes} repeat; set 'label' on each")
+        return models
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        import torch
+
+        if device == "auto":
+            return device
+        try:
+            torch.device(device)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"invalid device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        return device
+
+    @field_validator("snapshots")
+    @classmethod
+    def _snapshots(cls, snaps: list[int] | None) -> list[int] | None:
+        if snaps is not None and any(s < 0 for s in snaps):
+            raise ValueError("snapshot iterations must be >= 0")
+        return snaps
+
+    def snapshot_iterations(self) -> list[int]:
+        """Iterations saved as PNG: the configured list, else 0, 1, N/4, N/2, 3N/4, N."""
+        n = self.iterations
+        snaps = self.snapshots if self.snapshots is not None else [0, 1, n // 4, n // 2, 3 * n // 4, n]
+        return sorted({s for s in snaps if 0 <= s <= n})
+
+    def fingerprint(self) -> str:
+        """Hash of every field that changes results (not name, output_dir, batch_size, device)."""
+        data = self.model_dump(mode="json", exclude={"name", "description", "output_dir", "batch_size", "device"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-"))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif err["type"] == "literal_error":
+            msg = msg.replace("Input should be", "must be")
+        parts.append(f"{loc or '(top level)'}: {msg}")
+    return f"invalid config{source}: " + "; ".join(parts)
+
+
+def validate_config(data: dict[str, Any], source: str = "") -> ExperimentConfig:
+    """Validate a plain dict into an :class:`ExperimentConfig` or raise :class:`ConfigError`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config{source}: expected a mapping of fields, got {type(data).__name__}")
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+    except ConfigError as exc:
+        raise ConfigError(f"invalid config{source}: {exc}") from None
+
+
+def _read_yaml(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse config {where}: {exc}".replace("\n", " ")) from None
+    return data if data is not None else {}
+
+
+def preset_data(name: str) -> dict[str, Any]:
+    """The raw dict of a built-in preset."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
+    text = resources.files("ripbench").joinpath("presets", f"{name}.yaml").read_text()
+    return _read_yaml(text, f"preset {name}")
+
+
+def load_preset(name: str) -> ExperimentConfig:
+    """Load a built-in preset (``quick``, ``rip-paper``)."""
+    return validate_config(preset_data(name), f" (preset {name})")
+
+
+def load_config(path: str | Path | None = None, preset: str | None = None) -> ExperimentConfig:
+    """Load a YAML/JSON config file, optionally on top of a preset's values.
+
+    With neither argument this is the ``quick`` preset.
+    """
+    base = preset_data(preset or ("quick" if path is None else "")) if (preset or path is None) else {}
+    if path is None:
+        return validate_config(base, f" (preset {preset or 'quick'})")
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    data = _read_yaml(path.read_text(), str(path))
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {path}: expected a mapping of fields")
+    return validate_config(_deep_merge(base, data), f" {path}")
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node: Any = data
+    for i, key in enumerate(keys[:-1]):
+        nxt = keys[i + 1]
+        if isinstance(node, list):
+            try:
+                node = node[int(key)]
+            except (ValueError, IndexError):
+                raise ConfigError(f"override {dotted!r}: no list item {key!r}") from None
+            continue
+        if key not in node or node[key] is None:
+            node[key] = [] if nxt.isdigit() else {}
+        node = node[key]
+    last = keys[-1]
+    if isinstance(node, list):
+        try:
+            node[int(last)] = value
+        except (ValueError, IndexError):
+            raise ConfigError(f"override {dotted!r}: no list item {last!r}") from None
+    else:
+        node[last] = value
+
+
+def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """Apply ``field.sub=value`` overrides (values parsed as YAML) and re-validate.
+
+    >>> from ripbench.config import ExperimentConfig
+    >>> apply_overrides(ExperimentConfig(), ["metrics.lpips_net=vgg"]).metrics.lpips_net
+    'vgg'
+    """
+    data = config.model_dump(mode="json")
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form field=value")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        _set_dotted(data, key.strip(), value)
+    return validate_config(data, " (after overrides)")

@@ -1,0 +1,32 @@
+"""Exceptions that ripbench raises for problems the user can fix.
+
+Every error a user can cause (bad config, unreadable image, unknown model, missing
+weights, ...) is a :class:`RipbenchError`. The CLI prints such errors as a single line
+and exits with status 2; everything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class RipbenchError(Exception):
+    """Base class of all user-facing ripbench errors."""
+
+
+class ConfigError(RipbenchError, ValueError):
+    """An experiment configuration field is missing, malformed or out of range."""
+
+
+class InputError(RipbenchError, ValueError):
+    """An input image or mask cannot be read or does not fit the experiment."""
+
+
+class ModelNotFoundError(RipbenchError, LookupError):
+    """A model name or ``module:factory`` reference cannot be resolved."""
+
+
+class WeightsError(RipbenchError, RuntimeError):
+    """Pretrained weights (LPIPS backbone, model checkpoint) cannot be obtained."""
+
+
+class ResultsError(RipbenchError, RuntimeError):
+    """A results folder is missing, corrupt or incompatible with the requested run."""

@@ -1,0 +1,749 @@
+"""Mask policies: which region is regenerated at iteration ``k`` of a trajectory.
+
+A mask policy is a small frozen dataclass. Calling it with ``(height, width, iteration, seed)``
+returns a ``height x width`` bool array, ``True`` = regenerate. The result is a *pure* function of
+those four numbers (plus the policy's parameters): the random generator is seeded from
+``np.random.SeedSequence([seed, iteration, <policy constant>])``, so the mask of iteration ``k``
+never depends on whether iterations ``< k`` were generated, and a resumed run sees the same masks.
+
+Policies (each line: the spec dict :func:`build_mask_policy` accepts, with the defaults):
+
+* ``{"policy": "grid", "size": 64}``: one ``size x size`` cell of a grid anchored at the top-left
+  corner, chosen uniformly (the RIP protocol).
+* ``{"policy": "box", "area": 0.1, "aspect": [0.5, 2.0]}``: a random box of that area fraction,
+  width / height drawn log-uniformly from ``aspect``, placed fully inside the image.
+* ``{"policy": "center", "area": 0.25, "aspect": 1.0}``: a centred box, the same every iteration.
+* ``{"policy": "strokes", "width": "medium"}``: LaMa-style brush strokes (thin / medium / thick).
+* ``{"policy": "folder", "path": "masks", "order": "cycle", "resize": false}``: PNG masks of a folder.
+* ``{"policy": "columns", "count": 3}``: one of ``count`` equal vertical columns (Simple Shapes).
+
+Example
+-------
+>>> policy = build_mask_policy({"policy": "grid", "size": 64})
+>>> policy.label
+'grid-64'
+>>> mask = policy(256, 256, iteration=3, seed=7)
+>>> mask.shape, int(mask.sum())
+((256, 256), 4096)
+>>> bool((policy(256, 256, 3, 7) == mask).all())
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import re
+import tempfile
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import ConfigError, InputError
+
+__all__ = [
+    "MASK_POLICIES",
+    "MaskPolicy",
+    "GridMask",
+    "BoxMask",
+    "CenterMask",
+    "StrokesMask",
+    "FolderMask",
+    "ColumnsMask",
+    "build_mask_policy",
+    "mask_stats",
+    "mask_stats_batch",
+    "masks_for",
+    "generate_mask_set",
+    "load_mask_png",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# Parameter checks shared by the policies (raise ConfigError naming the field)
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_int(policy: str, name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"mask policy '{policy}': '{name}' must be an integer, got {value!r}.")
+    if value < minimum:
+        raise ConfigError(f"mask policy '{policy}': '{name}' must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def _check_float(policy: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"mask policy '{policy}': '{name}' must be a number, got {value!r}.")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ConfigError(f"mask policy '{policy}': '{name}' must be finite, got {value}.")
+    return value
+
+
+def _check_fraction(policy: str, name: str, value: Any) -> float:
+    value = _check_float(policy, name, value)
+    if not 0.0 < value < 1.0:
+        raise ConfigError(f"mask policy '{policy}': '{name}' must be in (0, 1), got {value}.")
+    return value
+
+
+def _check_choice(policy: str, name: str, value: Any, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ConfigError(
+            f"mask policy '{policy}': '{name}' must be one of {', '.join(allowed)}; got {value!r}."
+        )
+    return str(value)
+
+
+def _check_aspect(policy: str, value: Any) -> float:
+    value = _check_float(policy, "aspect", value)
+    if value <= 0:
+        raise ConfigError(f"mask policy '{policy}': 'aspect' (width / height) must be > 0, got {value}.")
+    return value
+
+
+# --------------------------------------------------------------------------------------------------
+# Base class
+# --------------------------------------------------------------------------------------------------
+
+
+class MaskPolicy(ABC):
+    """Base class of mask policies (subclasses are frozen dataclasses).
+
+    Subclasses set ``name`` (the registry key), implement :attr:`label`, :meth:`validate` and
+    :meth:`_draw`; the dataclass fields are the parameters.
+    """
+
+    name: ClassVar[str]
+
+    @property
+    @abstractmethod
+    def label(self) -> str:
+        """Short file-name-safe identifier, e.g. ``"grid-64"``, used in paths and result columns."""
+
+    def params(self) -> dict[str, Any]:
+        """The policy's parameters as a JSON-serialisable dict (without the policy name)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def spec(self) -> dict[str, Any]:
+        """The dict that rebuilds this policy: ``build_mask_policy(p.spec()) == p``."""
+        return {"policy": self.name, **self.params()}
+
+    @abstractmethod
+    def validate(self, height: int, width: int) -> None:
+        """Raise :class:`ConfigError` (or :class:`InputError` for mask files) if the policy cannot
+        produce a valid mask for a ``height x width`` image."""
+
+    @abstractmethod
+    def _draw(self, height: int, width: int, iteration: int, rng: np.random.Generator) -> np.ndarray:
+        """Return the ``height x width`` bool mask; ``rng`` is already seeded for this call."""
+
+    def rng(self, iteration: int, seed: int) -> np.random.Generator:
+        """The generator for ``(iteration, seed)``; independent streams per policy name."""
+        stream = zlib.crc32(self.name.encode("ascii"))
+        return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, iteration, stream])))
+
+    def __call__(self, height: int, width: int, iteration: int, seed: int) -> np.ndarray:
+        """The mask (bool ``height x width``, ``True`` = regenerate) for ``iteration`` and ``seed``."""
+        for label, value in (("height", height), ("width", width)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"mask {label} must be a positive integer, got {value!r}.")
+        for label, value in (("iteration", iteration), ("seed", seed)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ConfigError(f"mask {label} must be a non-negative integer, got {value!r}.")
+        height, width, iteration, seed = int(height), int(width), int(iteration), int(seed)
+        self.validate(height, width)
+        mask = self._draw(height, width, iteration, self.rng(iteration, seed))
+        assert mask.shape == (height, width) and mask.dtype == np.bool_
+        return mask
+
+
+def _full_image_error(policy: MaskPolicy, height: int, width: int) -> ConfigError:
+    return ConfigError(
+        f"mask policy '{policy.label}' would cover the whole {height}x{width} image; nothing would be kept."
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Geometric policies
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GridMask(MaskPolicy):
+    """The RIP protocol: one ``size x size`` cell of a square grid, chosen uniformly each iteration.
+
+    The grid has ``floor(H / size) x floor(W / size)`` cells anchored at the top-left corner; the
+    remainder strips at the bottom (``H mod size`` rows) and right (``W mod size`` columns) are never
+    masked. ``size`` larger than the image, or a single cell covering the whole image, is an error.
+    """
+
+    size: int = 64
+    name: ClassVar[str] = "grid"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", _check_int(self.name, "size", self.size, 1))
+
+    @property
+    def label(self) -> str:
+        return f"grid-{self.size}"
+
+    def validate(self, height: int, width: int) -> None:
+        if self.size > height or self.size > width:
+            raise ConfigError(
+                f"mask policy 'grid': square size {self.size} is larger than the {height}x{width} image."
+            )
+        if self.size == height and self.size == width:
+            raise _full_image_error(self, height, width)
+
+    def _draw(self, height: int, width: int, iteration: int, rng: np.random.Generator) -> np.ndarray:
+        rows, cols = height // self.size, width // self.size
+        cell = int(rng.integers(rows * cols))
+        y0, x0 = (cell // cols) * self.size, (cell % cols) * self.size
+        mask = np.zeros((height, width), dtype=bool)
+        mask[y0 : y0 + self.size, x0 : x0 + self.size] = True
+        return mask
+
+
+def _fmt_area(area: float) -> str:
+    """``0.1 -> "0.10"``, ``0.125 -> "0.125"``: two decimals unless that would lose digits."""
+    return f"{area:.2f}" if round(area, 2) == area else f"{area:g}"
+
+
+def _box_shape(height: int, width: int, area: float, aspect: float) -> tuple[int, int]:
+    """Integer ``(box_h, box_w)`` with ``box_w / box_h ~ aspect`` and area ``~ area * H * W``,
+    fitting inside the image and never equal to the whole image."""
+    target = area * height * width
+    box_h = min(height, max(1, round(math.sqrt(target / aspect))))
+    box_w = min(width, max(1, round(target / box_h)))
+    if box_w == width:  # clipped horizontally: give the lost area back to the height
+        box_h = min(height, max(1, round(target / box_w)))
+    if box_h == height and box_w == width:
+        if width > 1:
+            box_w -= 1
+        else:
+            box_h -= 1
+    return box_h, box_w
+
+
+@dataclass(frozen=True)
+class BoxMask(MaskPolicy):
+    """A random axis-aligned box of area fraction ``area``, placed fully inside the image.
+
+    Its aspect ratio (width / height) is drawn log-uniformly from ``aspect = (low, high)`` (clipped
+    where the box would not fit); the position is uniform over all placements that fit. The area is
+    exact up to rounding to whole pixels (at most half a box side, e.g. 0.6% for a 10% box at 256x256).
+    """
+
+    area: float = 0.1
+    aspect: tuple[float, float] = (0.5, 2.0)
+    name: ClassVar[str] = "box"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "area", _check_fraction(self.name, "area", self.area))
+        aspect = self.aspect
+        if not isinstance(aspect, (list, tuple)):
+            aspect = (aspect, aspect)
+        if len(aspect) != 2:
+            raise ConfigError(f"mask policy 'box': 'aspect' must be [low, high], got {self.aspect!r}.")
+        low, high = (_check_aspect(self.name, a) for a in aspect)
+        if low > high:
+            raise ConfigError(f"mask policy 'box': 'aspect' low {low} is greater than high {high}.")
+        object.__setattr__(self, "aspect", (low, high))
+
+    @property
+    def label(self) -> str:
+        suffix = "" if self.aspect == (0.5, 2.0) else f"-a{self.aspect[0]:g}-{self.aspect[1]:g}"
+        return f"box-{_fmt_area(self.area)}{suffix}"
+
+    def validate(self, height: int, width: int) -> None:
+        if height * width < 2:
+            raise _full_image_error(self, height, width)
+
+    def _draw(self, height: int, width: int, iteration: int, rng: np.random.Generator) -> np.ndarray:
+        low, high = self.aspect
+        aspect = math.exp(rng.uniform(math.log(low), math.log(high))) if low < high else low
+        box_h, box_w = _box_shape(height, width, self.area, aspect)
+        y0 = int(rng.integers(height - box_h + 1))
+        x0 = int(rng.integers(width - box_w + 1))
+        mask = np.zeros((height, width), dtype=bool)
+        mask[y0 : y0 + box_h, x0 : x0 + box_w] = True
+        return mask
+
+
+@dataclass(frozen=True)
+class CenterMask(MaskPolicy):
+    """A centred box of area fraction ``area`` and aspect ratio ``aspect`` (width / height); the
+    same box at every iteration (seed and iteration are ignored)."""
+
+    area: float = 0.25
+    aspect: float = 1.0
+    name: ClassVar[str] = "center"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "area", _check_fraction(self.name, "area", self.area))
+        object.__setattr__(self, "aspect", _check_aspect(self.name, self.aspect))
+
+    @property
+    def label(self) -> str:
+        suffix = "" if self.aspect == 1.0 else f"-a{self.aspect:g}"
+        return f"center-{_fmt_area(self.area)}{suffix}"
+
+    def validate(self, height: int, width: int) -> None:
+        if height * width < 2:
+            raise _full_image_error(self, height, width)
+
+    def _draw(self, height: int, width: int, iteration: int, rng: np.random.Generator) -> np.ndarray:
+        box_h, box_w = _box_shape(height, width, self.area, self.aspect)
+        y0, x0 = (height - box_h) // 2, (width - box_w) // 2
+        mask = np.zeros((height, width), dtype=bool)
+        mask[y0 : y0 + box_h, x0 : x0 + box_w] = True
+        return mask
+
+
+@dataclass(frozen=True)
+class ColumnsMask(MaskPolicy):
+    """One of ``count`` equal-width vertical columns, chosen uniformly each iteration.
+
+    Columns are ``floor(W / count)`` pixels wide, anchored at the left edge; the remainder strip at
+    the right (``W mod count`` columns) is never masked. Made for the Simple Shapes data set (64 px
+    wide, three 21-px columns: triangle | square | pentagon).
+    """
+
+    count: int = 3
+    name: ClassVar[str] = "columns"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "count", _check_int(self.name, "count", self.count, 2))
+
+    @property
+    def label(self) -> str:
+        return f"columns-{self.count}"
+
+    def validate(self, height: int, width: int) -> None:
+        if self.count > width:
+            raise ConfigError(
+                f"mask policy 'columns': {self.count} columns do not fit in an image {width} px wide."
+            )
+
+    def _draw(self, height: int, width: int, iteration: int, rng: np.random.Generator) -> np.ndarray:
+        col_w = width // self.count
+        x0 = int(rng.integers(self.count)) * col_w
+        mask = np.zeros((height, width), dtype=bool)
+        mask[:, x0 : x0 + col_w] = True
+        return mask
+
+
+# --------------------------------------------------------------------------------------------------
+# Brush strokes
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _StrokeStyle:
+    """Stroke parameters at the 256 px reference size (lengths scale with ``min(H, W) / 256``)."""
+
+    brush: tuple[float, float]  # brush diameter range, px
+    length: tuple[float, float]  # segment length range, px
+    segments: tuple[int, int]  # segments per stroke, inclusive range
+    coverage: tuple[float, float]  # target fraction of the image
+
+
+_STROKE_STYLES: dict[str, _StrokeStyle] = {
+    "thin": _StrokeStyle(brush=(5, 15), length=(10, 50), segments=(2, 6), coverage=(0.05, 0.15)),
+    "medium": _StrokeStyle(brush=(15, 40), length=(15, 80), segments=(2, 5), coverage=(0.15, 0.30)),
+    "thick": _StrokeStyle(brush=(30, 70), length=(20, 100), segments=(1, 4), coverage=(0.25, 0.45)),
+}
+
+_MAX_TURN = 4.0  # radians: like LaMa's ``max_angle=4``, consecutive segments turn by up to +-4 rad
+_MAX_SEGMENT_TRIES = 400  # safety cap on the drawing loop
+
+
+def _capsule(
+    mask: np.ndarray, start: tuple[float, float], end: tuple[float, float], radius: float
+) -> tuple[slice, slice, np.ndarray]:
+    """Pixels (within their bounding window) whose centre lies within ``radius`` of segment start-end:
+    a line drawn with a round brush. Returns the window slices and the bool patch."""
+    height, width = mask.shape
+    (ya, xa), (yb, xb) = start, end
+    y_lo, y_hi = max(0, int(min(ya, yb) - radius)), min(height, int(max(ya, yb) + radius) + 2)
+    x_lo, x_hi = max(0, int(min(xa, xb) - radius)), min(width, int(max(xa, xb) + radius) + 2)
+    ys = np.arange(y_lo, y_hi, dtype=np.float64)[:, None] + 0.5
+    xs = np.arange(x_lo, x_hi, dtype=np.float64)[None, :] + 0.5
+    dy, dx = yb - ya, xb - xa
+    seg_len2 = dy * dy + dx * dx
+    t = ((ys - ya) * dy + (xs - xa) * dx) / seg_len2 if seg_len2 > 0 else np.zeros_like(ys + xs)
+    t = np.clip(t, 0.0, 1.0)
+    dist2 = (ys - ya - t * dy) ** 2 + (xs - xa - t * dx) ** 2
+    return slice(y_lo, y_hi), slice(x_lo, x_hi), dist2 <= radius * radius
+
+
+@dataclass(frozen=True)
+class StrokesMask(MaskPolicy):
+    """Irregular brush strokes in the style of LaMa's thin / medium / thick masks.
+
+    Each stroke is a random polyline (random start, segments of random length whose direction turns by
+    up to +-4 rad, ends clipped to the image) drawn with a round brush whose diameter varies per
+    segment. Strokes are added until the coverage reaches a target drawn uniformly from the style's
+    range; a segment that would push the coverage above the range is dropped (and the stroke ends).
+
+    ====== ===================== ======================= ==================
+    width  brush diameter (px)   segment length (px)     target coverage
+    ====== ===================== ======================= ==================
+    thin   5-15                  10-50                   5-15%
+    medium 15-40                 15-80                   15-30%
+    thick  30-70                 20-100                  25-45%
+    ====== ===================== ======================= ==================
+
+    Pixel sizes are for a 256 px image and scale with ``min(H, W) / 256``. Coverage is always at most
+    the upper bound; it reaches the lower bound except in rare cases on tiny images.
+    """
+
+    width: str = "medium"
+    name: ClassVar[str] = "strokes"
+
+    def __post_init__(self) -> None:
+        _check_choice(self.name, "width", self.width, tuple(_STROKE_STYLES))
+
+    @property
+    def label(self) -> str:
+        return f"strokes-{self.width}"
+
+    def validate(self, height: int, width: int) -> None:
+        if min(height, width) < 8:
+            raise ConfigError(
+                f"mask policy 'strokes' needs an image of at least 8x8 pixels, got {height}x{width}."
+            )
+
+    def _draw(self, height: int, width: int, iteration: int, rng: np.random.Generator) -> np.ndarray:
+        style = _STROKE_STYLES[self.width]
+        scale = min(height, width) / 256.0
+        total = height * width
+        low, high = style.coverage
+        target = rng.uniform(low, high) * total
+        limit = high * total
+        mask = np.zeros((height, width), dtype=bool)
+        covered = 0
+        tries = 0
+        while covered < target and tries < _MAX_SEGMENT_TRIES:
+            point = (rng.uniform(0, height), rng.uniform(0, width))
+            angle = rng.uniform(0, 2 * math.pi)
+            for _ in range(int(rng.integers(style.segments[0], style.segments[1] + 1))):
+                tries += 1
+                angle += rng.uniform(-_MAX_TURN, _MAX_TURN)
+                length = rng.uniform(*style.length) * scale
+                radius = max(0.75, rng.uniform(*style.brush) * scale / 2)
+                end = (
+                    float(np.clip(point[0] + length * math.sin(angle), 0, height - 1e-6)),
+                    float(np.clip(point[1] + length * math.cos(angle), 0, width - 1e-6)),
+                )
+                rows, cols, patch = _capsule(mask, point, end, radius)
+                added = int(np.count_nonzero(patch & ~mask[rows, cols]))
+                if covered + added > limit:
+                    break
+                mask[rows, cols] |= patch
+                covered += added
+                point = end
+                if covered >= target:
+                    break
+        return mask
+
+
+# --------------------------------------------------------------------------------------------------
+# Masks from files
+# --------------------------------------------------------------------------------------------------
+
+
+def load_mask_png(path: str | Path) -> np.ndarray:
+    """Read a mask image as a bool array: ``True`` where the (grey) value is >= 0.5 of full scale.
+
+    Colour images are converted to grey; 16-bit images are scaled by 65535. Raises
+    :class:`InputError` naming the file if it cannot be read.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "m.png"
+    >>> Image.fromarray(np.array([[0, 200]], dtype=np.uint8)).save(p)
+    >>> load_mask_png(p).tolist()
+    [[False, True]]
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("I", "I;16", "I;16B", "I;16L"):
+                grey = np.asarray(img, dtype=np.float64) / 65535.0
+            elif img.mode == "F":
+                grey = np.asarray(img, dtype=np.float64)
+            else:
+                grey = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read mask file {path}: {exc}") from exc
+    return grey >= 0.5
+
+
+@functools.lru_cache(maxsize=16)
+def _load_folder(folder: str, mtime_ns: int) -> tuple[tuple[str, np.ndarray], ...]:
+    """All ``*.png`` masks of ``folder`` (sorted by name), loaded once per folder modification."""
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() == ".png")
+    out = []
+    for path in files:
+        mask = load_mask_png(path)
+        mask.setflags(write=False)
+        out.append((str(path), mask))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=16)
+def _prepare_folder(
+    folder: str, mtime_ns: int, height: int, width: int, resize: bool, shown: str
+) -> tuple[np.ndarray, ...]:
+    """The masks of ``folder`` checked (and, with ``resize``, resized) for a ``height x width`` image."""
+    entries = _load_folder(folder, mtime_ns)
+    if not entries:
+        raise ConfigError(f"mask policy 'folder': '{shown}' contains no .png masks.")
+    out = []
+    for file, mask in entries:
+        if mask.shape != (height, width):
+            if not resize:
+                raise InputError(
+                    f"mask {file} is {mask.shape[0]}x{mask.shape[1]} but the image is {height}x{width}"
+                    " (set resize: true to resize masks)."
+                )
+            mask = _resize_nearest(mask, height, width)
+            mask.setflags(write=False)
+        if not mask.any():
+            raise InputError(f"mask {file} is empty (no white pixels) at {height}x{width}.")
+        if mask.all():
+            raise InputError(f"mask {file} covers the whole {height}x{width} image.")
+        out.append(mask)
+    return tuple(out)
+
+
+def _resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    rows = np.minimum((np.arange(height) + 0.5) * mask.shape[0] / height, mask.shape[0] - 1).astype(int)
+    cols = np.minimum((np.arange(width) + 0.5) * mask.shape[1] / width, mask.shape[1] - 1).astype(int)
+    return mask[rows[:, None], cols[None, :]]
+
+
+@dataclass(frozen=True)
+class FolderMask(MaskPolicy):
+    """Masks read from the ``*.png`` files of a folder (sorted by file name; white / >= 0.5 = regenerate).
+
+    ``order="cycle"``: iteration ``k`` uses mask ``k mod n`` (the seed is ignored, so every trajectory
+    sees the same sequence). ``order="random"``: a mask drawn uniformly per (iteration, seed).
+    Masks must have the image's size unless ``resize=True`` (nearest-neighbour resize). A mask that is
+    empty or covers the whole image is an :class:`InputError` naming the file. Files are read once and
+    cached (the cache is refreshed when the folder's modification time changes).
+    """
+
+    path: str = "masks"
+    order: str = "cycle"
+    resize: bool = False
+    name: ClassVar[str] = "folder"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, (str, os.PathLike)) or not str(self.path):
+            raise ConfigError(f"mask policy 'folder': 'path' must be a folder path, got {self.path!r}.")
+        object.__setattr__(self, "path", str(self.path))
+        _check_choice(self.name, "order", self.order, ("cycle", "random"))
+        if not isinstance(self.resize, bool):
+            raise ConfigError(f"mask policy 'folder': 'resize' must be true or false, got {self.resize!r}.")
+
+    @property
+    def label(self) -> str:
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(self.path).name) or "root"
+        return f"folder-{stem}" + ("-random" if self.order == "random" else "")
+
+    def masks(self, height: int, width: int) -> tuple[np.ndarray, ...]:
+        """The folder's masks at ``height x width`` (read-only; checked: size, not empty, not full)."""
+        folder = Path(self.path)
+        if not folder.is_dir():
+            raise ConfigError(f"mask policy 'folder': '{self.path}' is not a folder.")
+        return _prepare_folder(
+            str(folder.resolve()), folder.stat().st_mtime_ns, height, width, self.resize, self.path
+        )
+
+    def validate(self, height: int, width: int) -> None:
+        self.masks(height, width)
+
+    def _draw(self, height: int, width: int, iteration: int, rng: np.random.Generator) -> np.ndarray:
+        masks = self.masks(height, width)
+        index = iteration % len(masks) if self.order == "cycle" else int(rng.integers(len(masks)))
+        return masks[index].copy()
+
+
+# --------------------------------------------------------------------------------------------------
+# Registry and builder
+# --------------------------------------------------------------------------------------------------
+
+MASK_POLICIES: dict[str, type[MaskPolicy]] = {
+    cls.name: cls for cls in (GridMask, BoxMask, CenterMask, StrokesMask, FolderMask, ColumnsMask)
+}
+
+
+def build_mask_policy(spec: dict[str, Any] | MaskPolicy) -> MaskPolicy:
+    """Build a policy from a spec dict such as ``{"policy": "grid", "size": 64}``.
+
+    Missing parameters take their defaults. An unknown policy, an unknown parameter or an invalid
+    value raises :class:`ConfigError` naming the field and what is allowed. A policy passes through.
+
+    >>> build_mask_policy({"policy": "strokes", "width": "thin"}).label
+    'strokes-thin'
+    """
+    if isinstance(spec, MaskPolicy):
+        return spec
+    if not isinstance(spec, dict):
+        raise ConfigError(f"mask spec must be a mapping like {{'policy': 'grid', 'size': 64}}, got {spec!r}.")
+    params = dict(spec)
+    name = params.pop("policy", None)
+    if not isinstance(name, str) or name not in MASK_POLICIES:
+        raise ConfigError(f"mask field 'policy' must be one of {', '.join(MASK_POLICIES)}; got {name!r}.")
+    cls = MASK_POLICIES[name]
+    allowed = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"mask policy '{name}': unknown parameter '{unknown[0]}'; allowed: {', '.join(allowed)}."
+        )
+    return cls(**params)
+
+
+# --------------------------------------------------------------------------------------------------
+# Statistics, batches, files
+# --------------------------------------------------------------------------------------------------
+
+
+def mask_stats(mask: np.ndarray | torch.Tensor) -> dict[str, float | int]:
+    """Area fraction and bounding box of one mask (``H x W`` or ``1 x H x W``; values >= 0.5 count).
+
+    The box is ``y0, x0`` inclusive and ``y1, x1`` exclusive (slice convention); an empty mask has
+    ``-1`` for all four.
+
+    >>> m = np.zeros((4, 4), dtype=bool); m[1:3, 2:4] = True
+    >>> mask_stats(m)
+    {'area': 0.25, 'y0': 1, 'x0': 2, 'y1': 3, 'x1': 4}
+    """
+    if isinstance(mask, torch.Tensor):
+        mask = mask.detach().to("cpu").numpy()
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[0] == 1:
+        mask = mask[0]
+    if mask.ndim != 2:
+        raise ValueError(f"mask_stats expects an HxW or 1xHxW mask, got shape {mask.shape}.")
+    binary = mask if mask.dtype == np.bool_ else mask >= 0.5
+    rows = np.flatnonzero(binary.any(axis=1))
+    cols = np.flatnonzero(binary.any(axis=0))
+    if rows.size == 0:
+        return {"area": 0.0, "y0": -1, "x0": -1, "y1": -1, "x1": -1}
+    return {
+        "area": float(binary.mean()),
+        "y0": int(rows[0]),
+        "x0": int(cols[0]),
+        "y1": int(rows[-1]) + 1,
+        "x1": int(cols[-1]) + 1,
+    }
+
+
+def _first_true(flags: torch.Tensor) -> torch.Tensor:
+    """Index of the first ``True`` along the last dim (0 if none); ``flags`` is bool ``B x N``."""
+    return flags.to(torch.uint8).argmax(dim=-1)
+
+
+def mask_stats_batch(masks: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Batched :func:`mask_stats` for ``B x 1 x H x W`` (or ``B x H x W``) masks, on their device.
+
+    Returns ``{"area": float B, "y0", "x0", "y1", "x1": int64 B}`` tensors (same conventions as
+    :func:`mask_stats`, ``-1`` for empty masks); call ``.tolist()`` to store them.
+    """
+    if masks.dim() == 4:
+        if masks.shape[1] != 1:
+            raise ValueError(f"mask_stats_batch expects B x 1 x H x W masks, got shape {tuple(masks.shape)}.")
+        masks = masks[:, 0]
+    if masks.dim() != 3:
+        raise ValueError(f"mask_stats_batch expects B x 1 x H x W masks, got shape {tuple(masks.shape)}.")
+    binary = masks if masks.dtype == torch.bool else masks >= 0.5
+    height, width = binary.shape[-2:]
+    rows, cols = binary.any(dim=2), binary.any(dim=1)
+    empty = ~rows.any(dim=1)
+    y0, x0 = _first_true(rows), _first_true(cols)
+    y1 = height - _first_true(rows.flip(-1))
+    x1 = width - _first_true(cols.flip(-1))
+    stats = {"y0": y0, "x0": x0, "y1": y1, "x1": x1}
+    stats = {k: torch.where(empty, torch.full_like(v, -1), v).to(torch.int64) for k, v in stats.items()}
+    return {"area": binary.float().mean(dim=(1, 2)), **stats}
+
+
+def masks_for(
+    policy: MaskPolicy,
+    height: int,
+    width: int,
+    iteration: int,
+    seeds: Sequence[int],
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """The masks of one iteration for a batch of trajectories: ``B x 1 x H x W`` float {0, 1}.
+
+    Item ``i`` is ``policy(height, width, iteration, seeds[i])``, so it does not depend on the batch.
+
+    >>> masks_for(GridMask(8), 16, 16, 0, [1, 2]).shape
+    torch.Size([2, 1, 16, 16])
+    """
+    stack = np.stack([policy(height, width, iteration, int(s)) for s in seeds])[:, None]
+    # move the 1-byte bools and convert on the device (4x less host-to-device traffic)
+    return torch.from_numpy(stack).to(device).to(torch.float32)
+
+
+def _write_png_atomic(array: np.ndarray, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            Image.fromarray(array).save(fh, format="PNG", optimize=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def generate_mask_set(
+    policy: MaskPolicy | dict[str, Any],
+    count: int,
+    height: int,
+    width: int,
+    out_dir: str | Path,
+    seed: int = 0,
+) -> list[Path]:
+    """Write ``count`` masks of ``policy`` as 8-bit PNGs (white = regenerate) into ``out_dir``.
+
+    Mask ``i`` is ``policy(height, width, iteration=i, seed=seed)`` and is written to
+    ``<label>-<i:04d>.png`` through a temporary file and an atomic rename. Returns the paths in order.
+
+    >>> import tempfile
+    >>> paths = generate_mask_set({"policy": "box", "area": 0.2}, 2, 32, 32, tempfile.mkdtemp())
+    >>> [p.name for p in paths]
+    ['box-0.20-0000.png', 'box-0.20-0001.png']
+    """
+    policy = build_mask_policy(policy)
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise ConfigError(f"mask set count must be a positive integer, got {count!r}.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = out / f"{policy.label}-{i:04d}.png"
+        _write_png_atomic(policy(height, width, i, seed).astype(np.uint8) * 255, path)
+        paths.append(path)
+    return paths

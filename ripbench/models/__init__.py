@@ -1,0 +1,42 @@
+"""Inpainting models: the plug-in interface, the registry and the built-in backends.
+
+Where a model plugs in: subclass :class:`Inpainter` (see :mod:`ripbench.models.base`)
+and register it (see :mod:`ripbench.models.registry`).
+"""
+
+from .base import Inpainter, InpaintResult
+from .registry import (
+    ENTRY_POINT_GROUP,
+    available_inpainters,
+    create_inpainter,
+    register_inpainter,
+    resolve_factory,
+)
+
+# Built-in backends, imported lazily by name so that heavy dependencies load on use.
+register_inpainter(
+    "biharmonic", "ripbench.models.classical:Biharmonic",
+    description="scikit-image biharmonic inpainting (deterministic classical baseline)",
+)
+register_inpainter(
+    "telea", "ripbench.models.classical:Telea",
+    description="OpenCV Telea fast-marching inpainting (needs the 'opencv' extra)",
+)
+register_inpainter(
+    "navier-stokes", "ripbench.models.classical:NavierStokes",
+    description="OpenCV Navier-Stokes inpainting (needs the 'opencv' extra)",
+)
+register_inpainter(
+    "diffusers", "ripbench.models.diffusers_backend:DiffusersInpainter",
+    description="any diffusers inpainting pipeline (Hub id or local folder): SD 1.5/2, SDXL, Kandinsky, ...",
+)
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "InpaintResult",
+    "Inpainter",
+    "available_inpainters",
+    "create_inpainter",
+    "register_inpainter",
+    "resolve_factory",
+]

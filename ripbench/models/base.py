@@ -1,0 +1,123 @@
+"""The plug-in interface every inpainting model implements.
+
+A model receives a *batch* of images, masks and per-item seeds and returns the
+inpainted images (and, if it is a diffusion model and was asked for it, the
+predicted clean image of the last denoising steps: the "x0 trajectory" that the
+hallucination detector scores).
+
+Conventions (shared by every model, the harness and the metrics):
+
+* ``images``: float tensor ``B x 3 x H x W`` with values in ``[0, 1]``.
+* ``masks``: float tensor ``B x 1 x H x W`` with values in ``{0, 1}``; **1 = regenerate**,
+  0 = keep. (Stable Diffusion's convention; RePaint's opposite convention is handled
+  inside the model that needs it.)
+* ``seeds``: one integer per item. A model must make its output for item ``i`` depend
+  only on ``images[i]``, ``masks[i]`` and ``seeds[i]``, never on the other items of
+  the batch, so that results do not depend on the batch size.
+
+Example
+-------
+>>> import torch
+>>> from ripbench.models.base import Inpainter, InpaintResult
+>>> class MeanFill(Inpainter):
+...     name = "mean-fill"
+...     def inpaint(self, images, masks, seeds, *, trajectory_steps=0):
+...         mean = images.mean(dim=(2, 3), keepdim=True)
+...         return InpaintResult(images=images * (1 - masks) + mean * masks)
+>>> model = MeanFill()
+>>> out = model.inpaint(torch.rand(2, 3, 8, 8), torch.ones(2, 1, 8, 8), [0, 1])
+>>> tuple(out.images.shape)
+(2, 3, 8, 8)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class InpaintResult:
+    """What a model returns for one batch.
+
+    Attributes:
+        images: ``B x 3 x H x W`` inpainted images in ``[0, 1]``, on the model's device.
+        x0_trajectory: optional ``K x B x C x h x w`` tensor: the model's predicted clean
+            sample at each of the last ``K`` denoising steps (oldest first, the final
+            step last). ``C, h, w`` may be latent dimensions (see ``x0_space``).
+        x0_space: ``"pixel"`` when the trajectory lives in image space (values
+            comparable to ``images``, scaled to ``[-1, 1]`` or ``[0, 1]``), ``"latent"``
+            when it lives in a VAE latent space.
+        failed: optional ``B`` bool tensor; ``True`` marks an item whose output is
+            unusable (NaN, all black, ...). The harness stops that trajectory.
+        extras: optional per-item values to store as extra result columns, e.g.
+            ``{"nsfw_flagged": [False, True]}``; each value has length ``B``.
+    """
+
+    images: torch.Tensor
+    x0_trajectory: torch.Tensor | None = None
+    x0_space: str = "pixel"
+    failed: torch.Tensor | None = None
+    extras: dict[str, Sequence[Any]] = field(default_factory=dict)
+
+
+class Inpainter(ABC):
+    """Base class of inpainting models.
+
+    Subclasses set :attr:`name`, implement :meth:`inpaint`, and may override
+    :attr:`device`, :attr:`supports_trajectory`, :attr:`num_steps` and :meth:`identity`.
+    Register a subclass (or any factory returning one) with
+    :func:`ripbench.models.register_inpainter`, the ``ripbench.inpainters`` entry-point
+    group, or refer to it as ``"package.module:factory"`` in a config / on the CLI.
+    """
+
+    #: Short name used in result tables and file names.
+    name: str = "inpainter"
+    #: Whether :meth:`inpaint` can return an ``x0_trajectory``.
+    supports_trajectory: bool = False
+    #: Number of denoising steps per call (``None`` for non-iterative models). Used to
+    #: turn a hallucination window given as a fraction into a number of steps.
+    num_steps: int | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """Device on which the model wants its inputs (the harness keeps state there)."""
+        return torch.device("cpu")
+
+    @abstractmethod
+    def inpaint(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        seeds: Sequence[int],
+        *,
+        trajectory_steps: int = 0,
+    ) -> InpaintResult:
+        """Inpaint a batch.
+
+        Args:
+            images: ``B x 3 x H x W`` float tensor in ``[0, 1]`` on :attr:`device`.
+            masks: ``B x 1 x H x W`` float tensor in ``{0, 1}`` (1 = regenerate).
+            seeds: ``B`` integer seeds, one per item.
+            trajectory_steps: keep the x0 predictions of the last this-many denoising
+                steps and return them as ``x0_trajectory`` (0 = do not record).
+                Models without :attr:`supports_trajectory` ignore it.
+
+        Returns:
+            An :class:`InpaintResult` whose ``images`` have the input's shape.
+        """
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that identifies this model and its output-changing settings.
+
+        Stored in the run manifest. Subclasses extend it with their options, weights
+        revision, dtype, etc.
+        """
+        return {"name": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}"}
+
+    def __repr__(self) -> str:  # pragma: no cover - cosmetic
+        return f"<{type(self).__name__} name={self.name!r} device={self.device}>"

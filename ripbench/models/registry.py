@@ -1,0 +1,121 @@
+"""Finding inpainting models by name.
+
+Three ways to make a model known to ripbench:
+
+1. built-ins, registered in this package with :func:`register_inpainter`;
+2. third-party packages, through the ``ripbench.inpainters`` entry-point group
+   (``[project.entry-points."ripbench.inpainters"] my-model = "my_pkg.models:make_model"``);
+3. a ``"package.module:factory"`` string on the CLI or in a config.
+
+A *factory* is any callable that accepts keyword options and returns an
+:class:`~ripbench.models.base.Inpainter` (a subclass itself is a valid factory).
+
+Example
+-------
+>>> from ripbench.models import create_inpainter
+>>> model = create_inpainter("biharmonic")
+>>> model.name
+'biharmonic'
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+from ..errors import ModelNotFoundError
+from .base import Inpainter
+
+ENTRY_POINT_GROUP = "ripbench.inpainters"
+
+Factory = Callable[..., Inpainter]
+
+# name -> (factory or "module:attr" string for lazy import, one-line description)
+_BUILTINS: dict[str, tuple[Factory | str, str]] = {}
+
+
+def register_inpainter(
+    name: str, factory: Factory | str | None = None, *, description: str = ""
+) -> Any:
+    """Register a model factory under ``name``.
+
+    Use as a decorator (``@register_inpainter("my-model")``) or call directly with a
+    factory or a lazy ``"module:attr"`` string (imported only when the model is used,
+    so heavy dependencies cost nothing until then).
+    """
+
+    def _register(f: Factory | str) -> Factory | str:
+        desc = description
+        if not desc and not isinstance(f, str):
+            desc = (inspect.getdoc(f) or "").split("\n", 1)[0]
+        _BUILTINS[name] = (f, desc)
+        return f
+
+    if factory is None:
+        return _register
+    return _register(factory)
+
+
+def _load_reference(ref: str) -> Factory:
+    module_name, _, attr = ref.partition(":")
+    if not module_name or not attr:
+        raise ModelNotFoundError(f"model reference {ref!r} is not of the form 'package.module:factory'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ModelNotFoundError(f"cannot import module {module_name!r} for model {ref!r}: {exc}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ModelNotFoundError(f"module {module_name!r} has no attribute {attr!r} (model {ref!r})") from None
+    if not callable(obj):
+        raise ModelNotFoundError(f"model reference {ref!r} does not point to a callable factory")
+    return obj
+
+
+def _entry_point_factories() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_inpainters() -> dict[str, str]:
+    """Return ``{name: description}`` of every built-in and entry-point model."""
+    found = {name: desc for name, (_, desc) in _BUILTINS.items()}
+    for name, ep in _entry_point_factories().items():
+        found.setdefault(name, f"plug-in from {ep.value}")
+    return dict(sorted(found.items()))
+
+
+def resolve_factory(spec: str) -> Factory:
+    """Return the factory for a model name or ``module:factory`` reference."""
+    if spec in _BUILTINS:
+        factory, _ = _BUILTINS[spec]
+        return _load_reference(factory) if isinstance(factory, str) else factory
+    eps = _entry_point_factories()
+    if spec in eps:
+        try:
+            return eps[spec].load()
+        except Exception as exc:  # a broken plug-in should say which one
+            raise ModelNotFoundError(f"plug-in model {spec!r} ({eps[spec].value}) failed to load: {exc}") from exc
+    if ":" in spec:
+        return _load_reference(spec)
+    known = ", ".join(available_inpainters()) or "(none)"
+    raise ModelNotFoundError(f"unknown model {spec!r}; known models: {known}; or use 'package.module:factory'")
+
+
+def create_inpainter(spec: str, **options: Any) -> Inpainter:
+    """Build a model from its name (or ``module:factory``) and keyword options."""
+    factory = resolve_factory(spec)
+    try:
+        model = factory(**options)
+    except TypeError as exc:
+        raise ModelNotFoundError(f"model {spec!r} does not accept options {sorted(options)}: {exc}") from exc
+    if not isinstance(model, Inpainter):
+        raise ModelNotFoundError(
+            f"factory for model {spec!r} returned {type(model).__name__}, not a ripbench Inpainter"
+        )
+    return model

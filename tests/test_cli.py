@@ -1,0 +1,123 @@
+"""The command line: a real run, bad input gives one clear line and no result files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from ripbench.cli import main, parse_mask_option
+
+FAST = ["--iterations", "2", "--size", "32", "--mask", "grid:16", "--set", "metrics.names=[ssim,mse]",
+        "--no-progress"]
+
+
+def _invoke(args, tmp_path):
+    return CliRunner().invoke(main, ["run", *args, "--output-dir", str(tmp_path / "res")])
+
+
+def test_parse_mask_option():
+    assert parse_mask_option("box:0.1") == {"policy": "box", "area": 0.1}
+    assert parse_mask_option("folder:masks/") == {"policy": "folder", "path": "masks/"}
+    assert parse_mask_option("box:area=0.2,aspect=2") == {"policy": "box", "area": 0.2, "aspect": 2}
+
+
+def test_run_prints_where_results_are(tmp_path):
+    res = _invoke([*FAST, "--set", "inputs.names=[coffee]", "--name", "t"], tmp_path)
+    assert res.exit_code == 0, res.output
+    assert "collapse curves:" in res.output and "results table:" in res.output
+    assert (tmp_path / "res" / "t" / "figures" / "collapse_curves.png").is_file()
+    assert "biharmonic" in res.output  # summary table
+
+
+def test_models_lists_builtins():
+    res = CliRunner().invoke(main, ["models"])
+    assert res.exit_code == 0
+    for name in ("biharmonic", "telea", "navier-stokes"):
+        assert name in res.output
+
+
+def _folder_of(tmp_path, images: dict[str, np.ndarray]) -> Path:
+    folder = tmp_path / "imgs"
+    folder.mkdir(exist_ok=True)
+    for name, arr in images.items():
+        Image.fromarray(arr).save(folder / name)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "case, fragment",
+    [
+        ("unreadable", "cannot read image"),
+        ("iterations", "iterations"),
+        ("model", "unknown model 'nope'; known models:"),
+        ("square", "larger than"),
+        ("config", "itrations: unknown field"),
+        ("mask-size", "mask.png"),
+        ("mask-empty", "empty"),
+        ("mask-full", "covers the whole"),
+    ],
+)
+def test_bad_input_one_line_no_files(case, fragment, tmp_path):
+    args = list(FAST)
+    good = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+    if case == "unreadable":
+        folder = _folder_of(tmp_path, {"ok.png": good})
+        (folder / "bad.png").write_bytes(b"garbage")
+        args += ["--images", str(folder)]
+    elif case == "iterations":
+        args[1] = "0"
+    elif case == "model":
+        args += ["--model", "nope"]
+    elif case == "square":
+        args += ["--mask", "grid:64"]
+    elif case == "config":
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text("itrations: 3\n")
+        args = [str(cfg)]
+    else:
+        masks = tmp_path / "masks"
+        masks.mkdir()
+        shape = (16, 16) if case == "mask-size" else (32, 32)
+        value = 0 if case == "mask-empty" else 255
+        arr = np.full(shape, value, np.uint8)
+        if case == "mask-size":
+            arr[:4, :4] = 255
+        Image.fromarray(arr).save(masks / "mask.png")
+        args += ["--mask", f"folder:{masks}"]
+    res = _invoke(args, tmp_path)
+    assert res.exit_code == 2, res.output
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ripbench: error:"), res.stderr
+    assert fragment in err[0], err[0]
+    assert not (tmp_path / "res").exists() or not any((tmp_path / "res").rglob("*"))
+
+
+@pytest.mark.slow
+def test_kill_and_rerun_resumes(tmp_path):
+    """A real SIGKILL mid-run; the same command then skips the finished trajectories."""
+    out = tmp_path / "res"
+    cmd = [sys.executable, "-m", "ripbench", "run", "--iterations", "40", "--size", "48", "--mask", "grid:8",
+           "--seeds", "0,1,2", "--batch-size", "1", "--set", "metrics.names=[mse]", "--no-progress",
+           "--set", "inputs.names=[astronaut,coffee]", "--output-dir", str(out), "--name", "k"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    parts = out / "k" / "metrics"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(parts.glob("part-*.parquet"))) < 2:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(parts.glob("part-*.parquet")))
+    assert 2 <= done < 6, "the run finished before it could be killed"
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resumed: {done} finished trajectories were skipped" in rerun.stdout
+    assert len(list(parts.glob("part-*.parquet"))) == 6

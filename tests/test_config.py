@@ -1,0 +1,84 @@
+"""Config validation: errors name the field and the allowed values."""
+
+from __future__ import annotations
+
+import pytest
+
+from ripbench.config import PRESETS, apply_overrides, load_config, load_preset, validate_config
+from ripbench.errors import ConfigError
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_validate(name):
+    cfg = load_preset(name)
+    assert cfg.name == name
+    assert cfg.iterations >= 1
+
+
+def test_rip_paper_preset_is_the_paper_protocol():
+    cfg = load_preset("rip-paper")
+    assert cfg.size == 512 and cfg.iterations == 100
+    assert [m["size"] for m in cfg.masks] == [64, 128, 256]
+    assert {m["policy"] for m in cfg.masks} == {"grid"}
+    assert cfg.models[0].name == "diffusers"
+    assert cfg.models[0].options["prompt"] == ""
+    assert cfg.metrics.lpips_net == "alex" and cfg.metrics.lpips_required
+
+
+def test_default_is_quick():
+    assert load_config().name == "quick"
+
+
+@pytest.mark.parametrize(
+    "patch, fragment",
+    [
+        ({"iterations": 0}, "iterations"),
+        ({"itrations": 5}, "itrations: unknown field"),
+        ({"metrics": {"lpips_net": "resnet"}}, "metrics.lpips_net: must be 'alex', 'vgg' or 'squeeze'"),
+        ({"metrics": {"names": ["lpips", "fid"]}}, "unknown metric(s) ['fid']"),
+        ({"models": [{"name": "no-such-model"}]}, "unknown model 'no-such-model'; known models: biharmonic"),
+        ({"masks": [{"policy": "hexagon"}]}, "hexagon"),
+        ({"masks": [{"policy": "grid", "size": -4}]}, "size"),
+        ({"inputs": {"source": "folder"}}, "inputs.path is required"),
+        ({"inputs": {"source": "samples", "names": ["mona-lisa"]}}, "unknown sample image(s) ['mona-lisa']"),
+        ({"seeds": []}, "seeds"),
+        ({"device": "quantum"}, "invalid device 'quantum'"),
+    ],
+)
+def test_bad_fields_are_named(patch, fragment):
+    with pytest.raises(ConfigError) as info:
+        validate_config(patch)
+    msg = str(info.value)
+    assert fragment in msg, msg
+    assert "\n" not in msg
+
+
+def test_overrides_and_yaml_errors(tmp_path):
+    cfg = apply_overrides(load_preset("quick"), ["iterations=3", "metrics.lpips_net=squeeze", "masks.0.size=8"])
+    assert cfg.iterations == 3 and cfg.metrics.lpips_net == "squeeze" and cfg.masks[0]["size"] == 8
+    with pytest.raises(ConfigError, match="field=value"):
+        apply_overrides(cfg, ["iterations"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("iterations: [1\n")
+    with pytest.raises(ConfigError, match="cannot parse config"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    good = tmp_path / "good.yaml"
+    good.write_text("iterations: 2\nmasks: [{policy: box, area: 0.1}]\n")
+    cfg = load_config(good, preset="quick")
+    assert cfg.iterations == 2 and cfg.size == 128  # file on top of the preset
+
+
+def test_fingerprint_ignores_run_plumbing():
+    a = validate_config({"name": "a", "batch_size": 2})
+    b = validate_config({"name": "b", "batch_size": 7, "device": "cpu"})
+    c = validate_config({"iterations": 21})
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_hub_id_maps_to_diffusers_backend():
+    cfg = validate_config({"models": ["stabilityai/stable-diffusion-2-inpainting"]})
+    m = cfg.models[0]
+    assert m.name == "diffusers" and m.options["model"] == "stabilityai/stable-diffusion-2-inpainting"
+    assert m.display_name == "stable-diffusion-2-inpainting"
