@@ -42,6 +42,7 @@ from .config import ExperimentConfig, InputsConfig, ModelConfig
 from .errors import ResultsError, WeightsError
 from .inputs import InputImage, load_folder, load_list, load_sample, load_shapes
 from .masks import build_mask_policy, mask_stats_batch
+from .metrics import DriftTracker, MetricSuite
 from .models import Inpainter, create_inpainter, resolve_factory
 from .store import RunStore, atomic_save
 
@@ -148,9 +149,7 @@ def build_model(mcfg: ModelConfig, device: torch.device) -> Inpainter:
     return create_inpainter(mcfg.name, **options)
 
 
-def _metric_suite(config: ExperimentConfig, device: torch.device) -> Any:
-    from .metrics import MetricSuite
-
+def _metric_suite(config: ExperimentConfig, device: torch.device) -> MetricSuite:
     names = list(config.metrics.names)
     try:
         return MetricSuite(names=names, lpips_net=config.metrics.lpips_net,
@@ -232,6 +231,7 @@ class _Batch:
         snaps = set(self.config.snapshot_iterations())
         original = torch.stack([t.image.pixels for t in trajs]).to(device)
         current = original.clone()
+        tracker = DriftTracker(self.suite, original)
         ever = torch.zeros(b, 1, h, w, dtype=torch.bool, device=device)
         if 0 in snaps:
             self._snapshot(0, original, None)
@@ -251,11 +251,8 @@ class _Batch:
             model_time = time.perf_counter() - t_model
             new = result.images.to(device=device, dtype=original.dtype).clamp_(0.0, 1.0)
 
-            values = self.suite.compute(torch.cat([new, new]), torch.cat([original, current]),
-                                        torch.cat([masks, masks]))
-            for name, v in values.items():
-                per_iter.setdefault(_column(name, "orig"), []).append(v[:b])
-                per_iter.setdefault(_column(name, "prev"), []).append(v[b:])
+            for name, v in tracker.step(new, masks).items():
+                per_iter.setdefault(name, []).append(v)
             if self.window and result.x0_trajectory is not None:
                 traj = result.x0_trajectory
                 per_iter.setdefault("halluc_score", []).append(trajectory_variance(traj, self.window))
@@ -327,12 +324,6 @@ class _Batch:
             limit = table["trajectory_id"].map(first_fail).fillna(np.inf)
             table = table[table["iteration"] <= limit]
         return table.sort_values(["trajectory_id", "iteration"], kind="stable").reset_index(drop=True)
-
-
-def _column(metric: str, reference: str) -> str:
-    """``lpips_in`` + ``orig`` -> ``lpips_orig_in``."""
-    base, _, region = metric.partition("_")
-    return f"{base}_{reference}" + (f"_{region}" if region else "")
 
 
 #: Values of ``<metric>_orig`` at iteration 0 (an image compared with itself).

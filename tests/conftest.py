@@ -11,24 +11,38 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PLUGIN = REPO / "examples" / "ripbench-example-plugin"
 
 
-def find_lpips_weights() -> Path | None:
-    """The genuine LPIPS backbone weights for tests, never copied into the repo.
+SHARED_WEIGHTS = REPO.parent / "shared" / "lpips-weights"
+TEST_WEIGHTS_ENV = "RIPBENCH_TEST_LPIPS_WEIGHTS"
 
-    Looked up in ``$RIPBENCH_TEST_LPIPS_WEIGHTS``, then ``../shared/lpips-weights`` beside
-    the checkout. ``None`` when neither exists (tests then try torchvision's download).
-    """
-    env = os.environ.get("RIPBENCH_TEST_LPIPS_WEIGHTS")
-    candidates = [Path(env)] if env else []
-    candidates.append(REPO.parent / "shared" / "lpips-weights")
-    for c in candidates:
-        if (c / "alexnet_features.pth").is_file():
-            return c
+
+def _weights_dir() -> Path | None:
+    """The folder with genuine backbone weights: $RIPBENCH_TEST_LPIPS_WEIGHTS, then ../shared/lpips-weights."""
+    for candidate in (os.environ.get(TEST_WEIGHTS_ENV), SHARED_WEIGHTS):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
     return None
 
 
-@pytest.fixture(scope="session")
-def lpips_weights() -> Path | None:
-    return find_lpips_weights()
+def genuine_weights(net: str = "alex") -> Path | None:
+    """Weights argument for ``net``: the local folder (never copied into the repo), or ``None``
+    when torchvision's normal download/cache works; otherwise the test is skipped with the reason."""
+    from ripbench.errors import WeightsError
+    from ripbench.metrics import FEATURE_FILES, WEIGHTS_ENV_VAR, load_lpips
+
+    folder = _weights_dir()
+    if folder is not None and (folder / FEATURE_FILES[net]).is_file():
+        return folder
+    saved = os.environ.pop(WEIGHTS_ENV_VAR, None)
+    try:
+        load_lpips(net, None)
+    except WeightsError as exc:
+        pytest.skip(
+            f"no genuine LPIPS '{net}' weights: set {TEST_WEIGHTS_ENV} or provide {SHARED_WEIGHTS} ({exc})"
+        )
+    finally:
+        if saved is not None:
+            os.environ[WEIGHTS_ENV_VAR] = saved
+    return None
 
 
 @pytest.fixture

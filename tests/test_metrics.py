@@ -34,9 +34,8 @@ from ripbench.metrics import (
     ssim_map,
     validate_metric_names,
 )
+from tests.conftest import SHARED_WEIGHTS, TEST_WEIGHTS_ENV, _weights_dir, genuine_weights
 
-SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "lpips-weights"
-TEST_WEIGHTS_ENV = "RIPBENCH_TEST_LPIPS_WEIGHTS"
 # sha256 of the files in ../shared/lpips-weights (from its README).
 SHA256 = {
     "alex": "d6f747d1db300e743dbb5ae026b6370e1133379cdccf66231c91d0cef8c28eea",
@@ -51,32 +50,6 @@ SKIMAGE_SSIM = {
     "sigma": 1.5,
     "use_sample_covariance": False,
 }
-
-
-def _weights_dir() -> Path | None:
-    """The folder with genuine backbone weights: $RIPBENCH_TEST_LPIPS_WEIGHTS, then ../shared/lpips-weights."""
-    for candidate in (os.environ.get(TEST_WEIGHTS_ENV), SHARED_WEIGHTS):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    return None
-
-
-def genuine_weights(net: str) -> Path | None:
-    """Weights argument for ``net``: the local folder, or ``None`` if torchvision's weights work; else skip."""
-    folder = _weights_dir()
-    if folder is not None and (folder / FEATURE_FILES[net]).is_file():
-        return folder
-    saved = os.environ.pop(WEIGHTS_ENV_VAR, None)
-    try:
-        load_lpips(net, None)
-    except WeightsError as exc:
-        pytest.skip(
-            f"no genuine LPIPS '{net}' weights: set {TEST_WEIGHTS_ENV} or provide {SHARED_WEIGHTS} ({exc})"
-        )
-    finally:
-        if saved is not None:
-            os.environ[WEIGHTS_ENV_VAR] = saved
-    return None
 
 
 def _example(name: str) -> torch.Tensor:
@@ -417,3 +390,24 @@ def test_bad_inputs_are_input_errors() -> None:
         suite.compute(a, a, torch.ones(2, 3, 16, 16))
     with pytest.raises(InputError, match="B x 3 x H x W"):
         mse(a[:, :1], a[:, :1])
+
+
+def test_drift_tracker_equals_separate_comparisons(astronaut_pair) -> None:
+    """The tracker's feature reuse gives exactly what comparing the images directly gives."""
+    from ripbench.metrics import DriftTracker
+
+    suite = MetricSuite(lpips_weights=genuine_weights("alex"))
+    original, first = astronaut_pair
+    half_mask = torch.zeros(3, 1, 96, 96)
+    half_mask[0, :, :48] = 1
+    half_mask[1, :, 20:70, 30:90] = 1
+    half_mask[2, :, :, :10] = 1
+    second = (first + 0.1 * half_mask).clamp(0, 1)
+    tracker = DriftTracker(suite, original)
+    tracker.step(first, half_mask)
+    got = tracker.step(second, half_mask)
+    to_orig = suite.compute(second, original, half_mask)
+    to_prev = suite.compute(second, first, half_mask)
+    for key in suite.keys:
+        torch.testing.assert_close(got[DriftTracker.column(key, "orig")], to_orig[key], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got[DriftTracker.column(key, "prev")], to_prev[key], rtol=1e-5, atol=1e-6)

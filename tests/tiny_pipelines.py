@@ -52,7 +52,7 @@ def _tiny_vae() -> Any:
     return AutoencoderKL(
         block_out_channels=[16, 32], in_channels=3, out_channels=3, latent_channels=4,
         down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
-        norm_num_groups=8, sample_size=32,
+        norm_num_groups=8, sample_size=32, force_upcast=False,
     )
 
 
@@ -72,10 +72,10 @@ def tiny_sd_inpaint(folder: Path, *, in_channels: int = 9, seed: int = 0) -> Any
     )
     vae = _tiny_vae()
     text_encoder = CLIPTextModel(_clip_config())
-    scheduler = PNDMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
-        set_alpha_to_one=False, steps_offset=1,
-    )
+    scheduler = PNDMScheduler.from_config({  # as in the SD-1.5 checkpoints (clip_sample is for DDIM)
+        "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "skip_prk_steps": True,
+        "set_alpha_to_one": False, "steps_offset": 1, "clip_sample": False,
+    })
     pipe = StableDiffusionInpaintPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tiny_clip_tokenizer(folder / "tokenizer"), unet=unet,
         scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,

@@ -27,7 +27,7 @@ from ripbench.metrics.lpips_metric import (
 )
 from ripbench.metrics.pixel import mse, psnr
 from ripbench.metrics.ssim import SSIM_SETTINGS, ssim, ssim_map
-from ripbench.metrics.suite import METRIC_NAMES, MetricSuite, validate_metric_names
+from ripbench.metrics.suite import METRIC_NAMES, DriftTracker, MetricSuite, validate_metric_names
 
 __all__ = [
     "FEATURE_FILES",
@@ -35,6 +35,7 @@ __all__ = [
     "METRIC_NAMES",
     "SSIM_SETTINGS",
     "WEIGHTS_ENV_VAR",
+    "DriftTracker",
     "LpipsMetric",
     "MetricSuite",
     "WeightsSource",

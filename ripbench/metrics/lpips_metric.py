@@ -242,17 +242,32 @@ class LpipsMetric:
             (per-layer maps upsampled bilinearly to the input size and summed).
         """
         check_images(a, b)
-        if a.device != self.device:
-            raise InputError(f"LPIPS model is on {self.device} but the images are on {a.device}")
-        model = self.model
-        x = model.scaling_layer(2 * a.to(torch.float32) - 1)
-        y = model.scaling_layer(2 * b.to(torch.float32) - 1)
-        whole = torch.zeros(a.shape[0], device=a.device)
-        spatial = torch.zeros(a.shape[0], 1, a.shape[2], a.shape[3], device=a.device)
-        for lin, fx, fy in zip(model.lins, model.net(x), model.net(y)):
-            layer = lin.model((lpips.normalize_tensor(fx) - lpips.normalize_tensor(fy)) ** 2)
+        return self.distances_from_features(self.features(a), self.features(b), a.shape[2:])
+
+    @torch.inference_mode()
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Unit-normalised backbone features of ``images`` (``B x 3 x H x W`` in ``[0, 1]``).
+
+        Computing them once per image lets a recursive loop compare a new image with both
+        the original and the previous iteration from a single backbone pass.
+        """
+        if images.device != self.device:
+            raise InputError(f"LPIPS model is on {self.device} but the images are on {images.device}")
+        x = self.model.scaling_layer(2 * images.to(torch.float32) - 1)
+        return [lpips.normalize_tensor(f) for f in self.model.net(x)]
+
+    @torch.inference_mode()
+    def distances_from_features(
+        self, fa: list[torch.Tensor], fb: list[torch.Tensor], size: tuple[int, int] | torch.Size
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`distances` from precomputed :meth:`features` (``size``: the images' H, W)."""
+        batch = fa[0].shape[0]
+        whole = torch.zeros(batch, device=fa[0].device)
+        spatial = torch.zeros(batch, 1, *size, device=fa[0].device)
+        for lin, fx, fy in zip(self.model.lins, fa, fb):
+            layer = lin.model((fx - fy) ** 2)
             whole += layer.mean(dim=(1, 2, 3))
-            spatial += F.interpolate(layer, size=a.shape[2:], mode="bilinear", align_corners=False)
+            spatial += F.interpolate(layer, size=tuple(size), mode="bilinear", align_corners=False)
         return whole, spatial
 
 

@@ -93,12 +93,20 @@ class MetricSuite:
         return tuple(name + suffix for name in self.names for suffix in REGION_SUFFIXES)
 
     @torch.inference_mode()
-    def compute(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def compute(
+        self,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        mask: torch.Tensor,
+        lpips_features: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Compare ``a`` with ``b`` per batch item, overall and inside/outside ``mask``.
 
         Args:
             a, b: ``B x 3 x H x W`` float images in ``[0, 1]`` on the suite's device.
             mask: ``B x 1 x H x W`` {0, 1}; 1 = the region inpainted this iteration.
+            lpips_features: optional precomputed LPIPS features of ``a`` and ``b``
+                (see :meth:`LpipsMetric.features`), to skip the backbone passes.
 
         Returns:
             ``{key: B-length float32 tensor}`` for every key in :attr:`keys`, on the device.
@@ -118,7 +126,10 @@ class MetricSuite:
         for name in self.names:
             if name == "lpips":
                 assert self.lpips is not None
-                split("lpips", *self.lpips.distances(a, b))
+                if lpips_features is None:
+                    split("lpips", *self.lpips.distances(a, b))
+                else:
+                    split("lpips", *self.lpips.distances_from_features(*lpips_features, a.shape[2:]))
             elif name == "ssim":
                 full_map = ssim_map(a, b)
                 split("ssim", whole_image_ssim(full_map), full_map)
@@ -141,3 +152,61 @@ class MetricSuite:
         if "psnr" in self.names:
             record["psnr"] = {"data_range": 1.0, "identical_images": "inf (not capped)"}
         return record
+
+
+class DriftTracker:
+    """Metrics of a recursive trajectory: each new image against the original and the previous one.
+
+    Holds the original and the previous image of a batch of trajectories and reuses work
+    across iterations: LPIPS features of the original are computed once, and those of each
+    new image serve again as "previous" in the next step, so every step costs one LPIPS
+    backbone pass instead of four.
+
+    >>> import torch
+    >>> suite = MetricSuite(names=("mse",))
+    >>> original = torch.zeros(1, 3, 16, 16)
+    >>> tracker = DriftTracker(suite, original)
+    >>> mask = torch.zeros(1, 1, 16, 16); mask[..., :4, :4] = 1
+    >>> values = tracker.step(original + 0.5 * mask, mask)
+    >>> round(values["mse_orig_in"].item(), 3), values["mse_prev_out"].item()
+    (0.25, 0.0)
+    """
+
+    def __init__(self, suite: MetricSuite, original: torch.Tensor) -> None:
+        self.suite = suite
+        self.original = original
+        self.previous = original
+        self._orig_features = suite.lpips.features(original) if suite.lpips is not None else None
+        self._prev_features = self._orig_features
+
+    @staticmethod
+    def column(metric_key: str, reference: str) -> str:
+        """``lpips_in`` + ``orig`` -> ``lpips_orig_in`` (the results table's column names)."""
+        base, _, region = metric_key.partition("_")
+        return f"{base}_{reference}" + (f"_{region}" if region else "")
+
+    @torch.inference_mode()
+    def step(self, new: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Metrics of ``new`` vs the original and vs the previous image; then ``new`` becomes previous.
+
+        Returns ``{"<metric>_orig[_in|_out]": B tensor, "<metric>_prev[_in|_out]": ...}``.
+        """
+        b = new.shape[0]
+        features = None
+        if self._orig_features is not None:
+            assert self.suite.lpips is not None and self._prev_features is not None
+            new_features = self.suite.lpips.features(new)
+            features = (
+                [torch.cat([f, f]) for f in new_features],
+                [torch.cat([o, p]) for o, p in zip(self._orig_features, self._prev_features)],
+            )
+            self._prev_features = new_features
+        values = self.suite.compute(
+            torch.cat([new, new]), torch.cat([self.original, self.previous]), torch.cat([mask, mask]), features
+        )
+        self.previous = new
+        out: dict[str, torch.Tensor] = {}
+        for key, v in values.items():
+            out[self.column(key, "orig")] = v[:b]
+            out[self.column(key, "prev")] = v[b:]
+        return out

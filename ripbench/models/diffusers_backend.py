@@ -34,8 +34,9 @@ import copy
 import inspect
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -166,8 +167,11 @@ def load_inpainting_pipeline(
         index = DiffusionPipeline.load_config(spec, revision=revision, local_files_only=local_files_only)
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(_not_found_message(spec, exc)) from exc
+    from diffusers.utils import deprecation_utils
+
+    dtype_key = "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"  # renamed in 0.4x
     kwargs: dict[str, Any] = {
-        "torch_dtype": dtype, "revision": revision, "variant": variant, "local_files_only": local_files_only,
+        dtype_key: dtype, "revision": revision, "variant": variant, "local_files_only": local_files_only,
     }
     if not safety_checker and "safety_checker" in index:
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
@@ -419,6 +423,11 @@ class DiffusersInpainter(Inpainter):
         return len(scheduler.timesteps[t_start * scheduler.order:])
 
     # ------------------------------------------------------------------ inference
+    @property
+    def prompt_embeds(self) -> torch.Tensor | None:
+        """The cached conditional prompt embeddings (``1 x L x D``), ``None`` for generic pipelines."""
+        return None if self._embeds is None else self._embeds["prompt_embeds"]
+
     @property
     def device(self) -> torch.device:
         """Device of the inputs and outputs (the execution device under CPU offload)."""

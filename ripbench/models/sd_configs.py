@@ -144,4 +144,4 @@ def full_size_pipeline(
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device=device, dtype=dtype)
+    return pipe.to(device=device, **({"dtype": dtype} if dtype != torch.float32 else {}))

@@ -1,0 +1,338 @@
+"""Pixel-space diffusion inpainting with any unconditional diffusers ``UNet2DModel``.
+
+Two ways to make an unconditional DDPM inpaint:
+
+* ``method="replace"`` (fast, one model call per step): before every reverse step the
+  known region of the current sample is replaced by the original image noised to that
+  step's level (Song et al. 2021 "replacement"; the DDPM scheduler does the step);
+* ``method="repaint"``: diffusers' :class:`~diffusers.RePaintScheduler` (Lugmayr et al.
+  2022) with its resampling jumps (``jump_length``, ``jump_n_sample``), which harmonises
+  the filled region better at several times the cost. RePaint's mask convention is
+  1 = keep; it is converted here, the public convention stays 1 = regenerate.
+
+Either way the known pixels of the output are the input pixels, bit for bit, and the
+predicted clean image x0 of the last denoising steps can be returned, unclipped, for the
+hallucination score. The scheduler's ``clip_sample`` is switched off for that reason.
+
+``model="shapes"`` (the default) loads the small Simple Shapes DDPM bundled with ripbench
+(``ripbench/weights/shapes-ddpm``, see :mod:`ripbench.shapes_training`); a folder written
+by ``save_pretrained`` (pipeline layout with ``unet/`` and ``scheduler/``, or a bare UNet
+folder) or a Hub id (needs internet the first time) works too.
+
+Example
+-------
+>>> import torch
+>>> from ripbench.models.pixel_ddpm import PixelDDPMInpainter
+>>> from ripbench.shapes import shapes_images
+>>> model = PixelDDPMInpainter("shapes", num_inference_steps=20)  # doctest: +SKIP
+>>> images, _ = shapes_images(2, size=32, seed=0)
+>>> masks = torch.zeros(2, 1, 32, 32); masks[..., 8:24, 8:24] = 1
+>>> out = model.inpaint(images, masks, [0, 1], trajectory_steps=5)  # doctest: +SKIP
+>>> tuple(out.x0_trajectory.shape)  # doctest: +SKIP
+(5, 2, 1, 32, 32)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..errors import ConfigError, InputError, WeightsError
+from .base import Inpainter, InpaintResult
+
+#: Folder of the bundled Simple Shapes DDPM.
+BUNDLED_SHAPES_DIR = Path(__file__).resolve().parent.parent / "weights" / "shapes-ddpm"
+
+_METHODS = ("replace", "repaint")
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sha256_state_dict(module: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _load_local(folder: Path) -> tuple[Any, dict[str, Any], Path]:
+    """UNet, scheduler config and weights file of a local ``save_pretrained`` folder."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    unet_dir = folder / "unet" if (folder / "unet" / "config.json").is_file() else folder
+    if not (unet_dir / "config.json").is_file():
+        raise WeightsError(f"{folder} holds no diffusers UNet (no config.json there or in unet/)")
+    weights = next((unet_dir / name for name in _WEIGHT_FILES if (unet_dir / name).is_file()), None)
+    if weights is None:
+        raise WeightsError(f"{unet_dir} holds no UNet weights file ({' or '.join(_WEIGHT_FILES)})")
+    try:
+        unet = UNet2DModel.from_pretrained(unet_dir, local_files_only=True)
+    except Exception as exc:  # corrupt or foreign files
+        raise WeightsError(f"cannot load a UNet2DModel from {unet_dir}: {exc}") from exc
+    for sched_dir in (folder / "scheduler", folder):
+        if (sched_dir / "scheduler_config.json").is_file():
+            return unet, dict(DDPMScheduler.load_config(sched_dir)), weights
+    return unet, dict(DDPMScheduler().config), weights
+
+
+def _load_hub(repo_id: str) -> tuple[Any, dict[str, Any]]:
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    errors = []
+    for subfolder in ("unet", None):
+        try:
+            unet = UNet2DModel.from_pretrained(repo_id, subfolder=subfolder)
+            break
+        except Exception as exc:  # noqa: PERF203 - two attempts at most
+            errors.append(str(exc).splitlines()[0])
+    else:
+        raise WeightsError(f"cannot load diffusion model {repo_id!r} (not a local folder; from the Hub: {errors[-1]})")
+    try:
+        config = dict(DDPMScheduler.load_config(repo_id, subfolder="scheduler"))
+    except Exception:
+        config = dict(DDPMScheduler().config)
+    return unet, config
+
+
+class PixelDDPMInpainter(Inpainter):
+    """Inpainting with an unconditional pixel-space DDPM (replacement or RePaint).
+
+    Args:
+        model: ``"shapes"`` (bundled Simple Shapes DDPM), a local ``save_pretrained``
+            folder, a Hub id, or a ``UNet2DModel`` instance.
+        method: ``"replace"`` (one UNet call per step) or ``"repaint"`` (resampling).
+        num_inference_steps: reverse steps (of the ``T`` training steps, evenly strided).
+        jump_length: RePaint: steps per jump back in time.
+        jump_n_sample: RePaint: how many times each jump is resampled.
+        device: torch device (default: CUDA if available, else CPU).
+        dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"`` (or a ``torch.dtype``).
+        scheduler_config: overrides the scheduler configuration that came with the model
+            (needed when ``model`` is a ``UNet2DModel`` instance trained with a non-default schedule).
+
+    Images of any channel count are accepted as RGB ``[0, 1]``: a greyscale model sees the
+    channel mean and its output is replicated to three channels. The image size must equal
+    the UNet's ``sample_size``. Each item draws its noise from its own generator seeded with
+    its seed, so an item's output does not depend on the batch.
+    """
+
+    supports_trajectory = True
+
+    def __init__(
+        self,
+        model: str | Path | Any = "shapes",
+        method: str = "replace",
+        num_inference_steps: int = 50,
+        jump_length: int = 10,
+        jump_n_sample: int = 10,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype = "float32",
+        scheduler_config: dict[str, Any] | None = None,
+    ) -> None:
+        from diffusers import DDPMScheduler, RePaintScheduler, UNet2DModel
+
+        if method not in _METHODS:
+            raise ConfigError(f"unknown pixel-ddpm method {method!r}; choose one of {', '.join(_METHODS)}")
+        if num_inference_steps < 1 or jump_length < 1 or jump_n_sample < 1:
+            raise ConfigError(
+                "num_inference_steps, jump_length and jump_n_sample must be >= 1, got "
+                f"{num_inference_steps}, {jump_length}, {jump_n_sample}"
+            )
+        if isinstance(dtype, str):
+            if dtype not in _DTYPES:
+                raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(_DTYPES)}")
+            dtype = _DTYPES[dtype]
+        self._device = torch.device(device) if device is not None else torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu"
+        )
+        self.dtype = dtype
+        self.method = method
+        self.num_inference_steps = num_inference_steps
+        self.jump_length = jump_length
+        self.jump_n_sample = jump_n_sample
+
+        if isinstance(model, UNet2DModel):
+            unet, config, self.weights_path = model, dict(DDPMScheduler().config), "<in-memory UNet2DModel>"
+            self.weights_sha256 = _sha256_state_dict(model)
+            self.name = "pixel-ddpm"
+        elif str(model) == "shapes":
+            if not BUNDLED_SHAPES_DIR.is_dir():
+                raise WeightsError(
+                    f"the bundled shapes-ddpm weights are missing from {BUNDLED_SHAPES_DIR}; "
+                    "reinstall ripbench or run 'ripbench train shapes'"
+                )
+            unet, config, weights = _load_local(BUNDLED_SHAPES_DIR)
+            self.weights_path, self.weights_sha256 = str(weights), _sha256_file(weights)
+            self.name = "shapes-ddpm"
+        elif Path(model).exists():
+            unet, config, weights = _load_local(Path(model))
+            self.weights_path, self.weights_sha256 = str(weights), _sha256_file(weights)
+            self.name = "pixel-ddpm"
+        else:
+            unet, config = _load_hub(str(model))
+            self.weights_path, self.weights_sha256 = str(model), _sha256_state_dict(unet)
+            self.name = "pixel-ddpm"
+        self.model_spec = model if isinstance(model, (str, Path)) else "<UNet2DModel>"
+        if scheduler_config:
+            config.update(scheduler_config)
+        config["clip_sample"] = False  # keep x0 unclipped: its variance is the hallucination score
+        self.unet = unet.to(self._device, dtype).eval().requires_grad_(False)
+        if method == "replace":
+            self.scheduler = DDPMScheduler.from_config(config)
+        else:
+            if config.get("prediction_type", "epsilon") != "epsilon":
+                raise ConfigError("method='repaint' needs an epsilon-prediction model")
+            self.scheduler = RePaintScheduler.from_config(config)
+        size = self.unet.config.sample_size
+        self.sample_size: tuple[int, int] = (size, size) if isinstance(size, int) else tuple(size)  # type: ignore[assignment]
+        self.channels: int = int(self.unet.config.in_channels)
+        self._set_timesteps()
+        self.num_steps = self._num_model_calls
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the UNet (inputs are moved there)."""
+        return self._device
+
+    def _set_timesteps(self) -> None:
+        if self.method == "replace":
+            self.scheduler.set_timesteps(self.num_inference_steps, device=self._device)
+            self._num_model_calls = len(self.scheduler.timesteps)
+        else:
+            self.scheduler.set_timesteps(
+                self.num_inference_steps, self.jump_length, self.jump_n_sample, device=self._device
+            )
+            steps = self.scheduler.timesteps.tolist()
+            self._num_model_calls = sum(1 for prev, t in zip([steps[0] + 1] + steps, steps) if t < prev)
+
+    def identity(self) -> dict[str, Any]:
+        """Model name and class, weights path and sha256, method and step settings."""
+        out = super().identity()
+        out.update(
+            model=str(self.model_spec),
+            weights_path=self.weights_path,
+            weights_sha256=self.weights_sha256,
+            method=self.method,
+            num_inference_steps=self.num_inference_steps,
+            num_model_calls=self._num_model_calls,
+            scheduler=type(self.scheduler).__name__,
+            sample_size=list(self.sample_size),
+            channels=self.channels,
+            dtype=str(self.dtype).removeprefix("torch."),
+        )
+        if self.method == "repaint":
+            out.update(jump_length=self.jump_length, jump_n_sample=self.jump_n_sample)
+        return out
+
+    # ------------------------------------------------------------------ inference
+
+    def _to_model_space(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels == 1:
+            images = images.mean(dim=1, keepdim=True)
+        elif images.shape[1] != self.channels:
+            raise InputError(f"the UNet takes {self.channels} channels; cannot feed {images.shape[1]}-channel images")
+        return images.to(self._device, self.dtype) * 2 - 1
+
+    def _check(self, images: torch.Tensor, masks: torch.Tensor, seeds: Sequence[int]) -> None:
+        if images.ndim != 4 or images.shape[1] not in (1, 3):
+            raise InputError(f"images must be B x 3 x H x W, got shape {tuple(images.shape)}")
+        if tuple(images.shape[-2:]) != self.sample_size:
+            raise InputError(
+                f"image size {tuple(images.shape[-2:])} does not match the UNet's sample_size {self.sample_size}"
+            )
+        if masks.shape != (images.shape[0], 1, *images.shape[-2:]):
+            raise InputError(f"masks must be B x 1 x H x W matching images, got shape {tuple(masks.shape)}")
+        if len(seeds) != images.shape[0]:
+            raise InputError(f"got {len(seeds)} seeds for {images.shape[0]} images")
+
+    @torch.inference_mode()
+    def inpaint(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        seeds: Sequence[int],
+        *,
+        trajectory_steps: int = 0,
+    ) -> InpaintResult:
+        """Fill ``masks == 1`` of ``images``; see :class:`PixelDDPMInpainter`.
+
+        ``x0_trajectory`` (when ``trajectory_steps > 0``) is ``K x B x C x H x W`` in the
+        model's ``[-1, 1]`` space, unclipped, ``C`` the UNet's channel count; for RePaint
+        it holds the x0 of the last ``K`` UNet calls.
+        """
+        from diffusers.utils.torch_utils import randn_tensor
+
+        self._check(images, masks, seeds)
+        images = images.to(self._device)
+        regen = masks.to(self._device) > 0.5
+        original = self._to_model_space(images)
+        m = regen.to(self.dtype)
+        generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+        shape = original.shape
+
+        def noise() -> torch.Tensor:
+            return randn_tensor(shape, generator=generators, device=self._device, dtype=self.dtype)
+
+        self._set_timesteps()  # RePaint's scheduler state is per call
+        x = noise() * self.scheduler.init_noise_sigma
+        trajectory: deque[torch.Tensor] = deque(maxlen=max(trajectory_steps, 1))
+        if self.method == "replace":
+            for t in self.scheduler.timesteps:
+                t_batch = t.expand(shape[0]).to(self._device)
+                known = self.scheduler.add_noise(original, noise(), t_batch)
+                x = m * x + (1 - m) * known
+                eps = self.unet(x, t_batch).sample
+                step = self.scheduler.step(eps, t, x, generator=generators)
+                x = step.prev_sample
+                trajectory.append(step.pred_original_sample)
+        else:
+            keep = 1 - m  # RePaint: 1 = keep
+            t_last = self.scheduler.timesteps[0] + 1
+            for t in self.scheduler.timesteps:
+                if t < t_last:
+                    eps = self.unet(x, t.expand(shape[0])).sample
+                    step = self.scheduler.step(eps, t, x, original, keep, generator=generators)
+                    x = step.prev_sample
+                    trajectory.append(step.pred_original_sample)
+                else:
+                    x = self.scheduler.undo_step(x, t_last, generator=generators)
+                t_last = t
+
+        filled = ((x.float() + 1) / 2).clamp(0, 1)
+        if filled.shape[1] == 1:
+            filled = filled.expand(-1, images.shape[1], -1, -1)
+        out = torch.where(regen, filled.to(images.dtype), images)
+        result = InpaintResult(images=out, x0_space="pixel")
+        if trajectory_steps > 0:
+            result.x0_trajectory = torch.stack(list(trajectory)[-trajectory_steps:])
+        return result
+
+    def sample(self, seeds: Sequence[int]) -> torch.Tensor:
+        """Unconditional samples, one per seed: ``B x 3 x H x W`` in ``[0, 1]`` (an all-ones mask).
+
+        Example:
+            >>> PixelDDPMInpainter("shapes").sample([0, 1]).shape  # doctest: +SKIP
+            torch.Size([2, 3, 32, 32])
+        """
+        b = len(seeds)
+        images = torch.zeros(b, 3, *self.sample_size, device=self._device)
+        masks = torch.ones(b, 1, *self.sample_size, device=self._device)
+        return self.inpaint(images, masks, seeds).images
+
+
+def shapes_ddpm(**options: Any) -> PixelDDPMInpainter:
+    """Simple Shapes DDPM bundled with ripbench (32 x 32 greyscale), replacement inpainting."""
+    options.setdefault("model", "shapes")
+    return PixelDDPMInpainter(**options)

@@ -1,0 +1,278 @@
+"""The diffusers backend on tiny random pipelines (offline, CPU, fp32)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+
+from ripbench.errors import ConfigError, InputError, ModelNotFoundError  # noqa: E402
+from ripbench.models.diffusers_backend import (  # noqa: E402
+    SCHEDULERS,
+    DiffusersInpainter,
+    looks_like_diffusers_model,
+)
+from ripbench.models.sd_configs import full_size_pipeline  # noqa: E402
+from tests.tiny_pipelines import sample_batch, tiny_sd_inpaint, tiny_sdxl_inpaint  # noqa: E402
+
+ATOL = 1e-5
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models run ~10x faster on one thread than on two oversubscribed cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tiny_pipes")
+
+
+@pytest.fixture(scope="module")
+def sd9(workdir: Path) -> Any:
+    return tiny_sd_inpaint(workdir / "sd9", in_channels=9)
+
+
+@pytest.fixture(scope="module")
+def sd4(workdir: Path) -> Any:
+    return tiny_sd_inpaint(workdir / "sd4", in_channels=4, seed=1)
+
+
+def fresh(pipe: Any, **options: Any) -> DiffusersInpainter:
+    """A model on a copy of ``pipe`` (options such as the scheduler change the pipeline)."""
+    options.setdefault("steps", 3)
+    return DiffusersInpainter(copy.deepcopy(pipe), device="cpu", **options)
+
+
+# --------------------------------------------------------------------------- semantics
+def test_batch_independence_and_trajectory(sd9: Any) -> None:
+    model = fresh(sd9, scheduler="euler-a")  # ancestral: consumes per-item noise every step
+    images, masks = sample_batch(3)
+    batch = model.inpaint(images, masks, [5, 6, 7], trajectory_steps=2)
+    assert batch.images.shape == images.shape and batch.images.device.type == "cpu"
+    assert batch.x0_trajectory.shape == (2, 3, 4, 16, 16) and batch.x0_space == "latent"
+    for i, seed in enumerate([5, 6, 7]):
+        single = model.inpaint(images[i:i + 1], masks[i:i + 1], [seed], trajectory_steps=2)
+        torch.testing.assert_close(single.images[0], batch.images[i], atol=ATOL, rtol=0)
+        torch.testing.assert_close(single.x0_trajectory[:, 0], batch.x0_trajectory[:, i], atol=1e-4, rtol=1e-4)
+    other_seed = model.inpaint(images[:1], masks[:1], [99])
+    assert (other_seed.images[0] - batch.images[0]).abs().max() > 1e-3
+
+
+def test_paste_back_is_exact_and_off_switch_drifts(sd9: Any) -> None:
+    images, masks = sample_batch(2)
+    on = fresh(sd9).inpaint(images, masks, [0, 1])
+    off = fresh(sd9, paste_back=False).inpaint(images, masks, [0, 1])
+    keep = (masks < 0.5).expand_as(images)
+    assert torch.equal(on.images[keep], images[keep])  # bit-identical outside the mask
+    assert (off.images[keep] - images[keep]).abs().mean() > 1e-3  # VAE round trip changes them
+    torch.testing.assert_close(on.images[~keep], off.images[~keep], atol=0, rtol=0)
+    assert not on.failed.any() and on.extras["failure"] == ["", ""]
+
+
+def test_redundant_cfg_is_skipped_and_matches_guided_run(sd9: Any) -> None:
+    images, masks = sample_batch(2)
+    skipped = fresh(sd9, guidance_scale=7.5)
+    guided = fresh(sd9, guidance_scale=7.5, skip_redundant_cfg=False)
+    assert skipped.identity()["cfg_skipped"] and skipped.identity()["effective_guidance_scale"] == 1.0
+    assert not guided.identity()["cfg_skipped"]
+    a = skipped.inpaint(images, masks, [3, 4], trajectory_steps=3)
+    b = guided.inpaint(images, masks, [3, 4], trajectory_steps=3)
+    torch.testing.assert_close(a.images, b.images, atol=ATOL, rtol=0)
+    torch.testing.assert_close(a.x0_trajectory, b.x0_trajectory, atol=1e-4, rtol=0)
+    prompted = fresh(sd9, prompt="a cat", guidance_scale=7.5)
+    assert not prompted.cfg_skipped
+    assert (prompted.inpaint(images, masks, [3, 4]).images - a.images).abs().max() > 1e-4
+
+
+# --------------------------------------------------------------------------- x0 capture
+class UNetTap:
+    """Records the UNet's latent input and output at every step (independent of the scheduler hook)."""
+
+    def __init__(self, unet: torch.nn.Module) -> None:
+        self.inputs: list[torch.Tensor] = []
+        self.outputs: list[torch.Tensor] = []
+        self.handle = unet.register_forward_hook(self._hook)
+
+    def _hook(self, module: Any, args: tuple[Any, ...], output: Any) -> None:
+        self.inputs.append(args[0][:, :4].clone())
+        self.outputs.append(output[0].clone())
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "euler"])
+def test_x0_matches_manual_computation(sd9: Any, scheduler: str) -> None:
+    model = fresh(sd9, scheduler=scheduler, steps=4)
+    tap = UNetTap(model.pipe.unet)
+    images, masks = sample_batch(2)
+    out = model.inpaint(images, masks, [0, 1], trajectory_steps=3)
+    sched = model.pipe.scheduler
+    manual = []
+    for i, (x_in, eps) in enumerate(zip(tap.inputs, tap.outputs)):
+        if scheduler == "ddim":  # x_t is the model input; x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)
+            abar = sched.alphas_cumprod[int(sched.timesteps[i])]
+            manual.append((x_in - (1 - abar).sqrt() * eps) / abar.sqrt())
+        else:  # the input is x / sqrt(sigma^2 + 1); x0 = x - sigma eps
+            sigma = sched.sigmas[i]
+            manual.append(x_in * (sigma**2 + 1).sqrt() - sigma * eps)
+    assert len(manual) == model.num_steps == 4
+    torch.testing.assert_close(out.x0_trajectory, torch.stack(manual[-3:]), atol=1e-4, rtol=1e-4)
+
+
+def test_strength_sets_num_steps_and_short_trajectory(sd9: Any) -> None:
+    model = fresh(sd9, scheduler="ddim", steps=4, strength=0.5)
+    assert model.num_steps == 2 and model.identity()["strength"] == 0.5
+    images, masks = sample_batch(1)
+    out = model.inpaint(images, masks, [0], trajectory_steps=10)
+    assert out.x0_trajectory.shape[0] == 2
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULERS))
+def test_every_named_scheduler_records_x0(sd9: Any, name: str) -> None:
+    model = fresh(sd9, scheduler=name, steps=3)
+    assert model.supports_trajectory and model.identity()["scheduler"] == SCHEDULERS[name][0]
+    images, masks = sample_batch(1)
+    out = model.inpaint(images, masks, [0], trajectory_steps=2)
+    assert out.x0_trajectory.shape == (2, 1, 4, 16, 16)
+    assert torch.isfinite(out.x0_trajectory).all() and not out.failed.any()
+    assert model.pipe.scheduler.__dict__.get("step") is None  # wrapper removed after the call
+
+
+def test_decoded_trajectory_is_pixel_space(sd9: Any) -> None:
+    model = fresh(sd9, scheduler="ddim", decode_trajectory=True)
+    images, masks = sample_batch(2)
+    out = model.inpaint(images, masks, [0, 1], trajectory_steps=2)
+    assert out.x0_space == "pixel" and out.x0_trajectory.shape == (2, 2, 3, 32, 32)
+
+
+# --------------------------------------------------------------------------- pipeline kinds
+def test_text_to_image_unet_via_four_channel_mode(sd4: Any) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    text_to_image = StableDiffusionPipeline(**copy.deepcopy(sd4.components))
+    model = DiffusersInpainter(text_to_image, steps=3, scheduler="ddim", device="cpu")
+    ident = model.identity()
+    assert ident["pipeline"] == "StableDiffusionInpaintPipeline"
+    assert ident["inpaint_mode"] == "4-channel latent blending"
+    images, masks = sample_batch(2)
+    out = model.inpaint(images, masks, [0, 1], trajectory_steps=2)
+    keep = (masks < 0.5).expand_as(images)
+    assert torch.equal(out.images[keep], images[keep])
+    assert out.x0_trajectory.shape == (2, 2, 4, 16, 16)
+
+
+def test_sdxl_inpaint(workdir: Path) -> None:
+    model = DiffusersInpainter(tiny_sdxl_inpaint(workdir / "sdxl"), steps=3, device="cpu")
+    ident = model.identity()
+    # the aesthetic-score conditioning differs between the two CFG passes: CFG must run
+    assert ident["pipeline"] == "StableDiffusionXLInpaintPipeline" and not ident["cfg_skipped"]
+    assert ident["strength"] == pytest.approx(0.9999) and model.num_steps == 2
+    images, masks = sample_batch(2)
+    out = model.inpaint(images, masks, [0, 1], trajectory_steps=2)
+    single = model.inpaint(images[1:], masks[1:], [1], trajectory_steps=2)
+    torch.testing.assert_close(single.images[0], out.images[1], atol=ATOL, rtol=0)
+    assert out.x0_trajectory.shape == (2, 2, 4, 16, 16) and not out.failed.any()
+
+
+def test_saved_pipeline_loads_by_path_offline(sd9: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "tiny-sd-inpaint"
+    sd9.save_pretrained(folder)
+    assert looks_like_diffusers_model(str(folder))
+    loaded = DiffusersInpainter(str(folder), local_files_only=True, steps=3, device="cpu", dtype="auto")
+    assert loaded.identity()["model"] == str(folder) and loaded.identity()["dtype"] == "float32"
+    images, masks = sample_batch(2)
+    reference = fresh(sd9).inpaint(images, masks, [0, 1])
+    torch.testing.assert_close(loaded.inpaint(images, masks, [0, 1]).images, reference.images, atol=ATOL, rtol=0)
+
+
+def test_pipeline_without_text_encoder_uses_zero_embeddings(sd9: Any) -> None:
+    components = {**copy.deepcopy(sd9.components), "tokenizer": None, "text_encoder": None}
+    pipe = type(sd9)(**components)
+    model = DiffusersInpainter(pipe, steps=2, device="cpu")
+    assert model.identity()["zero_prompt_embeddings"] and model.prompt_embeds.shape == (1, 77, 16)
+    images, masks = sample_batch(1)
+    assert model.inpaint(images, masks, [0]).images.shape == images.shape
+    with pytest.raises(ConfigError, match="only the empty prompt"):
+        DiffusersInpainter(type(sd9)(**components), prompt="a cat", device="cpu")
+
+
+@pytest.mark.parametrize(("arch", "dim", "unet_params"), [
+    ("sd15-inpainting", 768, 859_535_364), ("sd2-inpainting", 1024, 865_925_124),
+])
+def test_full_size_architectures(arch: str, dim: int, unet_params: int) -> None:
+    pipe = full_size_pipeline(arch, device="meta")  # shapes only, no memory, no download
+    assert sum(p.numel() for p in pipe.unet.parameters()) == unet_params
+    assert sum(p.numel() for p in pipe.vae.parameters()) == 83_653_863
+    model = DiffusersInpainter(pipe, device="meta", dtype="fp32")
+    assert model.prompt_embeds.shape == (1, 77, dim) and model.cfg_skipped is False
+    assert model.num_steps == 50 + (arch == "sd15-inpainting")  # PNDM's PLMS repeats one step
+
+
+# --------------------------------------------------------------------------- failures and errors
+def test_nan_and_black_outputs_are_flagged(sd9: Any) -> None:
+    model = fresh(sd9)
+    conv_out = model.pipe.vae.decoder.conv_out
+    images, masks = sample_batch(2)
+    with torch.no_grad():
+        conv_out.weight.zero_()
+        conv_out.bias.fill_(-10.0)  # decodes to -10 -> clamps to black
+    out = model.inpaint(images, masks, [0, 1])
+    assert out.failed.tolist() == [True, True] and out.extras["failure"] == ["all-black", "all-black"]
+    with torch.no_grad():
+        conv_out.bias.fill_(float("nan"))
+    out = model.inpaint(images, masks, [0, 1])
+    assert out.failed.all() and out.extras["failure"] == ["nan", "nan"]
+    assert torch.isfinite(out.images).all()
+
+
+def test_input_errors(sd9: Any) -> None:
+    model = fresh(sd9)
+    images, masks = sample_batch(2)
+    with pytest.raises(InputError, match="multiple of 8"):
+        model.inpaint(torch.rand(2, 3, 36, 36), torch.ones(2, 1, 36, 36), [0, 1])
+    with pytest.raises(InputError, match="masks"):
+        model.inpaint(images, masks[:, :, :16], [0, 1])
+    with pytest.raises(InputError, match="seeds"):
+        model.inpaint(images, masks, [0])
+    with pytest.raises(ConfigError, match="scheduler"):
+        fresh(sd9, scheduler="no-such-sampler")
+
+
+def test_unloadable_models_raise_model_not_found(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="not in the Hugging Face cache.*hf download"):
+        DiffusersInpainter("ripbench-test/no-such-model", local_files_only=True, device="cpu")
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        DiffusersInpainter(str(tmp_path / "missing"), device="cpu")
+    with pytest.raises(ModelNotFoundError, match="not a diffusers pipeline directory"):
+        DiffusersInpainter(str(tmp_path), device="cpu")
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("stabilityai/stable-diffusion-2-inpainting", True),
+    ("./models/my-inpainter", True),
+    ("/abs/path/model", True),
+    ("biharmonic", False),
+    ("my_pkg.models:make_model", False),
+    ("not a/model id", False),
+])
+def test_looks_like_diffusers_model(spec: str, expected: bool) -> None:
+    assert looks_like_diffusers_model(spec) is expected
+
+
+def test_identity_records_output_changing_settings(sd9: Any) -> None:
+    ident = fresh(sd9, scheduler="dpm++", guidance_scale=5.0, eta=0.0).identity()
+    for key in ("model", "pipeline", "scheduler", "scheduler_config", "steps", "strength", "num_steps",
+                "prompt", "negative_prompt", "guidance_scale", "cfg_skipped", "paste_back", "safety_checker",
+                "dtype", "device", "attention", "compile_unet", "diffusers_version"):
+        assert key in ident
+    assert ident["scheduler"] == "DPMSolverMultistepScheduler"
+    assert ident["scheduler_config"]["algorithm_type"] == "dpmsolver++"
+    assert ident["safety_checker"] is False and ident["paste_back"] is True

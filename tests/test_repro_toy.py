@@ -1,0 +1,149 @@
+"""Tests of the toy DDPM and the Gaussian toy reproduction (ripbench.repro)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from ripbench.errors import ConfigError
+from ripbench.repro._ddpm import DDPMSchedule, ToyDenoiser
+from ripbench.repro.toy_gaussians import K_STD, gaussian1d, grid2d, label_hallucinations, run_toy_repro
+
+
+@pytest.fixture(scope="module")
+def schedules() -> tuple[DDPMSchedule, DDPMScheduler]:
+    ours = DDPMSchedule.linear(1000, 0.001, 0.2)
+    ref = DDPMScheduler(
+        num_train_timesteps=1000, beta_start=0.001, beta_end=0.2, beta_schedule="linear",
+        variance_type="fixed_large", clip_sample=False, prediction_type="epsilon",
+    )
+    ref.set_timesteps(1000)
+    return ours, ref
+
+
+def test_alphas_cumprod_match_diffusers(schedules: tuple[DDPMSchedule, DDPMScheduler]) -> None:
+    ours, ref = schedules
+    np.testing.assert_allclose(ours.betas.numpy(), ref.betas.double().numpy(), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(ours.alphas_cumprod.numpy(), ref.alphas_cumprod.double().numpy(), rtol=2e-5, atol=1e-12)
+    assert ours.alphas_cumprod_prev[0] == 1.0
+
+
+def test_add_noise_matches_diffusers(schedules: tuple[DDPMSchedule, DDPMScheduler]) -> None:
+    ours, ref = schedules
+    gen = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(6, 2, generator=gen), torch.randn(6, 2, generator=gen)
+    t = torch.tensor([0, 1, 10, 100, 500, 999])
+    torch.testing.assert_close(ours.add_noise(x0, noise, t), ref.add_noise(x0, noise, t), rtol=1e-4, atol=1e-5)
+
+
+def test_x0_hat_inverts_the_forward_process(schedules: tuple[DDPMSchedule, DDPMScheduler]) -> None:
+    ours, _ = schedules
+    x0, noise = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    for t in (0, 9, 150):
+        x_t = ours.add_noise(x0, noise, torch.full((5,), t))
+        torch.testing.assert_close(ours.predict_x0(x_t, noise, t), x0)
+
+
+def test_posterior_mean_is_the_gaussian_conditional(schedules: tuple[DDPMSchedule, DDPMScheduler]) -> None:
+    ours, _ = schedules
+    # q(x_{t-1} | x_t, x0) for scalar data: condition the joint Gaussian of (x_{t-1}, x_t) given x0.
+    t, x0, x_t = 7, 0.8, 0.3
+    abar_prev = float(ours.alphas_cumprod_prev[t])
+    beta = float(ours.betas[t])
+    prior_mean, prior_var = math.sqrt(abar_prev) * x0, 1 - abar_prev  # x_{t-1} | x0
+    gain = prior_var * math.sqrt(1 - beta) / ((1 - beta) * prior_var + beta)  # x_t = sqrt(1-beta) x_{t-1} + noise
+    expected = prior_mean + gain * (x_t - math.sqrt(1 - beta) * prior_mean)
+    got = ours.posterior_mean(torch.tensor(x0, dtype=torch.float64), torch.tensor(x_t, dtype=torch.float64), t)
+    assert got.item() == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("t", [800, 500, 10, 1, 0])
+def test_step_matches_diffusers_fixed_large(schedules: tuple[DDPMSchedule, DDPMScheduler], t: int) -> None:
+    ours, ref = schedules
+    gen = torch.Generator().manual_seed(t)
+    x_t, eps = torch.randn(8, 2, generator=gen), torch.randn(8, 2, generator=gen)
+    out = ref.step(eps, t, x_t, generator=torch.Generator().manual_seed(123))
+    noise = torch.randn(8, 2, generator=torch.Generator().manual_seed(123))
+    x_prev, x0_hat = ours.step(x_t, eps, t, noise)
+    torch.testing.assert_close(x0_hat, out.pred_original_sample, rtol=2e-4, atol=2e-4)
+    torch.testing.assert_close(x_prev, out.prev_sample, rtol=2e-4, atol=2e-4)
+
+
+def test_step_stays_finite_where_float32_alphas_cumprod_underflow(
+    schedules: tuple[DDPMSchedule, DDPMScheduler],
+) -> None:
+    # abar_999 ~ 4e-44 is 0 in diffusers' float32 table (x0_hat = inf there); our float64 schedule copes.
+    ours, ref = schedules
+    assert ref.alphas_cumprod[999] == 0
+    x_prev, x0_hat = ours.step(torch.randn(4, 2), torch.randn(4, 2), 999, torch.randn(4, 2))
+    assert torch.isfinite(x_prev).all() and torch.isfinite(x0_hat).all()
+
+
+def test_toy_denoiser_matches_the_paper_size_and_batches_time() -> None:
+    torch.manual_seed(0)
+    model = ToyDenoiser(dim=1)
+    assert sum(p.numel() for p in model.parameters()) == 66_817  # "about 67k"
+    model2 = ToyDenoiser(dim=2)
+    x = torch.randn(5, 2)
+    with torch.no_grad():
+        per_item = model2(x, torch.tensor([3, 3, 3, 3, 3]))
+        shared = model2(x, torch.tensor(3))
+        mixed = model2(x, torch.tensor([3, 900, 3, 1, 3]))
+    torch.testing.assert_close(per_item, shared)
+    torch.testing.assert_close(mixed[[0, 2, 4]], shared[[0, 2, 4]])
+
+
+def test_sampler_records_the_last_steps_oldest_first() -> None:
+    sched = DDPMSchedule.linear(20, 0.001, 0.2)
+
+    class Zero(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return torch.zeros_like(x)
+
+    gen = torch.Generator().manual_seed(0)
+    x, traj = sched.sample(Zero(), (3, 2), record_last=4, generator=gen, progress=False)
+    assert traj.shape == (4, 3, 2)
+    # At t = 0 the posterior mean is x0_hat itself (abar_{-1} = 1), so the sample equals the last record.
+    torch.testing.assert_close(x, traj[-1])
+    assert not torch.equal(traj[0], traj[-1])  # earlier records come from earlier steps
+
+
+def test_mixtures_and_ground_truth() -> None:
+    g1, g2 = gaussian1d(), grid2d()
+    assert g1.modes.flatten().tolist() == [1.0, 2.0, 3.0] and g1.std == 0.05
+    assert g2.modes.shape == (25, 2)
+    assert 2.828 < 4.0 / g2.modes[-1, 1].item() < 2.830  # modes 2 (i, j) / 2.829, the corner at (4, 4)
+    assert label_hallucinations(torch.tensor([[1.0 + 0.99 * K_STD * 0.05], [1.5], [0.0]]), g1).tolist() == [
+        False, True, True]
+    data = g2.sample(50_000, torch.Generator().manual_seed(0))
+    assert label_hallucinations(data, g2).float().mean() < 1e-3  # the true distribution stays in support
+
+
+def test_unknown_dataset_is_a_config_error(tmp_path) -> None:
+    with pytest.raises(ConfigError):
+        run_toy_repro(tmp_path, fast=True, datasets=("moons",), progress=False)
+
+
+@pytest.mark.slow
+def test_fast_1d_reproduction_scores_hallucinations_higher(tmp_path) -> None:
+    report = run_toy_repro(tmp_path, fast=True, seed=0, progress=False, datasets=("gaussian1d",))
+    res = report["results"]["gaussian1d"]
+    assert res["hallucination_rate"] > 0
+    assert res["mean_score_hallucinated"] > res["mean_score_in_support"]
+    assert res["auroc"] > 0.5
+    assert res["detection"]["retention"] == pytest.approx(0.96, abs=0.06)
+    on_disk = json.loads((tmp_path / "report.json").read_text())
+    assert on_disk["results"]["gaussian1d"]["window_steps"] == 10
+    assert "| gaussian1d |" in (tmp_path / "report.md").read_text()
+    for name in report["figures"]:
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
+    assert not list(tmp_path.glob(".*tmp"))
