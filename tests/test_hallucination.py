@@ -21,7 +21,6 @@ from ripbench.hallucination import (
     trajectory_variance,
 )
 
-
 # --- trajectory_variance -------------------------------------------------------------------------------
 
 

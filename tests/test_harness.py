@@ -10,7 +10,7 @@ import torch
 from ripbench.config import validate_config
 from ripbench.errors import ResultsError
 from ripbench.harness import TIMING_COLUMNS, derive_seed, run_experiment
-from ripbench.models import InpaintResult, Inpainter
+from ripbench.models import Inpainter, InpaintResult
 from ripbench.store import RunStore, load_table
 
 

@@ -8,7 +8,15 @@ import torch
 from PIL import Image
 
 from ripbench.errors import InputError
-from ripbench.inputs import SAMPLE_CATEGORIES, SAMPLE_IMAGES, fit_image, load_folder, load_image, load_list, load_sample
+from ripbench.inputs import (
+    SAMPLE_CATEGORIES,
+    SAMPLE_IMAGES,
+    fit_image,
+    load_folder,
+    load_image,
+    load_list,
+    load_sample,
+)
 
 
 def test_every_sample_loads_offline_with_a_known_category():

@@ -8,7 +8,6 @@ then through torchvision's normal cache/download; without any of them the LPIPS 
 from __future__ import annotations
 
 import copy
-import os
 import urllib.error
 from pathlib import Path
 

@@ -142,6 +142,7 @@ def test_bad_inputs_raise_input_error() -> None:
         label_shapes(np.zeros((2, 32, 16)))
 
 
+@pytest.mark.slow
 def test_train_shapes_writes_a_loadable_pipeline(tmp_path) -> None:
     from ripbench.models.pixel_ddpm import PixelDDPMInpainter
     from ripbench.shapes_training import train_shapes
