@@ -54,7 +54,8 @@ class ShapesTrainingConfig:
         num_images: size of the training set (the paper uses 5,000).
         steps: optimiser steps.
         batch_size: images per step.
-        learning_rate: AdamW peak learning rate (linear warm-up, cosine decay to 10 %).
+        learning_rate: AdamW peak learning rate (linear warm-up, cosine decay to 10 % at the
+            last step or at the time limit, whichever comes first).
         warmup_steps: warm-up length.
         ema_decay: maximum decay of the weight average that is saved.
         num_train_timesteps: T of the DDPM.
@@ -71,8 +72,8 @@ class ShapesTrainingConfig:
 
     size: int = 32
     num_images: int = 5000
-    steps: int = 4000
-    batch_size: int = 64
+    steps: int = 2000
+    batch_size: int = 32
     learning_rate: float = 2e-3
     warmup_steps: int = 100
     ema_decay: float = 0.999
@@ -170,7 +171,7 @@ def _save(out_dir: Path, ema_unet: Any, scheduler: Any, config: ShapesTrainingCo
 def train_shapes(
     out_dir: str | Path,
     size: int = 32,
-    steps: int = 4000,
+    steps: int = 2000,
     seed: int = 0,
     progress: bool = True,
     *,
@@ -214,13 +215,15 @@ def train_shapes(
     alphas_cumprod = scheduler.alphas_cumprod.float()
     optimiser = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate, weight_decay=0.0)
 
-    def lr_factor(step: int) -> float:
+    def lr_factor(step: int, elapsed: float) -> float:
+        """Linear warm-up, then cosine decay to 10 % over the steps or the time limit, whichever ends first."""
         if step < config.warmup_steps:
             return (step + 1) / config.warmup_steps
-        progress_ = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress_)))
+        done = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        if config.time_limit_s:
+            done = max(done, elapsed / config.time_limit_s)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
 
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_factor)
     gen = torch.Generator().manual_seed(config.seed)
     params = list(unet.parameters())
     ema_params = list(ema_unet.parameters())
@@ -228,10 +231,13 @@ def train_shapes(
     window: list[float] = []
     all_losses: list[float] = []
     start = time.monotonic()
+    elapsed = 0.0
     step = 0
     bar = tqdm(total=config.steps, disable=not progress, desc="train shapes-ddpm")
     unet.train()
     for step in range(1, config.steps + 1):
+        for group in optimiser.param_groups:
+            group["lr"] = config.learning_rate * lr_factor(step - 1, elapsed)
         idx = torch.randint(0, len(data), (config.batch_size,), generator=gen)
         x0 = data[idx]
         noise = torch.randn(x0.shape, generator=gen)
@@ -242,7 +248,6 @@ def train_shapes(
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-        lr_schedule.step()
         decay = min(config.ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
             torch._foreach_lerp_(ema_params, params, 1 - decay)

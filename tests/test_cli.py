@@ -121,3 +121,17 @@ def test_kill_and_rerun_resumes(tmp_path):
     assert rerun.returncode == 0, rerun.stderr
     assert f"resumed: {done} finished trajectories were skipped" in rerun.stdout
     assert len(list(parts.glob("part-*.parquet"))) == 6
+
+
+def test_masks_generate_and_config_show(tmp_path):
+    res = CliRunner().invoke(main, ["masks", "generate", "strokes:thick", "--count", "3", "--size", "64",
+                                    "--out", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    files = sorted((tmp_path / "m").glob("*.png"))
+    assert len(files) == 3
+    arr = np.asarray(Image.open(files[0]))
+    assert arr.shape == (64, 64) and 0.2 < (arr > 127).mean() < 0.5
+    res = CliRunner().invoke(main, ["config", "--preset", "rip-paper"])
+    assert res.exit_code == 0 and "size: 512" in res.output
+    res = CliRunner().invoke(main, ["masks", "generate", "grid:128", "--size", "64", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "larger than" in res.stderr

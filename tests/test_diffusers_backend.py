@@ -61,9 +61,11 @@ def test_batch_independence_and_trajectory(sd9: Any) -> None:
     assert batch.images.shape == images.shape and batch.images.device.type == "cpu"
     assert batch.x0_trajectory.shape == (2, 3, 4, 16, 16) and batch.x0_space == "latent"
     for i, seed in enumerate([5, 6, 7]):
-        single = model.inpaint(images[i:i + 1], masks[i:i + 1], [seed], trajectory_steps=2)
+        single = model.inpaint(images[i : i + 1], masks[i : i + 1], [seed], trajectory_steps=2)
         torch.testing.assert_close(single.images[0], batch.images[i], atol=ATOL, rtol=0)
-        torch.testing.assert_close(single.x0_trajectory[:, 0], batch.x0_trajectory[:, i], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            single.x0_trajectory[:, 0], batch.x0_trajectory[:, i], atol=1e-4, rtol=1e-4
+        )
     other_seed = model.inpaint(images[:1], masks[:1], [99])
     assert (other_seed.images[0] - batch.images[0]).abs().max() > 1e-3
 
@@ -77,6 +79,7 @@ def test_paste_back_is_exact_and_off_switch_drifts(sd9: Any) -> None:
     assert (off.images[keep] - images[keep]).abs().mean() > 1e-3  # VAE round trip changes them
     torch.testing.assert_close(on.images[~keep], off.images[~keep], atol=0, rtol=0)
     assert not on.failed.any() and on.extras["failure"] == ["", ""]
+    on.images.clamp_(0.0, 1.0)  # ordinary tensors (the harness updates them in place)
 
 
 def test_redundant_cfg_is_skipped_and_matches_guided_run(sd9: Any) -> None:
@@ -190,7 +193,9 @@ def test_saved_pipeline_loads_by_path_offline(sd9: Any, tmp_path: Path) -> None:
     assert loaded.identity()["model"] == str(folder) and loaded.identity()["dtype"] == "float32"
     images, masks = sample_batch(2)
     reference = fresh(sd9).inpaint(images, masks, [0, 1])
-    torch.testing.assert_close(loaded.inpaint(images, masks, [0, 1]).images, reference.images, atol=ATOL, rtol=0)
+    torch.testing.assert_close(
+        loaded.inpaint(images, masks, [0, 1]).images, reference.images, atol=ATOL, rtol=0
+    )
 
 
 def test_pipeline_without_text_encoder_uses_zero_embeddings(sd9: Any) -> None:
@@ -204,9 +209,13 @@ def test_pipeline_without_text_encoder_uses_zero_embeddings(sd9: Any) -> None:
         DiffusersInpainter(type(sd9)(**components), prompt="a cat", device="cpu")
 
 
-@pytest.mark.parametrize(("arch", "dim", "unet_params"), [
-    ("sd15-inpainting", 768, 859_535_364), ("sd2-inpainting", 1024, 865_925_124),
-])
+@pytest.mark.parametrize(
+    ("arch", "dim", "unet_params"),
+    [
+        ("sd15-inpainting", 768, 859_535_364),
+        ("sd2-inpainting", 1024, 865_925_124),
+    ],
+)
 def test_full_size_architectures(arch: str, dim: int, unet_params: int) -> None:
     pipe = full_size_pipeline(arch, device="meta")  # shapes only, no memory, no download
     assert sum(p.numel() for p in pipe.unet.parameters()) == unet_params
@@ -233,6 +242,35 @@ def test_nan_and_black_outputs_are_flagged(sd9: Any) -> None:
     assert torch.isfinite(out.images).all()
 
 
+def test_safety_checker_flags_are_recorded(sd9: Any) -> None:
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    tiny = {"hidden_size": 16, "intermediate_size": 24, "num_attention_heads": 2, "num_hidden_layers": 1}
+    checker = StableDiffusionSafetyChecker(
+        CLIPConfig(
+            text_config=tiny,
+            vision_config={**tiny, "image_size": 32, "patch_size": 8},
+            projection_dim=8,
+        )
+    )
+    with torch.no_grad():
+        checker.concept_embeds_weights.fill_(-2.0)  # cosine - (-2) > 0: every image is "flagged"
+    pipe = type(sd9)(
+        **{
+            **copy.deepcopy(sd9.components),
+            "safety_checker": checker,
+            "feature_extractor": CLIPImageProcessor(size=32, crop_size=32),
+        }
+    )
+    assert DiffusersInpainter(copy.deepcopy(pipe), device="cpu").identity()["safety_checker"] is False
+    model = DiffusersInpainter(pipe, safety_checker=True, steps=2, device="cpu")
+    images, masks = sample_batch(2)
+    out = model.inpaint(images, masks, [0, 1])
+    assert out.extras["nsfw_flagged"] == [True, True] and out.extras["failure"] == ["nsfw", "nsfw"]
+    assert out.failed.all() and (out.images[(masks > 0.5).expand_as(images)] == 0).all()
+
+
 def test_input_errors(sd9: Any) -> None:
     model = fresh(sd9)
     images, masks = sample_batch(2)
@@ -255,23 +293,43 @@ def test_unloadable_models_raise_model_not_found(tmp_path: Path) -> None:
         DiffusersInpainter(str(tmp_path), device="cpu")
 
 
-@pytest.mark.parametrize(("spec", "expected"), [
-    ("stabilityai/stable-diffusion-2-inpainting", True),
-    ("./models/my-inpainter", True),
-    ("/abs/path/model", True),
-    ("biharmonic", False),
-    ("my_pkg.models:make_model", False),
-    ("not a/model id", False),
-])
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("stabilityai/stable-diffusion-2-inpainting", True),
+        ("./models/my-inpainter", True),
+        ("/abs/path/model", True),
+        ("biharmonic", False),
+        ("my_pkg.models:make_model", False),
+        ("not a/model id", False),
+    ],
+)
 def test_looks_like_diffusers_model(spec: str, expected: bool) -> None:
     assert looks_like_diffusers_model(spec) is expected
 
 
 def test_identity_records_output_changing_settings(sd9: Any) -> None:
     ident = fresh(sd9, scheduler="dpm++", guidance_scale=5.0, eta=0.0).identity()
-    for key in ("model", "pipeline", "scheduler", "scheduler_config", "steps", "strength", "num_steps",
-                "prompt", "negative_prompt", "guidance_scale", "cfg_skipped", "paste_back", "safety_checker",
-                "dtype", "device", "attention", "compile_unet", "diffusers_version"):
+    for key in (
+        "model",
+        "pipeline",
+        "scheduler",
+        "scheduler_config",
+        "steps",
+        "strength",
+        "num_steps",
+        "prompt",
+        "negative_prompt",
+        "guidance_scale",
+        "cfg_skipped",
+        "paste_back",
+        "safety_checker",
+        "dtype",
+        "device",
+        "attention",
+        "compile_unet",
+        "diffusers_version",
+    ):
         assert key in ident
     assert ident["scheduler"] == "DPMSolverMultistepScheduler"
     assert ident["scheduler_config"]["algorithm_type"] == "dpmsolver++"

@@ -42,10 +42,19 @@ from diffusers import (
 X0_SOURCES = ("pred_original_sample", "denoised", "model_outputs", "alphas_cumprod", "flow_sigma")
 
 _PRED_ORIGINAL_SCHEDULERS = (
-    "DDIMScheduler", "DDPMScheduler", "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
-    "LMSDiscreteScheduler", "HeunDiscreteScheduler", "KDPM2DiscreteScheduler",
-    "KDPM2AncestralDiscreteScheduler", "DPMSolverSDEScheduler", "DDIMParallelScheduler",
-    "DDPMParallelScheduler", "EDMEulerScheduler", "RePaintScheduler",
+    "DDIMScheduler",
+    "DDPMScheduler",
+    "EulerDiscreteScheduler",
+    "EulerAncestralDiscreteScheduler",
+    "LMSDiscreteScheduler",
+    "HeunDiscreteScheduler",
+    "KDPM2DiscreteScheduler",
+    "KDPM2AncestralDiscreteScheduler",
+    "DPMSolverSDEScheduler",
+    "DDIMParallelScheduler",
+    "DDPMParallelScheduler",
+    "EDMEulerScheduler",
+    "RePaintScheduler",
 )
 
 
@@ -121,7 +130,9 @@ class X0Recorder:
         original = self.scheduler.step
 
         @functools.wraps(original)
-        def step(model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        def step(
+            model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, *args: Any, **kwargs: Any
+        ) -> Any:
             return_dict = kwargs.pop("return_dict", True)
             sigma = None
             if self.source == "flow_sigma":

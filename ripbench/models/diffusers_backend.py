@@ -61,9 +61,14 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 _DTYPES = {
-    "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
-    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-    "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "float": torch.float32,
 }
 _ATTENTION = ("sdpa", "eager", "xformers", "default")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -121,7 +126,9 @@ def make_scheduler(name: str, config: Any) -> Any:
     class_name, extra = SCHEDULERS.get(name.lower(), (name, {}))
     cls = getattr(diffusers, class_name, None)
     if cls is None or not hasattr(cls, "from_config") or not class_name.endswith("Scheduler"):
-        raise ConfigError(f"unknown scheduler {name!r}; use one of {sorted(SCHEDULERS)} or a diffusers class name")
+        raise ConfigError(
+            f"unknown scheduler {name!r}; use one of {sorted(SCHEDULERS)} or a diffusers class name"
+        )
     return cls.from_config(config, **extra)
 
 
@@ -171,7 +178,10 @@ def load_inpainting_pipeline(
 
     dtype_key = "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"  # renamed in 0.4x
     kwargs: dict[str, Any] = {
-        dtype_key: dtype, "revision": revision, "variant": variant, "local_files_only": local_files_only,
+        dtype_key: dtype,
+        "revision": revision,
+        "variant": variant,
+        "local_files_only": local_files_only,
     }
     if not safety_checker and "safety_checker" in index:
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
@@ -276,8 +286,12 @@ class DiffusersInpainter(Inpainter):
         if isinstance(model, (str, os.PathLike)):
             self.model_ref = os.fspath(model)
             pipe = load_inpainting_pipeline(
-                model, dtype=self.dtype, revision=revision, variant=variant,
-                local_files_only=local_files_only, safety_checker=safety_checker,
+                model,
+                dtype=self.dtype,
+                revision=revision,
+                variant=variant,
+                local_files_only=local_files_only,
+                safety_checker=safety_checker,
             )
         else:
             pipe = self._as_inpainting_pipeline(model)
@@ -294,12 +308,17 @@ class DiffusersInpainter(Inpainter):
         self._call_params = set(inspect.signature(pipe.__call__).parameters)
         defaults = {k: p.default for k, p in inspect.signature(pipe.__call__).parameters.items()}
         self.strength = float(strength if strength is not None else defaults.get("strength", 1.0))
-        self.guidance_scale = float(guidance_scale if guidance_scale is not None
-                                    else defaults.get("guidance_scale", 7.5))
+        self.guidance_scale = float(
+            guidance_scale if guidance_scale is not None else defaults.get("guidance_scale", 7.5)
+        )
         self.paste_back, self.decode_trajectory = paste_back, decode_trajectory
         self.options = {
-            "attention": attention, "compile_unet": compile_unet, "vae_slicing": vae_slicing,
-            "vae_tiling": vae_tiling, "cpu_offload": cpu_offload, "channels_last": channels_last,
+            "attention": attention,
+            "compile_unet": compile_unet,
+            "vae_slicing": vae_slicing,
+            "vae_tiling": vae_tiling,
+            "cpu_offload": cpu_offload,
+            "channels_last": channels_last,
         }
         self._place_and_speed_up(progress_bar)
         self._embeds, self.cfg_skipped, self.zero_prompt_embeddings = self._encode_prompts(skip_redundant_cfg)
@@ -318,7 +337,9 @@ class DiffusersInpainter(Inpainter):
         try:
             return AutoPipelineForInpainting.from_pipe(pipe)
         except (ValueError, KeyError) as exc:
-            raise ModelNotFoundError(f"{type(pipe).__name__} has no inpainting counterpart in diffusers: {exc}") from exc
+            raise ModelNotFoundError(
+                f"{type(pipe).__name__} has no inpainting counterpart in diffusers: {exc}"
+            ) from exc
 
     def _place_and_speed_up(self, progress_bar: bool) -> None:
         pipe, opts = self.pipe, self.options
@@ -338,9 +359,15 @@ class DiffusersInpainter(Inpainter):
 
             processor_cls = AttnProcessor2_0 if opts["attention"] == "sdpa" else AttnProcessor
             for module in (denoiser, vae):
-                if module is not None and hasattr(module, "set_attn_processor") and hasattr(module, "attn_processors"):
-                    if all(type(p).__name__ in ("AttnProcessor", "AttnProcessor2_0")
-                           for p in module.attn_processors.values()):
+                if (
+                    module is not None
+                    and hasattr(module, "set_attn_processor")
+                    and hasattr(module, "attn_processors")
+                ):
+                    if all(
+                        type(p).__name__ in ("AttnProcessor", "AttnProcessor2_0")
+                        for p in module.attn_processors.values()
+                    ):
                         module.set_attn_processor(processor_cls())
         elif opts["attention"] == "xformers":
             pipe.enable_xformers_memory_efficient_attention()
@@ -375,19 +402,30 @@ class DiffusersInpainter(Inpainter):
         with torch.no_grad():
             if sdxl:
                 pe, ne, pp, npp = pipe.encode_prompt(
-                    prompt=self.prompt, device=self._exec_device, num_images_per_prompt=1,
-                    do_classifier_free_guidance=True, negative_prompt=self.negative_prompt,
+                    prompt=self.prompt,
+                    device=self._exec_device,
+                    num_images_per_prompt=1,
+                    do_classifier_free_guidance=True,
+                    negative_prompt=self.negative_prompt,
                 )
-                embeds = {"prompt_embeds": pe, "negative_prompt_embeds": ne,
-                          "pooled_prompt_embeds": pp, "negative_pooled_prompt_embeds": npp}
+                embeds = {
+                    "prompt_embeds": pe,
+                    "negative_prompt_embeds": ne,
+                    "pooled_prompt_embeds": pp,
+                    "negative_pooled_prompt_embeds": npp,
+                }
             else:
                 pe, ne = pipe.encode_prompt(
-                    prompt=self.prompt, device=self._exec_device, num_images_per_prompt=1,
-                    do_classifier_free_guidance=True, negative_prompt=self.negative_prompt,
+                    prompt=self.prompt,
+                    device=self._exec_device,
+                    num_images_per_prompt=1,
+                    do_classifier_free_guidance=True,
+                    negative_prompt=self.negative_prompt,
                 )
                 embeds = {"prompt_embeds": pe, "negative_prompt_embeds": ne}
-        identical = torch.equal(pe, ne) and (not sdxl or torch.equal(embeds["pooled_prompt_embeds"],
-                                                                      embeds["negative_pooled_prompt_embeds"]))
+        identical = torch.equal(pe, ne) and (
+            not sdxl or torch.equal(embeds["pooled_prompt_embeds"], embeds["negative_pooled_prompt_embeds"])
+        )
         return embeds, skip_redundant_cfg and self._cfg_is_redundant(identical), False
 
     def _cfg_is_redundant(self, identical_embeddings: bool) -> bool:
@@ -401,7 +439,9 @@ class DiffusersInpainter(Inpainter):
     def _zero_embeddings(self, sdxl: bool) -> dict[str, torch.Tensor]:
         """Zero prompt embeddings of the right shape for pipelines without tokenizer/text encoder."""
         if self.prompt or self.negative_prompt:
-            raise ConfigError("this pipeline has no tokenizer/text encoder: only the empty prompt is supported")
+            raise ConfigError(
+                "this pipeline has no tokenizer/text encoder: only the empty prompt is supported"
+            )
         unet = self.pipe.unet
         dim = unet.config.cross_attention_dim
         dim = dim[0] if isinstance(dim, (list, tuple)) else dim
@@ -409,7 +449,10 @@ class DiffusersInpainter(Inpainter):
         embeds = {"prompt_embeds": zeros, "negative_prompt_embeds": zeros}
         if sdxl:
             n_time_ids = 5 if self.pipe.config.get("requires_aesthetics_score", False) else 6
-            pooled_dim = unet.config.projection_class_embeddings_input_dim - n_time_ids * unet.config.addition_time_embed_dim
+            pooled_dim = (
+                unet.config.projection_class_embeddings_input_dim
+                - n_time_ids * unet.config.addition_time_embed_dim
+            )
             pooled = torch.zeros(1, pooled_dim, device=self._exec_device, dtype=self.dtype)
             embeds.update(pooled_prompt_embeds=pooled, negative_pooled_prompt_embeds=pooled)
         return embeds
@@ -420,7 +463,7 @@ class DiffusersInpainter(Inpainter):
         scheduler.set_timesteps(self.steps)
         init = min(int(self.steps * self.strength), self.steps)
         t_start = max(self.steps - init, 0)
-        return len(scheduler.timesteps[t_start * scheduler.order:])
+        return len(scheduler.timesteps[t_start * scheduler.order :])
 
     # ------------------------------------------------------------------ inference
     @property
@@ -449,15 +492,23 @@ class DiffusersInpainter(Inpainter):
         b, _, h, w = images.shape
         device = self._exec_device
         kwargs: dict[str, Any] = {
-            "image": images, "mask_image": masks, "height": h, "width": w,
-            "num_inference_steps": self.steps, "strength": self.strength,
-            "guidance_scale": self.effective_guidance_scale, "eta": self.eta,
+            "image": images,
+            "mask_image": masks,
+            "height": h,
+            "width": w,
+            "num_inference_steps": self.steps,
+            "strength": self.strength,
+            "guidance_scale": self.effective_guidance_scale,
+            "eta": self.eta,
             "generator": [torch.Generator(device=device).manual_seed(int(s)) for s in seeds],
-            "output_type": "pt", "return_dict": True,
+            "output_type": "pt",
+            "return_dict": True,
         }
         if self._embeds is None:
-            kwargs.update(prompt=[self.prompt] * b, negative_prompt=None if self.negative_prompt is None
-                          else [self.negative_prompt] * b)
+            kwargs.update(
+                prompt=[self.prompt] * b,
+                negative_prompt=None if self.negative_prompt is None else [self.negative_prompt] * b,
+            )
         else:
             use_negative = self.effective_guidance_scale > 1
             for key, value in self._embeds.items():
@@ -484,9 +535,12 @@ class DiffusersInpainter(Inpainter):
         images = images.to(device=self._exec_device, dtype=torch.float32)
         masks = masks.to(device=self._exec_device, dtype=torch.float32)
         kwargs = self._call_kwargs(images, masks, seeds)
-        recorder = X0Recorder(self.pipe.scheduler, trajectory_steps) if (
-            trajectory_steps > 0 and self.supports_trajectory) else None
-        with torch.inference_mode():
+        recorder = (
+            X0Recorder(self.pipe.scheduler, trajectory_steps)
+            if (trajectory_steps > 0 and self.supports_trajectory)
+            else None
+        )
+        with torch.no_grad():  # not inference_mode: callers may update the outputs in place
             if recorder is None:
                 output = self.pipe(**kwargs)
             else:
@@ -503,14 +557,18 @@ class DiffusersInpainter(Inpainter):
                 result.x0_space = "pixel" if self.decode_trajectory else "latent"
         return result
 
-    def _finish(self, images: torch.Tensor, masks: torch.Tensor, raw: torch.Tensor,
-                nsfw: Sequence[bool] | None) -> InpaintResult:
+    def _finish(
+        self, images: torch.Tensor, masks: torch.Tensor, raw: torch.Tensor, nsfw: Sequence[bool] | None
+    ) -> InpaintResult:
         """Failure flags and paste-back of the unmasked region (all on the device)."""
         flat = raw.flatten(1)
         is_nan = torch.isnan(flat).any(dim=1)
-        black = (torch.nan_to_num(flat, nan=1.0).amax(dim=1) <= 1 / 255) & (images.flatten(1).amax(dim=1) > 1 / 255)
-        flagged = torch.tensor([bool(x) for x in nsfw] if nsfw is not None else [False] * raw.shape[0],
-                               device=raw.device)
+        black = (torch.nan_to_num(flat, nan=1.0).amax(dim=1) <= 1 / 255) & (
+            images.flatten(1).amax(dim=1) > 1 / 255
+        )
+        flagged = torch.tensor(
+            [bool(x) for x in nsfw] if nsfw is not None else [False] * raw.shape[0], device=raw.device
+        )
         failed = is_nan | black | flagged
         reasons = [
             "nan" if n else "nsfw" if f else "all-black" if k else ""
@@ -528,18 +586,29 @@ class DiffusersInpainter(Inpainter):
         """VAE-decode ``K x B x C x h x w`` latents to ``K x B x 3 x H x W`` in about [0, 1]."""
         vae = self.pipe.vae
         cfg = vae.config
+        # SDXL-style pipelines decode in fp32 when the VAE overflows in fp16 (force_upcast)
+        upcast = (
+            vae.dtype == torch.float16 and bool(cfg.get("force_upcast")) and hasattr(self.pipe, "upcast_vae")
+        )
+        if upcast:
+            vae.to(dtype=torch.float32)
         k, b = latents.shape[:2]
         out = []
-        for chunk in latents.flatten(0, 1).split(b):
-            z = chunk.to(vae.dtype)
-            mean, std = cfg.get("latents_mean"), cfg.get("latents_std")
-            if mean is not None and std is not None:
-                shape = (1, len(mean), 1, 1)
-                z = z * torch.tensor(std, device=z.device, dtype=z.dtype).view(shape) / cfg.scaling_factor \
-                    + torch.tensor(mean, device=z.device, dtype=z.dtype).view(shape)
-            else:
-                z = z / cfg.scaling_factor + (cfg.get("shift_factor") or 0.0)
-            out.append((vae.decode(z, return_dict=False)[0].float() + 1) / 2)
+        try:
+            for chunk in latents.flatten(0, 1).split(b):
+                z = chunk.to(vae.dtype)
+                mean, std = cfg.get("latents_mean"), cfg.get("latents_std")
+                if mean is not None and std is not None:
+                    shape = (1, len(mean), 1, 1)
+                    z = z * torch.tensor(std, device=z.device, dtype=z.dtype).view(
+                        shape
+                    ) / cfg.scaling_factor + torch.tensor(mean, device=z.device, dtype=z.dtype).view(shape)
+                else:
+                    z = z / cfg.scaling_factor + (cfg.get("shift_factor") or 0.0)
+                out.append((vae.decode(z, return_dict=False)[0].float() + 1) / 2)
+        finally:
+            if upcast:
+                vae.to(dtype=torch.float16)
         return torch.cat(out).unflatten(0, (k, b))
 
     # ------------------------------------------------------------------ manifest
@@ -578,4 +647,3 @@ class DiffusersInpainter(Inpainter):
             "diffusers_version": diffusers.__version__,
             "torch_version": torch.__version__,
         }
-

@@ -97,7 +97,7 @@ def _load_hub(repo_id: str) -> tuple[Any, dict[str, Any]]:
         try:
             unet = UNet2DModel.from_pretrained(repo_id, subfolder=subfolder)
             break
-        except Exception as exc:  # noqa: PERF203 - two attempts at most
+        except Exception as exc:  # two attempts at most
             errors.append(str(exc).splitlines()[0])
     else:
         raise WeightsError(f"cannot load diffusion model {repo_id!r} (not a local folder; from the Hub: {errors[-1]})")

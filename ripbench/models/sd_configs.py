@@ -42,7 +42,12 @@ _UNET_COMMON: dict[str, Any] = {
     "act_fn": "silu",
     "block_out_channels": [320, 640, 1280, 1280],
     "center_input_sample": False,
-    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "down_block_types": [
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "DownBlock2D",
+    ],
     "downsample_padding": 1,
     "flip_sin_to_cos": True,
     "freq_shift": 0,
@@ -80,19 +85,31 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
     "sd15-inpainting": {
         "unet": {**_UNET_COMMON, "attention_head_dim": 8, "cross_attention_dim": 768},
         "text_encoder": {
-            **_CLIP_COMMON, "hidden_act": "quick_gelu", "hidden_size": 768, "intermediate_size": 3072,
-            "num_attention_heads": 12, "num_hidden_layers": 12, "projection_dim": 768,
+            **_CLIP_COMMON,
+            "hidden_act": "quick_gelu",
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_attention_heads": 12,
+            "num_hidden_layers": 12,
+            "projection_dim": 768,
         },
         "scheduler": ("PNDMScheduler", _SCHEDULER_COMMON),
     },
     "sd2-inpainting": {
         "unet": {
-            **_UNET_COMMON, "attention_head_dim": [5, 10, 20, 20], "cross_attention_dim": 1024,
+            **_UNET_COMMON,
+            "attention_head_dim": [5, 10, 20, 20],
+            "cross_attention_dim": 1024,
             "use_linear_projection": True,
         },
         "text_encoder": {
-            **_CLIP_COMMON, "hidden_act": "gelu", "hidden_size": 1024, "intermediate_size": 4096,
-            "num_attention_heads": 16, "num_hidden_layers": 23, "projection_dim": 512,
+            **_CLIP_COMMON,
+            "hidden_act": "gelu",
+            "hidden_size": 1024,
+            "intermediate_size": 4096,
+            "num_attention_heads": 16,
+            "num_hidden_layers": 23,
+            "projection_dim": 512,
         },
         "scheduler": ("DDIMScheduler", {**_SCHEDULER_COMMON, "prediction_type": "epsilon"}),
     },
@@ -140,8 +157,14 @@ def full_size_pipeline(
     scheduler_name, scheduler_config = spec["scheduler"]
     scheduler = getattr(diffusers, scheduler_name).from_config(scheduler_config)
     pipe = StableDiffusionInpaintPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=None, unet=unet, scheduler=scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=None,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device=device, **({"dtype": dtype} if dtype != torch.float32 else {}))

@@ -1,0 +1,131 @@
+"""Pixel-space DDPM inpainting (replacement and RePaint) and the bundled Simple Shapes weights."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from ripbench.errors import ConfigError, InputError
+from ripbench.models.pixel_ddpm import BUNDLED_SHAPES_DIR, PixelDDPMInpainter
+
+SIZE = 16
+
+
+def _tiny_unet(channels: int = 1):
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(0)
+    return UNet2DModel(
+        sample_size=SIZE, in_channels=channels, out_channels=channels, block_out_channels=(8, 16),
+        layers_per_block=1, norm_num_groups=4, down_block_types=("DownBlock2D",) * 2,
+        up_block_types=("UpBlock2D",) * 2,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> PixelDDPMInpainter:
+    return PixelDDPMInpainter(_tiny_unet(), num_inference_steps=8, device="cpu")
+
+
+def _inputs(batch: int = 3, size: int = SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    images = torch.rand(batch, 3, size, size, generator=gen)
+    masks = torch.zeros(batch, 1, size, size)
+    masks[..., 4:12, 2:10] = 1
+    return images, masks
+
+
+def test_output_shape_range_and_known_region_exact(tiny_model: PixelDDPMInpainter) -> None:
+    images, masks = _inputs()
+    out = tiny_model.inpaint(images, masks, [0, 1, 2]).images
+    assert out.shape == images.shape and out.dtype == images.dtype
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    keep = (masks == 0).expand_as(images)
+    assert torch.equal(out[keep], images[keep])
+    # greyscale model: the filled region is grey (equal channels) and differs from the input
+    hole = (masks == 1).expand(-1, 1, -1, -1)
+    assert torch.equal(out[:, :1][hole], out[:, 2:][hole])
+    assert not torch.allclose(out[:, :1][hole], images[:, :1][hole])
+
+
+def test_items_do_not_depend_on_the_batch(tiny_model: PixelDDPMInpainter) -> None:
+    images, masks = _inputs()
+    batch = tiny_model.inpaint(images, masks, [7, 8, 9], trajectory_steps=2)
+    alone = tiny_model.inpaint(images[1:2], masks[1:2], [8], trajectory_steps=2)
+    torch.testing.assert_close(batch.images[1:2], alone.images, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(batch.x0_trajectory[:, 1:2], alone.x0_trajectory, atol=1e-4, rtol=1e-4)
+    again = tiny_model.inpaint(images[1:2], masks[1:2], [8]).images
+    assert torch.equal(again, alone.images)
+    other_seed = tiny_model.inpaint(images[1:2], masks[1:2], [10]).images
+    assert not torch.equal(other_seed, alone.images)
+
+
+def test_trajectory_shape_and_last_entry_matches_output(tiny_model: PixelDDPMInpainter) -> None:
+    images, masks = _inputs()
+    result = tiny_model.inpaint(images, masks, [0, 1, 2], trajectory_steps=4)
+    assert result.x0_space == "pixel"
+    assert result.x0_trajectory.shape == (4, 3, 1, SIZE, SIZE)
+    assert tiny_model.num_steps == 8
+    last = ((result.x0_trajectory[-1] + 1) / 2).clamp(0, 1)
+    hole = masks == 1
+    torch.testing.assert_close(last[hole], result.images[:, :1][hole], atol=1e-5, rtol=0)
+    assert tiny_model.inpaint(images, masks, [0, 1, 2]).x0_trajectory is None
+
+
+def test_repaint_runs_and_keeps_the_known_region() -> None:
+    model = PixelDDPMInpainter(_tiny_unet(), method="repaint", num_inference_steps=6, jump_length=2,
+                               jump_n_sample=2, device="cpu")
+    images, masks = _inputs(2)
+    result = model.inpaint(images, masks, [0, 1], trajectory_steps=3)
+    keep = (masks == 0).expand_as(images)
+    assert torch.equal(result.images[keep], images[keep])
+    assert result.x0_trajectory.shape == (3, 2, 1, SIZE, SIZE)
+    assert model.num_steps > 6  # resampling jumps repeat model calls
+    alone = model.inpaint(images[1:], masks[1:], [1]).images
+    torch.testing.assert_close(result.images[1:], alone, atol=1e-5, rtol=1e-5)
+    assert model.identity()["jump_n_sample"] == 2
+
+
+def test_rgb_model() -> None:
+    model = PixelDDPMInpainter(_tiny_unet(3), num_inference_steps=3, device="cpu")
+    images, masks = _inputs(2)
+    out = model.inpaint(images, masks, [0, 1], trajectory_steps=1)
+    assert out.x0_trajectory.shape == (1, 2, 3, SIZE, SIZE)
+    assert not torch.equal(out.images[:, 0], out.images[:, 1])
+
+
+def test_size_mismatch_and_bad_options(tiny_model: PixelDDPMInpainter) -> None:
+    images, masks = _inputs(1, size=8)
+    with pytest.raises(InputError, match=r"\(8, 8\).*\(16, 16\)"):
+        tiny_model.inpaint(images, masks, [0])
+    with pytest.raises(ConfigError):
+        PixelDDPMInpainter(_tiny_unet(), method="magic")
+    with pytest.raises(ConfigError):
+        PixelDDPMInpainter(_tiny_unet(), dtype="float8")
+
+
+def test_bundled_weights_load_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = PixelDDPMInpainter("shapes", num_inference_steps=10, device="cpu")
+    assert model.name == "shapes-ddpm" and model.sample_size == (32, 32) and model.channels == 1
+    ident = model.identity()
+    weights = Path(ident["weights_path"])
+    assert weights.parent.parent == BUNDLED_SHAPES_DIR and weights.suffix == ".safetensors"
+    assert ident["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert (ident["method"], ident["num_inference_steps"]) == ("replace", 10)
+    assert model.scheduler.config.clip_sample is False
+    for name in ("training_config.json", "loss_curve.csv"):
+        assert (BUNDLED_SHAPES_DIR / name).is_file()
+
+
+@pytest.mark.slow
+def test_bundled_model_samples_are_mostly_valid() -> None:
+    from ripbench.shapes import label_shapes
+
+    model = PixelDDPMInpainter("shapes", device="cpu")
+    samples = model.sample(list(range(24)))
+    valid = sum(lbl.is_valid for lbl in label_shapes(samples))
+    assert valid >= 14, valid
