@@ -98,8 +98,13 @@ def naive_loop(
 
     policy = build_mask_policy({"policy": "grid", "size": args.mask_size})
     lpips_net = load_lpips("alex", lpips_weights, "cpu").model
-    to_pil = lambda t: Image.fromarray((t.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))  # noqa: E731
-    to_t = lambda im: torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)[None]  # noqa: E731
+
+    def to_pil(t: torch.Tensor) -> Image.Image:
+        return Image.fromarray((t.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+
+    def to_t(im: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+
     start = time.perf_counter()
     for _, pixels, seed in trajs:
         original = to_pil(pixels)
@@ -259,7 +264,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ratio = f"{row['ratio_b_over_a']:6.2f}x" if "ratio_b_over_a" in row else "   n/a"
             print(
                 f"(b) harness  batch {bs:3d}: {row['harness_it_per_s']:8.2f} inpaint-it/s  b/a={ratio}  "
-                f"model-only {row['model_it_per_s']:8.2f} it/s  overhead {100 * row['overhead_share_vs_model_only']:5.1f}% "
+                f"model-only {row['model_it_per_s']:8.2f} it/s  "
+                f"overhead {100 * row['overhead_share_vs_model_only']:5.1f}% "
                 f"of model time (harness-reported {100 * row['harness_reported_overhead_share']:5.1f}%, "
                 f"wall incl. model build {row['harness_wall_it_per_s']:.2f} it/s)",
                 flush=True,

@@ -28,6 +28,7 @@ _LAZY = {
     "run_experiment": "ripbench.harness",
     "RunResult": "ripbench.harness",
     "load_table": "ripbench.store",
+    "load": "ripbench.store",
     "Inpainter": "ripbench.models",
     "InpaintResult": "ripbench.models",
     "register_inpainter": "ripbench.models",

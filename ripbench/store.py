@@ -176,3 +176,7 @@ def load_table(run_dir: str | Path) -> pd.DataFrame:
     table = store.load_table()
     table.attrs["manifest"] = store.read_manifest() or {}
     return table
+
+
+#: ``ripbench.load(run_dir)``: the public name of :func:`load_table`.
+load = load_table

@@ -118,7 +118,7 @@ def tiny_sd_inpaint(folder: Path, *, in_channels: int = 9, seed: int = 0) -> Any
 
 
 def tiny_sdxl_inpaint(folder: Path, *, seed: int = 0) -> Any:
-    """``StableDiffusionXLInpaintPipeline`` (4-channel UNet, two text encoders, aesthetic-score conditioning)."""
+    """``StableDiffusionXLInpaintPipeline``: 4-channel UNet, two text encoders, aesthetic-score conditioning."""
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLInpaintPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 

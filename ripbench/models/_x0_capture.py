@@ -31,12 +31,6 @@ import functools
 from typing import Any
 
 import torch
-from diffusers import (
-    DPMSolverMultistepScheduler,
-    FlowMatchEulerDiscreteScheduler,
-    LCMScheduler,
-    UniPCMultistepScheduler,
-)
 
 #: How x0 is obtained, per scheduler kind (see :func:`x0_source`).
 X0_SOURCES = ("pred_original_sample", "denoised", "model_outputs", "alphas_cumprod", "flow_sigma")
@@ -65,19 +59,19 @@ def x0_source(scheduler: Any) -> str | None:
     >>> x0_source(DDIMScheduler()), x0_source(PNDMScheduler())
     ('pred_original_sample', 'alphas_cumprod')
     """
-    names = {cls.__name__ for cls in type(scheduler).__mro__}
+    names = {cls.__name__ for cls in type(scheduler).__mro__}  # by name: no diffusers import needed
     if names & set(_PRED_ORIGINAL_SCHEDULERS):
         return "pred_original_sample"
-    if isinstance(scheduler, LCMScheduler):
+    if "LCMScheduler" in names:
         return "denoised"
-    if isinstance(scheduler, DPMSolverMultistepScheduler):
+    if "DPMSolverMultistepScheduler" in names:
         # "dpmsolver++" variants convert the model output to x0; plain "dpmsolver" keeps epsilon.
         if scheduler.config.algorithm_type in ("dpmsolver++", "sde-dpmsolver++"):
             return "model_outputs"
         return "alphas_cumprod"
-    if isinstance(scheduler, UniPCMultistepScheduler):
+    if "UniPCMultistepScheduler" in names:
         return "model_outputs" if scheduler.config.predict_x0 else "alphas_cumprod"
-    if isinstance(scheduler, FlowMatchEulerDiscreteScheduler):
+    if "FlowMatchEulerDiscreteScheduler" in names:
         return "flow_sigma"
     if getattr(scheduler, "alphas_cumprod", None) is not None and not hasattr(scheduler, "sigmas"):
         return "alphas_cumprod"

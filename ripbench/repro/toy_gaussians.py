@@ -135,21 +135,25 @@ class ToySetting:
     train_steps: int
     batch_size: int
     n_samples: int
+    width: int = 128
     lr: float = 1e-3
     cosine_decay: bool = True
     focus_steps: int = 50
 
 
-#: Full run: sized to finish in minutes on two CPU cores (the paper trains ~100x longer).
+#: Full run: sized to finish in about ten minutes on two shared CPU cores.
 FULL_SETTINGS: dict[str, ToySetting] = {
-    "gaussian1d": ToySetting(n_data=20_000, train_steps=2500, batch_size=1000, n_samples=8000),
-    "grid2d": ToySetting(n_data=100_000, train_steps=3000, batch_size=1000, n_samples=8000),
+    "gaussian1d": ToySetting(n_data=20_000, train_steps=1500, batch_size=1000, n_samples=5000),
+    "grid2d": ToySetting(n_data=100_000, train_steps=3500, batch_size=1000, n_samples=5000),
 }
-#: Smoke-test run (~10 s a data set on a CPU): an under-trained model with many hallucinations.
+#: Smoke-test run (under a minute a data set on a CPU): a narrower model (width 64) at a higher learning
+#: rate, the smallest budget at which the 1D model forms its modes; the 2D grid stays under-trained.
 FAST_SETTINGS: dict[str, ToySetting] = {
-    "gaussian1d": ToySetting(n_data=6000, train_steps=300, batch_size=500, n_samples=400),
-    "grid2d": ToySetting(n_data=10_000, train_steps=300, batch_size=500, n_samples=400),
+    "gaussian1d": ToySetting(n_data=6000, train_steps=800, batch_size=1000, n_samples=400, width=64, lr=2e-3),
+    "grid2d": ToySetting(n_data=10_000, train_steps=800, batch_size=1000, n_samples=400, width=64, lr=2e-3),
 }
+#: Training items the released code sees (data-set size x 10,000 epochs), to compare budgets.
+PAPER_TRAINING_ITEMS: dict[str, int] = {"gaussian1d": 20_000 * 10_000, "grid2d": 100_000 * 10_000}
 
 
 def label_hallucinations(x: torch.Tensor, mixture: Mixture, k: float = K_STD) -> torch.Tensor:
@@ -199,7 +203,7 @@ def _run_dataset(
     data = mixture.sample(setting.n_data, gen)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = ToyDenoiser(mixture.dim).to(device)
+        model = ToyDenoiser(mixture.dim, width=setting.width).to(device)
 
     start = time.perf_counter()
     losses = train_denoiser(
@@ -231,6 +235,7 @@ def _run_dataset(
     summary: dict[str, Any] = {
         "data": {"modes": mixture.modes.tolist(), "std": mixture.std, "dim": mixture.dim},
         "setting": asdict(setting),
+        "paper_training_items_ratio": PAPER_TRAINING_ITEMS[mixture.name] / (setting.train_steps * setting.batch_size),
         "window_steps": window,
         "train_seconds": round(train_s, 2),
         "sample_seconds": round(sample_s, 2),
@@ -350,13 +355,17 @@ def _verdict(report: dict[str, Any]) -> str:
             parts.append(f"{name}: {_pct(rate)} of hallucinations removed at {_pct(det['retention'])} retention, "
                          "in line with the paper's > 95% at 96%.")
         else:
+            ratio = (res["median_score_hallucinated"] or float("nan")) / (res["median_score_in_support"] or float("nan"))
             parts.append(
-                f"{name}: {_pct(rate)} removed at {_pct(det['retention'])} retention, below the paper's > 95%. "
-                f"Our model is trained about 100x less than the paper's (its modes are "
-                f"{res['model_spread_over_data_std']:.2f}x as wide as the data's), so more of its hallucinations "
-                "lie close to a mode where the x0 trajectory is already stable; with only "
-                f"{det['n_hallucinated']} hallucinations evaluated the estimate is also uncertain "
-                f"(95% interval {_ci(det['detection_rate_ci95']).strip()})."
+                f"{name}: {_pct(rate)} of hallucinations removed at {_pct(det['retention'])} retention, below the "
+                f"paper's > 95%. The score still ranks the samples (AUROC {_num(res.get('auroc'))}; the median "
+                f"hallucination scores {_num(ratio)}x the median in-support sample), but the upper 4% of in-support "
+                "scores reach as high as most hallucinations, so the threshold that keeps 96% lets many through. "
+                f"We attribute this mainly to training: our model sees "
+                f"{_num(res['paper_training_items_ratio'])}x fewer training items than the paper's (its learned "
+                f"modes are {_num(res['model_spread_over_data_std'])}x as wide as the data's). With "
+                f"{det['n_hallucinated']} hallucinations evaluated, the 95% interval of the rate is "
+                f"{_ci(det['detection_rate_ci95']).strip()}."
             )
     return " ".join(parts)
 

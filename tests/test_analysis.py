@@ -1,0 +1,230 @@
+"""Statistics on results tables: each checked on small synthetic tables with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ripbench import analysis
+from ripbench.errors import ResultsError
+from ripbench.store import RunStore
+
+
+def make_table(curves: dict[str, list[float]], metric: str = "lpips_orig", **columns: object) -> pd.DataFrame:
+    """Rows of trajectories ``{id: values per iteration 0..}``; extra columns constant or per id (dict)."""
+    rows = []
+    for tid, values in curves.items():
+        for it, v in enumerate(values):
+            row = {"trajectory_id": tid, "iteration": it, metric: v, "failed": False}
+            for col, value in columns.items():
+                row[col] = value[tid] if isinstance(value, dict) else value
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    for col in ("model", "mask_label"):
+        if col not in table.columns:
+            table[col] = {"model": "m", "mask_label": "grid-8"}[col]
+    return table
+
+
+# -- collapse ---------------------------------------------------------------------------------------
+
+def test_collapse_at_first_crossing_iteration():
+    crossing = [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.45, 0.5, 0.7, 0.6]  # >= 0.5 first at 7, dips later
+    never = [0.0, 0.1, 0.2, 0.3, 0.49, 0.49, 0.49, 0.49, 0.49, 0.49]
+    events = analysis.collapse_events(make_table({"a": crossing, "b": never}), 0.5).set_index("trajectory_id")
+    assert events.loc["a", "collapsed"] and events.loc["a", "iteration"] == 7
+    assert not events.loc["b", "collapsed"] and events.loc["b", "iteration"] == 9  # censored at the end
+
+
+def test_collapse_direction_for_similarity_metrics_and_nan():
+    table = make_table({"a": [1.0, 0.8, np.nan, 0.35, 0.2], "b": [1.0, np.nan, np.nan, np.nan, np.nan]}, "ssim_orig")
+    rule = analysis.collapse_rule(table)  # no LPIPS: falls back to SSIM <= 0.5
+    assert rule == analysis.CollapseRule("ssim_orig", 0.5, "<=")
+    events = analysis.collapse_events(table, rule).set_index("trajectory_id")
+    assert events.loc["a", "iteration"] == 3
+    assert not events.loc["b", "collapsed"]
+
+
+def test_failed_call_is_censored_not_collapsed():
+    table = make_table({"a": [0.0, 0.1, 0.2, 0.9, 0.95]})
+    table.loc[table["iteration"] == 3, "failed"] = True  # a black frame from a failed call
+    table = table[table["iteration"] <= 3]  # the harness keeps rows up to the failing one
+    events = analysis.collapse_events(table, 0.5)
+    assert events.loc[0, "failed"] and not events.loc[0, "collapsed"] and events.loc[0, "iteration"] == 2
+
+
+def test_collapse_rule_parsing():
+    assert analysis.collapse_rule(None, "ssim_orig<=0.3") == analysis.CollapseRule("ssim_orig", 0.3, "<=")
+    assert analysis.collapse_rule(None, "lpips_prev=0.2").direction == ">="
+    assert analysis.collapse_rule(None, "0.4").describe() == "lpips_orig >= 0.4"
+    assert analysis.DEFAULT_THRESHOLDS["lpips_orig"] == 0.5
+    with pytest.raises(ResultsError, match="cannot read collapse rule"):
+        analysis.collapse_rule(None, "lpips > half")
+    with pytest.raises(ResultsError, match="none of the metrics"):
+        analysis.collapse_rule(pd.DataFrame({"iteration": [0], "halluc_score": [1.0]}))
+    with pytest.raises(ResultsError, match="not in the results table"):
+        analysis.collapse_events(make_table({"a": [0.0, 0.1]}), "ssim_orig<=0.5")
+
+
+# -- survival ---------------------------------------------------------------------------------------
+
+def test_kaplan_meier_with_censoring():
+    # a collapses at 2; b's model fails at 4 (censored at 3); c collapses at 5; d never (censored at 6)
+    curves = {"a": [0, .2, .6, .6, .6, .6, .6], "b": [0, .1, .1, .1, .1], "c": [0, .1, .2, .3, .4, .5, .6],
+              "d": [0, .1, .1, .1, .1, .1, .1]}
+    table = make_table(curves)
+    table.loc[(table["trajectory_id"] == "b") & (table["iteration"] == 4), "failed"] = True
+    surv = analysis.survival_curves(table, 0.5, by=["model"], n_boot=200).set_index("iteration")
+    # S(2) = 3/4; b leaves the risk set after 3 without an event; S(5) = 3/4 * (1 - 1/2)
+    expected = [1, 1, 0.75, 0.75, 0.75, 0.375, 0.375]
+    np.testing.assert_allclose(surv["survival"].to_numpy(), expected)
+    assert surv.loc[5, "at_risk"] == 2 and surv.loc[5, "collapsed"] == 1 and surv.loc[4, "at_risk"] == 2
+    assert (surv["lo"] <= surv["survival"] + 1e-12).all() and (surv["hi"] >= surv["survival"] - 1e-12).all()
+    med = analysis.median_collapse(table, 0.5, by=["model"], n_boot=200).iloc[0]
+    assert med["median_collapse"] == 5 and med["collapsed"] == 2 and med["trajectories"] == 4
+    assert med["median_collapse_lo"] <= 5 <= med["median_collapse_hi"]
+    # fewer than half collapse -> median not reached (inf)
+    few = make_table({"a": [0, .6], "b": [0, .1], "c": [0, .1]})
+    assert math.isinf(analysis.median_collapse(few, 0.5, by=["model"]).loc[0, "median_collapse"])
+
+
+# -- mean curves and bootstrap ---------------------------------------------------------------------
+
+def _noisy(n: int, t: int, rng: np.random.Generator, mean: np.ndarray, sd: float = 0.1) -> pd.DataFrame:
+    values = mean[None, :] + rng.normal(0.0, sd, size=(n, t))
+    return make_table({f"t{i}": list(row) for i, row in enumerate(values)})
+
+
+def test_bootstrap_band_contains_true_mean_at_nominal_rate():
+    rng = np.random.default_rng(123)
+    true = np.array([0.3, 0.5])
+    hits, widths = [], []
+    for rep in range(120):
+        table = _noisy(25, 2, rng, true)
+        band = analysis.bootstrap_curves(table, "lpips_orig", by=["model"], n_boot=400, seed=rep)
+        hits.append(((band["lo"] <= true) & (true <= band["hi"])).to_numpy())
+        widths.append((band["hi"] - band["lo"]).to_numpy())
+    coverage = np.mean(hits)
+    assert 0.88 <= coverage <= 0.99, coverage
+    # the width matches the normal-theory interval 2 * 1.96 * sd / sqrt(n) within 15%
+    assert np.mean(widths) == pytest.approx(2 * 1.96 * 0.1 / 5, rel=0.15)
+
+
+def test_bootstrap_is_seeded_and_groups_separately():
+    rng = np.random.default_rng(0)
+    table = _noisy(10, 4, rng, np.linspace(0, 0.3, 4))
+    table["mask_label"] = np.where(table["trajectory_id"].isin(["t0", "t1", "t2"]), "grid-8", "grid-16")
+    a = analysis.bootstrap_curves(table, "lpips_orig", n_boot=300, seed=7)
+    b = analysis.bootstrap_curves(table, "lpips_orig", n_boot=300, seed=7)
+    c = analysis.bootstrap_curves(table, "lpips_orig", n_boot=300, seed=8)
+    pd.testing.assert_frame_equal(a, b)
+    assert not np.allclose(a["lo"], c["lo"])
+    small = a[a["mask_label"] == "grid-8"]
+    assert (small["n"] == 3).all()
+    expected = table[table["mask_label"] == "grid-8"].groupby("iteration")["lpips_orig"].mean().to_numpy()
+    np.testing.assert_allclose(small["mean"], expected)
+
+
+def test_psnr_infinity_is_capped():
+    table = make_table({"a": [np.inf, 30.0, 20.0], "b": [np.inf, np.inf, 10.0]}, "psnr_orig")
+    band = analysis.bootstrap_curves(table, "psnr_orig", by=["model"], n_boot=50)
+    np.testing.assert_allclose(band["mean"], [analysis.PSNR_CAP_DB, (30 + analysis.PSNR_CAP_DB) / 2, 15.0])
+    assert np.isfinite(band[["lo", "hi"]].to_numpy()).all()
+    assert math.isnan(analysis.drift_stats(table, "psnr_orig", by=["model"], n_boot=50).loc[0, "exp_k"])
+
+
+# -- drift rate -----------------------------------------------------------------------------------
+
+def test_slope_and_auc_of_linear_curves():
+    t = np.arange(11)
+    table = make_table({"a": list(0.03 * t), "b": list(0.03 * t + 0.05 * (t > 0)), "c": list(0.01 * t)})
+    table["mask_label"] = table["trajectory_id"].map({"a": "g", "b": "g", "c": "h"})
+    stats = analysis.drift_stats(table, "lpips_orig", n_boot=200).set_index("mask_label")
+    assert stats.loc["g", "slope"] == pytest.approx(0.03)  # the jump at iteration 1 does not bias it
+    assert stats.loc["h", "slope"] == pytest.approx(0.01)
+    assert stats.loc["h", "slope_lo"] == pytest.approx(0.01) and stats.loc["h", "slope_hi"] == pytest.approx(0.01)
+    assert stats.loc["h", "auc"] == pytest.approx(0.01 * 10 / 2)  # area 0.5 over 10 iterations
+    assert math.isnan(stats.loc["h", "exp_k"])  # no saturation: exponential not identifiable
+    np.testing.assert_allclose(analysis.trajectory_slopes(np.array([[1.0, np.nan, 5.0]]), np.arange(3.0)), [2.0])
+
+
+def test_exponential_fit_recovers_rate():
+    t = np.arange(0, 41)
+    rng = np.random.default_rng(5)
+    curves = {f"t{i}": list(0.6 * (1 - np.exp(-0.15 * t)) + rng.normal(0, 0.02, t.size) * (t > 0))
+              for i in range(20)}
+    stats = analysis.drift_stats(make_table(curves), "lpips_orig", by=["model"], n_boot=100).iloc[0]
+    assert stats["exp_k"] == pytest.approx(0.15, rel=0.05)
+    assert stats["exp_a"] == pytest.approx(0.6, rel=0.03)
+    assert stats["half_life"] == pytest.approx(math.log(2) / stats["exp_k"])
+    # SSIM falls from 1: its drift 1 - y is fitted
+    ssim = make_table({"a": list(1 - 0.5 * (1 - np.exp(-0.3 * t)))}, "ssim_orig")
+    assert analysis.drift_stats(ssim, "ssim_orig", by=["model"], n_boot=10).loc[0, "exp_k"] == pytest.approx(0.3)
+
+
+# -- summaries --------------------------------------------------------------------------------------
+
+def test_group_summary_columns_and_values():
+    t = np.arange(0, 13)
+    curves = {"a": list(0.05 * t), "b": list(0.02 * t), "c": list(0.1 * t)}
+    table = make_table(curves, mask_label={"a": "grid-8", "b": "grid-8", "c": "grid-16"})
+    table["ssim_orig"] = 1 - table["lpips_orig"]
+    table["halluc_score"] = np.where(table["iteration"] > 0, 0.01 * table["iteration"], np.nan)
+    summary = analysis.group_summary(table, at=(10, 50, 100), n_boot=100).set_index("mask_label")
+    assert summary.attrs["iterations"] == [10, 12] and summary.attrs["rule"] == "lpips_orig >= 0.5"
+    assert summary.loc["grid-8", "lpips_orig@10"] == pytest.approx(0.35)
+    assert summary.loc["grid-16", "ssim_orig@12"] == pytest.approx(1 - 1.2)
+    assert summary.loc["grid-8", "lpips_orig_slope"] == pytest.approx(0.035)
+    assert summary.loc["grid-8", "collapsed"] == 1 and summary.loc["grid-8", "trajectories"] == 2
+    assert summary.loc["grid-16", "median_collapse"] == 5  # 0.1 * 5 = 0.5
+    assert math.isinf(summary.loc["grid-8", "median_collapse"])  # 1 of 2: survival stays at 0.5 until a at 10
+    assert summary.loc["grid-16", "halluc_slope"] == pytest.approx(0.01)
+    shown = analysis.format_summary(summary.reset_index())
+    assert shown.loc[1, "median_collapse"] == "5 [5, 5]" and shown.loc[0, "median_collapse"] == "not reached"
+
+
+def test_summary_table_keeps_its_behaviour():
+    t = make_table({"a": [0, 0.25], "b": [0, 0.75]})
+    assert analysis.summary_table(t)[["model", "trajectories", "failed", "lpips_orig@1"]].to_dict("records") == [
+        {"model": "m", "trajectories": 2, "failed": 0, "lpips_orig@1": 0.5}]
+
+
+# -- loading several runs -----------------------------------------------------------------------------
+
+def _write_run(folder, name: str, iterations: int, size: int = 32, metrics=("lpips", "ssim")) -> None:
+    t = np.arange(iterations + 1)
+    table = make_table({"m__img__grid-8__s0": list(0.04 * t), "m__img__grid-16__s0": list(0.08 * t)},
+                       model="m", image_id="img", category="object", mask_policy="grid", seed=0,
+                       mask_label={"m__img__grid-8__s0": "grid-8", "m__img__grid-16__s0": "grid-16"})
+    for m in metrics:
+        table[f"{m}_orig"] = table["lpips_orig"] if m == "lpips" else 1 - table["lpips_orig"]
+    store = RunStore(folder)
+    store.write_part(table)
+    store.write_manifest({"name": name, "config": {"iterations": iterations, "size": size, "fit": "pad",
+                                                   "models": [{"name": "m"}]},
+                          "metrics": {"lpips": {"net": "alex"}}})
+
+
+def test_load_runs_combines_and_refuses_incompatible(tmp_path):
+    _write_run(tmp_path / "a", "alpha", 6)
+    _write_run(tmp_path / "b", "beta", 6)
+    table = analysis.load_runs(tmp_path / "a", tmp_path / "b")
+    assert sorted(table["run"].unique()) == ["alpha", "beta"]
+    assert set(table.attrs["manifests"]) == {"alpha", "beta"} and table.attrs["manifest"]["name"] == "alpha"
+    assert table.attrs["run_dirs"]["beta"] == str(tmp_path / "b")
+    # same trajectory ids in both runs stay distinct trajectories
+    summary = analysis.group_summary(table, by=["mask_label"], n_boot=50)
+    assert summary["trajectories"].tolist() == [2, 2]
+    assert analysis.load_runs([tmp_path / "a"])["run"].unique().tolist() == ["alpha"]
+
+    _write_run(tmp_path / "c", "gamma", 9, size=64, metrics=("lpips",))
+    with pytest.raises(ResultsError) as err:
+        analysis.load_runs(tmp_path / "a", tmp_path / "c")
+    message = str(err.value)
+    for word in ("iterations", "'alpha' 6", "'gamma' 9", "image size", "metrics"):
+        assert word in message
+    with pytest.raises(ResultsError, match="not found"):
+        analysis.load_runs(tmp_path / "missing")
