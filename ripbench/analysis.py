@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -414,7 +415,8 @@ def drift_stats(
             lo, hi = _percentile_interval(boot[:, None], ci)
             record.update({name: float(np.mean(values[ok])) if ok.any() else math.nan,
                            f"{name}_lo": float(lo[0]), f"{name}_hi": float(hi[0])})
-        with np.errstate(invalid="ignore"):
+        with warnings.catch_warnings():  # all-NaN columns (e.g. PSNR drift) give NaN silently
+            warnings.simplefilter("ignore", RuntimeWarning)
             mean_drift = np.nanmean(drift_values(metric, y, t), axis=0) if len(y) else np.array([])
         a, k = fit_exponential(t, mean_drift) if len(mean_drift) else (math.nan, math.nan)
         record.update(exp_a=a, exp_k=k, half_life=math.log(2) / k if k and np.isfinite(k) else math.nan)
@@ -744,3 +746,7 @@ def _fmt(value: Any, digits: int, column: str = "") -> str:
     if column.startswith("median_collapse") or column == "collapsed":
         return f"{value:.0f}"
     return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
+
+
+#: ``ripbench.load(run_dir, ...)``: the public name of :func:`load_runs`.
+load = load_runs

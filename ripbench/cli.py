@@ -214,6 +214,26 @@ def show_config(config_file: Path | None, preset: str | None) -> None:
     click.echo(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
 
 
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
+              help="Output folder (default RUN_DIR/report, or report-a+b beside several runs).")
+@click.option("--threshold", help="Collapse rule: a number for the default metric (LPIPS to original >= 0.5) "
+                                  "or a rule such as 'ssim_orig<=0.4'.")
+def report(run_dirs: tuple[Path, ...], out_dir: Path | None, threshold: str | None) -> None:
+    """Write a self-contained HTML report (and a Markdown summary) of one or more runs."""
+    from .report import write_report
+
+    value: str | float | None = threshold
+    if threshold is not None:
+        try:
+            value = float(threshold)
+        except ValueError:
+            value = threshold
+    paths = write_report(list(run_dirs), out_dir, threshold=value)
+    click.echo(f"report: {paths['html']}\nsummary: {paths['markdown']}")
+
+
 @main.group(cls=_Group)
 def masks() -> None:
     """Mask policies: generate mask sets."""

@@ -232,10 +232,10 @@ class ExperimentConfig(_Strict):
         return snaps
 
     def snapshot_iterations(self) -> list[int]:
-        """Iterations saved as PNG: the configured list, else 0, 1, N/4, N/2, 3N/4, N."""
+        """Iterations saved as PNG: the configured list (default 0, 1, N/4, N/2, 3N/4), always with 0 and N."""
         n = self.iterations
-        snaps = self.snapshots if self.snapshots is not None else [0, 1, n // 4, n // 2, 3 * n // 4, n]
-        return sorted({s for s in snaps if 0 <= s <= n})
+        snaps = self.snapshots if self.snapshots is not None else [1, n // 4, n // 2, 3 * n // 4]
+        return sorted({s for s in snaps if 0 <= s <= n} | {0, n})
 
     def fingerprint(self) -> str:
         """Hash of every field that changes results (not name, output_dir, batch_size, device)."""

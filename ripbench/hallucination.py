@@ -76,14 +76,17 @@ def resolve_window(window: int | float = DEFAULT_WINDOW, num_steps: int = 1000) 
         (10, 3, 5)
     """
     if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 2:
-        raise ConfigError(f"The sampler must run at least 2 denoising steps to score a trajectory, got {num_steps!r}.")
+        raise ConfigError(
+            f"The sampler must run at least 2 denoising steps to score a trajectory, got {num_steps!r}."
+        )
     num_steps = int(num_steps)
     if isinstance(window, bool):
         raise ConfigError(f"The hallucination window must be an int or a float, got {window!r}.")
     if isinstance(window, (int, np.integer)):
         if not 2 <= window <= num_steps:
             raise ConfigError(
-                f"The hallucination window of {window} steps must lie between 2 and the {num_steps} sampler steps."
+                f"The hallucination window of {window} steps must lie between 2 and the "
+                f"{num_steps} sampler steps."
             )
         return int(window)
     if isinstance(window, (float, np.floating)):
@@ -94,7 +97,9 @@ def resolve_window(window: int | float = DEFAULT_WINDOW, num_steps: int = 1000) 
     raise ConfigError(f"The hallucination window must be an int or a float, got {type(window).__name__}.")
 
 
-def _region_mask(region: torch.Tensor, batch: int, spatial: tuple[int, int], device: torch.device) -> torch.Tensor:
+def _region_mask(
+    region: torch.Tensor, batch: int, spatial: tuple[int, int], device: torch.device
+) -> torch.Tensor:
     """Binarise ``region`` at 0.5 and bring it to ``B x 1 x h x w`` at the trajectory's resolution.
 
     Resizing rule: area interpolation, then every cell with a non-zero share of the region
@@ -147,8 +152,10 @@ def trajectory_variance(
         raise InputError(f"The x0 trajectory needs at least 2 steps to have a variance, got {steps}.")
     if window is not None:
         if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not 2 <= window <= steps:
-            raise ConfigError(f"The window must be an int between 2 and the trajectory's {steps} steps, got {window!r}.")
-        x0 = x0[steps - int(window):]
+            raise ConfigError(
+                f"The window must be an int between 2 and the trajectory's {steps} steps, got {window!r}."
+            )
+        x0 = x0[steps - int(window) :]
     if not x0.is_floating_point() or x0.dtype in (torch.float16, torch.bfloat16):
         x0 = x0.float()
     var = x0.var(dim=0, unbiased=False)  # B x ...

@@ -36,11 +36,22 @@ IMAGES_DIR = "images"
 FIGURES_DIR = "figures"
 
 
+def _default_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+# mkstemp creates 0600 files; results are meant to be shared, so use the usual mode
+_FILE_MODE = _default_file_mode()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file + rename (never half-written)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -63,6 +74,7 @@ def atomic_save(path: Path, writer: Any) -> None:
     os.close(fd)
     try:
         writer(Path(tmp))
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -176,7 +188,3 @@ def load_table(run_dir: str | Path) -> pd.DataFrame:
     table = store.load_table()
     table.attrs["manifest"] = store.read_manifest() or {}
     return table
-
-
-#: ``ripbench.load(run_dir)``: the public name of :func:`load_table`.
-load = load_table

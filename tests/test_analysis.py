@@ -180,10 +180,14 @@ def test_group_summary_columns_and_values():
     assert summary.loc["grid-8", "lpips_orig_slope"] == pytest.approx(0.035)
     assert summary.loc["grid-8", "collapsed"] == 1 and summary.loc["grid-8", "trajectories"] == 2
     assert summary.loc["grid-16", "median_collapse"] == 5  # 0.1 * 5 = 0.5
-    assert math.isinf(summary.loc["grid-8", "median_collapse"])  # 1 of 2: survival stays at 0.5 until a at 10
+    assert summary.loc["grid-8", "median_collapse"] == 10  # a crosses at 10: S(10) = 1/2
     assert summary.loc["grid-16", "halluc_slope"] == pytest.approx(0.01)
-    shown = analysis.format_summary(summary.reset_index())
-    assert shown.loc[1, "median_collapse"] == "5 [5, 5]" and shown.loc[0, "median_collapse"] == "not reached"
+    shown = analysis.format_summary(summary.reset_index()).set_index("mask_label")
+    assert shown.loc["grid-16", "median_collapse"] == "5 [5, 5]"
+    assert shown.loc["grid-8", "lpips_orig_slope"].startswith("0.035 [")
+    late = analysis.group_summary(table[table["iteration"] <= 8], n_boot=50).set_index("mask_label")
+    assert math.isinf(late.loc["grid-8", "median_collapse"])  # not reached within 8 iterations
+    assert analysis.format_summary(late.reset_index()).loc[1, "median_collapse"] == "not reached"
 
 
 def test_summary_table_keeps_its_behaviour():

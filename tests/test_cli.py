@@ -36,6 +36,10 @@ def test_run_prints_where_results_are(tmp_path):
     assert "collapse curves:" in res.output and "results table:" in res.output
     assert (tmp_path / "res" / "t" / "figures" / "collapse_curves.png").is_file()
     assert "biharmonic" in res.output  # summary table
+    res = CliRunner().invoke(main, ["report", str(tmp_path / "res" / "t"), "--threshold", "0.3"])
+    assert res.exit_code == 0, res.output
+    html = tmp_path / "res" / "t" / "report" / "report.html"
+    assert f"report: {html}" in res.output and html.stat().st_size > 10_000
 
 
 def test_models_lists_builtins():

@@ -128,15 +128,35 @@ def test_malformed_region_is_an_input_error(shape: tuple[int, ...]) -> None:
 
 @pytest.mark.parametrize(
     ("window", "steps", "expected"),
-    [(DEFAULT_WINDOW, 1000, 10), (DEFAULT_WINDOW, 50, 3), (DEFAULT_WINDOW, 2, 2), (0.1, 50, 5), (1.0, 30, 30),
-     (5, 50, 5), (2, 2, 2)],
+    [
+        (DEFAULT_WINDOW, 1000, 10),
+        (DEFAULT_WINDOW, 50, 3),
+        (DEFAULT_WINDOW, 2, 2),
+        (0.1, 50, 5),
+        (1.0, 30, 30),
+        (5, 50, 5),
+        (2, 2, 2),
+    ],
 )
 def test_resolve_window(window: float, steps: int, expected: int) -> None:
     assert resolve_window(window, steps) == expected
 
 
-@pytest.mark.parametrize(("window", "steps"), [(0, 50), (1, 50), (51, 50), (0.0, 50), (1.5, 50), (float("nan"), 50),
-                                               (True, 50), ("10", 50), (0.01, 1), (0.01, 2.5)])
+@pytest.mark.parametrize(
+    ("window", "steps"),
+    [
+        (0, 50),
+        (1, 50),
+        (51, 50),
+        (0.0, 50),
+        (1.5, 50),
+        (float("nan"), 50),
+        (True, 50),
+        ("10", 50),
+        (0.01, 1),
+        (0.01, 2.5),
+    ],
+)
 def test_resolve_window_rejects_bad_values(window: object, steps: object) -> None:
     with pytest.raises(ConfigError):
         resolve_window(window, steps)  # type: ignore[arg-type]

@@ -19,8 +19,13 @@ from ripbench.repro.toy_gaussians import K_STD, gaussian1d, grid2d, label_halluc
 def schedules() -> tuple[DDPMSchedule, DDPMScheduler]:
     ours = DDPMSchedule.linear(1000, 0.001, 0.2)
     ref = DDPMScheduler(
-        num_train_timesteps=1000, beta_start=0.001, beta_end=0.2, beta_schedule="linear",
-        variance_type="fixed_large", clip_sample=False, prediction_type="epsilon",
+        num_train_timesteps=1000,
+        beta_start=0.001,
+        beta_end=0.2,
+        beta_schedule="linear",
+        variance_type="fixed_large",
+        clip_sample=False,
+        prediction_type="epsilon",
     )
     ref.set_timesteps(1000)
     return ours, ref
@@ -29,7 +34,9 @@ def schedules() -> tuple[DDPMSchedule, DDPMScheduler]:
 def test_alphas_cumprod_match_diffusers(schedules: tuple[DDPMSchedule, DDPMScheduler]) -> None:
     ours, ref = schedules
     np.testing.assert_allclose(ours.betas.numpy(), ref.betas.double().numpy(), rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(ours.alphas_cumprod.numpy(), ref.alphas_cumprod.double().numpy(), rtol=2e-5, atol=1e-12)
+    np.testing.assert_allclose(
+        ours.alphas_cumprod.numpy(), ref.alphas_cumprod.double().numpy(), rtol=2e-5, atol=1e-12
+    )
     assert ours.alphas_cumprod_prev[0] == 1.0
 
 
@@ -38,7 +45,9 @@ def test_add_noise_matches_diffusers(schedules: tuple[DDPMSchedule, DDPMSchedule
     gen = torch.Generator().manual_seed(0)
     x0, noise = torch.randn(6, 2, generator=gen), torch.randn(6, 2, generator=gen)
     t = torch.tensor([0, 1, 10, 100, 500, 999])
-    torch.testing.assert_close(ours.add_noise(x0, noise, t), ref.add_noise(x0, noise, t), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        ours.add_noise(x0, noise, t), ref.add_noise(x0, noise, t), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_x0_hat_inverts_the_forward_process(schedules: tuple[DDPMSchedule, DDPMScheduler]) -> None:
@@ -56,9 +65,13 @@ def test_posterior_mean_is_the_gaussian_conditional(schedules: tuple[DDPMSchedul
     abar_prev = float(ours.alphas_cumprod_prev[t])
     beta = float(ours.betas[t])
     prior_mean, prior_var = math.sqrt(abar_prev) * x0, 1 - abar_prev  # x_{t-1} | x0
-    gain = prior_var * math.sqrt(1 - beta) / ((1 - beta) * prior_var + beta)  # x_t = sqrt(1-beta) x_{t-1} + noise
+    gain = (
+        prior_var * math.sqrt(1 - beta) / ((1 - beta) * prior_var + beta)
+    )  # x_t = sqrt(1-beta) x_{t-1} + noise
     expected = prior_mean + gain * (x_t - math.sqrt(1 - beta) * prior_mean)
-    got = ours.posterior_mean(torch.tensor(x0, dtype=torch.float64), torch.tensor(x_t, dtype=torch.float64), t)
+    got = ours.posterior_mean(
+        torch.tensor(x0, dtype=torch.float64), torch.tensor(x_t, dtype=torch.float64), t
+    )
     assert got.item() == pytest.approx(expected, rel=1e-12)
 
 
@@ -123,7 +136,10 @@ def test_mixtures_and_ground_truth() -> None:
     assert g2.modes.shape == (25, 2)
     assert 2.828 < 4.0 / g2.modes[-1, 1].item() < 2.830  # modes 2 (i, j) / 2.829, the corner at (4, 4)
     assert label_hallucinations(torch.tensor([[1.0 + 0.99 * K_STD * 0.05], [1.5], [0.0]]), g1).tolist() == [
-        False, True, True]
+        False,
+        True,
+        True,
+    ]
     data = g2.sample(50_000, torch.Generator().manual_seed(0))
     assert label_hallucinations(data, g2).float().mean() < 1e-3  # the true distribution stays in support
 
@@ -133,7 +149,17 @@ def test_unknown_dataset_is_a_config_error(tmp_path) -> None:
         run_toy_repro(tmp_path, fast=True, datasets=("moons",), progress=False)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Tiny matrices gain nothing from a second thread, and on a shared, loaded CPU it costs 2-3x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
 def test_fast_1d_reproduction_scores_hallucinations_higher(tmp_path) -> None:
     report = run_toy_repro(tmp_path, fast=True, seed=0, progress=False, datasets=("gaussian1d",))
     res = report["results"]["gaussian1d"]

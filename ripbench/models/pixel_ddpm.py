@@ -189,7 +189,10 @@ class PixelDDPMInpainter(Inpainter):
         if scheduler_config:
             config.update(scheduler_config)
         config["clip_sample"] = False  # keep x0 unclipped: its variance is the hallucination score
-        self.unet = unet.to(self._device, dtype).eval().requires_grad_(False)
+        unet = unet.to(self._device)
+        if unet.dtype != dtype:  # a bare .to(dtype) makes diffusers warn even when nothing changes
+            unet = unet.to(dtype=dtype)
+        self.unet = unet.eval().requires_grad_(False)
         if method == "replace":
             self.scheduler = DDPMScheduler.from_config(config)
         else:

@@ -136,7 +136,9 @@ class DDPMSchedule:
 def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """DDPM's sinusoidal time embedding: ``[sin(t w_i), cos(t w_i)]``, ``w_i = 10000^(-i/(dim/2-1))``."""
     half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / (half - 1))
+    freqs = torch.exp(
+        -math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / (half - 1)
+    )
     args = t.float()[:, None] * freqs[None]
     return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
 

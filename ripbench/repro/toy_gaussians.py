@@ -107,9 +107,14 @@ class Mixture:
         noise = torch.randn((n, self.dim), generator=generator, device=generator.device)
         return modes[torch.arange(n, device=generator.device) % modes.shape[0]] + self.std * noise
 
+    def nearest_mode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distance of each point of ``x`` (``N x D``) to its nearest mode, and that mode's index."""
+        dist, index = torch.cdist(x.float(), self.modes.to(x.device)).min(dim=1)
+        return dist, index
+
     def distance_to_modes(self, x: torch.Tensor) -> torch.Tensor:
         """Euclidean distance of each point of ``x`` (``N x D``) to its nearest mode."""
-        return torch.cdist(x.float(), self.modes.to(x.device)).min(dim=1).values
+        return self.nearest_mode(x)[0]
 
 
 def gaussian1d() -> Mixture:
@@ -207,35 +212,47 @@ def _run_dataset(
 
     start = time.perf_counter()
     losses = train_denoiser(
-        model, data, schedule, steps=setting.train_steps, batch_size=setting.batch_size,
-        lr=setting.lr, cosine_decay=setting.cosine_decay, focus_steps=setting.focus_steps, generator=gen, progress=progress, desc=f"{mixture.name} training",
+        model,
+        data,
+        schedule,
+        steps=setting.train_steps,
+        batch_size=setting.batch_size,
+        lr=setting.lr,
+        cosine_decay=setting.cosine_decay,
+        focus_steps=setting.focus_steps,
+        generator=gen,
+        progress=progress,
+        desc=f"{mixture.name} training",
     )
     train_s = time.perf_counter() - start
     start = time.perf_counter()
     samples, traj = schedule.sample(
-        model, (setting.n_samples, mixture.dim), record_last=window, generator=gen, device=device,
+        model,
+        (setting.n_samples, mixture.dim),
+        record_last=window,
+        generator=gen,
+        device=device,
         progress=progress,
     )
     sample_s = time.perf_counter() - start
 
-    scores_t = trajectory_variance(traj)
-    dist_t = mixture.distance_to_modes(samples)
-    scores, dist = scores_t.cpu().double().numpy(), dist_t.cpu().double().numpy()
-    labels = dist > K_STD * mixture.std
+    scores = trajectory_variance(traj).cpu().double().numpy()
+    dist_t, nearest = mixture.nearest_mode(samples)
+    dist = dist_t.cpu().double().numpy()
+    labels = label_hallucinations(samples, mixture).cpu().numpy()
     split = torch.randperm(setting.n_samples, generator=gen, device=device).cpu().numpy()
     calibration = np.zeros(setting.n_samples, dtype=bool)
     calibration[split[: setting.n_samples // 2]] = True
 
-    near = dist <= K_STD * mixture.std
-    # Spread of the learned modes: robust (MAD) per-coordinate std of the residual to the nearest mode.
-    residual = (samples - mixture.modes.to(device)[torch.cdist(samples, mixture.modes.to(device)).argmin(1)])
-    residual_np = residual.cpu().double().numpy()[near]
-    spread = float(1.4826 * np.median(np.abs(residual_np))) if residual_np.size else float("nan")
+    # Spread of the learned modes: robust (MAD) per-coordinate std of in-support residuals to their mode.
+    residual = (samples - mixture.modes.to(device)[nearest]).cpu().double().numpy()[~labels]
+    spread = float(1.4826 * np.median(np.abs(residual))) if residual.size else float("nan")
 
     summary: dict[str, Any] = {
         "data": {"modes": mixture.modes.tolist(), "std": mixture.std, "dim": mixture.dim},
         "setting": asdict(setting),
-        "paper_training_items_ratio": PAPER_TRAINING_ITEMS[mixture.name] / (setting.train_steps * setting.batch_size),
+        "paper_training_items_ratio": PAPER_TRAINING_ITEMS[mixture.name]
+        / (setting.train_steps * setting.batch_size),
         "window_steps": window,
         "train_seconds": round(train_s, 2),
         "sample_seconds": round(sample_s, 2),
@@ -315,26 +332,32 @@ def _markdown(report: dict[str, Any]) -> str:
             f"| {_num(res.get('auroc'))} "
             f"| > {_pct(PAPER['hallucinations_removed'])} | {_pct(PAPER['in_support_kept'])} |"
         )
-    lines += ["", "## Sensitivity to the ground-truth radius k (in data std)", "",
-              "| data set | k | hallucination rate | removed | kept | AUROC |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "## Sensitivity to the ground-truth radius k (in data std)",
+        "",
+        "| data set | k | hallucination rate | removed | kept | AUROC |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for name, res in report["results"].items():
         for row in res["sensitivity"]:
             det = row.get("detection", {})
             lines.append(
-                f"| {name} | {row['k']:g} | {_pct(row['hallucination_rate'])} | {_pct(det.get('detection_rate'))} "
-                f"| {_pct(det.get('retention'))} | {_num(row.get('auroc'))} |"
+                f"| {name} | {row['k']:g} | {_pct(row['hallucination_rate'])} "
+                f"| {_pct(det.get('detection_rate'))} | {_pct(det.get('retention'))} "
+                f"| {_num(row.get('auroc'))} |"
             )
     lines += ["", "## Training and model", ""]
     for name, res in report["results"].items():
         s = res["setting"]
         focus = f", half of each batch's t in the last {s['focus_steps']} steps" if s["focus_steps"] else ""
         lines.append(
-            f"- {name}: {s['n_data']} training points, {s['train_steps']} Adam steps at batch {s['batch_size']} "
-            f"(lr {s['lr']:g}{', cosine decay to 0' if s['cosine_decay'] else ''}"
-            f"{focus}), "
-            f"final loss {_num(res['final_loss'])}; training {res['train_seconds']:.0f} s, sampling "
-            f"{res['sample_seconds']:.0f} s; learned mode spread {_num(res['model_spread_over_data_std'])} x the data "
-            f"std; mean score in support {_num(res['mean_score_in_support'])} vs hallucinated "
+            f"- {name}: {s['n_data']} training points, width {s['width']}, {s['train_steps']} Adam steps "
+            f"at batch {s['batch_size']} (lr {s['lr']:g}{', cosine decay to 0' if s['cosine_decay'] else ''}"
+            f"{focus}), final loss {_num(res['final_loss'])}; training {res['train_seconds']:.0f} s, "
+            f"sampling {res['sample_seconds']:.0f} s; learned mode spread "
+            f"{_num(res['model_spread_over_data_std'])} x the data std; mean score in support "
+            f"{_num(res['mean_score_in_support'])} vs hallucinated "
             f"{_num(res['mean_score_hallucinated'])} (medians {_num(res['median_score_in_support'])} vs "
             f"{_num(res['median_score_hallucinated'])})."
         )
@@ -348,22 +371,29 @@ def _verdict(report: dict[str, Any]) -> str:
     for name, res in report["results"].items():
         det = res.get("detection")
         if not det or det["n_hallucinated"] == 0:
-            parts.append(f"{name}: no hallucination in the evaluation half, so the detection rate is undefined.")
+            parts.append(
+                f"{name}: no hallucination in the evaluation half, so the detection rate is undefined."
+            )
             continue
         rate = det["detection_rate"]
         if rate >= PAPER["hallucinations_removed"]:
-            parts.append(f"{name}: {_pct(rate)} of hallucinations removed at {_pct(det['retention'])} retention, "
-                         "in line with the paper's > 95% at 96%.")
-        else:
-            ratio = (res["median_score_hallucinated"] or float("nan")) / (res["median_score_in_support"] or float("nan"))
             parts.append(
-                f"{name}: {_pct(rate)} of hallucinations removed at {_pct(det['retention'])} retention, below the "
-                f"paper's > 95%. The score still ranks the samples (AUROC {_num(res.get('auroc'))}; the median "
-                f"hallucination scores {_num(ratio)}x the median in-support sample), but the upper 4% of in-support "
-                "scores reach as high as most hallucinations, so the threshold that keeps 96% lets many through. "
-                f"We attribute this mainly to training: our model sees "
-                f"{_num(res['paper_training_items_ratio'])}x fewer training items than the paper's (its learned "
-                f"modes are {_num(res['model_spread_over_data_std'])}x as wide as the data's). With "
+                f"{name}: {_pct(rate)} of hallucinations removed at {_pct(det['retention'])} retention, "
+                "in line with the paper's > 95% at 96%."
+            )
+        else:
+            ratio = (res["median_score_hallucinated"] or float("nan")) / (
+                res["median_score_in_support"] or float("nan")
+            )
+            parts.append(
+                f"{name}: {_pct(rate)} of hallucinations removed at {_pct(det['retention'])} retention, "
+                "below the paper's > 95%. The score still ranks the samples "
+                f"(AUROC {_num(res.get('auroc'))}; "
+                f"the median hallucination scores {_num(ratio)}x the median in-support sample), but "
+                f"{_pct(1 - rate)} of the hallucinations score below the top 4% of in-support samples. "
+                "We attribute this mainly to training: our model sees "
+                f"{_num(res['paper_training_items_ratio'])}x fewer training items than the paper's (its "
+                f"learned modes are {_num(res['model_spread_over_data_std'])}x as wide as the data's). With "
                 f"{det['n_hallucinated']} hallucinations evaluated, the 95% interval of the rate is "
                 f"{_ci(det['detection_rate_ci95']).strip()}."
             )
@@ -372,29 +402,30 @@ def _verdict(report: dict[str, Any]) -> str:
 
 def _figures(out_dir: Path, report: dict[str, Any], arrays: dict[str, dict[str, np.ndarray]]) -> list[str]:
     """Score histograms (in-support vs hallucinated) and sample plots; returns the file names."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # Agg canvas, no pyplot state
 
     written: list[str] = []
 
     def save(fig: Any, name: str) -> None:
         _atomic_write(out_dir / name, lambda p: fig.savefig(p, format="png", dpi=120))
-        plt.close(fig)
         written.append(name)
 
     for name, arr in arrays.items():
         res = report["results"][name]
         log_scores = np.log10(np.maximum(arr["scores"], 1e-12))
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig = Figure(figsize=(6, 4))
+        ax = fig.subplots()
         bins = np.linspace(log_scores.min(), log_scores.max(), 60)
         ax.hist(log_scores[~arr["labels"]], bins=bins, alpha=0.6, density=True, label="in support")
         if arr["labels"].any():
             ax.hist(log_scores[arr["labels"]], bins=bins, alpha=0.6, density=True, label="hallucinated")
         if "detection" in res:
-            ax.axvline(math.log10(max(res["detection"]["threshold"], 1e-12)), color="k", ls="--",
-                       label=f"threshold (keeps {KEEP:.0%})")
+            ax.axvline(
+                math.log10(max(res["detection"]["threshold"], 1e-12)),
+                color="k",
+                ls="--",
+                label=f"threshold (keeps {KEEP:.0%})",
+            )
         ax.set_xlabel(f"log10 x0 variance over the last {res['window_steps']} steps")
         ax.set_ylabel("density")
         ax.set_title(f"{name}: hallucination score")
@@ -404,7 +435,8 @@ def _figures(out_dir: Path, report: dict[str, Any], arrays: dict[str, dict[str, 
 
         samples = arr["samples"]
         if samples.shape[1] == 2:
-            fig, ax = plt.subplots(figsize=(6, 5.5))
+            fig = Figure(figsize=(6, 5.5))
+            ax = fig.subplots()
             order = np.argsort(log_scores)
             sc = ax.scatter(samples[order, 0], samples[order, 1], c=log_scores[order], s=2, cmap="viridis")
             modes = np.asarray(res["data"]["modes"])
@@ -416,7 +448,8 @@ def _figures(out_dir: Path, report: dict[str, Any], arrays: dict[str, dict[str, 
             fig.tight_layout()
             save(fig, f"samples_{name}_score.png")
         else:
-            fig, ax = plt.subplots(figsize=(6, 4))
+            fig = Figure(figsize=(6, 4))
+            ax = fig.subplots()
             threshold = res.get("detection", {}).get("threshold", np.inf)
             keep = arr["scores"] <= threshold
             bins = np.linspace(samples.min(), samples.max(), 120)
@@ -459,7 +492,9 @@ def run_toy_repro(
     """
     unknown = [d for d in datasets if d not in DATASETS]
     if unknown or not datasets:
-        raise ConfigError(f"Unknown toy data set(s) {unknown or list(datasets)}; choose from {sorted(DATASETS)}.")
+        raise ConfigError(
+            f"Unknown toy data set(s) {unknown or list(datasets)}; choose from {sorted(DATASETS)}."
+        )
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
