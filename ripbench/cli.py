@@ -64,13 +64,19 @@ class _Group(click.Group):
 @click.group(cls=_Group)
 @click.version_option(package_name="ripbench")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
-def main(verbose: bool) -> None:
+@click.option("--threads", type=int, help="CPU threads for torch (default: torch's choice; 1 is often fastest "
+                                          "for small models on a busy machine).")
+def main(verbose: bool, threads: int | None) -> None:
     """ripbench: Recursive InPainting benchmark.
 
     Mask part of an image, let a model fill it, mask another part of the result, fill it
     again - and measure how far the image drifts from the original.
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
 
 
 @main.command()
@@ -232,6 +238,26 @@ def report(run_dirs: tuple[Path, ...], out_dir: Path | None, threshold: str | No
             value = threshold
     paths = write_report(list(run_dirs), out_dir, threshold=value)
     click.echo(f"report: {paths['html']}\nsummary: {paths['markdown']}")
+
+
+@main.group(cls=_Group)
+def repro() -> None:
+    """Reproductions of published results."""
+
+
+@repro.command("hallucination-toy")
+@click.option("--out", "out_dir", default="results/repro-hallucination-toy", show_default=True,
+              type=click.Path(path_type=Path))
+@click.option("--fast", is_flag=True, help="A ~30 s smoke version (tiny training; numbers not meaningful).")
+@click.option("--seed", default=0, show_default=True, type=int)
+def hallucination_toy(out_dir: Path, fast: bool, seed: int) -> None:
+    """Aithal et al. (NeurIPS 2024) toy experiments: 1D and 2D Gaussian mixtures, variance detector."""
+    from .repro import run_toy_repro
+
+    start = time.perf_counter()
+    report = run_toy_repro(out_dir, fast=fast, seed=seed, progress=True)
+    click.echo((out_dir / "report.md").read_text() if (out_dir / "report.md").is_file() else report)
+    click.echo(f"wall time {time.perf_counter() - start:.0f} s; report: {out_dir / 'report.md'}")
 
 
 @main.group(cls=_Group)

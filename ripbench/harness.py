@@ -253,10 +253,11 @@ class _Batch:
 
             for name, v in tracker.step(new, masks).items():
                 per_iter.setdefault(name, []).append(v)
-            if self.window and result.x0_trajectory is not None:
-                traj = result.x0_trajectory
-                per_iter.setdefault("halluc_score", []).append(trajectory_variance(traj, self.window))
-                per_iter.setdefault("halluc_score_in", []).append(trajectory_variance(traj, self.window, masks))
+            if self.window and result.x0_trajectory is not None and result.x0_trajectory.shape[0] >= 2:
+                traj = result.x0_trajectory  # a model may run fewer steps than announced (strength < 1)
+                window = min(self.window, traj.shape[0])
+                per_iter.setdefault("halluc_score", []).append(trajectory_variance(traj, window))
+                per_iter.setdefault("halluc_score_in", []).append(trajectory_variance(traj, window, masks))
             for name, v in mask_stats_batch(masks).items():
                 per_iter.setdefault(f"mask_{name}", []).append(v)
             ever |= masks.bool()

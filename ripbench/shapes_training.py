@@ -23,7 +23,7 @@ Output folder layout (the diffusers pipeline layout, loadable with
 Example
 -------
 >>> report = train_shapes("/tmp/shapes-ddpm", steps=2, batch_size=4, progress=False)  # doctest: +SKIP
->>> report.steps
+>>> report.steps  # doctest: +SKIP
 2
 """
 
@@ -154,14 +154,20 @@ def build_scheduler(config: ShapesTrainingConfig) -> Any:
     )
 
 
+def _write_training_config(out_dir: Path, config: ShapesTrainingConfig, extra: dict[str, Any]) -> None:
+    payload = {"config": {**asdict(config), "block_out_channels": list(config.block_out_channels)}, **extra}
+    (out_dir / "training_config.json").write_text(json.dumps(payload, indent=2) + "\n")
+
+
 def _save(out_dir: Path, ema_unet: Any, scheduler: Any, config: ShapesTrainingConfig,
           losses: list[tuple[int, float, float]], extra: dict[str, Any]) -> None:
     from diffusers import DDPMPipeline
 
     out_dir.mkdir(parents=True, exist_ok=True)
     DDPMPipeline(unet=ema_unet, scheduler=scheduler).save_pretrained(out_dir, safe_serialization=True)
-    payload = {"config": {**asdict(config), "block_out_channels": list(config.block_out_channels)}, **extra}
-    (out_dir / "training_config.json").write_text(json.dumps(payload, indent=2) + "\n")
+    for weights in out_dir.rglob("*.safetensors"):
+        weights.chmod(0o644)  # safetensors writes 0600; keep shipped weights readable by everyone
+    _write_training_config(out_dir, config, extra)
     with open(out_dir / "loss_curve.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["step", "loss", "elapsed_s"])
@@ -275,10 +281,7 @@ def train_shapes(
     if eval_samples:
         report.evaluation = evaluate_shapes_model(out_dir, eval_samples, seed=config.seed)
         extra["evaluation"] = report.evaluation
-        (out_dir / "training_config.json").write_text(
-            json.dumps({"config": {**asdict(config), "block_out_channels": list(config.block_out_channels)},
-                        **extra}, indent=2) + "\n"
-        )
+        _write_training_config(out_dir, config, extra)
     return report
 
 

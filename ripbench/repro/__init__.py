@@ -3,8 +3,7 @@
 * :func:`run_toy_repro` (``ripbench repro hallucination-toy``): the Gaussian toy results of
   Aithal et al., "Understanding Hallucinations in Diffusion Models through Mode Interpolation".
 
-Submodules import torch and matplotlib lazily on use of their functions where possible; this
-package itself stays cheap to import.
+Importing this package is cheap: a reproduction's module (and torch) loads on first use.
 """
 
 from __future__ import annotations

@@ -148,8 +148,8 @@ class ToySetting:
 
 #: Full run: sized to finish in about ten minutes on two shared CPU cores.
 FULL_SETTINGS: dict[str, ToySetting] = {
-    "gaussian1d": ToySetting(n_data=20_000, train_steps=1500, batch_size=1000, n_samples=10_000),
-    "grid2d": ToySetting(n_data=100_000, train_steps=3500, batch_size=1000, n_samples=5000),
+    "gaussian1d": ToySetting(n_data=20_000, train_steps=1500, batch_size=1000, n_samples=8000),
+    "grid2d": ToySetting(n_data=100_000, train_steps=4000, batch_size=1000, n_samples=5000),
 }
 #: Smoke-test run (under a minute a data set on a CPU): a narrower model (width 64) at a higher learning
 #: rate, the smallest budget at which the 1D model forms its modes; the 2D grid stays under-trained.
