@@ -164,6 +164,12 @@ class ToyDenoiser(nn.Module):
         self.enc = nn.Linear(width, width)
         self.out_norm = nn.LayerNorm(width)
         self.out_fc = nn.Linear(width, dim)
+        # The released code's ``Linear``: Xavier-uniform weights, zero biases (not PyTorch's default).
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def _time_term(self, t: torch.Tensor) -> torch.Tensor:
         return self.enc(F.leaky_relu(self.t_proj(sinusoidal_embedding(t, self.width)), 0.02))
@@ -192,6 +198,7 @@ def train_denoiser(
     lr: float = 1e-3,
     cosine_decay: bool = False,
     focus_steps: int = 0,
+    ema_decay: float = 0.0,
     generator: torch.Generator | None = None,
     progress: bool = True,
     desc: str = "training",
@@ -206,10 +213,16 @@ def train_denoiser(
     minimiser) is the paper's uniform-``t`` MSE, but the final low-noise steps, which set how sharp
     the learned modes are and get only a few items of a uniform batch, are seen far more often.
 
+    ``ema_decay > 0`` keeps an exponential moving average of the weights (decay ``ema_decay``,
+    bias-corrected over the first steps) and loads it into ``model`` at the end: the standard DDPM
+    practice, which averages out the optimiser's noise around the minimum.
+
     Returns:
         The loss of every step.
     """
     device = data.device
+    if not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}.")
     num_steps = schedule.num_steps
     if not 0 <= focus_steps <= num_steps:
         raise ValueError(f"focus_steps must lie in [0, {num_steps}], got {focus_steps}.")
@@ -221,6 +234,8 @@ def train_denoiser(
     weight_t = 1.0 / (num_steps * p_t)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(steps, 1)) if cosine_decay else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    ema = [p.detach().clone() for p in params] if ema_decay else []
     model.train()
     losses: list[torch.Tensor] = []
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
@@ -239,8 +254,16 @@ def train_denoiser(
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if ema:
+            with torch.no_grad():
+                # Warm-up (1 + n) / (10 + n) so early steps do not keep the random initialisation.
+                decay = min(ema_decay, (1.0 + step) / (10.0 + step))
+                torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - decay)
         losses.append(loss.detach())
         if progress and step % 100 == 99:
             bar.set_postfix(loss=f"{torch.stack(losses[-100:]).mean().item():.4f}")
+    if ema:
+        with torch.no_grad():
+            torch._foreach_copy_([p.data for p in params], ema)
     model.eval()
     return torch.stack(losses).tolist() if losses else []
