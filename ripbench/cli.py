@@ -5,6 +5,7 @@ Run ``ripbench --help`` or ``ripbench COMMAND --help`` for the commands.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -258,6 +259,51 @@ def hallucination_toy(out_dir: Path, fast: bool, seed: int) -> None:
     report = run_toy_repro(out_dir, fast=fast, seed=seed, progress=True)
     click.echo((out_dir / "report.md").read_text() if (out_dir / "report.md").is_file() else report)
     click.echo(f"wall time {time.perf_counter() - start:.0f} s; report: {out_dir / 'report.md'}")
+
+
+@repro.command("shapes-rip")
+@click.option("--out", "out_dir", default="results/shapes-rip", show_default=True, type=click.Path(path_type=Path))
+@click.option("--images", default=48, show_default=True, help="Simple Shapes images (trajectories).")
+@click.option("--iterations", "-n", default=12, show_default=True)
+@click.option("--steps", default=25, show_default=True, help="Denoising steps per inpainting.")
+@click.option("--mask", type=click.Choice(["columns", "box"]), default="columns", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an earlier run with other settings.")
+def shapes_rip(out_dir: Path, images: int, iterations: int, steps: int, mask: str, overwrite: bool) -> None:
+    """Bundled shapes DDPM under RIP: ground-truth hallucination rate and detector quality per iteration."""
+    from .repro import run_shapes_rip
+
+    start = time.perf_counter()
+    out = run_shapes_rip(out_dir, images=images, iterations=iterations, steps=steps, mask=mask,
+                         overwrite=overwrite)
+    click.echo(out["paths"]["report"].read_text())
+    click.echo(f"wall time {time.perf_counter() - start:.0f} s; table: {out['paths']['table']}; "
+               f"figure: {out['paths']['figure']}")
+
+
+@main.group(cls=_Group)
+def train() -> None:
+    """Train the models that ship with ripbench."""
+
+
+@train.command("shapes")
+@click.option("--out", "out_dir", default="results/shapes-ddpm", show_default=True, type=click.Path(path_type=Path))
+@click.option("--size", default=32, show_default=True, help="Image side in pixels.")
+@click.option("--steps", default=2000, show_default=True, help="Optimiser steps.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--time-limit", default=1800.0, show_default=True, help="Stop training after this many seconds.")
+@click.option("--eval-samples", default=500, show_default=True, help="Unconditional samples to label afterwards.")
+def train_shapes_command(out_dir: Path, size: int, steps: int, seed: int, time_limit: float,
+                         eval_samples: int) -> None:
+    """Train the Simple Shapes DDPM on the CPU (the shipped weights came from the defaults)."""
+    from .shapes_training import train_shapes
+
+    report = train_shapes(out_dir, size=size, steps=steps, seed=seed, progress=True, eval_samples=eval_samples,
+                          time_limit_s=time_limit)
+    click.echo(f"trained {report.steps} steps in {report.wall_time_s:.0f} s, final loss {report.final_loss:.4f}, "
+               f"{report.num_parameters:,} parameters -> {report.out_dir}")
+    if report.evaluation:
+        click.echo(f"samples: {json.dumps(report.evaluation)}")
+    click.echo(f"use it: ripbench run --model pixel-ddpm --model-opt model={report.out_dir}")
 
 
 @main.group(cls=_Group)

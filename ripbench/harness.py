@@ -218,10 +218,13 @@ class _Batch:
     """Runs one batch of trajectories (same model, same image size) for all iterations."""
 
     def __init__(self, model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentConfig,
-                 suite: Any, window: int, store: RunStore, on_step: Callable[[int], None]) -> None:
+                 suite: Any, window: int, store: RunStore, on_step: Callable[[int], None],
+                 annotate: Annotator | None = None) -> None:
         self.model, self.trajs, self.config = model, list(trajs), config
         self.suite, self.window, self.store, self.on_step = suite, window, store, on_step
+        self.annotate = annotate
 
+    @torch.no_grad()
     def run(self) -> pd.DataFrame:
         from .hallucination import trajectory_variance
 
@@ -239,6 +242,7 @@ class _Batch:
         per_iter: dict[str, list[torch.Tensor]] = {}
         host: dict[str, list[float]] = {"model_seconds": [], "overhead_seconds": []}
         extras: dict[str, list[Sequence[Any]]] = {}
+        start_extras = self.annotate(original) if self.annotate else {}
         for k in range(1, n_iter + 1):
             t_start = time.perf_counter()
             masks_np = np.stack([t.policy(h, w, k, t.seed) for t in trajs])
@@ -249,7 +253,7 @@ class _Batch:
             result = model.inpaint(current, masks, seeds, trajectory_steps=self.window)
             _sync(device)
             model_time = time.perf_counter() - t_model
-            new = result.images.to(device=device, dtype=original.dtype).clamp_(0.0, 1.0)
+            new = result.images.to(device=device, dtype=original.dtype).clamp(0.0, 1.0)
 
             for name, v in tracker.step(new, masks).items():
                 per_iter.setdefault(name, []).append(v)
@@ -266,6 +270,9 @@ class _Batch:
             per_iter.setdefault("failed", []).append(fail.to(device=device, dtype=torch.bool))
             for name, vals in result.extras.items():
                 extras.setdefault(name, []).append(list(vals))
+            if self.annotate:
+                for name, vals in self.annotate(new).items():
+                    extras.setdefault(name, []).append(list(vals))
 
             current = new
             if k in snaps:
@@ -275,7 +282,7 @@ class _Batch:
             host["model_seconds"].extend([model_time / b] * b)
             host["overhead_seconds"].extend([(total - model_time) / b] * b)
             self.on_step(b)
-        return self._rows(per_iter, host, extras)
+        return self._rows(per_iter, host, extras, start_extras)
 
     def _snapshot(self, k: int, images: torch.Tensor, masks: torch.Tensor | None) -> None:
         imgs = images.float().cpu().numpy()
@@ -287,7 +294,7 @@ class _Batch:
                 _save_png(folder / f"mask_{k:04d}.png", msk[i])
 
     def _rows(self, per_iter: dict[str, list[torch.Tensor]], host: dict[str, list[float]],
-              extras: dict[str, list[Sequence[Any]]]) -> pd.DataFrame:
+              extras: dict[str, list[Sequence[Any]]], start_extras: dict[str, Sequence[Any]]) -> pd.DataFrame:
         n_iter, b = self.config.iterations, len(self.trajs)
         # one host transfer for all device-side values: (iterations x B) per column
         cols = {name: torch.stack(vals).cpu().numpy().reshape(-1) for name, vals in per_iter.items()}
@@ -318,6 +325,8 @@ class _Batch:
         start[["mask_area", "cum_mask_area"]] = 0.0
         start[["mask_y0", "mask_x0", "mask_y1", "mask_x1"]] = -1
         start["failed"] = False
+        for name, vals in start_extras.items():
+            start[name] = list(vals)
         table = pd.concat([start, body], ignore_index=True)
         # a failed trajectory keeps its rows up to and including its first failing iteration
         first_fail = table[table["failed"]].groupby("trajectory_id")["iteration"].min()
@@ -329,6 +338,27 @@ class _Batch:
 
 #: Values of ``<metric>_orig`` at iteration 0 (an image compared with itself).
 _IDENTITY = {"lpips_orig": 0.0, "ssim_orig": 1.0, "psnr_orig": np.inf, "mse_orig": 0.0}
+
+
+#: Computes ground-truth columns from a batch of images (``B x 3 x H x W``): name -> B values.
+Annotator = Callable[[torch.Tensor], dict[str, Sequence[Any]]]
+
+
+def shapes_annotations(images: torch.Tensor) -> dict[str, list[Any]]:
+    """Ground truth for Simple Shapes images: the labeller's verdict per image.
+
+    ``shapes_valid`` is False for a hallucination (a duplicated shape in a column, a shape in
+    the wrong column, a malformed blob, or no shape at all); ``shapes_reason`` says which.
+    """
+    from .shapes import label_shapes
+
+    labels = label_shapes(images.float().mean(dim=1).cpu().numpy())
+    return {"shapes_valid": [lab.is_valid for lab in labels], "shapes_reason": [lab.reason for lab in labels]}
+
+
+def annotator_for(inputs: InputsConfig) -> Annotator | None:
+    """The ground-truth annotator of an input source, if it has one (Simple Shapes has)."""
+    return shapes_annotations if inputs.source == "shapes" else None
 
 
 def _batches(trajs: Sequence[Trajectory], size: int) -> Iterator[list[Trajectory]]:
@@ -420,7 +450,8 @@ def run_experiment(config: ExperimentConfig, *, run_dir: str | Path | None = Non
                 manifest["metrics"] = suites[dev_key].provenance()
             bar.set_description(f"RIP {mcfg.display_name}")
             for batch in _batches(trajs, config.batch_size):
-                rows = _Batch(model, batch, config, suites[dev_key], window, store, bar.update).run()
+                rows = _Batch(model, batch, config, suites[dev_key], window, store, bar.update,
+                              annotator_for(mcfg.inputs or config.inputs)).run()
                 store.write_part(rows)
                 model_time += float(rows["model_seconds"].sum())
                 overhead_time += float(rows["overhead_seconds"].sum())

@@ -196,7 +196,8 @@ def _html_table(frame: pd.DataFrame, left: Sequence[str] = ()) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _markdown_table(frame: pd.DataFrame) -> str:
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A pandas frame as a GitHub-flavoured Markdown table (no extra dependency)."""
     def cell(v: Any) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
 
@@ -382,7 +383,7 @@ def _markdown(title: str, runs: list[str], rule: analysis.CollapseRule, shown: p
     md = [f"# {title}", "", f"Collapse rule: `{rule.describe()}` (first iteration crossing it). "
           "Brackets: 95% bootstrap intervals. Open `report.html` for the figures and the explanations.", "",
           "## Findings", "", *(f"- {line}" for line in lines), "", "## Summary per group", "",
-          _markdown_table(shown), "", "## Figures", ""]
+          markdown_table(shown), "", "## Figures", ""]
     for fig in figures:
         md.append(f"- [{fig.title}]({fig.path.relative_to(out).as_posix()}): {fig.caption}")
     md += ["", "## Settings", ""]

@@ -6,6 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# Small models run several times faster on one thread than on oversubscribed cores, and
+# one thread keeps CPU results bit-stable between machines.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PLUGIN = REPO / "examples" / "ripbench-example-plugin"

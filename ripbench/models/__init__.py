@@ -30,6 +30,14 @@ register_inpainter(
     "diffusers", "ripbench.models.diffusers_backend:DiffusersInpainter",
     description="any diffusers inpainting pipeline (Hub id or local folder): SD 1.5/2, SDXL, Kandinsky, ...",
 )
+register_inpainter(
+    "shapes-ddpm", "ripbench.models.pixel_ddpm:shapes_ddpm",
+    description="Simple Shapes DDPM bundled with ripbench (32x32 greyscale, pixel-space replacement/RePaint)",
+)
+register_inpainter(
+    "pixel-ddpm", "ripbench.models.pixel_ddpm:PixelDDPMInpainter",
+    description="any unconditional diffusers UNet2DModel (folder or Hub id), pixel-space replacement/RePaint",
+)
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -2,6 +2,8 @@
 
 * :func:`run_toy_repro` (``ripbench repro hallucination-toy``): the Gaussian toy results of
   Aithal et al., "Understanding Hallucinations in Diffusion Models through Mode Interpolation".
+* :func:`run_shapes_rip` (``ripbench repro shapes-rip``): recursive inpainting of Simple Shapes
+  with the bundled DDPM, hallucinations counted by the labeller.
 
 Importing this package is cheap: a reproduction's module (and torch) loads on first use.
 """
@@ -11,9 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ripbench.repro.shapes_rip import run_shapes_rip
     from ripbench.repro.toy_gaussians import run_toy_repro
 
-__all__ = ["run_toy_repro"]
+__all__ = ["run_shapes_rip", "run_toy_repro"]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,4 +24,8 @@ def __getattr__(name: str) -> Any:
         from ripbench.repro.toy_gaussians import run_toy_repro
 
         return run_toy_repro
+    if name == "run_shapes_rip":
+        from ripbench.repro.shapes_rip import run_shapes_rip
+
+        return run_shapes_rip
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -164,12 +164,6 @@ class ToyDenoiser(nn.Module):
         self.enc = nn.Linear(width, width)
         self.out_norm = nn.LayerNorm(width)
         self.out_fc = nn.Linear(width, dim)
-        # The released code's ``Linear``: Xavier-uniform weights, zero biases (not PyTorch's default).
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
 
     def _time_term(self, t: torch.Tensor) -> torch.Tensor:
         return self.enc(F.leaky_relu(self.t_proj(sinusoidal_embedding(t, self.width)), 0.02))
@@ -199,6 +193,7 @@ def train_denoiser(
     cosine_decay: bool = False,
     focus_steps: int = 0,
     ema_decay: float = 0.0,
+    focus_reweight: bool = True,
     generator: torch.Generator | None = None,
     progress: bool = True,
     desc: str = "training",
@@ -231,7 +226,7 @@ def train_denoiser(
     if focus_steps:
         p_t = 0.5 * p_t
         p_t[:focus_steps] += 0.5 / focus_steps
-    weight_t = 1.0 / (num_steps * p_t)
+    weight_t = 1.0 / (num_steps * p_t) if focus_reweight else torch.ones_like(p_t)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(steps, 1)) if cosine_decay else None
     params = [p for p in model.parameters() if p.requires_grad]

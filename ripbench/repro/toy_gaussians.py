@@ -144,6 +144,7 @@ class ToySetting:
     lr: float = 1e-3
     cosine_decay: bool = True
     focus_steps: int = 50
+    ema_decay: float = 0.0
 
 
 #: Full run: sized to finish in about ten minutes on two shared CPU cores.
@@ -220,6 +221,7 @@ def _run_dataset(
         lr=setting.lr,
         cosine_decay=setting.cosine_decay,
         focus_steps=setting.focus_steps,
+        ema_decay=setting.ema_decay,
         generator=gen,
         progress=progress,
         desc=f"{mixture.name} training",
@@ -351,10 +353,11 @@ def _markdown(report: dict[str, Any]) -> str:
     for name, res in report["results"].items():
         s = res["setting"]
         focus = f", half of each batch's t in the last {s['focus_steps']} steps" if s["focus_steps"] else ""
+        ema = f", sampled with an EMA of the weights (decay {s['ema_decay']:g})" if s.get("ema_decay") else ""
         lines.append(
             f"- {name}: {s['n_data']} training points, width {s['width']}, {s['train_steps']} Adam steps "
             f"at batch {s['batch_size']} (lr {s['lr']:g}{', cosine decay to 0' if s['cosine_decay'] else ''}"
-            f"{focus}), final loss {_num(res['final_loss'])}; training {res['train_seconds']:.0f} s, "
+            f"{focus}{ema}), final loss {_num(res['final_loss'])}; training {res['train_seconds']:.0f} s, "
             f"sampling {res['sample_seconds']:.0f} s; learned mode spread "
             f"{res['model_spread_over_data_std']:.2f} x the data std; mean score in support "
             f"{_num(res['mean_score_in_support'])} vs hallucinated "
