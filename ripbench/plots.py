@@ -139,6 +139,14 @@ def _band_stats(table: pd.DataFrame, metric: str, by: Sequence[str], band: str, 
     return stats.assign(lo=stats["mean"] - std, hi=stats["mean"] + std, n=stats["count"])
 
 
+def _iteration_axis(ax: Any) -> None:
+    """Label the x axis as iterations, with whole-number ticks."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("iteration")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _draw_threshold(ax: Any, rule: analysis.CollapseRule | None, metric: str) -> None:
     if rule is not None and rule.metric == metric:
         ax.axhline(rule.threshold, color="0.3", ls="--", lw=1, label=f"collapse: {rule.describe()}")
@@ -187,7 +195,7 @@ def collapse_curves(
     for ax, metric in zip(axes[0], present):
         _draw_lines(ax, _band_stats(table, metric, by, band, n_boot, seed), by, keys, colours)
         _draw_threshold(ax, rule, metric)
-        ax.set_xlabel("iteration")
+        _iteration_axis(ax)
         ax.set_ylabel(METRIC_LABELS.get(metric, metric))
         ax.grid(alpha=0.3)
         ax.set_xlim(left=0)
@@ -232,7 +240,7 @@ def survival_curves(
     ax.axhline(0.5, color="0.4", ls=":", lw=1)
     ax.set_ylim(-0.02, 1.05)
     ax.set_xlim(left=0)
-    ax.set_xlabel("iteration")
+    _iteration_axis(ax)
     ax.set_ylabel("share not yet collapsed")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False, loc="lower left")
@@ -273,7 +281,7 @@ def model_comparison(
         _draw_lines(ax, stats[stats[panel_by] == panel], line_by, keys, colours)
         _draw_threshold(ax, rule, metric)
         ax.set_title(f"{panel_by} = {panel}", fontsize=10)
-        ax.set_xlabel("iteration")
+        _iteration_axis(ax)
         ax.grid(alpha=0.3)
         ax.set_xlim(left=0)
     for ax in axes.flat[len(panels):]:
