@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from .errors import RipbenchError
+from .errors import InputError, RipbenchError
 
 #: Name of the main parameter of each mask policy in the short ``policy:value`` form.
 _MASK_MAIN_PARAM = {"grid": "size", "box": "area", "center": "area", "strokes": "width", "folder": "path",
@@ -143,18 +143,20 @@ def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], m
         specs = [parse_mask_option(m) for m in masks]
         sets.append("masks=" + yaml.safe_dump(specs, default_flow_style=True).strip())
     if images:
+        if not images.exists():
+            raise InputError(f"--images: {images} not found (give a folder of images or a list file)")
         source = "folder" if images.is_dir() else "list"
         sets.append("inputs=" + yaml.safe_dump({"source": source, "path": str(images)}, default_flow_style=True).strip())
-    for field, value in (("iterations", iterations), ("size", size), ("batch_size", batch_size),
-                         ("device", device), ("metrics.lpips_net", lpips_net), ("name", name)):
+    for field, value in (("iterations", iterations), ("size", size), ("batch_size", batch_size)):
         if value is not None:
             sets.append(f"{field}={value}")
+    # strings are quoted so that YAML keeps them strings (--name 2024, paths with '#')
+    for field, text in (("device", device), ("metrics.lpips_net", lpips_net), ("name", name),
+                        ("metrics.lpips_weights", lpips_weights), ("output_dir", output_dir)):
+        if text is not None:
+            sets.append(f"{field}={json.dumps(str(text))}")
     if seeds:
         sets.append(f"seeds=[{seeds}]")
-    if lpips_weights:
-        sets.append(f"metrics.lpips_weights={lpips_weights}")
-    if output_dir:
-        sets.append(f"output_dir={output_dir}")
     config = apply_overrides(config, sets + list(overrides))
     _run_and_report(config, overwrite=overwrite, progress=not no_progress)
 
@@ -263,17 +265,20 @@ def hallucination_toy(out_dir: Path, fast: bool, seed: int) -> None:
 
 @repro.command("shapes-rip")
 @click.option("--out", "out_dir", default="results/shapes-rip", show_default=True, type=click.Path(path_type=Path))
-@click.option("--images", default=48, show_default=True, help="Simple Shapes images (trajectories).")
+@click.option("--images", default=16, show_default=True, help="Simple Shapes images.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds (mask sequences).")
 @click.option("--iterations", "-n", default=12, show_default=True)
 @click.option("--steps", default=25, show_default=True, help="Denoising steps per inpainting.")
 @click.option("--mask", type=click.Choice(["columns", "box"]), default="columns", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an earlier run with other settings.")
-def shapes_rip(out_dir: Path, images: int, iterations: int, steps: int, mask: str, overwrite: bool) -> None:
+def shapes_rip(out_dir: Path, images: int, seeds: str, iterations: int, steps: int, mask: str,
+               overwrite: bool) -> None:
     """Bundled shapes DDPM under RIP: ground-truth hallucination rate and detector quality per iteration."""
     from .repro import run_shapes_rip
 
     start = time.perf_counter()
-    out = run_shapes_rip(out_dir, images=images, iterations=iterations, steps=steps, mask=mask,
+    seed_list = tuple(int(x) for x in seeds.split(",") if x.strip())
+    out = run_shapes_rip(out_dir, images=images, seeds=seed_list, iterations=iterations, steps=steps, mask=mask,
                          overwrite=overwrite)
     click.echo(out["paths"]["report"].read_text())
     click.echo(f"wall time {time.perf_counter() - start:.0f} s; table: {out['paths']['table']}; "

@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 
@@ -144,14 +152,9 @@ class MetricsConfig(_Strict):
     @field_validator("names")
     @classmethod
     def _names(cls, names: list[str]) -> list[str]:
-        from .metrics import METRIC_NAMES
+        from .metrics import validate_metric_names
 
-        unknown = [n for n in names if n not in METRIC_NAMES]
-        if unknown:
-            raise ValueError(f"unknown metric(s) {unknown}; allowed: {', '.join(METRIC_NAMES)}")
-        if not names:
-            raise ValueError("at least one metric is needed")
-        return names
+        return list(validate_metric_names(names))
 
 
 class HallucinationConfig(_Strict):
@@ -173,7 +176,7 @@ class ExperimentConfig(_Strict):
     iterations: int = Field(default=20, ge=1)
     size: int = Field(default=512, ge=8)
     fit: Literal["center-crop", "resize", "pad"] = "center-crop"
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0])
     inputs: InputsConfig = Field(default_factory=InputsConfig)
     masks: list[dict[str, Any]] = Field(default_factory=lambda: [{"policy": "grid", "size": 64}])
     models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig(name="biharmonic")])
@@ -321,6 +324,8 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node: Any = data
     for i, key in enumerate(keys[:-1]):
         nxt = keys[i + 1]
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"override {dotted!r}: {'.'.join(keys[:i])} is a value, not a section")
         if isinstance(node, list):
             try:
                 node = node[int(key)]
@@ -331,6 +336,8 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
             node[key] = [] if nxt.isdigit() else {}
         node = node[key]
     last = keys[-1]
+    if not isinstance(node, (dict, list)):
+        raise ConfigError(f"override {dotted!r}: {'.'.join(keys[:-1])} is a value, not a section")
     if isinstance(node, list):
         try:
             node[int(last)] = value

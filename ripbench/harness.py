@@ -39,7 +39,7 @@ import torch
 
 from . import __version__
 from .config import ExperimentConfig, InputsConfig, ModelConfig
-from .errors import ResultsError, WeightsError
+from .errors import ConfigError, ResultsError, WeightsError
 from .inputs import InputImage, load_folder, load_list, load_sample, load_shapes
 from .masks import build_mask_policy, mask_stats_batch
 from .metrics import DriftTracker, MetricSuite
@@ -93,7 +93,10 @@ def resolve_device(device: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine")
+    return dev
 
 
 def _load_inputs(spec: InputsConfig, size: int, fit: str, seed: int = 0) -> list[InputImage]:
@@ -131,8 +134,29 @@ def plan(config: ExperimentConfig) -> list[tuple[ModelConfig, list[Trajectory]]]
             for spec, policy in policies
             for seed in config.seeds
         ]
+        ids = [t.id for t in trajs]
+        if len(set(ids)) != len(ids):
+            dupe = next(i for i in ids if ids.count(i) > 1)
+            raise ConfigError(f"two trajectories would share the id {dupe!r}: give each mask policy of model "
+                              f"{mcfg.display_name!r} different settings (labels: {[p.label for _, p in policies]})")
+        _check_metric_size(config, size)
         out.append((mcfg, trajs))
     return out
+
+
+#: Smallest square image each LPIPS backbone accepts (its pooling stack needs this much).
+_LPIPS_MIN_SIZE = {"alex": 31, "squeeze": 17, "vgg": 16}
+
+
+def _check_metric_size(config: ExperimentConfig, size: int) -> None:
+    from .metrics.ssim import WIN_SIZE
+
+    names = config.metrics.names
+    if "lpips" in names and size < _LPIPS_MIN_SIZE[config.metrics.lpips_net]:
+        raise ConfigError(f"images of {size} px are too small for LPIPS-{config.metrics.lpips_net} (needs at least "
+                          f"{_LPIPS_MIN_SIZE[config.metrics.lpips_net]} px); raise size or drop lpips from metrics.names")
+    if "ssim" in names and size < WIN_SIZE:
+        raise ConfigError(f"images of {size} px are too small for SSIM (needs at least {WIN_SIZE} px)")
 
 
 def build_model(mcfg: ModelConfig, device: torch.device) -> Inpainter:
@@ -155,7 +179,7 @@ def _metric_suite(config: ExperimentConfig, device: torch.device) -> MetricSuite
         return MetricSuite(names=names, lpips_net=config.metrics.lpips_net,
                            lpips_weights=config.metrics.lpips_weights, device=device)
     except WeightsError as exc:
-        if config.metrics.lpips_required or "lpips" not in names:
+        if config.metrics.lpips_required or config.metrics.lpips_weights is not None or "lpips" not in names:
             raise
         warnings.warn(f"LPIPS dropped from this run: {exc}", stacklevel=2)
         names.remove("lpips")
@@ -243,13 +267,14 @@ class _Batch:
         host: dict[str, list[float]] = {"model_seconds": [], "overhead_seconds": []}
         extras: dict[str, list[Sequence[Any]]] = {}
         start_extras = self.annotate(original) if self.annotate else {}
+        no_failure = torch.zeros(b, dtype=torch.bool, device=device)
+        _sync(device)
         for k in range(1, n_iter + 1):
             t_start = time.perf_counter()
             masks_np = np.stack([t.policy(h, w, k, t.seed) for t in trajs])
-            masks = torch.from_numpy(masks_np[:, None]).to(device=device, dtype=original.dtype)
+            masks = torch.from_numpy(masks_np[:, None]).to(device).to(original.dtype)
             seeds = [derive_seed(t.seed, k) for t in trajs]
-            _sync(device)
-            t_model = time.perf_counter()
+            t_model = time.perf_counter()  # the device is idle: the previous iteration ended with a sync
             result = model.inpaint(current, masks, seeds, trajectory_steps=self.window)
             _sync(device)
             model_time = time.perf_counter() - t_model
@@ -266,8 +291,8 @@ class _Batch:
                 per_iter.setdefault(f"mask_{name}", []).append(v)
             ever |= masks.bool()
             per_iter.setdefault("cum_mask_area", []).append(ever.float().mean(dim=(1, 2, 3)))
-            fail = result.failed if result.failed is not None else torch.zeros(b, dtype=torch.bool)
-            per_iter.setdefault("failed", []).append(fail.to(device=device, dtype=torch.bool))
+            fail = no_failure if result.failed is None else result.failed.to(device=device, dtype=torch.bool)
+            per_iter.setdefault("failed", []).append(fail)
             for name, vals in result.extras.items():
                 extras.setdefault(name, []).append(list(vals))
             if self.annotate:
@@ -361,6 +386,25 @@ def annotator_for(inputs: InputsConfig) -> Annotator | None:
     return shapes_annotations if inputs.source == "shapes" else None
 
 
+def _check_same(before: dict[str, Any] | None, now: dict[str, Any], what: str, resuming: bool) -> None:
+    """Refuse to add rows made with other settings (dtype, weights, metrics) to a run being resumed."""
+    if not resuming or not before:
+        return
+
+    def strip(d: Any) -> Any:  # where files or devices live does not change results
+        if isinstance(d, dict):
+            return {k: strip(v) for k, v in d.items() if k not in ("device", "weights_source", "weights_origin")}
+        return d
+
+    old, new = strip(json.loads(json.dumps(before, default=str))), strip(json.loads(json.dumps(now, default=str)))
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if diff:
+        raise ResultsError(
+            f"cannot resume: {what} differs from the finished part of this run ({', '.join(diff)}); "
+            "pass --overwrite to start again or --name to write elsewhere"
+        )
+
+
 def _batches(trajs: Sequence[Trajectory], size: int) -> Iterator[list[Trajectory]]:
     by_size: dict[tuple[int, int], list[Trajectory]] = {}
     for t in trajs:
@@ -407,6 +451,7 @@ def run_experiment(config: ExperimentConfig, *, run_dir: str | Path | None = Non
     groups = plan(config)  # validates inputs and masks before anything is written
     done = store.finished_trajectories() if previous is not None else set()
     pending = [(m, [t for t in ts if t.id not in done]) for m, ts in groups]
+    groups_by_label = [(m.display_name, ts) for m, ts in groups]
     total = sum(len(ts) for _, ts in groups)
     skipped = total - sum(len(ts) for _, ts in pending)
 
@@ -428,11 +473,16 @@ def run_experiment(config: ExperimentConfig, *, run_dir: str | Path | None = Non
         "models": (previous or {}).get("models", {}),
         "masks": {t.policy.label: t.policy.params() for _, ts in groups for t in ts},
     }
+    if previous is not None and previous.get("metrics"):
+        manifest["metrics"] = previous["metrics"]
+    existed = store.run_dir.exists()
     store.write_manifest(manifest)
 
     bar = tqdm(total=sum(len(ts) for _, ts in pending) * config.iterations, unit="inpaint",
                disable=not progress, dynamic_ncols=True, desc="RIP")
-    model_time = overhead_time = 0.0
+    earlier = (previous or {}).get("timing") or {}
+    model_time = float(earlier.get("model_seconds") or 0.0)
+    overhead_time = float(earlier.get("overhead_seconds") or 0.0)
     suites: dict[str, Any] = {}
     try:
         for mcfg, trajs in pending:
@@ -442,12 +492,17 @@ def run_experiment(config: ExperimentConfig, *, run_dir: str | Path | None = Non
             window = 0
             if config.hallucination.enabled and model.supports_trajectory and model.num_steps:
                 window = resolve_window(config.hallucination.window or DEFAULT_WINDOW, model.num_steps)
-            manifest["models"][mcfg.display_name] = {**model.identity(), "hallucination_window": window or None}
+            identity = {**model.identity(), "hallucination_window": window or None}
+            _check_same(manifest["models"].get(mcfg.display_name), identity, f"model {mcfg.display_name!r}",
+                        len(trajs) < len(dict(groups_by_label)[mcfg.display_name]))
+            manifest["models"][mcfg.display_name] = identity
             store.write_manifest(manifest)
             dev_key = str(model.device)
             if dev_key not in suites:
                 suites[dev_key] = _metric_suite(config, model.device)
-                manifest["metrics"] = suites[dev_key].provenance()
+                provenance = suites[dev_key].provenance()
+                _check_same(manifest.get("metrics"), provenance, "metrics", bool(done))
+                manifest["metrics"] = provenance
             bar.set_description(f"RIP {mcfg.display_name}")
             for batch in _batches(trajs, config.batch_size):
                 rows = _Batch(model, batch, config, suites[dev_key], window, store, bar.update,
@@ -461,7 +516,7 @@ def run_experiment(config: ExperimentConfig, *, run_dir: str | Path | None = Non
         store.write_manifest(manifest)
         raise
     except BaseException:
-        if previous is None and not store.part_files():
+        if previous is None and not existed and not store.part_files():
             store.remove()  # nothing finished: leave no half-made run folder behind
         else:
             manifest.update(status="failed", failed=_now())

@@ -75,6 +75,8 @@ def atomic_save(path: Path, writer: Any) -> None:
     try:
         writer(Path(tmp))
         os.chmod(tmp, _FILE_MODE)
+        with open(tmp, "rb") as fh:  # on disk before it gets its final name
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -91,6 +93,14 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, set):
         return sorted(obj)
     return str(obj)
+
+
+def _read_part(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise ResultsError(f"corrupt results part {path} ({exc}); delete it and run again to recompute "
+                           "those trajectories") from None
 
 
 class RunStore:
@@ -153,7 +163,7 @@ class RunStore:
         """Ids of trajectories whose rows are safely on disk."""
         done: set[str] = set()
         for part in self.part_files():
-            done.update(pd.read_parquet(part, columns=["trajectory_id"])["trajectory_id"].unique())
+            done.update(_read_part(part, columns=["trajectory_id"])["trajectory_id"].unique())
         return done
 
     def load_table(self) -> pd.DataFrame:
@@ -161,7 +171,7 @@ class RunStore:
         parts = self.part_files()
         if not parts:
             raise ResultsError(f"no results in {self.run_dir} (no {METRICS_DIR}/part-*.parquet files)")
-        table = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+        table = pd.concat([_read_part(p) for p in parts], ignore_index=True)
         return table.sort_values(["trajectory_id", "iteration"], kind="stable").reset_index(drop=True)
 
     def clear(self) -> None:

@@ -112,7 +112,8 @@ def test_kill_and_rerun_resumes(tmp_path):
     cmd = [sys.executable, "-m", "ripbench", "run", "--iterations", "40", "--size", "48", "--mask", "grid:8",
            "--seeds", "0,1,2", "--batch-size", "1", "--set", "metrics.names=[mse]", "--no-progress",
            "--set", "inputs.names=[astronaut,coffee]", "--output-dir", str(out), "--name", "k"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     parts = out / "k" / "metrics"
     deadline = time.time() + 120
     while time.time() < deadline and len(list(parts.glob("part-*.parquet"))) < 2:
@@ -121,7 +122,7 @@ def test_kill_and_rerun_resumes(tmp_path):
     proc.wait()
     done = len(list(parts.glob("part-*.parquet")))
     assert 2 <= done < 6, "the run finished before it could be killed"
-    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert rerun.returncode == 0, rerun.stderr
     assert f"resumed: {done} finished trajectories were skipped" in rerun.stdout
     assert len(list(parts.glob("part-*.parquet"))) == 6

@@ -35,7 +35,7 @@ def test_default_is_quick():
         ({"iterations": 0}, "iterations"),
         ({"itrations": 5}, "itrations: unknown field"),
         ({"metrics": {"lpips_net": "resnet"}}, "metrics.lpips_net: must be 'alex', 'vgg' or 'squeeze'"),
-        ({"metrics": {"names": ["lpips", "fid"]}}, "unknown metric(s) ['fid']"),
+        ({"metrics": {"names": ["lpips", "fid"]}}, "metrics.names: unknown metric name(s) 'fid'"),
         ({"models": [{"name": "no-such-model"}]}, "unknown model 'no-such-model'; known models: biharmonic"),
         ({"masks": [{"policy": "hexagon"}]}, "hexagon"),
         ({"masks": [{"policy": "grid", "size": -4}]}, "size"),

@@ -11,7 +11,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from ripbench.errors import ConfigError
-from ripbench.repro._ddpm import DDPMSchedule, ToyDenoiser
+from ripbench.repro._ddpm import DDPMSchedule, ToyDenoiser, train_denoiser
 from ripbench.repro.toy_gaussians import K_STD, gaussian1d, grid2d, label_hallucinations, run_toy_repro
 
 
@@ -128,6 +128,48 @@ def test_sampler_records_the_last_steps_oldest_first() -> None:
     # At t = 0 the posterior mean is x0_hat itself (abar_{-1} = 1), so the sample equals the last record.
     torch.testing.assert_close(x, traj[-1])
     assert not torch.equal(traj[0], traj[-1])  # earlier records come from earlier steps
+
+
+def _train_tiny(ema_decay: float, record: list[list[torch.Tensor]] | None = None) -> ToyDenoiser:
+    """Five Adam steps of a width-8 denoiser on fixed data; ``record`` collects the iterate of every step."""
+    torch.manual_seed(0)
+    model = ToyDenoiser(dim=2, width=8)
+    if record is not None:
+        model.register_forward_pre_hook(
+            lambda m, args: record.append([p.detach().clone() for p in m.parameters()]) if m.training else None
+        )
+    data = torch.randn(64, 2, generator=torch.Generator().manual_seed(1))
+    train_denoiser(
+        model,
+        data,
+        DDPMSchedule.linear(1000, 0.001, 0.2),
+        steps=5,
+        batch_size=16,
+        lr=1e-2,
+        focus_steps=50,
+        focus_reweight=False,
+        ema_decay=ema_decay,
+        generator=torch.Generator().manual_seed(2),
+        progress=False,
+    )
+    return model
+
+
+def test_ema_is_the_warmed_up_average_of_the_iterates() -> None:
+    iterates: list[list[torch.Tensor]] = []
+    plain = _train_tiny(0.0, iterates)  # the EMA does not change the training trajectory
+    iterates.append([p.detach() for p in plain.parameters()])
+    decay = 0.9
+    ema = iterates[0]
+    for step, after in enumerate(iterates[1:]):
+        d = min(decay, (1.0 + step) / (10.0 + step))
+        ema = [d * e + (1.0 - d) * a for e, a in zip(ema, after, strict=True)]
+    averaged = _train_tiny(decay)
+    for got, want in zip(averaged.parameters(), ema, strict=True):
+        torch.testing.assert_close(got.detach(), want)
+    assert not torch.equal(next(averaged.parameters()), next(plain.parameters()))
+    with pytest.raises(ValueError):
+        train_denoiser(plain, torch.zeros(4, 2), DDPMSchedule.linear(10), steps=1, batch_size=2, ema_decay=1.0)
 
 
 def test_mixtures_and_ground_truth() -> None:

@@ -43,7 +43,8 @@ def test_per_iteration_detection_known_answer():
 
 @pytest.mark.slow
 def test_short_shapes_rip_run(tmp_path):
-    out = run_shapes_rip(tmp_path / "srip", images=6, iterations=2, steps=5, batch_size=6, progress=False)
+    out = run_shapes_rip(tmp_path / "srip", images=3, seeds=(0, 1), iterations=2, steps=5, batch_size=6,
+                         progress=False)
     per = out["per_iteration"]
     assert per["iteration"].tolist() == [1, 2] and (per["images"] == 6).all()
     table = pd.read_parquet(next((tmp_path / "srip" / "metrics").glob("part-*.parquet")))
@@ -55,4 +56,4 @@ def test_short_shapes_rip_run(tmp_path):
     for path in out["paths"].values():
         assert path.is_file() and path.stat().st_size > 0
     saved = json.loads(out["paths"]["json"].read_text())
-    assert saved["overall"]["images"] == 6
+    assert saved["overall"]["trajectories"] == 6

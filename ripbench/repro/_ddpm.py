@@ -207,6 +207,10 @@ def train_denoiser(
     from ``[0, T)``, and weights each item's loss by ``1 / (T p(t))``: the expected loss (and its
     minimiser) is the paper's uniform-``t`` MSE, but the final low-noise steps, which set how sharp
     the learned modes are and get only a few items of a uniform batch, are seen far more often.
+    ``focus_reweight=False`` drops those importance weights, so the items with ``t < focus_steps``
+    count about ``T / (2 focus_steps)`` times more than under the uniform loss. The minimiser at
+    every ``t`` is unchanged (the posterior-mean noise), so the model is still the paper's DDPM;
+    only the trade-off between steps, under a small budget, moves towards the low-noise steps.
 
     ``ema_decay > 0`` keeps an exponential moving average of the weights (decay ``ema_decay``,
     bias-corrected over the first steps) and loads it into ``model`` at the end: the standard DDPM

@@ -144,6 +144,7 @@ class ToySetting:
     lr: float = 1e-3
     cosine_decay: bool = True
     focus_steps: int = 50
+    focus_reweight: bool = True
     ema_decay: float = 0.0
 
 
@@ -222,6 +223,7 @@ def _run_dataset(
         cosine_decay=setting.cosine_decay,
         focus_steps=setting.focus_steps,
         ema_decay=setting.ema_decay,
+        focus_reweight=setting.focus_reweight,
         generator=gen,
         progress=progress,
         desc=f"{mixture.name} training",
@@ -352,7 +354,10 @@ def _markdown(report: dict[str, Any]) -> str:
     lines += ["", "## Training and model", ""]
     for name, res in report["results"].items():
         s = res["setting"]
-        focus = f", half of each batch's t in the last {s['focus_steps']} steps" if s["focus_steps"] else ""
+        focus = ""
+        if s["focus_steps"]:
+            weighting = "importance-weighted" if s.get("focus_reweight", True) else "not re-weighted"
+            focus = f", half of each batch's t in the last {s['focus_steps']} steps, {weighting}"
         ema = f", sampled with an EMA of the weights (decay {s['ema_decay']:g})" if s.get("ema_decay") else ""
         lines.append(
             f"- {name}: {s['n_data']} training points, width {s['width']}, {s['train_steps']} Adam steps "
