@@ -82,3 +82,8 @@ def test_hub_id_maps_to_diffusers_backend():
     m = cfg.models[0]
     assert m.name == "diffusers" and m.options["model"] == "stabilityai/stable-diffusion-2-inpainting"
     assert m.display_name == "stable-diffusion-2-inpainting"
+
+
+def test_override_into_a_value_is_refused():
+    with pytest.raises(ConfigError, match="is a value, not a section"):
+        apply_overrides(load_preset("quick"), ["iterations.foo=3"])

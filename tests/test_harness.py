@@ -143,3 +143,38 @@ def test_load_table_attaches_manifest(tiny_config_data):
     assert t.attrs["manifest"]["fingerprint"] == validate_config(tiny_config_data).fingerprint()
     with pytest.raises(ResultsError):
         load_table(run_dir / "nope")
+
+
+def test_same_mask_twice_is_refused_before_writing(tiny_config_data):
+    from ripbench.errors import ConfigError
+
+    tiny_config_data["masks"] = [{"policy": "grid", "size": 8}, {"policy": "grid", "size": 8}]
+    with pytest.raises(ConfigError, match="share the id"):
+        _run(tiny_config_data)
+    assert not (validate_config(tiny_config_data).output_dir / "tiny").exists()
+
+
+def test_images_too_small_for_lpips_are_refused(tiny_config_data):
+    from ripbench.errors import ConfigError
+
+    tiny_config_data["size"] = 24
+    tiny_config_data["metrics"] = {"names": ["lpips"], "lpips_net": "alex"}
+    with pytest.raises(ConfigError, match="too small for LPIPS-alex"):
+        _run(tiny_config_data)
+
+
+def test_corrupt_part_is_a_clear_error(tiny_config_data):
+    run = _run(tiny_config_data)
+    RunStore(run.run_dir).part_files()[0].write_bytes(b"not parquet")
+    with pytest.raises(ResultsError, match="corrupt results part"):
+        _run(tiny_config_data)
+
+
+def test_resume_refuses_rows_made_with_other_model_settings():
+    from ripbench.harness import _check_same
+
+    before = {"name": "m", "dtype": "float16", "device": "cuda:0"}
+    _check_same(before, {"name": "m", "dtype": "float16", "device": "cpu"}, "model 'm'", True)  # device only
+    _check_same(before, {"name": "m", "dtype": "float32"}, "model 'm'", False)  # nothing finished yet
+    with pytest.raises(ResultsError, match=r"model 'm' differs .*\(dtype\)"):
+        _check_same(before, {"name": "m", "dtype": "float32", "device": "cpu"}, "model 'm'", True)
