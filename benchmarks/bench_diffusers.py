@@ -45,7 +45,8 @@ from ripbench.inputs import SAMPLE_IMAGES, load_sample  # noqa: E402
 from ripbench.masks import build_mask_policy  # noqa: E402
 from ripbench.metrics import load_lpips  # noqa: E402
 from ripbench.models import register_inpainter  # noqa: E402
-from ripbench.models.diffusers_backend import DiffusersInpainter, resolve_device, resolve_dtype  # noqa: E402
+from ripbench.models.base import resolve_device, resolve_dtype  # noqa: E402
+from ripbench.models.diffusers_backend import DiffusersInpainter  # noqa: E402
 
 MODEL_NAME = "bench-diffusers"
 

@@ -22,7 +22,7 @@ import torch
 
 from ripbench.config import apply_overrides, load_preset
 from ripbench.harness import run_experiment
-from ripbench.models import InpaintResult, Inpainter
+from ripbench.models import Inpainter, InpaintResult
 
 
 class Identity(Inpainter):

@@ -44,6 +44,7 @@ from .inputs import InputImage, load_folder, load_list, load_sample, load_shapes
 from .masks import build_mask_policy, mask_stats_batch
 from .metrics import DriftTracker, MetricSuite
 from .models import Inpainter, create_inpainter, resolve_factory
+from .models.base import resolve_device
 from .store import RunStore, atomic_save
 
 log = logging.getLogger(__name__)
@@ -87,16 +88,6 @@ class RunResult:
 def derive_seed(seed: int, iteration: int) -> int:
     """Seed of the model's noise at ``iteration`` of a trajectory started with ``seed``."""
     return int(np.random.SeedSequence([seed, iteration, 0x52495042]).generate_state(1)[0])
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine")
-    return dev
 
 
 def _load_inputs(spec: InputsConfig, size: int, fit: str, seed: int = 0) -> list[InputImage]:

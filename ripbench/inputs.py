@@ -283,8 +283,3 @@ def load_shapes(count: int, size: int, seed: int = 0) -> list[InputImage]:
                    notes=["greyscale -> RGB"])
         for i, p in zip(ids, pixels)
     ]
-
-
-def stack_pixels(images: list[InputImage], device: torch.device | str = "cpu") -> torch.Tensor:
-    """Stack images into one ``B x 3 x H x W`` tensor on ``device``."""
-    return torch.stack([img.pixels for img in images]).to(device)

@@ -36,7 +36,6 @@ import functools
 import math
 import os
 import re
-import tempfile
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -49,6 +48,7 @@ import torch
 from PIL import Image
 
 from .errors import ConfigError, InputError
+from .store import atomic_save
 
 __all__ = [
     "MASK_POLICIES",
@@ -707,17 +707,6 @@ def masks_for(
     return torch.from_numpy(stack).to(device).to(torch.float32)
 
 
-def _write_png_atomic(array: np.ndarray, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(array).save(fh, format="PNG", optimize=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def generate_mask_set(
     policy: MaskPolicy | dict[str, Any],
     count: int,
@@ -744,6 +733,7 @@ def generate_mask_set(
     paths = []
     for i in range(count):
         path = out / f"{policy.label}-{i:04d}.png"
-        _write_png_atomic(policy(height, width, i, seed).astype(np.uint8) * 255, path)
+        array = policy(height, width, i, seed).astype(np.uint8) * 255
+        atomic_save(path, lambda tmp, a=array: Image.fromarray(a).save(tmp, format="PNG", optimize=True))
         paths.append(path)
     return paths

@@ -83,6 +83,15 @@ def atomic_save(path: Path, writer: Any) -> None:
         raise
 
 
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 hex digest of a file (weights provenance in manifests)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)

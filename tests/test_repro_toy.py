@@ -136,7 +136,9 @@ def _train_tiny(ema_decay: float, record: list[list[torch.Tensor]] | None = None
     model = ToyDenoiser(dim=2, width=8)
     if record is not None:
         model.register_forward_pre_hook(
-            lambda m, args: record.append([p.detach().clone() for p in m.parameters()]) if m.training else None
+            lambda m, args: (
+                record.append([p.detach().clone() for p in m.parameters()]) if m.training else None
+            )
         )
     data = torch.randn(64, 2, generator=torch.Generator().manual_seed(1))
     train_denoiser(
@@ -169,7 +171,9 @@ def test_ema_is_the_warmed_up_average_of_the_iterates() -> None:
         torch.testing.assert_close(got.detach(), want)
     assert not torch.equal(next(averaged.parameters()), next(plain.parameters()))
     with pytest.raises(ValueError):
-        train_denoiser(plain, torch.zeros(4, 2), DDPMSchedule.linear(10), steps=1, batch_size=2, ema_decay=1.0)
+        train_denoiser(
+            plain, torch.zeros(4, 2), DDPMSchedule.linear(10), steps=1, batch_size=2, ema_decay=1.0
+        )
 
 
 def test_mixtures_and_ground_truth() -> None:

@@ -30,7 +30,6 @@ Example
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 import threading
@@ -47,6 +46,7 @@ import torch.nn.functional as F
 
 from ripbench.errors import ConfigError, InputError, WeightsError
 from ripbench.metrics.regions import binary_mask, check_images, masked_mean
+from ripbench.store import sha256_file
 
 LPIPS_NETS: tuple[str, ...] = ("alex", "vgg", "squeeze")
 LPIPS_VERSION = "0.1"
@@ -207,14 +207,6 @@ def _torchvision_state_dict(net: str) -> dict[str, torch.Tensor]:
     return _torchvision_weights(net).get_state_dict(progress=False, check_hash=True)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _new_lpips(net: str) -> lpips.LPIPS:
     with warnings.catch_warnings():  # lpips 0.1.4 still passes torchvision's deprecated `pretrained=`
         warnings.filterwarnings("ignore", message=".*(pretrained|weights).*", category=UserWarning)
@@ -284,7 +276,7 @@ def _backbone_state(net: str, source: WeightsSource) -> tuple[dict[str, torch.Te
             {
                 "weights_source": str(source.path),
                 "weights_origin": source.origin,
-                "weights_sha256": _sha256(source.path),
+                "weights_sha256": sha256_file(source.path),
             },
         )
     try:
@@ -301,7 +293,7 @@ def _backbone_state(net: str, source: WeightsSource) -> tuple[dict[str, torch.Te
         {
             "weights_source": "torchvision",
             "weights_origin": f"torchvision {_torchvision_weights(net)} ({checkpoint})",
-            "weights_sha256": _sha256(checkpoint) if checkpoint.is_file() else None,
+            "weights_sha256": sha256_file(checkpoint) if checkpoint.is_file() else None,
         },
     )
 
@@ -316,7 +308,7 @@ def _build(net: str, source: WeightsSource, device: torch.device) -> LpipsMetric
         "net": net,
         "version": LPIPS_VERSION,
         "lpips_package": importlib.metadata.version("lpips"),
-        "heads_sha256": _sha256(heads),
+        "heads_sha256": sha256_file(heads),
         **weights_record,
     }
     model.requires_grad_(False)

@@ -42,7 +42,7 @@ import torch
 
 from ..errors import ConfigError, InputError, ModelNotFoundError, WeightsError
 from ._x0_capture import X0Recorder, x0_source
-from .base import Inpainter, InpaintResult
+from .base import Inpainter, InpaintResult, resolve_device, resolve_dtype
 
 #: Scheduler short names -> (diffusers class name, extra config). Any diffusers
 #: scheduler class name (e.g. ``"DEISMultistepScheduler"``) is accepted as well.
@@ -60,16 +60,6 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "lcm": ("LCMScheduler", {}),
 }
 
-_DTYPES = {
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "half": torch.float16,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "float": torch.float32,
-}
 _ATTENTION = ("sdpa", "eager", "xformers", "default")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _PATH_PREFIXES = ("/", "./", "../", "~", ".\\", "..\\")
@@ -94,24 +84,6 @@ def looks_like_diffusers_model(spec: str) -> bool:
     if ":" in spec and not re.match(r"^[A-Za-z]:[\\/]", spec):
         return False
     return spec.startswith(_PATH_PREFIXES) or bool(_HUB_ID.match(spec))
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else as given."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """``"auto"`` -> float16 on CUDA, float32 elsewhere; names like ``"bf16"`` -> torch dtypes."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if dtype not in _DTYPES:
-        raise ConfigError(f"unknown dtype {dtype!r}; use 'auto', 'fp16', 'bf16' or 'fp32'")
-    return _DTYPES[dtype]
 
 
 def make_scheduler(name: str, config: Any) -> Any:

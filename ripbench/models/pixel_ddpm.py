@@ -43,22 +43,14 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, InputError, WeightsError
-from .base import Inpainter, InpaintResult
+from ..store import sha256_file
+from .base import Inpainter, InpaintResult, resolve_device, resolve_dtype
 
 #: Folder of the bundled Simple Shapes DDPM.
 BUNDLED_SHAPES_DIR = Path(__file__).resolve().parent.parent / "weights" / "shapes-ddpm"
 
 _METHODS = ("replace", "repaint")
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _sha256_state_dict(module: torch.nn.Module) -> str:
@@ -119,7 +111,7 @@ class PixelDDPMInpainter(Inpainter):
         jump_length: RePaint: steps per jump back in time.
         jump_n_sample: RePaint: how many times each jump is resampled.
         device: torch device (default: CUDA if available, else CPU).
-        dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"`` (or a ``torch.dtype``).
+        dtype: ``"float32"``/``"fp32"``, ``"float16"``/``"fp16"``, ``"bfloat16"``/``"bf16"``, ``"auto"`` or a ``torch.dtype``.
         scheduler_config: overrides the scheduler configuration that came with the model
             (needed when ``model`` is a ``UNet2DModel`` instance trained with a non-default schedule).
 
@@ -151,14 +143,8 @@ class PixelDDPMInpainter(Inpainter):
                 "num_inference_steps, jump_length and jump_n_sample must be >= 1, got "
                 f"{num_inference_steps}, {jump_length}, {jump_n_sample}"
             )
-        if isinstance(dtype, str):
-            if dtype not in _DTYPES:
-                raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(_DTYPES)}")
-            dtype = _DTYPES[dtype]
-        self._device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu"
-        )
-        self.dtype = dtype
+        self._device = resolve_device(device if device is not None else "auto")
+        self.dtype = resolve_dtype(dtype, self._device)
         self.method = method
         self.num_inference_steps = num_inference_steps
         self.jump_length = jump_length
@@ -175,11 +161,11 @@ class PixelDDPMInpainter(Inpainter):
                     "reinstall ripbench or run 'ripbench train shapes'"
                 )
             unet, config, weights = _load_local(BUNDLED_SHAPES_DIR)
-            self.weights_path, self.weights_sha256 = str(weights), _sha256_file(weights)
+            self.weights_path, self.weights_sha256 = str(weights), sha256_file(weights)
             self.name = "shapes-ddpm"
         elif Path(model).exists():
             unet, config, weights = _load_local(Path(model))
-            self.weights_path, self.weights_sha256 = str(weights), _sha256_file(weights)
+            self.weights_path, self.weights_sha256 = str(weights), sha256_file(weights)
             self.name = "pixel-ddpm"
         else:
             unet, config = _load_hub(str(model))
@@ -190,8 +176,8 @@ class PixelDDPMInpainter(Inpainter):
             config.update(scheduler_config)
         config["clip_sample"] = False  # keep x0 unclipped: its variance is the hallucination score
         unet = unet.to(self._device)
-        if unet.dtype != dtype:  # a bare .to(dtype) makes diffusers warn even when nothing changes
-            unet = unet.to(dtype=dtype)
+        if unet.dtype != self.dtype:  # a bare .to(dtype) makes diffusers warn even when nothing changes
+            unet = unet.to(dtype=self.dtype)
         self.unet = unet.eval().requires_grad_(False)
         if method == "replace":
             self.scheduler = DDPMScheduler.from_config(config)

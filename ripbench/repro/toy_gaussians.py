@@ -151,13 +151,31 @@ class ToySetting:
 #: Full run: sized to finish in about ten minutes on two shared CPU cores.
 FULL_SETTINGS: dict[str, ToySetting] = {
     "gaussian1d": ToySetting(n_data=20_000, train_steps=1500, batch_size=1000, n_samples=8000),
-    "grid2d": ToySetting(n_data=100_000, train_steps=4000, batch_size=1000, n_samples=5000),
+    "grid2d": ToySetting(
+        n_data=100_000,
+        train_steps=12_000,
+        batch_size=1000,
+        n_samples=10_000,
+        focus_steps=25,
+        focus_reweight=False,
+        ema_decay=0.999,
+    ),
 }
 #: Smoke-test run (under a minute a data set on a CPU): a narrower model (width 64) at a higher learning
 #: rate, the smallest budget at which the 1D model forms its modes; the 2D grid stays under-trained.
 FAST_SETTINGS: dict[str, ToySetting] = {
     "gaussian1d": ToySetting(n_data=6000, train_steps=800, batch_size=1000, n_samples=400, width=64, lr=2e-3),
-    "grid2d": ToySetting(n_data=10_000, train_steps=800, batch_size=1000, n_samples=400, width=64, lr=2e-3),
+    "grid2d": ToySetting(
+        n_data=10_000,
+        train_steps=800,
+        batch_size=1000,
+        n_samples=400,
+        width=64,
+        lr=2e-3,
+        focus_steps=25,
+        focus_reweight=False,
+        ema_decay=0.999,
+    ),
 }
 #: Training items the released code sees (data-set size x 10,000 epochs), to compare budgets.
 PAPER_TRAINING_ITEMS: dict[str, int] = {"gaussian1d": 20_000 * 10_000, "grid2d": 100_000 * 10_000}
@@ -400,7 +418,10 @@ def _verdict(report: dict[str, Any]) -> str:
                 f"(AUROC {_num(res.get('auroc'))}; "
                 f"the median hallucination scores {_num(ratio)}x the median in-support sample), but "
                 f"{_pct(1 - rate)} of the hallucinations score below the top 4% of in-support samples. "
-                "The likely cause (not verified here) is the training budget: our model sees "
+                "The likely cause is the training budget: in our 2D budget study (module docstring of "
+                "ripbench.repro.toy_gaussians) every increase in training raised the AUROC (0.87 at 4000 steps "
+                "to 0.95 at 12,000 steps with the low-noise steps up-weighted) and cut the hallucination rate "
+                "(8.6% to 0.6%), and our model still sees "
                 f"{_num(res['paper_training_items_ratio'])}x fewer training items than the paper's (its "
                 f"learned modes are {res['model_spread_over_data_std']:.2f}x as wide as the data's). With "
                 f"{det['n_hallucinated']} hallucinations evaluated, the 95% interval of the rate is "
