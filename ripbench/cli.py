@@ -192,7 +192,7 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
     if timing.get("model_seconds"):
         click.echo(f"\nwall time {wall:.1f} s; model {timing['model_seconds']:.1f} s, harness overhead "
                    f"{timing['overhead_seconds']:.1f} s ({100 * timing['overhead_share']:.1f}% of model time)")
-    click.echo(f"results table: {result.run_dir / 'metrics'} (load with ripbench.load_table({str(result.run_dir)!r}))")
+    click.echo(f"results table: {result.run_dir / 'metrics'} (load with ripbench.load({str(result.run_dir)!r}))")
     click.echo(f"collapse curves: {figure}")
     click.echo(f"manifest: {result.run_dir / 'manifest.json'}")
 

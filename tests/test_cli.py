@@ -16,8 +16,8 @@ from PIL import Image
 
 from ripbench.cli import main, parse_mask_option
 
-FAST = ["--iterations", "2", "--size", "32", "--mask", "grid:16", "--set", "metrics.names=[ssim,mse]",
-        "--no-progress"]
+FAST = ["--model", "biharmonic", "--iterations", "2", "--size", "32", "--mask", "grid:16",
+        "--set", "metrics.names=[ssim,mse]", "--no-progress"]
 
 
 def _invoke(args, tmp_path):
@@ -78,7 +78,7 @@ def test_bad_input_one_line_no_files(case, fragment, tmp_path):
         (folder / "bad.png").write_bytes(b"garbage")
         args += ["--images", str(folder)]
     elif case == "iterations":
-        args[1] = "0"
+        args[args.index("--iterations") + 1] = "0"
     elif case == "model":
         args += ["--model", "nope"]
     elif case == "square":
@@ -109,7 +109,7 @@ def test_bad_input_one_line_no_files(case, fragment, tmp_path):
 def test_kill_and_rerun_resumes(tmp_path):
     """A real SIGKILL mid-run; the same command then skips the finished trajectories."""
     out = tmp_path / "res"
-    cmd = [sys.executable, "-m", "ripbench", "run", "--iterations", "40", "--size", "48", "--mask", "grid:8",
+    cmd = [sys.executable, "-m", "ripbench", "run", "--model", "biharmonic", "--iterations", "40", "--size", "48", "--mask", "grid:8",
            "--seeds", "0,1,2", "--batch-size", "1", "--set", "metrics.names=[mse]", "--no-progress",
            "--set", "inputs.names=[astronaut,coffee]", "--output-dir", str(out), "--name", "k"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -140,3 +140,17 @@ def test_masks_generate_and_config_show(tmp_path):
     assert res.exit_code == 0 and "size: 512" in res.output
     res = CliRunner().invoke(main, ["masks", "generate", "grid:128", "--size", "64", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "larger than" in res.stderr
+
+
+@pytest.mark.slow
+def test_quick_preset_runs_photos_and_the_bundled_diffusion_model(tmp_path):
+    res = _invoke(["--iterations", "2", "--set", "models.1.options.num_inference_steps=5",
+                   "--set", "metrics.names=[ssim,mse]", "--no-progress"], tmp_path)
+    assert res.exit_code == 0, res.output
+    import ripbench
+
+    table = ripbench.load(tmp_path / "res" / "quick")
+    assert set(table["model"]) == {"biharmonic", "shapes-ddpm"}
+    shapes = table[table["model"] == "shapes-ddpm"]
+    assert shapes.loc[shapes["iteration"] > 0, "halluc_score"].gt(0).all()
+    assert shapes["shapes_valid"].notna().all()
