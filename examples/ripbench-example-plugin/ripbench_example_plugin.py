@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ripbench.models import InpaintResult, Inpainter
+from ripbench.models import Inpainter, InpaintResult
 
 
 class MeanFill(Inpainter):
