@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from ripbench.cli import main
 from ripbench.config import validate_config
 from ripbench.harness import run_experiment
 from tests.tiny_pipelines import tiny_sd_inpaint, tiny_sdxl_inpaint
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

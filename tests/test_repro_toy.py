@@ -195,17 +195,7 @@ def test_unknown_dataset_is_a_config_error(tmp_path) -> None:
         run_toy_repro(tmp_path, fast=True, datasets=("moons",), progress=False)
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Tiny matrices gain nothing from a second thread, and on a shared, loaded CPU it costs 2-3x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.slow
-@pytest.mark.usefixtures("one_torch_thread")
 def test_fast_1d_reproduction_scores_hallucinations_higher(tmp_path) -> None:
     report = run_toy_repro(tmp_path, fast=True, seed=0, progress=False, datasets=("gaussian1d",))
     res = report["results"]["gaussian1d"]
