@@ -241,8 +241,15 @@ class ExperimentConfig(_Strict):
         return sorted({s for s in snaps if 0 <= s <= n} | {0, n})
 
     def fingerprint(self) -> str:
-        """Hash of every field that changes results (not name, output_dir, batch_size, device)."""
-        data = self.model_dump(mode="json", exclude={"name", "description", "output_dir", "batch_size", "device"})
+        """Hash of every field that changes results.
+
+        Left out: name, description, output_dir, batch_size, device, snapshots and where the
+        LPIPS weights file lies (a resume checks the weights' sha256 instead).
+        """
+        plumbing = ("name", "description", "output_dir", "batch_size", "device", "snapshots")
+        exclude: dict[str, Any] = {key: True for key in plumbing}
+        exclude["metrics"] = {"lpips_weights": True}
+        data = self.model_dump(mode="json", exclude=exclude)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

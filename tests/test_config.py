@@ -87,3 +87,9 @@ def test_hub_id_maps_to_diffusers_backend():
 def test_override_into_a_value_is_refused():
     with pytest.raises(ConfigError, match="is a value, not a section"):
         apply_overrides(load_preset("quick"), ["iterations.foo=3"])
+
+
+def test_fingerprint_ignores_where_lpips_weights_lie():
+    a = validate_config({"metrics": {"lpips_weights": "/a/weights"}})
+    b = validate_config({"metrics": {"lpips_weights": "/b/weights"}})
+    assert a.fingerprint() == b.fingerprint()
