@@ -248,8 +248,7 @@ class _Batch:
         h, w = trajs[0].size
         snaps = set(self.config.snapshot_iterations())
         original = torch.stack([t.image.pixels for t in trajs]).to(device)
-        current = original.clone()
-        tracker = DriftTracker(self.suite, original)
+        tracker = DriftTracker(self.suite, original)  # holds the previous image: the next model input
         ever = torch.zeros(b, 1, h, w, dtype=torch.bool, device=device)
         if 0 in snaps:
             self._snapshot(0, original, None)
@@ -266,7 +265,7 @@ class _Batch:
             masks = torch.from_numpy(masks_np[:, None]).to(device).to(original.dtype)
             seeds = [derive_seed(t.seed, k) for t in trajs]
             t_model = time.perf_counter()  # the device is idle: the previous iteration ended with a sync
-            result = model.inpaint(current, masks, seeds, trajectory_steps=self.window)
+            result = model.inpaint(tracker.previous, masks, seeds, trajectory_steps=self.window)
             _sync(device)
             model_time = time.perf_counter() - t_model
             new = result.images.to(device=device, dtype=original.dtype).clamp(0.0, 1.0)
@@ -290,9 +289,8 @@ class _Batch:
                 for name, vals in self.annotate(new).items():
                     extras.setdefault(name, []).append(list(vals))
 
-            current = new
             if k in snaps:
-                self._snapshot(k, current, masks)
+                self._snapshot(k, new, masks)
             _sync(device)
             total = time.perf_counter() - t_start
             host["model_seconds"].extend([model_time / b] * b)
