@@ -41,11 +41,12 @@ from . import __version__
 from .config import ExperimentConfig, InputsConfig, ModelConfig
 from .errors import ConfigError, ResultsError, WeightsError
 from .inputs import InputImage, load_folder, load_list, load_sample, load_shapes
+from .io import atomic_save
 from .masks import build_mask_policy, mask_stats_batch
 from .metrics import DriftTracker, MetricSuite
 from .models import Inpainter, create_inpainter, resolve_factory
 from .models.base import resolve_device
-from .store import RunStore, atomic_save
+from .store import RunStore
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ import pandas as pd
 
 from . import analysis
 from .errors import ResultsError
-from .store import IMAGES_DIR, atomic_save, load_table
+from .io import atomic_save
+from .store import IMAGES_DIR, load_table
 
 #: Human-readable axis labels of the table's metric columns.
 METRIC_LABELS = {

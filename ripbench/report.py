@@ -34,7 +34,7 @@ import pandas as pd
 
 from . import __version__, analysis, plots
 from .errors import ResultsError
-from .store import atomic_write_text
+from .io import atomic_write_text
 
 #: Folder name of the report inside a single run's folder (default output place).
 REPORT_DIR = "report"

@@ -45,8 +45,8 @@ import torch
 import torch.nn.functional as F
 
 from ripbench.errors import ConfigError, InputError, WeightsError
+from ripbench.io import sha256_file
 from ripbench.metrics.regions import binary_mask, check_images, masked_mean
-from ripbench.store import sha256_file
 
 LPIPS_NETS: tuple[str, ...] = ("alex", "vgg", "squeeze")
 LPIPS_VERSION = "0.1"

@@ -43,7 +43,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, InputError, WeightsError
-from ..store import sha256_file
+from ..io import sha256_file
 from .base import Inpainter, InpaintResult, resolve_device, resolve_dtype
 
 #: Folder of the bundled Simple Shapes DDPM.
