@@ -69,7 +69,7 @@ _RULE_RE = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(>=|<=|=)\s*([-+0-9.eE]+)\s*$")
 def metric_direction(metric: str) -> int:
     """+1 when a larger value means further from the reference (LPIPS, MSE, scores), -1 for SSIM/PSNR.
 
-    >>> metric_direction("ssim_orig"), metric_direction("lpips_prev_in")
+    >>> metric_direction("ssim_orig"), metric_direction("lpips_prev_current")
     (-1, 1)
     """
     return -1 if metric.split("_")[0] in ("ssim", "psnr") else 1
