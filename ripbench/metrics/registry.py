@@ -37,6 +37,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "REFERENCES",
     "available_metrics",
+    "column_label",
     "column_name",
     "get_metric_spec",
     "metric_columns",
@@ -117,6 +118,31 @@ def metric_columns(metric: str) -> list[str]:
     """Every results-table column a metric owns, in table order."""
     spec = get_metric_spec(metric)
     return [column_name(metric, ref, region) for ref in REFERENCES for region in (None, *spec.regions)]
+
+
+_REGION_WORDS = {"current": "in the current mask", "outside": "outside the current mask",
+                 "ever": "in pixels ever masked", "never": "in pixels never masked"}
+
+
+def column_label(column: str) -> str | None:
+    """Axis label of a metric column from its spec, e.g. ``"LPIPS to original (lower is better)"``.
+
+    >>> column_label("ssim_prev_never")
+    'SSIM to previous iteration, in pixels never masked (higher is better)'
+    >>> column_label("halluc_score") is None
+    True
+    """
+    spec = spec_for_column(column)
+    if spec is None:
+        return None
+    head = spec.name
+    rest = column[len(head) + 1 :]
+    reference, _, region = rest.partition("_")
+    label = spec.column_label(reference)
+    if region:
+        base, _, paren = label.partition(" (")
+        label = f"{base}, {_REGION_WORDS[region]} ({paren}"
+    return label
 
 
 def spec_for_column(column: str) -> MetricSpec | None:
