@@ -101,7 +101,7 @@ class ModelConfig(_Strict):
             data = dict(data)
             name = data["name"]
             from .models import available_inpainters
-            from .models.diffusers_backend import looks_like_diffusers_model
+            from .models.registry import looks_like_diffusers_model
 
             if name not in available_inpainters() and looks_like_diffusers_model(name):
                 data["options"] = {"model": name, **dict(data.get("options") or {})}

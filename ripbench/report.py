@@ -281,7 +281,8 @@ def write_report(
     formats = ("svg",)
 
     figures: list[Figure] = []
-    curve_metrics = list(dict.fromkeys([rule.metric, "lpips_orig", "ssim_orig"]))
+    curve_metrics = list(dict.fromkeys([rule.metric, *[m for m in analysis.summary_metrics(table)
+                                                      if m.endswith("_orig")]]))
     path = plots.collapse_curves(table, fig_dir / "collapse_curves.png", curve_metrics, by, rule=rule,
                                  formats=formats, **stats_kw)
     figures.append(Figure("collapse_curves", "Collapse curves", "Mean distance to the original per iteration; "

@@ -62,7 +62,8 @@ class RunStore:
     -------
     >>> import tempfile, pandas as pd
     >>> store = RunStore(tempfile.mkdtemp())
-    >>> store.write_part(pd.DataFrame({"trajectory_id": ["a", "a"], "iteration": [0, 1]}))
+    >>> store.write_part(pd.DataFrame({"trajectory_id": ["a", "a"], "iteration": [0, 1]})).name
+    'part-86f7e437faa5a7fc.parquet'
     >>> sorted(store.finished_trajectories())
     ['a']
     """

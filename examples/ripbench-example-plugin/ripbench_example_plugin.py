@@ -1,8 +1,9 @@
 """An out-of-tree ripbench model: fills the mask with the mean colour of the known pixels
 plus seeded Gaussian noise.
 
-It shows the whole plug-in contract in a few lines: subclass ``Inpainter``, honour the
-mask (1 = regenerate) and the per-item seeds, return an ``InpaintResult``. Install this
+It shows the whole plug-in contract in a few lines: subclass ``Inpainter``, declare the
+options, honour the mask (1 = regenerate) and the per-item seeds, never edit the inputs,
+return an ``InpaintResult``; ``ripbench.testing.check_inpainter(MeanFill())`` checks it. Install this
 folder (``pip install ./examples/ripbench-example-plugin``) and ``ripbench models`` lists
 ``mean-fill``; or use it without installing as
 ``--model ripbench_example_plugin:MeanFill`` with the folder on ``PYTHONPATH``.
@@ -14,13 +15,17 @@ from collections.abc import Sequence
 
 import torch
 
-from ripbench.models import Inpainter, InpaintResult
+from ripbench.models import Inpainter, InpaintResult, ModelOption
 
 
 class MeanFill(Inpainter):
     """Mean colour of the known region + N(0, noise^2) per pixel, seeded per item."""
 
     name = "mean-fill"
+    option_specs = (
+        ModelOption("noise", 0.05, "standard deviation of the Gaussian noise added to the fill"),
+        ModelOption("device", "cpu", "torch device"),
+    )
 
     def __init__(self, noise: float = 0.05, device: str = "cpu") -> None:
         self.noise = float(noise)
@@ -48,3 +53,6 @@ class MeanFill(Inpainter):
 def make_mean_fill(**options: float) -> MeanFill:
     """Factory used by the entry point."""
     return MeanFill(**options)
+
+
+make_mean_fill.option_specs = MeanFill.option_specs  # type: ignore[attr-defined]

@@ -27,10 +27,11 @@ import torch
 
 from .. import __version__
 from ..config import ExperimentConfig, ModelConfig
-from ..errors import ResultsError, WeightsError
+from ..errors import ModelContractError, ResultsError, WeightsError
 from ..metrics import MetricSuite
 from ..models import Inpainter, create_inpainter, resolve_factory
 from ..models.base import resolve_device
+from ..models.registry import check_model_options, declared_options
 from ..store import RunStore
 from .annotators import annotator_for
 from .keys import KEY_VERSION
@@ -53,15 +54,22 @@ class RunResult:
     skipped: int = 0
 
 
-def build_model(mcfg: ModelConfig, device: torch.device) -> Inpainter:
-    """Instantiate a configured model, passing ``device`` when its factory takes one."""
-    options = dict(mcfg.options)
+def build_model(mcfg: ModelConfig, device: torch.device, options: dict[str, Any] | None = None) -> Inpainter:
+    """Instantiate a configured model, passing ``device`` when its factory takes one.
+
+    ``options`` (default: the config's) are the model's options, already checked or not.
+    """
+    options = dict(mcfg.options if options is None else options)
     factory = resolve_factory(mcfg.name)
-    try:
-        params = inspect.signature(factory).parameters
-        takes_device = "device" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-    except (TypeError, ValueError):
-        takes_device = False
+    declared = declared_options(factory)
+    if declared is not None:
+        takes_device = any(o.name == "device" for o in declared)
+    else:
+        try:
+            params = inspect.signature(factory).parameters
+            takes_device = "device" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+        except (TypeError, ValueError):
+            takes_device = False
     if takes_device and "device" not in options:
         options["device"] = str(device)
     return create_inpainter(mcfg.name, **options)
@@ -143,8 +151,8 @@ def run_experiment(config: ExperimentConfig, *, run_dir: str | Path | None = Non
         previous = None
 
     device = resolve_device(config.device)
-    for mcfg in config.models:
-        resolve_factory(mcfg.name)  # an unknown or unimportable model fails before anything is written
+    # an unknown model or a bad option fails before anything is written
+    model_options = {m.display_name: check_model_options(m.name, dict(m.options)) for m in config.models}
     groups = plan(config)  # validates inputs, masks and sizes before anything is written
     done = store.finished_trajectories() if previous is not None else set()
     pending = [(m, [t for t in ts if t.id not in done]) for m, ts in groups]
@@ -188,10 +196,13 @@ def run_experiment(config: ExperimentConfig, *, run_dir: str | Path | None = Non
         for mcfg, trajs in pending:
             if not trajs:
                 continue
-            model = build_model(mcfg, device)
+            model = build_model(mcfg, device, model_options[mcfg.display_name])
             window = 0
-            if config.hallucination.enabled and model.supports_trajectory and model.num_steps:
-                window = resolve_window(config.hallucination.window or DEFAULT_WINDOW, model.num_steps)
+            if config.hallucination.enabled and model.returns_x0_trajectory:
+                if not model.x0_steps:
+                    raise ModelContractError(f"model {mcfg.display_name!r} declares returns_x0_trajectory but "
+                                             "no x0_steps (the number of denoising steps per call)")
+                window = resolve_window(config.hallucination.window or DEFAULT_WINDOW, model.x0_steps)
             identity = {**model.identity(), "hallucination_window": window or None}
             _check_same(manifest["models"].get(mcfg.display_name), identity, f"model {mcfg.display_name!r}",
                         len(trajs) < planned[mcfg.display_name])

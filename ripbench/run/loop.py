@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from ..config import ExperimentConfig
+from ..errors import ModelContractError
 from ..io import atomic_save
 from ..masks import mask_stats_batch
 from ..metrics import DriftTracker, MetricSuite, column_name
@@ -107,8 +108,16 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
         masks = torch.from_numpy(masks_np[:, None]).to(device).to(original.dtype)
         seeds = [t.noise_seed(k) for t in trajs]
         t_model = time.perf_counter()  # the device is idle: the previous iteration ended with a sync
-        result = model.inpaint(tracker.previous, masks, seeds, trajectory_steps=window)
+        try:
+            result = model.inpaint(tracker.previous, masks, seeds, trajectory_steps=window)
+        except Exception as exc:
+            exc.add_note(f"(raised by model {trajs[0].model_label!r} ({type(model).__module__}."
+                         f"{type(model).__qualname__}) at iteration {k} of {b} trajectories, e.g. {trajs[0].id})")
+            raise
         _sync(device)
+        if result.x0_trajectory is not None and not model.returns_x0_trajectory:
+            raise ModelContractError(f"model {trajs[0].model_label!r} returned an x0_trajectory but does not declare "
+                                     "returns_x0_trajectory = True (and x0_steps); see ripbench.models.base")
         model_time = time.perf_counter() - t_model
         new = result.images.to(device=device, dtype=original.dtype).clamp(0.0, 1.0)
 
