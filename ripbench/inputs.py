@@ -24,6 +24,7 @@ Example
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ class InputImage:
         pixels: ``3 x H x W`` float32 tensor in ``[0, 1]`` (CPU).
         source: where it came from (file path or ``skimage:astronaut``).
         notes: conversions applied (greyscale -> RGB, resize, crop, ...).
+        sha256: digest of the file's bytes (of the decoded pixels for built-in and generated
+            images): a resumed run refuses inputs whose digest changed.
     """
 
     id: str
@@ -57,6 +60,11 @@ class InputImage:
     pixels: torch.Tensor
     source: str
     notes: list[str] = field(default_factory=list)
+    sha256: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.sha256:
+            self.sha256 = hashlib.sha256(self.pixels.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -214,9 +222,16 @@ def load_sample(name: str, size: int = 512, fit: Fit = "center-crop") -> InputIm
 def load_image(path: str | Path, size: int = 512, fit: Fit = "center-crop", *,
                image_id: str | None = None, category: str = "unknown") -> InputImage:
     """Load an image file, convert it to RGB and fit it to ``size x size``."""
+    from .io import sha256_file
+
     path = Path(path)
     arr, notes = _read_file(path)
-    return _finish(image_id or _safe_id(path.stem), category, arr, notes, str(path), size, fit)
+    try:
+        image = _finish(image_id or _safe_id(path.stem), category, arr, notes, str(path), size, fit)
+    except InputError as exc:
+        raise InputError(f"cannot use image {path}: {exc}") from None
+    image.sha256 = sha256_file(path)
+    return image
 
 
 def _safe_id(text: str) -> str:
