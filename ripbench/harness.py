@@ -40,6 +40,7 @@ import torch
 from . import __version__
 from .config import ExperimentConfig, InputsConfig, ModelConfig
 from .errors import ConfigError, ResultsError, WeightsError
+from .hallucination import ScoreWindow
 from .inputs import InputImage, load_folder, load_list, load_sample, load_shapes
 from .masks import build_mask_policy, mask_stats_batch
 from .metrics import DriftTracker, MetricSuite
@@ -233,7 +234,7 @@ class _Batch:
     """Runs one batch of trajectories (same model, same image size) for all iterations."""
 
     def __init__(self, model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentConfig,
-                 suite: Any, window: int, store: RunStore, on_step: Callable[[int], None],
+                 suite: Any, window: ScoreWindow | None, store: RunStore, on_step: Callable[[int], None],
                  annotate: Annotator | None = None) -> None:
         self.model, self.trajs, self.config = model, list(trajs), config
         self.suite, self.window, self.store, self.on_step = suite, window, store, on_step
@@ -241,8 +242,6 @@ class _Batch:
 
     @torch.no_grad()
     def run(self) -> pd.DataFrame:
-        from .hallucination import trajectory_variance
-
         model, trajs, device = self.model, self.trajs, self.model.device
         n_iter, b = self.config.iterations, len(self.trajs)
         h, w = trajs[0].size
@@ -265,18 +264,20 @@ class _Batch:
             masks = torch.from_numpy(masks_np[:, None]).to(device).to(original.dtype)
             seeds = [derive_seed(t.seed, k) for t in trajs]
             t_model = time.perf_counter()  # the device is idle: the previous iteration ended with a sync
-            result = model.inpaint(tracker.previous, masks, seeds, trajectory_steps=self.window)
+            record = {"x0_band": tuple(self.window.band)} if self.window is not None else {}
+            result = model.inpaint(tracker.previous, masks, seeds, **record)
             _sync(device)
             model_time = time.perf_counter() - t_model
             new = result.images.to(device=device, dtype=original.dtype).clamp(0.0, 1.0)
 
             for name, v in tracker.step(new, masks).items():
                 per_iter.setdefault(name, []).append(v)
-            if self.window and result.x0_trajectory is not None and result.x0_trajectory.shape[0] >= 2:
-                traj = result.x0_trajectory  # a model may run fewer steps than announced (strength < 1)
-                window = min(self.window, traj.shape[0])
-                per_iter.setdefault("halluc_score", []).append(trajectory_variance(traj, window))
-                per_iter.setdefault("halluc_score_in", []).append(trajectory_variance(traj, window, masks))
+            if self.window is not None:
+                for name, v in self.window.columns(result, masks).items():
+                    if isinstance(v, torch.Tensor):
+                        per_iter.setdefault(name, []).append(v)
+                    else:
+                        extras.setdefault(name, []).append(list(v))
             for name, v in mask_stats_batch(masks).items():
                 per_iter.setdefault(f"mask_{name}", []).append(v)
             ever |= masks.bool()
@@ -419,8 +420,6 @@ def run_experiment(config: ExperimentConfig, *, run_dir: str | Path | None = Non
     """
     from tqdm.auto import tqdm
 
-    from .hallucination import DEFAULT_WINDOW, resolve_window
-
     store = RunStore(run_dir if run_dir is not None else config.output_dir / config.name)
     previous = store.read_manifest()
     fingerprint = config.fingerprint()
@@ -478,10 +477,10 @@ def run_experiment(config: ExperimentConfig, *, run_dir: str | Path | None = Non
             if not trajs:
                 continue
             model = build_model(mcfg, device)
-            window = 0
-            if config.hallucination.enabled and model.supports_trajectory and model.num_steps:
-                window = resolve_window(config.hallucination.window or DEFAULT_WINDOW, model.num_steps)
-            identity = {**model.identity(), "hallucination_window": window or None}
+            window = None
+            if config.hallucination.enabled and model.supports_trajectory:
+                window = ScoreWindow.from_spec(config.hallucination.window, config.hallucination.min_steps)
+            identity = {**model.identity(), "hallucination_band": list(window.band) if window else None}
             _check_same(manifest["models"].get(mcfg.display_name), identity, f"model {mcfg.display_name!r}",
                         len(trajs) < len(dict(groups_by_label)[mcfg.display_name]))
             manifest["models"][mcfg.display_name] = identity

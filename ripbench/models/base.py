@@ -1,9 +1,9 @@
 """The plug-in interface every inpainting model implements.
 
 A model receives a *batch* of images, masks and per-item seeds and returns the
-inpainted images (and, if it is a diffusion model and was asked for it, the
-predicted clean image of the last denoising steps: the "x0 trajectory" that the
-hallucination detector scores).
+inpainted images (and, if it is a diffusion model and was asked for it, its
+predicted clean image x0 at the denoising steps of a low-noise band, each with the
+step's noise level: the "x0 trajectory" that the hallucination detector scores).
 
 Conventions (shared by every model, the harness and the metrics):
 
@@ -14,6 +14,12 @@ Conventions (shared by every model, the harness and the metrics):
 * ``seeds``: one integer per item. A model must make its output for item ``i`` depend
   only on ``images[i]``, ``masks[i]`` and ``seeds[i]``, never on the other items of
   the batch, so that results do not depend on the batch size.
+* noise levels: ``t/T``, the position of a denoising step on the model's training noise
+  schedule (0 = clean image, 1 = pure noise); for diffusers schedulers
+  ``timestep / num_train_timesteps``, for flow matching the sigma of the step.
+
+A diffusion model sets ``supports_trajectory = True`` and accepts the keyword ``x0_band``;
+a model that cannot record x0 needs neither.
 
 Example
 -------
@@ -21,7 +27,7 @@ Example
 >>> from ripbench.models.base import Inpainter, InpaintResult
 >>> class MeanFill(Inpainter):
 ...     name = "mean-fill"
-...     def inpaint(self, images, masks, seeds, *, trajectory_steps=0):
+...     def inpaint(self, images, masks, seeds):
 ...         mean = images.mean(dim=(2, 3), keepdim=True)
 ...         return InpaintResult(images=images * (1 - masks) + mean * masks)
 >>> model = MeanFill()
@@ -82,8 +88,10 @@ class InpaintResult:
     Attributes:
         images: ``B x 3 x H x W`` inpainted images in ``[0, 1]``, on the model's device.
         x0_trajectory: optional ``K x B x C x h x w`` tensor: the model's predicted clean
-            sample at each of the last ``K`` denoising steps (oldest first, the final
-            step last). ``C, h, w`` may be latent dimensions (see ``x0_space``).
+            sample at ``K`` denoising steps, one per scheduler timestep (oldest = noisiest
+            first). ``C, h, w`` may be latent dimensions (see ``x0_space``).
+        x0_noise_levels: the noise level ``t/T`` of each of the ``K`` steps (a tensor or a
+            sequence of floats); required with ``x0_trajectory``.
         x0_space: ``"pixel"`` when the trajectory lives in image space (values
             comparable to ``images``, scaled to ``[-1, 1]`` or ``[0, 1]``), ``"latent"``
             when it lives in a VAE latent space.
@@ -95,6 +103,7 @@ class InpaintResult:
 
     images: torch.Tensor
     x0_trajectory: torch.Tensor | None = None
+    x0_noise_levels: torch.Tensor | Sequence[float] | None = None
     x0_space: str = "pixel"
     failed: torch.Tensor | None = None
     extras: dict[str, Sequence[Any]] = field(default_factory=dict)
@@ -112,10 +121,11 @@ class Inpainter(ABC):
 
     #: Short name used in result tables and file names.
     name: str = "inpainter"
-    #: Whether :meth:`inpaint` can return an ``x0_trajectory``.
+    #: Whether :meth:`inpaint` accepts ``x0_band`` and then returns an ``x0_trajectory`` with
+    #: its ``x0_noise_levels``. The harness passes ``x0_band`` only to models that declare this.
     supports_trajectory: bool = False
-    #: Number of denoising steps per call (``None`` for non-iterative models). Used to
-    #: turn a hallucination window given as a fraction into a number of steps.
+    #: Number of denoising model calls per :meth:`inpaint` (``None`` for non-iterative
+    #: models); informational (manifest), the hallucination score does not use it.
     num_steps: int | None = None
 
     @property
@@ -130,7 +140,7 @@ class Inpainter(ABC):
         masks: torch.Tensor,
         seeds: Sequence[int],
         *,
-        trajectory_steps: int = 0,
+        x0_band: tuple[float, float] | None = None,
     ) -> InpaintResult:
         """Inpaint a batch.
 
@@ -138,9 +148,13 @@ class Inpainter(ABC):
             images: ``B x 3 x H x W`` float tensor in ``[0, 1]`` on :attr:`device`.
             masks: ``B x 1 x H x W`` float tensor in ``{0, 1}`` (1 = regenerate).
             seeds: ``B`` integer seeds, one per item.
-            trajectory_steps: keep the x0 predictions of the last this-many denoising
-                steps and return them as ``x0_trajectory`` (0 = do not record).
-                Models without :attr:`supports_trajectory` ignore it.
+            x0_band: ``(lo, hi)`` noise levels ``t/T``: record the predicted clean sample of
+                every denoising timestep whose level lies in ``[lo, hi]`` and return them as
+                ``x0_trajectory`` with their ``x0_noise_levels`` (``None`` = record nothing).
+                One x0 per timestep: the prediction at the sampler's state at that timestep,
+                not at the extra evaluations of multi-evaluation samplers (Heun, KDPM2).
+                Returning steps outside the band is allowed (they are not scored).
+                Only passed to models with :attr:`supports_trajectory`; others may omit it.
 
         Returns:
             An :class:`InpaintResult` whose ``images`` have the input's shape.
