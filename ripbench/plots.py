@@ -39,7 +39,7 @@ METRIC_LABELS = {
     "lpips_prev": "LPIPS to previous iteration",
     "ssim_prev": "SSIM to previous iteration",
     "halluc_score": "hallucination score (x0 variance)",
-    "halluc_score_in": "hallucination score inside mask",
+    "halluc_score_current": "hallucination score inside the current mask",
     "cum_mask_area": "share of pixels ever repainted",
 }
 

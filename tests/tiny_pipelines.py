@@ -115,7 +115,7 @@ def _tiny_t5(d_model: int = 32) -> Any:
     from transformers import T5Config, T5EncoderModel
 
     return T5EncoderModel(T5Config(vocab_size=16, d_model=d_model, d_kv=8, d_ff=37, num_layers=1, num_heads=4,
-                                   pad_token_id=0, eos_token_id=1))
+                                   pad_token_id=0, eos_token_id=1, dropout_rate=0.0)).eval()
 
 
 class MixtureDenoiserUNet:
@@ -275,9 +275,9 @@ def tiny_sdxl_inpaint(folder: Path, *, seed: int = 0) -> Any:
 def tiny_sd3_inpaint(folder: Path, *, seed: int = 0) -> Any:
     """``StableDiffusion3InpaintPipeline``: flow matching, a 1-layer MMDiT, 16 latent channels.
 
-    Two tiny CLIP text encoders with projection; no T5 (``text_encoder_3=None``: SD3 then
-    uses zero T5 embeddings). The transformer has 16 input channels, so masks are applied
-    by latent blending (the SD3 inpainting pipeline's mode for base checkpoints).
+    Two tiny CLIP text encoders with projection and a tiny T5. The transformer has 16 input
+    channels, so masks are applied by latent blending (the SD3 inpainting pipeline's mode for
+    base checkpoints).
     """
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3InpaintPipeline
     from transformers import CLIPTextModelWithProjection
@@ -304,8 +304,8 @@ def tiny_sd3_inpaint(folder: Path, *, seed: int = 0) -> Any:
         tokenizer=tokenizer,
         text_encoder_2=CLIPTextModelWithProjection(_clip_config(projection_dim=32)),
         tokenizer_2=tokenizer,
-        text_encoder_3=None,
-        tokenizer_3=None,
+        text_encoder_3=_tiny_t5(32),
+        tokenizer_3=tiny_t5_tokenizer(folder / "tokenizer_3"),
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -330,6 +330,9 @@ class DiffusersInpainter(Inpainter):
     def _place_and_speed_up(self, progress_bar: bool) -> None:
         pipe, opts = self.pipe, self.options
         pipe.set_progress_bar_config(disable=not progress_bar)
+        for component in pipe.components.values():  # a pipeline built in memory may be in training mode (dropout)
+            if isinstance(component, torch.nn.Module):
+                component.eval()
         if opts["cpu_offload"]:
             if self._device.type == "cpu":
                 raise ConfigError("cpu_offload needs an accelerator device (e.g. device='cuda')")

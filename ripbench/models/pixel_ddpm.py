@@ -174,6 +174,8 @@ class PixelDDPMInpainter(Inpainter):
             self.weights_path, self.weights_sha256 = str(model), _sha256_state_dict(unet)
             self.name = "pixel-ddpm"
         self.model_spec = model if isinstance(model, (str, Path)) else "<UNet2DModel>"
+        # diffusers re-applies its defaults to the keys listed here, overriding what is set below
+        config.pop("_use_default_values", None)
         if scheduler_config:
             config.update(scheduler_config)
         config["clip_sample"] = False  # keep x0 unclipped: its variance is the hallucination score
