@@ -279,7 +279,11 @@ def tiny_sd3_inpaint(folder: Path, *, seed: int = 0) -> Any:
     channels, so masks are applied by latent blending (the SD3 inpainting pipeline's mode for
     base checkpoints).
     """
-    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3InpaintPipeline
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3InpaintPipeline,
+    )
     from transformers import CLIPTextModelWithProjection
 
     torch.manual_seed(seed)
