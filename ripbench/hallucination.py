@@ -34,8 +34,8 @@ comparable across samplers and step counts.
 >>> levels = torch.tensor([0.5, 0.1, 0.05, 0.0])     # a 4-step sampler, oldest first
 >>> x0 = torch.tensor([0.0, 1.0, 2.0, 4.0])[:, None].expand(4, 2)  # K=4 steps, B=2 samples
 >>> scores, steps = band_variance(x0, levels, DEFAULT_BAND)
->>> scores.tolist(), steps                             # variance of 1, 2, 4 (the 3 in-band steps)
-([1.5555555820465088, 1.5555555820465088], 3)
+>>> [round(v, 4) for v in scores.tolist()], steps     # variance of 1, 2, 4 (the 3 in-band steps)
+([1.5556, 1.5556], 3)
 """
 
 from __future__ import annotations
@@ -334,10 +334,10 @@ def band_variance(
         InputError: when the number of noise levels differs from the number of steps.
 
     Example:
-        >>> x0 = torch.stack([torch.full((2, 3), float(k)) for k in range(3)])
-        >>> band_variance(x0, [0.5, 0.05, 0.0], (0.0, 0.1))[0].tolist()
-        [0.25, 0.25]
-        >>> band_variance(x0, [0.5, 0.3, 0.0], (0.0, 0.1))   # one step in the band: no score
+        >>> x0 = torch.stack([torch.full((2, 3), float(k)) for k in (0, 1, 2, 4)])
+        >>> [round(v, 4) for v in band_variance(x0, [0.5, 0.2, 0.05, 0.0], (0.0, 0.2))[0].tolist()]  # 1, 2, 4
+        [1.5556, 1.5556]
+        >>> band_variance(x0, [0.5, 0.4, 0.3, 0.0], (0.0, 0.2))   # one step in the band: no score
         (tensor([nan, nan]), 1)
     """
     if not isinstance(x0, torch.Tensor) or x0.ndim < 2:
@@ -419,7 +419,7 @@ def hallucination_columns(
         ...                     x0_noise_levels=[0.2, 0.05, 0.0])
         >>> cols = hallucination_columns(out, torch.ones(1, 1, 4, 4))
         >>> cols["halluc_steps"].tolist(), cols["halluc_status"]
-        ([2.0], ['ok'])
+        ([3.0], ['ok'])
     """
     window = window or ScoreWindow()
     batch = masks.shape[0]
