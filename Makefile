@@ -9,7 +9,7 @@ ifneq ($(LPIPS_WEIGHTS),)
 export RIPBENCH_LPIPS_WEIGHTS ?= $(abspath $(LPIPS_WEIGHTS))
 endif
 
-.PHONY: setup quick test test-fast lint bench clean-results
+.PHONY: setup quick test test-fast lint bench clean-results examples examples-quick
 
 setup: $(STAMP)
 
@@ -39,3 +39,16 @@ bench: setup
 
 clean-results:
 	find results -mindepth 1 -maxdepth 1 ! -name README.md ! -name examples -exec rm -rf {} +
+
+## Regenerate the committed example outputs under results/examples/ (each target names its command).
+examples: examples-quick
+
+## results/examples/quick: the quick preset (`ripbench run`), its summary and collapse curves.
+examples-quick: setup
+	rm -rf build/examples/quick results/examples/quick
+	$(BIN)/ripbench --threads 1 run --output-dir build/examples --no-progress
+	$(BIN)/ripbench report build/examples/quick --out build/examples/quick-report
+	mkdir -p results/examples/quick
+	cp build/examples/quick-report/summary.md build/examples/quick-report/summary.csv results/examples/quick/
+	cp build/examples/quick/figures/collapse_curves.png results/examples/quick/
+	cp build/examples/quick/manifest.json results/examples/quick/

@@ -82,7 +82,7 @@ def main(verbose: bool, threads: int | None) -> None:
 
 @main.command()
 @click.argument("config_file", required=False, type=click.Path(path_type=Path))
-@click.option("--preset", help="Start from a built-in preset: quick (default), rip-paper.")
+@click.option("--preset", help="Start from a built-in preset: quick (default), rip-paper, rip-paper-pasteback.")
 @click.option("--model", "models", multiple=True,
               help="Model name (see `ripbench models`), package.module:factory, Hugging Face id or local "
                    "diffusers folder. Repeatable; replaces the config's models.")
@@ -163,18 +163,20 @@ def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], m
 
 def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
     from .analysis import summary_table
-    from .harness import run_experiment
     from .plots import collapse_curves
+    from .run import run_experiment
 
-    n_models = len(config.models)
-    click.echo(f"ripbench: run {config.name!r}: {n_models} model(s), {len(config.masks)} mask polic(ies), "
-               f"{config.iterations} iterations, {config.size}px -> {config.output_dir / config.name}")
+    def announce(run_dir: Path, trajectories: int, finished: int) -> None:
+        done = f", {finished} already finished" if finished else ""
+        click.echo(f"ripbench: run {config.name!r}: {len(config.models)} model(s), {trajectories} trajectories"
+                   f"{done}, {config.iterations} iterations -> {run_dir}")
+
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = lambda msg, *a, **k: click.echo(f"ripbench: warning: {msg}", err=True)
         try:
-            result = run_experiment(config, overwrite=overwrite, progress=progress)
+            result = run_experiment(config, overwrite=overwrite, progress=progress, on_start=announce)
         except KeyboardInterrupt:
             click.echo("\nripbench: interrupted; finished trajectories are saved. Run the same command to "
                        "resume.", err=True)
@@ -198,21 +200,65 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
 
 
 @main.command()
-def models() -> None:
+@click.option("-v", "--verbose", "verbose", is_flag=True, help="Show each model's options: type, default, help.")
+def models(verbose: bool) -> None:
     """List the available models (built-ins and plug-ins)."""
     from .models import ENTRY_POINT_GROUP, available_inpainters
+    from .models.registry import declared_options, resolve_factory
 
     found = available_inpainters()
     width = max(len(n) for n in found)
     for name, desc in found.items():
         click.echo(f"{name:<{width}}  {desc}")
+        if not verbose:
+            continue
+        try:
+            declared = declared_options(resolve_factory(name))
+        except RipbenchError as exc:
+            click.echo(f"    (cannot load: {exc})")
+            continue
+        if declared is None:
+            click.echo("    (options not declared by this model)")
+            continue
+        for opt in declared:
+            aliases = f"; formerly {', '.join(opt.aliases)}" if opt.aliases else ""
+            choices = f" [{' | '.join(map(str, opt.choices))}]" if opt.choices else ""
+            click.echo(f"    {opt.name} ({opt.type_name}{choices}, default {opt.default!r}): {opt.help}{aliases}")
     click.echo(f"\nAlso: any 'package.module:factory', a Hugging Face id (org/name) or a local diffusers folder; "
-               f"plug-ins register in the entry-point group '{ENTRY_POINT_GROUP}'.")
+               f"plug-ins register in the entry-point group '{ENTRY_POINT_GROUP}'. Options: --model-opt KEY=VALUE.")
+
+
+@main.command()
+@click.option("-v", "--verbose", "verbose", is_flag=True, help="Show direction, range, identity, regions, options.")
+def metrics(verbose: bool) -> None:
+    """List the available metrics (built-ins and plug-ins)."""
+    from .metrics import ENTRY_POINT_GROUP, available_metrics, get_metric_spec
+
+    found = available_metrics()
+    width = max(len(n) for n in found)
+    for name, origin in found.items():
+        try:
+            spec = get_metric_spec(name)
+        except RipbenchError as exc:
+            click.echo(f"{name:<{width}}  (cannot load: {exc})")
+            continue
+        click.echo(f"{name:<{width}}  {spec.label}: {spec.description or '-'} ({origin})")
+        if not verbose:
+            continue
+        low, high = spec.range
+        units = f" {spec.units}" if spec.units else ""
+        click.echo(f"    direction: {spec.direction_word}; range [{low:g}, {high:g}]{units}; "
+                   f"image vs itself = {spec.identity:g}; minimum image side {spec.minimum_size()} px")
+        click.echo(f"    regions: {', '.join(spec.regions) or 'whole image only'} ({spec.region_note})")
+        for key, (default, help_text) in spec.options.items():
+            click.echo(f"    option {key} (default {default!r}): {help_text}")
+    click.echo(f"\nChoose with --set metrics.names=[...]; plug-ins register in the entry-point group "
+               f"'{ENTRY_POINT_GROUP}'.")
 
 
 @main.command("config")
 @click.argument("config_file", required=False, type=click.Path(path_type=Path))
-@click.option("--preset", help="Show a built-in preset: quick, rip-paper.")
+@click.option("--preset", help="Show a built-in preset: quick, rip-paper, rip-paper-pasteback.")
 def show_config(config_file: Path | None, preset: str | None) -> None:
     """Validate a config and print it fully resolved (YAML)."""
     import yaml

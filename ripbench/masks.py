@@ -48,7 +48,7 @@ import torch
 from PIL import Image
 
 from .errors import ConfigError, InputError
-from .store import atomic_save
+from .io import atomic_save
 
 __all__ = [
     "MASK_POLICIES",

@@ -299,7 +299,7 @@ def evaluate_shapes_model(
         model: what :class:`~ripbench.models.pixel_ddpm.PixelDDPMInpainter` accepts as ``model``.
         num_samples: number of samples (seeds ``seed .. seed + num_samples - 1``).
         batch_size: samples per batch.
-        **model_options: e.g. ``num_inference_steps``.
+        **model_options: e.g. ``steps``.
 
     Returns:
         :func:`~ripbench.shapes.summarise_labels` of the samples plus ``samples_per_s``.
@@ -315,5 +315,5 @@ def evaluate_shapes_model(
     elapsed = time.monotonic() - start
     summary = summarise_labels(label_shapes(samples))
     summary["samples_per_s"] = num_samples / elapsed
-    summary["num_inference_steps"] = float(inpainter.num_steps or 0)
+    summary["num_inference_steps"] = float(inpainter.x0_steps or 0)
     return summary

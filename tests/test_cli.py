@@ -144,7 +144,7 @@ def test_masks_generate_and_config_show(tmp_path):
 
 @pytest.mark.slow
 def test_quick_preset_runs_photos_and_the_bundled_diffusion_model(tmp_path):
-    res = _invoke(["--iterations", "2", "--set", "models.1.options.num_inference_steps=10",
+    res = _invoke(["--iterations", "2", "--set", "models.1.options.steps=10",
                    "--set", "metrics.names=[ssim,mse]", "--no-progress"], tmp_path)
     assert res.exit_code == 0, res.output
     import ripbench

@@ -12,10 +12,8 @@ import torch
 pytest.importorskip("diffusers")
 
 from ripbench.errors import ConfigError, InputError, ModelNotFoundError  # noqa: E402
-from ripbench.models.diffusers_backend import (  # noqa: E402
-    DiffusersInpainter,
-    looks_like_diffusers_model,
-)
+from ripbench.models.diffusers_backend import DiffusersInpainter  # noqa: E402
+from ripbench.models.registry import looks_like_diffusers_model  # noqa: E402
 from ripbench.models.sd_configs import full_size_pipeline  # noqa: E402
 from tests.tiny_pipelines import sample_batch, tiny_sd_inpaint, tiny_sdxl_inpaint  # noqa: E402
 
@@ -74,15 +72,15 @@ def test_paste_back_is_exact_and_off_switch_drifts(sd9: Any) -> None:
 
 def test_redundant_cfg_is_skipped_and_matches_guided_run(sd9: Any) -> None:
     images, masks = sample_batch(2)
-    skipped = fresh(sd9, guidance_scale=7.5)
-    guided = fresh(sd9, guidance_scale=7.5, skip_redundant_cfg=False)
+    skipped = fresh(sd9, guidance=7.5)
+    guided = fresh(sd9, guidance=7.5, skip_redundant_cfg=False)
     assert skipped.identity()["cfg_skipped"] and skipped.identity()["effective_guidance_scale"] == 1.0
     assert not guided.identity()["cfg_skipped"]
     a = skipped.inpaint(images, masks, [3, 4], x0_band=(0.0, 1.0))
     b = guided.inpaint(images, masks, [3, 4], x0_band=(0.0, 1.0))
     torch.testing.assert_close(a.images, b.images, atol=ATOL, rtol=0)
     torch.testing.assert_close(a.x0_trajectory, b.x0_trajectory, atol=1e-4, rtol=0)
-    prompted = fresh(sd9, prompt="a cat", guidance_scale=7.5)
+    prompted = fresh(sd9, prompt="a cat", guidance=7.5)
     assert not prompted.cfg_skipped
     assert (prompted.inpaint(images, masks, [3, 4]).images - a.images).abs().max() > 1e-4
 
@@ -91,7 +89,7 @@ def test_redundant_cfg_is_skipped_and_matches_guided_run(sd9: Any) -> None:
 # (one x0 per timestep for every scheduler, checked against a UNet hook: tests/test_x0_capture.py)
 def test_strength_sets_num_steps_and_short_trajectory(sd9: Any) -> None:
     model = fresh(sd9, scheduler="ddim", steps=4, strength=0.5)
-    assert model.num_steps == 2 and model.identity()["strength"] == 0.5
+    assert model.x0_steps == 2 and model.identity()["strength"] == 0.5
     images, masks = sample_batch(1)
     out = model.inpaint(images, masks, [0], x0_band=(0.0, 1.0))
     assert out.x0_trajectory.shape[0] == 2 and len(out.x0_noise_levels) == 2
@@ -136,7 +134,7 @@ def test_sdxl_inpaint(workdir: Path) -> None:
     ident = model.identity()
     # the aesthetic-score conditioning differs between the two CFG passes: CFG must run
     assert ident["pipeline"] == "StableDiffusionXLInpaintPipeline" and not ident["cfg_skipped"]
-    assert ident["strength"] == pytest.approx(0.9999) and model.num_steps == 2
+    assert ident["strength"] == pytest.approx(0.9999) and model.x0_steps == 2
     images, masks = sample_batch(2)
     out = model.inpaint(images, masks, [0, 1], x0_band=(0.0, 1.0))
     single = model.inpaint(images[1:], masks[1:], [1], x0_band=(0.0, 1.0))
@@ -181,7 +179,7 @@ def test_full_size_architectures(arch: str, dim: int, unet_params: int) -> None:
     assert sum(p.numel() for p in pipe.vae.parameters()) == 83_653_863
     model = DiffusersInpainter(pipe, device="meta", dtype="fp32")
     assert model.prompt_embeds.shape == (1, 77, dim) and model.cfg_skipped is False
-    assert model.num_steps == 50 + (arch == "sd15-inpainting")  # PNDM's PLMS repeats one step
+    assert model.x0_steps == 50 + (arch == "sd15-inpainting")  # PNDM's PLMS repeats one step
 
 
 # --------------------------------------------------------------------------- failures and errors
@@ -268,7 +266,7 @@ def test_looks_like_diffusers_model(spec: str, expected: bool) -> None:
 
 
 def test_identity_records_output_changing_settings(sd9: Any) -> None:
-    ident = fresh(sd9, scheduler="dpm++", guidance_scale=5.0, eta=0.0).identity()
+    ident = fresh(sd9, scheduler="dpm++", guidance=5.0, eta=0.0).identity()
     for key in (
         "model",
         "pipeline",

@@ -52,7 +52,7 @@ def test_short_shapes_rip_run(tmp_path):
     assert table.loc[table["iteration"] == 0, "shapes_valid"].all()
     assert table.loc[table["iteration"] > 0, "halluc_score_current"].gt(0).all()
     # known region kept exactly: only the repainted column changes
-    assert np.allclose(table.loc[table["iteration"] > 0, "mse_prev_out"], 0.0, atol=1e-12)
+    assert np.allclose(table.loc[table["iteration"] > 0, "mse_prev_outside"], 0.0, atol=1e-12)
     for path in out["paths"].values():
         assert path.is_file() and path.stat().st_size > 0
     saved = json.loads(out["paths"]["json"].read_text())

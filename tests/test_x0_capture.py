@@ -76,12 +76,12 @@ def _expected_x0(name: str, scheduler: Any, x_in: torch.Tensor, t: float, eps: t
 @pytest.mark.parametrize("name", sorted(SCHEDULERS))
 def test_one_x0_per_timestep_matches_unet_hook(sd9: Any, name: str) -> None:
     model = DiffusersInpainter(copy.deepcopy(sd9), scheduler=name, steps=STEPS, device="cpu")
-    assert model.supports_trajectory and model.identity()["scheduler"] == SCHEDULERS[name][0]
+    assert model.returns_x0_trajectory and model.identity()["scheduler"] == SCHEDULERS[name][0]
     tap = DenoiserTap(model.pipe.unet)
     images, masks = sample_batch(2)
     out = model.inpaint(images, masks, [0, 1], x0_band=(0.0, 1.0))
     committed = _committed(name, tap.calls)
-    assert len(tap.calls) == model.num_steps  # every model call was seen ...
+    assert len(tap.calls) == model.x0_steps  # every model call was seen ...
     assert out.x0_trajectory.shape == (len(committed), 2, 4, 16, 16)  # ... one x0 per timestep kept
     assert len(committed) == (STEPS if name != "lcm" else len(model.pipe.scheduler.timesteps))
     expected = torch.stack(
@@ -144,7 +144,7 @@ def flow_pipes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_flow_matching_x0_is_sample_minus_sigma_v(flow_pipes: dict[str, Any], kind: str) -> None:
     pipe = copy.deepcopy(flow_pipes[kind])
     model = DiffusersInpainter(pipe, steps=STEPS, strength=1.0, device="cpu")
-    assert x0_source(model.pipe.scheduler) == "flow_sigma" and model.num_steps == STEPS
+    assert x0_source(model.pipe.scheduler) == "flow_sigma" and model.x0_steps == STEPS
     tap = DenoiserTap(model.pipe.transformer)
     images, masks = sample_batch(2)
     out = model.inpaint(images, masks, [0, 1], x0_band=(0.0, 1.0))
@@ -191,3 +191,47 @@ def test_flow_pipelines_prompt_handling(flow_pipes: dict[str, Any]) -> None:
         bare = DiffusersInpainter(type(pipe)(**{**copy.deepcopy(pipe.components), **blank}), steps=2, device="cpu")
         assert bare.zero_prompt_embeddings, kind
         assert bare.inpaint(images, masks, [0]).images.shape == images.shape
+
+
+@pytest.mark.parametrize("kind", ["sd3", "flux-fill"])
+def test_flow_matching_models_pass_the_conformance_kit(flow_pipes: dict[str, Any], kind: str) -> None:
+    from ripbench.testing import check_inpainter
+
+    model = DiffusersInpainter(copy.deepcopy(flow_pipes[kind]), steps=3, strength=1.0, device="cpu")
+    assert check_inpainter(model, size=32, batch=2) == []
+
+
+def _model_with_levels(levels: list[float] | None) -> Any:
+    """A toy diffusion-like model that returns 4 recorded x0 with the given noise levels."""
+    from ripbench.models import Inpainter, InpaintResult
+
+    class Model(Inpainter):
+        name = "toy-x0"
+        returns_x0_trajectory = True
+
+        def inpaint(self, images, masks, seeds, *, x0_band=None):  # type: ignore[no-untyped-def]
+            out = InpaintResult(images=torch.where(masks > 0.5, 0.5, images))
+            if x0_band is not None:
+                out.x0_trajectory = torch.zeros(4, images.shape[0], 1, 4, 4)
+                out.x0_noise_levels = levels
+            return out
+
+    return Model()
+
+
+@pytest.mark.parametrize(
+    ("levels", "message"),
+    [
+        ([0.6, 0.3, 0.3, 0.0], "repeat a level: one x0 per timestep"),  # the old Heun recording
+        (None, "without x0_noise_levels"),
+        ([0.3, 0.0], "2 values for 4 steps"),
+        ([1.5, 0.3, 0.1, 0.0], "outside the band"),
+    ],
+)
+def test_conformance_kit_checks_noise_levels(levels: list[float] | None, message: str) -> None:
+    from ripbench.errors import ModelContractError
+    from ripbench.testing import check_inpainter
+
+    with pytest.raises(ModelContractError, match=message):
+        check_inpainter(_model_with_levels(levels))
+    assert check_inpainter(_model_with_levels([0.6, 0.3, 0.1, 0.0])) == []

@@ -45,7 +45,8 @@ import torch
 
 from ..errors import ConfigError, InputError, ModelNotFoundError, WeightsError
 from ._x0_capture import X0Recorder, x0_source
-from .base import Inpainter, InpaintResult, resolve_device, resolve_dtype
+from .base import DEVICE_OPTION, Inpainter, InpaintResult, ModelOption, resolve_device, resolve_dtype
+from .registry import PATH_PREFIXES as _PATH_PREFIXES
 
 #: Scheduler short names -> (diffusers class name, extra config). Any diffusers
 #: scheduler class name (e.g. ``"DEISMultistepScheduler"``) is accepted as well.
@@ -67,29 +68,8 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 _ATTENTION = ("sdpa", "eager", "xformers", "default")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_PATH_PREFIXES = ("/", "./", "../", "~", ".\\", "..\\")
 #: Fallback text length when a pipeline has neither tokenizer nor text encoder.
 _DEFAULT_TEXT_LENGTH = 77
-
-
-def looks_like_diffusers_model(spec: str) -> bool:
-    """Whether a model string names a diffusers pipeline (Hub id or local directory).
-
-    True for an existing directory, a path-like string (``./x``, ``/x``, ``~/x``) and a
-    Hugging Face id ``owner/name``; False for registered names (``"biharmonic"``) and
-    ``package.module:factory`` references.
-
-    >>> looks_like_diffusers_model("stabilityai/stable-diffusion-2-inpainting")
-    True
-    >>> looks_like_diffusers_model("biharmonic"), looks_like_diffusers_model("pkg.mod:make")
-    (False, False)
-    """
-    if os.path.isdir(os.path.expanduser(spec)):
-        return True
-    if ":" in spec and not re.match(r"^[A-Za-z]:[\\/]", spec):
-        return False
-    return spec.startswith(_PATH_PREFIXES) or bool(_HUB_ID.match(spec))
 
 
 def make_scheduler(name: str, config: Any) -> Any:
@@ -199,7 +179,8 @@ class DiffusersInpainter(Inpainter):
         prompt: text prompt (the RIP paper uses none).
         negative_prompt: negative prompt; ``None`` = the pipeline's own default (SDXL:
             zero embeddings).
-        guidance_scale: classifier-free guidance weight; ``None`` = the pipeline's default.
+        guidance: classifier-free guidance weight (diffusers' ``guidance_scale``); ``None`` = the
+            pipeline's default.
         steps: ``num_inference_steps``.
         strength: ``None`` = the pipeline's default (1.0; SDXL 0.9999). Only the last
             ``int(steps * strength)`` steps run.
@@ -229,7 +210,35 @@ class DiffusersInpainter(Inpainter):
         ...                            scheduler="ddim", steps=25)      # doctest: +SKIP
     """
 
-    supports_trajectory = True
+    returns_x0_trajectory = True  # per instance: False for schedulers that expose no x0
+    option_specs = (
+        ModelOption("model", None, "Hugging Face id or local save_pretrained folder of the pipeline", type=str),
+        ModelOption("prompt", "", "text prompt (the RIP paper uses none)"),
+        ModelOption("negative_prompt", "", "negative prompt; null = the pipeline's default", type=str),
+        ModelOption("guidance", None, "classifier-free guidance weight; null = the pipeline's default",
+                    type=float, aliases=("guidance_scale",)),
+        ModelOption("steps", 50, "denoising steps per inpainting", aliases=("num_inference_steps",)),
+        ModelOption("strength", None, "share of the steps run (< 1 starts from a noised input); null = pipeline's",
+                    type=float),
+        ModelOption("scheduler", None, f"scheduler: {', '.join(SCHEDULERS)} or a diffusers class name", type=str),
+        ModelOption("eta", 0.0, "DDIM eta"),
+        ModelOption("dtype", "auto", "auto (fp16 on CUDA, fp32 on CPU), fp16, bf16 or fp32"),
+        DEVICE_OPTION,
+        ModelOption("revision", None, "from_pretrained revision", type=str),
+        ModelOption("variant", None, "from_pretrained variant (e.g. fp16)", type=str),
+        ModelOption("local_files_only", False, "never contact the Hub"),
+        ModelOption("paste_back", True, "copy unmasked input pixels back after decoding (false = whole output)"),
+        ModelOption("safety_checker", False, "run the safety checker; flagged items end their trajectory"),
+        ModelOption("skip_redundant_cfg", True, "skip the unconditional pass when it cannot change the output"),
+        ModelOption("decode_trajectory", False, "decode the recorded x0 predictions to pixels"),
+        ModelOption("attention", "sdpa", "attention processors", choices=("sdpa", "eager", "xformers", "default")),
+        ModelOption("compile_unet", False, "torch.compile the UNet"),
+        ModelOption("vae_slicing", False, "decode the batch one image at a time"),
+        ModelOption("vae_tiling", False, "decode in tiles (large images)"),
+        ModelOption("cpu_offload", False, "enable_model_cpu_offload"),
+        ModelOption("channels_last", False, "UNet in channels-last memory format"),
+        ModelOption("progress_bar", False, "show diffusers' per-call progress bar"),
+    )
 
     def __init__(
         self,
@@ -237,7 +246,7 @@ class DiffusersInpainter(Inpainter):
         *,
         prompt: str = "",
         negative_prompt: str | None = "",
-        guidance_scale: float | None = None,
+        guidance: float | None = None,
         steps: int = 50,
         strength: float | None = None,
         scheduler: str | None = None,
@@ -294,7 +303,7 @@ class DiffusersInpainter(Inpainter):
         defaults = {k: p.default for k, p in inspect.signature(pipe.__call__).parameters.items()}
         self.strength = float(strength if strength is not None else defaults.get("strength", 1.0))
         self.guidance_scale = float(
-            guidance_scale if guidance_scale is not None else defaults.get("guidance_scale", 7.5)
+            guidance if guidance is not None else defaults.get("guidance_scale", 7.5)
         )
         self.paste_back, self.decode_trajectory = paste_back, decode_trajectory
         self.options = {
@@ -308,8 +317,8 @@ class DiffusersInpainter(Inpainter):
         self._place_and_speed_up(progress_bar)
         self._embeds, self.cfg_skipped, self.zero_prompt_embeddings = self._encode_prompts(skip_redundant_cfg)
         self.effective_guidance_scale = 1.0 if self.cfg_skipped else self.guidance_scale
-        self.supports_trajectory = x0_source(pipe.scheduler) is not None
-        self.num_steps = self._count_steps()
+        self.returns_x0_trajectory = x0_source(pipe.scheduler) is not None
+        self.x0_steps = self._count_steps()
         self._packed = hasattr(type(pipe), "_unpack_latents")  # Flux: 2 x 2 latent patches packed as tokens
         self._size_multiple = max(8, int(getattr(pipe, "vae_scale_factor", 8)) * (2 if self._packed else 1))
 
@@ -551,7 +560,7 @@ class DiffusersInpainter(Inpainter):
         kwargs = self._call_kwargs(images, masks, seeds)
         recorder = (
             X0Recorder(self.pipe.scheduler, tuple(x0_band))  # type: ignore[arg-type]
-            if (x0_band is not None and self.supports_trajectory)
+            if (x0_band is not None and self.returns_x0_trajectory)
             else None
         )
         with torch.no_grad():  # not inference_mode: callers may update the outputs in place
@@ -665,7 +674,7 @@ class DiffusersInpainter(Inpainter):
             "scheduler_config": _jsonable(pipe.scheduler.config),
             "steps": self.steps,
             "strength": self.strength,
-            "num_steps": self.num_steps,
+            "num_steps": self.x0_steps,
             "eta": self.eta,
             "prompt": self.prompt,
             "negative_prompt": self.negative_prompt,

@@ -26,7 +26,7 @@ Example
 >>> import torch
 >>> from ripbench.models.pixel_ddpm import PixelDDPMInpainter
 >>> from ripbench.shapes import shapes_images
->>> model = PixelDDPMInpainter("shapes", num_inference_steps=20)  # doctest: +SKIP
+>>> model = PixelDDPMInpainter("shapes", steps=20)  # doctest: +SKIP
 >>> images, _ = shapes_images(2, size=32, seed=0)
 >>> masks = torch.zeros(2, 1, 32, 32); masks[..., 8:24, 8:24] = 1
 >>> out = model.inpaint(images, masks, [0, 1], x0_band=(0.0, 0.1))  # doctest: +SKIP
@@ -45,8 +45,8 @@ import torch
 
 from ..errors import ConfigError, InputError, WeightsError
 from ..hallucination import in_band
-from ..store import sha256_file
-from .base import Inpainter, InpaintResult, resolve_device, resolve_dtype
+from ..io import sha256_file
+from .base import DEVICE_OPTION, Inpainter, InpaintResult, ModelOption, resolve_device, resolve_dtype
 
 #: Folder of the bundled Simple Shapes DDPM.
 BUNDLED_SHAPES_DIR = Path(__file__).resolve().parent.parent / "weights" / "shapes-ddpm"
@@ -109,7 +109,7 @@ class PixelDDPMInpainter(Inpainter):
         model: ``"shapes"`` (bundled Simple Shapes DDPM), a local ``save_pretrained``
             folder, a Hub id, or a ``UNet2DModel`` instance.
         method: ``"replace"`` (one UNet call per step) or ``"repaint"`` (resampling).
-        num_inference_steps: reverse steps (of the ``T`` training steps, evenly strided).
+        steps: reverse steps (of the ``T`` training steps, evenly strided); formerly ``num_inference_steps``.
         jump_length: RePaint: steps per jump back in time.
         jump_n_sample: RePaint: how many times each jump is resampled.
         device: torch device (default: CUDA if available, else CPU).
@@ -123,16 +123,28 @@ class PixelDDPMInpainter(Inpainter):
     its seed, so an item's output does not depend on the batch.
     """
 
-    supports_trajectory = True
+    returns_x0_trajectory = True
+    option_specs = (
+        ModelOption("model", "shapes", "'shapes' (bundled), a save_pretrained folder or a Hub id of a UNet2DModel",
+                    type=(str, Path)),
+        ModelOption("method", "replace", "replace (one UNet call per step) or repaint (resampling)",
+                    choices=("replace", "repaint")),
+        ModelOption("steps", 50, "reverse denoising steps per inpainting", aliases=("num_inference_steps",)),
+        ModelOption("jump_length", 10, "RePaint: steps per jump back in time"),
+        ModelOption("jump_n_sample", 10, "RePaint: resamplings of each jump"),
+        DEVICE_OPTION,
+        ModelOption("dtype", "float32", "fp32, fp16, bf16 or auto"),
+        ModelOption("scheduler_config", None, "overrides of the model's scheduler config", type=dict),
+    )
 
     def __init__(
         self,
         model: str | Path | Any = "shapes",
         method: str = "replace",
-        num_inference_steps: int = 50,
+        steps: int = 50,
         jump_length: int = 10,
         jump_n_sample: int = 10,
-        device: str | torch.device | None = None,
+        device: str | torch.device = "auto",
         dtype: str | torch.dtype = "float32",
         scheduler_config: dict[str, Any] | None = None,
     ) -> None:
@@ -140,12 +152,12 @@ class PixelDDPMInpainter(Inpainter):
 
         if method not in _METHODS:
             raise ConfigError(f"unknown pixel-ddpm method {method!r}; choose one of {', '.join(_METHODS)}")
-        if num_inference_steps < 1 or jump_length < 1 or jump_n_sample < 1:
+        if steps < 1 or jump_length < 1 or jump_n_sample < 1:
             raise ConfigError(
-                "num_inference_steps, jump_length and jump_n_sample must be >= 1, got "
-                f"{num_inference_steps}, {jump_length}, {jump_n_sample}"
+                f"steps, jump_length and jump_n_sample must be >= 1, got {steps}, {jump_length}, {jump_n_sample}"
             )
-        self._device = resolve_device(device if device is not None else "auto")
+        self._device = resolve_device(device)
+        num_inference_steps = steps
         self.dtype = resolve_dtype(dtype, self._device)
         self.method = method
         self.num_inference_steps = num_inference_steps
@@ -193,7 +205,7 @@ class PixelDDPMInpainter(Inpainter):
         self.sample_size: tuple[int, int] = (size, size) if isinstance(size, int) else tuple(size)  # type: ignore[assignment]
         self.channels: int = int(self.unet.config.in_channels)
         self._set_timesteps()
-        self.num_steps = self._num_model_calls
+        self.x0_steps = self._num_model_calls
 
     @property
     def device(self) -> torch.device:
@@ -219,7 +231,7 @@ class PixelDDPMInpainter(Inpainter):
             weights_path=self.weights_path,
             weights_sha256=self.weights_sha256,
             method=self.method,
-            num_inference_steps=self.num_inference_steps,
+            steps=self.num_inference_steps,
             num_model_calls=self._num_model_calls,
             scheduler=type(self.scheduler).__name__,
             sample_size=list(self.sample_size),
@@ -339,5 +351,7 @@ class PixelDDPMInpainter(Inpainter):
 
 def shapes_ddpm(**options: Any) -> PixelDDPMInpainter:
     """Simple Shapes DDPM bundled with ripbench (32 x 32 greyscale), replacement inpainting."""
-    options.setdefault("model", "shapes")
-    return PixelDDPMInpainter(**options)
+    return PixelDDPMInpainter(model="shapes", **options)
+
+
+shapes_ddpm.option_specs = tuple(o for o in PixelDDPMInpainter.option_specs if o.name != "model")  # type: ignore[attr-defined]

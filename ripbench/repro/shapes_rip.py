@@ -21,9 +21,9 @@ import pandas as pd
 
 from ..config import validate_config
 from ..hallucination import auroc, calibrate_threshold, detection_report
-from ..harness import run_experiment
+from ..io import atomic_save, atomic_write_text
 from ..report import markdown_table
-from ..store import atomic_save, atomic_write_text
+from ..run import run_experiment
 
 #: Share of valid images the detector's threshold keeps (the paper's operating point).
 KEEP = 0.96
