@@ -173,12 +173,28 @@ class MetricsConfig(_Strict):
 class HallucinationConfig(_Strict):
     """Trajectory-variance hallucination score for models that return x0 trajectories.
 
-    ``window``: an int is a number of final denoising steps; a float in (0, 1] is a
-    fraction of the model's steps (see :func:`ripbench.hallucination.resolve_window`).
+    ``window``: the band of noise levels ``t/T`` (0 = clean image, 1 = pure noise, on the
+    model's training schedule) whose denoising steps are scored: a number ``hi`` for
+    ``[0, hi]`` or a pair ``[lo, hi]``; stored as the pair. Default ``[0, 0.2]``
+    (:data:`ripbench.hallucination.DEFAULT_BAND`); the paper's "last 10 of 1000 steps" is
+    ``[0, 0.009]`` (see :func:`ripbench.hallucination.parse_band`). ``min_steps`` (>= 2,
+    default 3): a row whose band holds fewer recorded steps gets no score
+    (``halluc_status = "too-few-steps"``).
     """
 
     enabled: bool = True
-    window: int | float | None = None
+    window: tuple[float, float] = (0.0, 0.2)
+    min_steps: int = Field(default=3, ge=2)
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> tuple[float, float]:
+        from .hallucination import parse_band
+
+        try:
+            return tuple(parse_band(value))  # type: ignore[return-value]
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class ExperimentConfig(_Strict):

@@ -30,7 +30,8 @@ import torch
 
 from .. import __version__
 from ..config import ExperimentConfig, ModelConfig
-from ..errors import ConfigError, InputError, ModelContractError, ResultsError, RipbenchError, WeightsError
+from ..errors import ConfigError, InputError, ResultsError, RipbenchError, WeightsError
+from ..hallucination import ScoreWindow
 from ..metrics import MetricSuite
 from ..models import Inpainter, create_inpainter, resolve_factory
 from ..models.base import resolve_device
@@ -273,8 +274,6 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
                 on_start: Callable[[Path, int, int], None] | None, ranks: Ranks) -> RunResult:
     from tqdm.auto import tqdm
 
-    from ..hallucination import DEFAULT_WINDOW, resolve_window
-
     existed = store.run_dir.exists()
     previous = _on_main(ranks, lambda: _prepare_folder(store, config, overwrite, groups))
     done = store.finished_trajectories() if previous is not None else set()
@@ -328,13 +327,10 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
                 continue
             label = mcfg.display_name
             model = build_model(mcfg, device, model_options[label])
-            window = 0
+            window = None
             if config.hallucination.enabled and model.returns_x0_trajectory:
-                if not model.x0_steps:
-                    raise ModelContractError(f"model {label!r} declares returns_x0_trajectory but no x0_steps "
-                                             "(the number of denoising steps per call)")
-                window = resolve_window(config.hallucination.window or DEFAULT_WINDOW, model.x0_steps)
-            identity = {**model.identity(), "hallucination_window": window or None}
+                window = ScoreWindow.from_spec(config.hallucination.window, config.hallucination.min_steps)
+            identity = {**model.identity(), "hallucination_band": list(window.band) if window else None}
             _check_same((previous or {}).get("models", {}).get(label), identity, f"model {label!r}",
                         len(trajs) < planned[label])
             manifest["models"][label] = identity

@@ -25,6 +25,7 @@ import torch
 
 from ..config import ExperimentConfig
 from ..errors import ModelContractError
+from ..hallucination import ScoreWindow
 from ..io import atomic_save
 from ..masks import mask_stats_batch
 from ..metrics import DriftTracker, MetricSuite, column_name
@@ -70,7 +71,8 @@ def _snapshot(trajs: Sequence[Trajectory], image_dir: Callable[[str], Path], k: 
 
 @torch.no_grad()
 def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentConfig, suite: MetricSuite,
-              window: int, image_dir: Callable[[str], Path], on_step: Callable[[int], None] = lambda n: None,
+              window: ScoreWindow | None, image_dir: Callable[[str], Path],
+              on_step: Callable[[int], None] = lambda n: None,
               annotate: Annotator | None = None) -> pd.DataFrame:
     """Run a batch of trajectories through all iterations and return their rows (iteration 0 included).
 
@@ -79,13 +81,12 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
         trajs: trajectories of the same image size.
         config: the experiment (iterations, snapshots).
         suite: the metrics, on the model's device.
-        window: number of final denoising steps whose x0 the model should return (0 = none).
+        window: the noise band (and fewest steps) of the hallucination score; ``None`` = no score
+            (the model is then not asked for x0).
         image_dir: where the snapshots of a trajectory id go.
         on_step: called with the batch size after every iteration (progress).
         annotate: ground-truth annotator of the input source, if any.
     """
-    from ..hallucination import trajectory_variance
-
     trajs = list(trajs)
     device = model.device
     n_iter, b = config.iterations, len(trajs)
@@ -109,7 +110,8 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
         seeds = [t.noise_seed(k) for t in trajs]
         t_model = time.perf_counter()  # the device is idle: the previous iteration ended with a sync
         try:  # the model gets copies: an in-place edit can never reach the loop's own state
-            result = model.inpaint(tracker.previous.clone(), masks.clone(), seeds, trajectory_steps=window)
+            record = {"x0_band": tuple(window.band)} if window is not None else {}
+            result = model.inpaint(tracker.previous.clone(), masks.clone(), seeds, **record)
         except Exception as exc:
             exc.add_note(f"(raised by model {trajs[0].model_label!r} ({type(model).__module__}."
                          f"{type(model).__qualname__}) at iteration {k} of {b} trajectories, e.g. {trajs[0].id})")
@@ -117,7 +119,7 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
         _sync(device)
         if result.x0_trajectory is not None and not model.returns_x0_trajectory:
             raise ModelContractError(f"model {trajs[0].model_label!r} returned an x0_trajectory but does not declare "
-                                     "returns_x0_trajectory = True (and x0_steps); see ripbench.models.base")
+                                     "returns_x0_trajectory = True; see ripbench.models.base")
         model_time = time.perf_counter() - t_model
         new, checks = _checked_output(result.images, original, trajs[0].model_label)
         for name, v in checks.items():
@@ -125,11 +127,12 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
 
         for name, v in tracker.step(new, masks).items():
             per_iter.setdefault(name, []).append(v)
-        if window and result.x0_trajectory is not None and result.x0_trajectory.shape[0] >= 2:
-            traj = result.x0_trajectory  # a model may run fewer steps than announced (strength < 1)
-            steps = min(window, traj.shape[0])
-            per_iter.setdefault("halluc_score", []).append(trajectory_variance(traj, steps))
-            per_iter.setdefault("halluc_score_current", []).append(trajectory_variance(traj, steps, masks))
+        if window is not None:
+            for name, v in window.columns(result, masks).items():
+                if isinstance(v, torch.Tensor):
+                    per_iter.setdefault(name, []).append(v)
+                else:
+                    extras.setdefault(name, []).append(list(v))
         for name, v in mask_stats_batch(masks).items():
             per_iter.setdefault(f"mask_{name}", []).append(v)
         per_iter.setdefault("cum_mask_area", []).append(tracker.ever.float().mean(dim=(1, 2, 3)))
