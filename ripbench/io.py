@@ -1,4 +1,4 @@
-"""Small file helpers shared by every module that writes files: atomic writes and hashing.
+"""Small file helpers shared by every module that writes files: atomic writes, hashing, a background writer.
 
 Every file ripbench writes goes through a temporary name in the same folder, is flushed to
 disk (fsync) and then renamed into place, so a crash or Ctrl-C never leaves a half-written
@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_save", "atomic_write_bytes", "atomic_write_text", "sha256_file"]
+__all__ = ["BackgroundWriter", "atomic_save", "atomic_write_bytes", "atomic_write_text", "sha256_file"]
 
 
 def _default_file_mode() -> int:
@@ -78,3 +81,88 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class BackgroundWriter:
+    """Runs writes (PNG snapshots, Parquet parts) on one worker thread, in order, off the run loop's path.
+
+    * Every write should be atomic (:func:`atomic_save`): an interrupted write leaves nothing
+      under its final name.
+    * An error in a write is raised in the caller's thread at the next :meth:`submit`,
+      :meth:`flush` or :meth:`close` (with the failing write's name), never swallowed; later
+      queued writes are skipped once one has failed.
+    * At most ``max_pending`` writes wait: a loop faster than the disk slows down instead of
+      holding every image in memory.
+    * Used as a context manager it always waits for the queued writes when leaving (after an
+      exception or Ctrl-C too, so finished results reach the disk); an error raised then does
+      not hide the original exception.
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> with BackgroundWriter() as writer:
+    ...     writer.submit(atomic_write_text, folder / "a.txt", "done")
+    >>> (folder / "a.txt").read_text()
+    'done'
+    """
+
+    def __init__(self, max_pending: int = 8, name: str = "ripbench-writer") -> None:
+        self._queue: queue.Queue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = queue.Queue(max_pending)
+        self._error: BaseException | None = None
+        self._failed_write = ""
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                fn, args = item
+                if self._error is None:
+                    try:
+                        fn(*args)
+                    except BaseException as exc:  # handed to the caller's thread
+                        self._error = exc
+                        self._failed_write = getattr(fn, "__qualname__", repr(fn))
+            finally:
+                self._queue.task_done()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(f"background write {self._failed_write} failed: {error}") from error
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue ``fn(*args)`` (blocks while ``max_pending`` writes wait); raise an earlier write's error."""
+        if self._closed:
+            raise RuntimeError("BackgroundWriter is closed")
+        self._raise()
+        self._queue.put((fn, args))
+
+    def flush(self) -> None:
+        """Wait until every queued write is done; raise the first error."""
+        self._queue.join()
+        self._raise()
+
+    def close(self) -> None:
+        """Wait for the queued writes, stop the worker and raise the first error."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join()
+        self._raise()
+
+    def __enter__(self) -> BackgroundWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except RuntimeError as error:  # keep the original exception; say what else went wrong
+            if exc is not None:
+                exc.add_note(str(error))

@@ -259,10 +259,14 @@ class LpipsMetric:
         """:meth:`distances` from precomputed :meth:`features` (``size``: the images' H, W)."""
         batch = fa[0].shape[0]
         whole = torch.zeros(batch, device=fa[0].device)
-        spatial = torch.zeros(batch, 1, *size, device=fa[0].device)
+        by_size: dict[tuple[int, ...], torch.Tensor] = {}  # layers of one resolution are upsampled together
         for lin, fx, fy in zip(self.model.lins, fa, fb):
-            layer = lin.model((fx - fy) ** 2)
+            layer = lin.model((fx - fy).square_())
             whole += layer.mean(dim=(1, 2, 3))
+            key = tuple(layer.shape[2:])
+            by_size[key] = layer if key not in by_size else by_size[key].add_(layer)
+        spatial = torch.zeros(batch, 1, *size, device=fa[0].device)
+        for layer in by_size.values():  # bilinear upsampling is linear: up(a) + up(b) = up(a + b)
             spatial += F.interpolate(layer, size=tuple(size), mode="bilinear", align_corners=False)
         return whole, spatial
 

@@ -34,7 +34,7 @@ DATA_RANGE = 1.0
 
 def squared_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-pixel, per-channel squared difference in float32 (``B x 3 x H x W``)."""
-    return (a.to(torch.float32) - b.to(torch.float32)).square()
+    return torch.sub(a.to(torch.float32), b.to(torch.float32)).square_()
 
 
 def psnr_from_mse(mse_values: torch.Tensor) -> torch.Tensor:
@@ -66,28 +66,36 @@ def psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> 
 
 
 class MSEMetric(Metric):
-    """:func:`mse` as a :class:`~ripbench.metrics.spec.Metric` (per-pixel map: the squared error)."""
+    """:func:`mse` as a :class:`~ripbench.metrics.spec.Metric` (per-pixel map: the squared error).
+
+    Local (radius 0) and sharing its map with PSNR: a suite with both computes the squared
+    error once, and on the CPU only where a model changed pixels.
+    """
+
+    border = 0
+    map_key = "squared_error"
+    radius = 0
+    pixel_identity = 0.0
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
 
     def compare(self, a: torch.Tensor, b: torch.Tensor) -> MetricOutput:
         error = squared_error(a, b)
-        return masked_mean(error, None), error
+        return self.finish(masked_mean(error, None)), error
+
+    def compare_map(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return squared_error(a, b)
 
     def provenance(self) -> dict[str, object]:
         return {"data_range": DATA_RANGE, "reference": "skimage.metrics.mean_squared_error"}
 
 
 class PSNRMetric(MSEMetric):
-    """:func:`psnr`: region values are the PSNR of the region's mean squared error."""
+    """:func:`psnr`: whole and region values are the PSNR of the mean squared error there."""
 
-    def compare(self, a: torch.Tensor, b: torch.Tensor) -> MetricOutput:
-        whole, error = super().compare(a, b)
-        return psnr_from_mse(whole), error
-
-    def reduce(self, per_pixel: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-        return psnr_from_mse(masked_mean(per_pixel, region))
+    def finish(self, means: torch.Tensor) -> torch.Tensor:
+        return psnr_from_mse(means)
 
     def provenance(self) -> dict[str, object]:
         return {"data_range": DATA_RANGE, "identical_images": "inf (not capped)",

@@ -65,10 +65,32 @@ class Metric(ABC):
     """A metric ready to compute on one device (built by :meth:`MetricSpec.build`).
 
     Subclasses implement :meth:`compare`; they may override :meth:`prepare` (per-image work),
-    :meth:`reduce` (how a region value follows from the per-pixel map) and :meth:`provenance`.
+    :meth:`finish` (how a value follows from a mean of the per-pixel map, e.g. PSNR from a mean
+    squared error), :meth:`reduce` (a region value computed some other way) and :meth:`provenance`.
+
+    Optional declarations that let the suite do less work (all off by default; each is a
+    promise that the built-in metrics' tests check for them):
+
+    * :attr:`border` -- the whole-image value is ``finish(mean of the map with a border of this
+      many pixels cropped)`` (SSIM: 5, MSE/PSNR: 0); the suite then takes it from the map.
+    * :attr:`map_key` -- metrics of one suite with the same key compute the same per-pixel map
+      from the same prepared data (MSE and PSNR): it is computed once.
+    * :attr:`radius` -- locality: the map and the prepared statistics at a pixel depend only on
+      the images within this many pixels of it, :meth:`prepare` and :meth:`compare` work on any
+      crop (reflecting at the crop's edges like at the image's), and an image compared with
+      itself gives :attr:`pixel_identity` everywhere. On the CPU the drift tracker then
+      recomputes only around the pixels a model changed (needs :attr:`border` too).
     """
 
     spec: MetricSpec
+    #: whole-image value = ``finish(mean of the map cropped by this border)``; ``None``: from :meth:`compare`.
+    border: int | None = None
+    #: metrics with equal keys share one per-pixel map (and their prepared data).
+    map_key: str | None = None
+    #: the map and prepared statistics at a pixel depend on the images within this many pixels.
+    radius: int | None = None
+    #: the per-pixel map of an image compared with itself (local metrics).
+    pixel_identity: float = 0.0
 
     def prepare(self, images: torch.Tensor) -> Any:
         """Per-image work, done once per image and reused by every comparison it takes part in.
@@ -82,9 +104,21 @@ class Metric(ABC):
     def compare(self, a: Any, b: Any) -> MetricOutput:
         """Compare two prepared batches: ``(whole, per_pixel)`` as described in :data:`MetricOutput`."""
 
+    def compare_map(self, a: Any, b: Any) -> torch.Tensor | None:
+        """Only the per-pixel map of :meth:`compare` (metrics with a :attr:`border` skip the whole value)."""
+        return self.compare(a, b)[1]
+
+    def finish(self, means: torch.Tensor) -> torch.Tensor:
+        """Metric values from means of the per-pixel map (default: the means themselves)."""
+        return means
+
     def reduce(self, per_pixel: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-        """The metric's value inside ``region`` (``B x 1 x H x W`` {0, 1}): the map's mean there (NaN if empty)."""
-        return masked_mean(per_pixel, region)
+        """The metric's value inside ``region`` (``B x 1 x H x W`` {0, 1}): ``finish`` of the map's mean there.
+
+        NaN if the region is empty. Overriding this (rather than :meth:`finish`) makes the suite
+        reduce region by region instead of all regions in one product.
+        """
+        return self.finish(masked_mean(per_pixel, region))
 
     def provenance(self) -> dict[str, Any]:
         """What the run manifest records about this metric's settings (weights, windows, ...)."""

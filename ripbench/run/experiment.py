@@ -32,6 +32,7 @@ from .. import __version__
 from ..config import ExperimentConfig, ModelConfig
 from ..errors import ConfigError, InputError, ResultsError, RipbenchError, WeightsError
 from ..hallucination import ScoreWindow
+from ..io import BackgroundWriter
 from ..metrics import MetricSuite
 from ..models import Inpainter, create_inpainter, resolve_factory
 from ..models.base import resolve_device
@@ -236,6 +237,14 @@ def _check_complete(table: pd.DataFrame, groups: list[tuple[ModelConfig, list[Tr
                            "run the same command again to compute them")
 
 
+def _finish_writes(writer: BackgroundWriter, exc: BaseException) -> None:
+    """Let the queued writes finish after ``exc``; a write error becomes a note on ``exc``, never hides it."""
+    try:
+        writer.close()
+    except RuntimeError as error:
+        exc.add_note(str(error))
+
+
 def run_experiment(config: ExperimentConfig, *, run_dir: str | Path | None = None, overwrite: bool = False,
                    progress: bool = True, on_start: Callable[[Path, int, int], None] | None = None,
                    ranks: Ranks | None = None) -> RunResult:
@@ -321,6 +330,7 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
     earlier = (previous or {}).get("timing") or {}
     timing = {"model_seconds": 0.0, "overhead_seconds": 0.0}
     suites: dict[str, MetricSuite] = {}
+    writer = BackgroundWriter()  # snapshots and result parts are written off the loop's path
     try:
         for mcfg, trajs in pending:
             if not trajs:
@@ -349,7 +359,7 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
                     batch = group[:size]
                     try:
                         rows = run_batch(model, batch, config, suites[dev_key], window, store.image_dir,
-                                         bar.update, annotate)
+                                         bar.update, annotate, writer)
                     except torch.cuda.OutOfMemoryError:
                         if size == 1:
                             raise
@@ -358,18 +368,22 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
                         warnings.warn(f"CUDA out of memory with {len(batch)} trajectories per call of model "
                                       f"{label!r}; retrying with {size}", stacklevel=2)
                         continue
-                    store.write_part(rows)
+                    writer.submit(store.write_part, rows)
                     group = group[len(batch):]
                     timing["model_seconds"] += float(rows["model_seconds"].sum())
                     timing["overhead_seconds"] += float(rows["overhead_seconds"].sum())
             manifest["batch_size_run"][label] = size
+            writer.flush()  # this model's rows are on disk before the manifest says so
             save()
             del model
-    except KeyboardInterrupt:
+        writer.close()
+    except KeyboardInterrupt as exc:
+        _finish_writes(writer, exc)  # finished batches still reach the disk (each file atomically)
         manifest.update(status="interrupted", interrupted=now())
         save()
         raise
-    except BaseException:
+    except BaseException as exc:
+        _finish_writes(writer, exc)
         if ranks.is_main:
             if previous is None and not existed and not store.part_files():
                 store.remove()  # nothing finished: leave no half-made run folder behind

@@ -9,7 +9,9 @@ One round of one trajectory::
 
 State (original, current image, the ``ever`` mask, prepared metric statistics) stays on the
 model's device for the whole trajectory; metric values are gathered on the device and
-copied to the host once per batch. Only snapshot iterations leave the device (as PNGs).
+copied to the host once per batch. Nothing in the loop waits for the device (timings are
+device events); only snapshot iterations leave it, copied asynchronously and written as PNGs
+by a background writer.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import torch
 from ..config import ExperimentConfig
 from ..errors import ModelContractError
 from ..hallucination import ScoreWindow
-from ..io import atomic_save
+from ..io import BackgroundWriter, atomic_save
 from ..masks import mask_stats_batch
 from ..metrics import DriftTracker, MetricSuite, column_name
 from ..models import Inpainter
@@ -41,9 +43,42 @@ TIMING_COLUMNS = ["model_seconds", "overhead_seconds"]
 MASK_BOX_COLUMNS = ["mask_y0", "mask_x0", "mask_y1", "mask_x1"]
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+class _Clock:
+    """Model time and loop time per iteration without stalling the device.
+
+    On the CPU: the host clock (everything is synchronous). On CUDA: events recorded in the
+    stream (no synchronisation inside the loop); read once, at the end of the batch, as the
+    device's own timeline: an iteration lasts from its start to the next one's, so device
+    time lost waiting for the host counts as harness time.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.marks: list[tuple[Any, Any, Any]] = []
+
+    def now(self) -> Any:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def add(self, start: Any, model_start: Any, model_end: Any) -> None:
+        self.marks.append((start, model_start, model_end))
+
+    def _seconds(self, a: Any, b: Any) -> float:
+        return a.elapsed_time(b) / 1e3 if self.cuda else b - a
+
+    def read(self) -> list[tuple[float, float]]:
+        """``(model seconds, loop seconds)`` per iteration (waits for the device once)."""
+        end = self.now()
+        if self.cuda:
+            end.synchronize()
+        out = []
+        for k, (start, m0, m1) in enumerate(self.marks):
+            stop = self.marks[k + 1][0] if k + 1 < len(self.marks) else end
+            out.append((self._seconds(m0, m1), self._seconds(start, stop)))
+        return out
 
 
 def save_png(path: Path, image: np.ndarray) -> None:
@@ -58,22 +93,63 @@ def save_png(path: Path, image: np.ndarray) -> None:
     atomic_save(path, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
 
 
-def _snapshot(trajs: Sequence[Trajectory], image_dir: Callable[[str], Path], k: int, images: torch.Tensor,
-              masks: torch.Tensor | None) -> None:
-    imgs = images.float().cpu().numpy()
-    msk = masks.float().cpu().numpy() if masks is not None else None
-    for i, t in enumerate(trajs):
-        folder = image_dir(t.id)
+def _to_host(tensor: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """A host copy of ``tensor`` started without waiting: ``(copy, event to wait for or None)``."""
+    if tensor.device.type == "cuda":
+        host = torch.empty(tensor.shape, dtype=torch.float32, pin_memory=True)
+        host.copy_(tensor, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return host, event
+    return tensor.detach().to(torch.float32, copy=True), None
+
+
+def _write_snapshot(folders: list[Path], k: int, images: tuple[torch.Tensor, Any],
+                    masks: tuple[torch.Tensor, Any] | None) -> None:
+    for copy in (images, masks):
+        if copy is not None and copy[1] is not None:
+            copy[1].synchronize()
+    imgs = images[0].numpy()
+    msk = masks[0].numpy() if masks is not None else None
+    for i, folder in enumerate(folders):
         save_png(folder / f"iter_{k:04d}.png", imgs[i])
         if msk is not None:
             save_png(folder / f"mask_{k:04d}.png", msk[i])
+
+
+def _snapshot(trajs: Sequence[Trajectory], image_dir: Callable[[str], Path], k: int, images: torch.Tensor,
+              masks: torch.Tensor | None, writer: BackgroundWriter | None = None) -> None:
+    """Save iteration ``k``'s images (and masks) as PNGs; with a ``writer``, encoding happens off the loop."""
+    folders = [image_dir(t.id) for t in trajs]
+    job = (folders, k, _to_host(images), _to_host(masks) if masks is not None else None)
+    if writer is None:
+        _write_snapshot(*job)
+    else:
+        writer.submit(_write_snapshot, *job)
+
+
+def _keep(values: Any) -> Any:
+    """A model's per-item extras: host sequences are copied now; tensors and lazy sequences are read at the end."""
+    return list(values) if isinstance(values, (list, tuple)) else values
+
+
+def _host_list(values: Any) -> list[Any]:
+    return values.tolist() if isinstance(values, torch.Tensor) else list(values)
+
+
+def _masks_to(masks_np: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``B x H x W`` host masks as ``B x 1 x H x W`` on the device (pinned, asynchronous upload on CUDA)."""
+    masks = torch.from_numpy(masks_np[:, None])
+    if device.type == "cuda":
+        return masks.pin_memory().to(device, non_blocking=True).to(dtype)
+    return masks.to(dtype)
 
 
 @torch.no_grad()
 def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentConfig, suite: MetricSuite,
               window: ScoreWindow | None, image_dir: Callable[[str], Path],
               on_step: Callable[[int], None] = lambda n: None,
-              annotate: Annotator | None = None) -> pd.DataFrame:
+              annotate: Annotator | None = None, writer: BackgroundWriter | None = None) -> pd.DataFrame:
     """Run a batch of trajectories through all iterations and return their rows (iteration 0 included).
 
     Args:
@@ -86,6 +162,11 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
         image_dir: where the snapshots of a trajectory id go.
         on_step: called with the batch size after every iteration (progress).
         annotate: ground-truth annotator of the input source, if any.
+        writer: writes the snapshots in the background (default: written before going on).
+
+    Nothing inside the loop waits for the device: masks are uploaded asynchronously, checks and
+    metrics stay on the device, timings are device events, and values reach the host once, at
+    the end of the batch (snapshots are copied asynchronously and encoded by ``writer``).
     """
     trajs = list(trajs)
     device = model.device
@@ -95,20 +176,18 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
     original = torch.stack([t.image.pixels for t in trajs]).to(device)
     tracker = DriftTracker(suite, original)  # holds the previous image: the next model input
     if 0 in snaps:
-        _snapshot(trajs, image_dir, 0, original, None)
+        _snapshot(trajs, image_dir, 0, original, None, writer)
 
     per_iter: dict[str, list[torch.Tensor]] = {}
-    host: dict[str, list[float]] = {name: [] for name in TIMING_COLUMNS}
-    extras: dict[str, list[Sequence[Any]]] = {}
+    extras: dict[str, list[Any]] = {}
     start_extras = annotate(original) if annotate else {}
     no_failure = torch.zeros(b, dtype=torch.bool, device=device)
-    _sync(device)
+    clock = _Clock(device)
     for k in range(1, n_iter + 1):
-        t_start = time.perf_counter()
-        masks_np = np.stack([t.policy(h, w, k, t.key) for t in trajs])
-        masks = torch.from_numpy(masks_np[:, None]).to(device).to(original.dtype)
+        t_start = clock.now()
+        masks = _masks_to(np.stack([t.policy(h, w, k, t.key) for t in trajs]), device, original.dtype)
         seeds = [t.noise_seed(k) for t in trajs]
-        t_model = time.perf_counter()  # the device is idle: the previous iteration ended with a sync
+        t_model = clock.now()
         try:  # the model gets copies: an in-place edit can never reach the loop's own state
             record = {"x0_band": tuple(window.band)} if window is not None else {}
             result = model.inpaint(tracker.previous.clone(), masks.clone(), seeds, **record)
@@ -116,11 +195,10 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
             exc.add_note(f"(raised by model {trajs[0].model_label!r} ({type(model).__module__}."
                          f"{type(model).__qualname__}) at iteration {k} of {b} trajectories, e.g. {trajs[0].id})")
             raise
-        _sync(device)
+        t_model_end = clock.now()
         if result.x0_trajectory is not None and not model.returns_x0_trajectory:
             raise ModelContractError(f"model {trajs[0].model_label!r} returned an x0_trajectory but does not declare "
                                      "returns_x0_trajectory = True; see ripbench.models.base")
-        model_time = time.perf_counter() - t_model
         new, checks = _checked_output(result.images, original, trajs[0].model_label)
         for name, v in checks.items():
             per_iter.setdefault(name, []).append(v)
@@ -135,25 +213,26 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
                     extras.setdefault(name, []).append(list(v))
         for name, v in mask_stats_batch(masks).items():
             per_iter.setdefault(f"mask_{name}", []).append(v)
-        per_iter.setdefault("cum_mask_area", []).append(tracker.ever.float().mean(dim=(1, 2, 3)))
+        per_iter.setdefault("cum_mask_area", []).append(tracker.ever_fraction())
         fail = no_failure if result.failed is None else result.failed.to(device=device, dtype=torch.bool)
         per_iter.setdefault("model_failed", []).append(fail)
         reasons = result.extras.get("failure")
-        extras.setdefault("model_failure", []).append(list(reasons) if reasons is not None else [""] * b)
+        extras.setdefault("model_failure", []).append(_keep(reasons) if reasons is not None else [""] * b)
         for name, vals in result.extras.items():
             if name != "failure":
-                extras.setdefault(name, []).append(list(vals))
+                extras.setdefault(name, []).append(_keep(vals))
         if annotate:
             for name, vals in annotate(new).items():
-                extras.setdefault(name, []).append(list(vals))
+                extras.setdefault(name, []).append(_keep(vals))
 
         if k in snaps:
-            _snapshot(trajs, image_dir, k, new, masks)
-        _sync(device)
-        total = time.perf_counter() - t_start
+            _snapshot(trajs, image_dir, k, new, masks, writer)
+        clock.add(t_start, t_model, t_model_end)
+        on_step(b)
+    host: dict[str, list[float]] = {name: [] for name in TIMING_COLUMNS}
+    for model_time, total in clock.read():
         host["model_seconds"].extend([model_time / b] * b)
         host["overhead_seconds"].extend([(total - model_time) / b] * b)
-        on_step(b)
     return _rows(trajs, n_iter, suite, per_iter, host, extras, start_extras)
 
 
@@ -174,12 +253,13 @@ def _checked_output(images: Any, original: torch.Tensor, label: str) -> tuple[to
                                  f"{tuple(original.shape)} (B x 3 x H x W in [0, 1])")
     out = images.to(device=original.device, dtype=original.dtype)
     flat = out.flatten(1)
-    finite = torch.isfinite(flat).all(dim=1)
-    low = torch.where(torch.isfinite(flat), flat, torch.zeros_like(flat)).amin(dim=1)
-    high = torch.where(torch.isfinite(flat), flat, torch.zeros_like(flat)).amax(dim=1)
+    low, high = flat.amin(dim=1), flat.amax(dim=1)  # NaN and +-inf show in the extremes (aminmax is slower)
+    finite = torch.isfinite(low) & torch.isfinite(high)
     out_of_range = (low < -RANGE_TOLERANCE) | (high > 1 + RANGE_TOLERANCE)
     checks = {"_nonfinite": ~finite, "_out_of_range": out_of_range, "_low": low, "_high": high}
-    return torch.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0), checks
+    if out.device.type == "cpu" and bool(finite.all()):  # no device sync on the CPU: skip needless passes
+        return (out if bool((low >= 0).all() and (high <= 1).all()) else out.clamp(0.0, 1.0)), checks
+    return torch.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0), checks
 
 
 def _failures(cols: dict[str, np.ndarray], model_reasons: list[Any]) -> tuple[np.ndarray, list[str]]:
@@ -206,7 +286,7 @@ def _rows(trajs: list[Trajectory], n_iter: int, suite: MetricSuite, per_iter: di
     b = len(trajs)
     # one host transfer for all device-side values: (iterations x B) per column
     cols = {name: torch.stack(vals).cpu().numpy().reshape(-1) for name, vals in per_iter.items()}
-    cols["failed"], failure = _failures(cols, [r for per_k in extras.pop("model_failure") for r in per_k])
+    cols["failed"], failure = _failures(cols, [r for per_k in extras.pop("model_failure") for r in _host_list(per_k)])
     item = np.tile(np.arange(b), n_iter)
     frame: dict[str, Any] = {
         "trajectory_id": [trajs[i].id for i in item],
@@ -222,7 +302,7 @@ def _rows(trajs: list[Trajectory], n_iter: int, suite: MetricSuite, per_iter: di
     }
     frame["failure"] = failure
     for name, per_k in extras.items():
-        frame[name] = [v for vals in per_k for v in vals]
+        frame[name] = [v for vals in per_k for v in _host_list(vals)]
     body = pd.DataFrame(frame)
     # iteration 0: the original itself. Only "distance to the original" in the whole image (and in
     # the never-masked region, which is the whole image) is defined; everything else is missing.
