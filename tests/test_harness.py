@@ -175,3 +175,45 @@ def test_resume_refuses_rows_made_with_other_model_settings():
     _check_same(before, {"name": "m", "dtype": "float32"}, "model 'm'", False)  # nothing finished yet
     with pytest.raises(ResultsError, match=r"model 'm' differs .*\(dtype\)"):
         _check_same(before, {"name": "m", "dtype": "float32", "device": "cpu"}, "model 'm'", True)
+
+
+def test_background_writer_raises_a_failed_write_in_the_callers_thread(tmp_path):
+    from ripbench.io import BackgroundWriter, atomic_write_text
+
+    def broken(path):
+        raise OSError(f"disk full while writing {path}")
+
+    writer = BackgroundWriter(max_pending=2)
+    writer.submit(atomic_write_text, tmp_path / "first.txt", "ok")
+    writer.submit(broken, tmp_path / "second.txt")
+    writer.submit(atomic_write_text, tmp_path / "third.txt", "skipped")  # may still be queued
+    with pytest.raises(RuntimeError, match="background write .*broken failed: disk full"):
+        writer.flush()
+    writer.close()
+    assert (tmp_path / "first.txt").read_text() == "ok" and not (tmp_path / "third.txt").exists()
+    # leaving a block on an exception waits for the queue and keeps the original exception
+    with pytest.raises(KeyError) as info:
+        with BackgroundWriter() as writer:
+            writer.submit(broken, tmp_path / "fourth.txt")
+            raise KeyError("the loop's own error")
+    assert any("disk full" in note for note in info.value.__notes__)
+
+
+class _BadOutput(Inpainter):
+    """Its third item's output is in 0..255: flagged out of range, but never stops the loop on the host."""
+
+    name = "bad-range"
+
+    def inpaint(self, images, masks, seeds):
+        out = images * (1 - masks) + 0.5 * masks
+        out[2] = out[2] * 255
+        return InpaintResult(images=out, extras={"note": torch.arange(len(seeds))})
+
+
+def test_device_extras_and_out_of_range_outputs_reach_the_table(tiny_config_data):
+    tiny_config_data["models"] = [{"name": f"{__name__}:_BadOutput"}]
+    tiny_config_data["batch_size"] = 4
+    table = _run(tiny_config_data).table
+    first = table[table["iteration"] == 1].sort_values("trajectory_id")
+    assert first["failure"].str.startswith("out-of-range").sum() == 2  # item 2 of both batches
+    assert set(table.loc[table["iteration"] > 0, "note"]) == {0, 1, 2, 3}  # a tensor extra, read at the end

@@ -411,3 +411,146 @@ def test_drift_tracker_equals_separate_comparisons(astronaut_pair) -> None:
     for key in suite.keys(("current", "outside")):
         torch.testing.assert_close(got[DriftTracker.column(key, "orig")], to_orig[key], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(got[DriftTracker.column(key, "prev")], to_prev[key], rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------ fast paths, same values
+
+
+def test_region_means_equal_masked_mean_and_keep_nonfinite_values_out() -> None:
+    from ripbench.metrics.regions import RegionSet, masked_mean, region_means
+
+    g = torch.Generator().manual_seed(3)
+    values = torch.rand(3, 2, 20, 24, generator=g)
+    regions = (torch.rand(3, 4, 20, 24, generator=g) > 0.6).float()
+    regions[2, 1] = 0  # an empty region
+    got = region_means(values, regions)
+    for j in range(4):
+        torch.testing.assert_close(got[:, j], masked_mean(values, regions[:, j : j + 1]), equal_nan=True)
+    assert got[2, 1].isnan() and not got[:2].isnan().any()
+    # an inf pixel counts only in the regions holding it (the product alone would poison them all)
+    regions[0, :, 5, 5] = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    values[0, 1, 5, 5] = float("inf")
+    got = region_means(values, regions)
+    assert got[0, 0] == float("inf") and got[0, 2] == float("inf")
+    torch.testing.assert_close(got[0, 1], masked_mean(values[:1], regions[:1, 1:2])[0])
+    assert torch.isfinite(got[1]).all()
+    named = RegionSet({"a": regions[:, :1], "b": regions[:, 1:2]}).means(values)
+    torch.testing.assert_close(named["b"], got[:, 1], equal_nan=True)
+
+
+def test_region_set_of_iteration_equals_region_masks() -> None:
+    from ripbench.metrics.regions import REGIONS, RegionSet, region_masks
+
+    g = torch.Generator().manual_seed(4)
+    current = (torch.rand(2, 1, 16, 16, generator=g) > 0.7).float()
+    ever = torch.maximum(current, (torch.rand(2, 1, 16, 16, generator=g) > 0.5).float())
+    fast = RegionSet.of_iteration(current, ever)
+    slow = RegionSet(region_masks(current, ever))
+    assert fast.names == slow.names == REGIONS
+    torch.testing.assert_close(fast.stack, slow.stack)
+    torch.testing.assert_close(fast.counts, slow.counts)
+
+
+def test_ssim_cpu_filter_equals_the_convolution_path() -> None:
+    from ripbench.metrics.ssim import _gaussian_filter, _gaussian_filter_conv
+
+    x = torch.rand(2, 3, 37, 50, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(_gaussian_filter(x), _gaussian_filter_conv(x), rtol=0, atol=1e-6)
+
+
+def test_psnr_and_mse_share_one_map_and_keep_their_values(astronaut_pair, half_mask) -> None:
+    a, b = astronaut_pair
+    mask = torch.zeros(3, 1, 96, 96)
+    mask[0, :, :40] = 1
+    both = MetricSuite(names=("psnr", "ssim", "mse"))
+    assert ["psnr", "mse"] in both.groups and ["ssim"] in both.groups
+    together = both.compute(a, b, mask)
+    for name in ("psnr", "mse", "ssim"):
+        alone = MetricSuite(names=(name,)).compute(a, b, mask)
+        for key, value in alone.items():
+            torch.testing.assert_close(together[key], value, equal_nan=True)
+    torch.testing.assert_close(together["mse"], mse(a, b))
+    torch.testing.assert_close(together["psnr_current"], psnr(a, b, mask), equal_nan=True)
+
+
+@pytest.mark.parametrize("name", ["ssim", "mse", "psnr"])
+def test_builtin_fast_path_declarations_hold(name: str, astronaut_pair) -> None:
+    """What the suite relies on: whole value from the map, the self-map, and locality on crops."""
+    from ripbench.metrics import get_metric_spec
+
+    a, b = astronaut_pair
+    metric = get_metric_spec(name).build("cpu")
+    pa, pb = metric.prepare(a), metric.prepare(b)
+    whole, full = metric.compare(pa, pb)
+    border = metric.border
+    crop = full[:, :, border : full.shape[2] - border, border : full.shape[3] - border]
+    torch.testing.assert_close(metric.finish(crop.flatten(1).mean(1)), whole)
+    assert torch.equal(metric.compare_map(pa, pa), torch.full_like(full, metric.pixel_identity))
+    # a crop's map equals the full map wherever the crop holds the whole neighbourhood
+    r = metric.radius
+    y0, y1, x0, x1 = 20, 70, 0, 60  # touches the left edge: reflected like the image there
+    part = metric.compare_map(metric.prepare(a[:, :, y0:y1, x0:x1]), metric.prepare(b[:, :, y0:y1, x0:x1]))
+    assert torch.equal(part[:, :, r : part.shape[2] - r, : part.shape[3] - r], full[:, :, y0 + r : y1 - r, x0 : x1 - r])
+
+
+def test_drift_tracker_local_recomputation_equals_full_recomputation() -> None:
+    """On the CPU only the boxes around changed pixels are recomputed; the values are bit-identical."""
+    from ripbench.metrics import DriftTracker
+
+    g = torch.Generator().manual_seed(6)
+    suite = MetricSuite(names=("ssim", "psnr", "mse"))
+    b, h, w = 4, 96, 80
+    original = torch.rand(b, 3, h, w, generator=g)
+    local, full = DriftTracker(suite, original, local=True), DriftTracker(suite, original, local=False)
+    current = original
+    for k in range(6):
+        mask = torch.zeros(b, 1, h, w)
+        mask[0, :, 10 * k : 10 * k + 12, 3:20] = 1
+        mask[1, :, :7, w - 9 :] = 1  # a corner: reflection at two image edges
+        if k % 2 == 0:
+            mask[2, :, 40:60, 30:50] = 1  # item 3 keeps its image on odd iterations
+        if k == 2:
+            mask[3] = 1  # one whole image: its box is the whole image
+        if k == 3:
+            mask[2:] = 1  # boxes over half the batch: this step recomputes everything
+        new = torch.where(mask > 0.5, torch.rand(b, 3, h, w, generator=g), current)
+        got, expected = local.step(new, mask), full.step(new, mask)
+        assert list(got) == list(expected)
+        for key, value in expected.items():
+            assert torch.equal(got[key].nan_to_num(-7.0), value.nan_to_num(-7.0)), (k, key)
+        current = new
+    assert local.local_steps == 5 and full.local_steps == 0
+    assert torch.equal(original, local.original)  # the original's statistics were never updated in place
+
+
+def test_metric_with_its_own_region_reduction_is_still_honoured() -> None:
+    from ripbench.metrics import Metric, MetricSpec
+
+    class MaxError(Metric):
+        def __init__(self, device: torch.device) -> None:
+            self.device = device
+
+        def compare(self, a: torch.Tensor, b: torch.Tensor):
+            error = (a - b).abs()
+            return error.flatten(1).amax(1), error
+
+        def reduce(self, per_pixel: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+            return torch.where(region.expand_as(per_pixel) > 0.5, per_pixel, 0.0).flatten(1).amax(1)
+
+    spec = MetricSpec(name="maxerr", label="max error", higher_is_better=False, range=(0.0, 1.0), identity=0.0,
+                      compute=MaxError)
+    suite = MetricSuite.__new__(MetricSuite)
+    suite.names, suite.device, suite.specs = ("maxerr",), torch.device("cpu"), {"maxerr": spec}
+    suite.options = {"maxerr": {}}
+    suite.metrics = {"maxerr": spec.build("cpu")}
+    from ripbench.metrics.suite import _groups
+
+    suite.groups = _groups(suite.metrics)
+    a = torch.zeros(1, 3, 8, 8)
+    b = a.clone()
+    b[..., 0, 0] = 0.5
+    b[..., 7, 7] = 0.25
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 4:, 4:] = 1
+    out = suite.compute(a, b, mask)
+    assert out["maxerr"].item() == 0.5 and out["maxerr_current"].item() == 0.25 and out["maxerr_outside"].item() == 0.5
