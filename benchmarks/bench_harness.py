@@ -2,21 +2,26 @@
 
 Runs the quick preset's images and masks with a chosen model and metric set and prints,
 per inpaint (one trajectory x one iteration): model time, harness time (masks, metrics,
-snapshots, bookkeeping) and the harness share of model time. Also runs an "identity" model
+snapshots, bookkeeping) and the harness share of model time, then how the harness time
+splits into metrics (the drift tracker) and everything else. Also runs an "identity" model
 (returns its input) to isolate the pure harness cost.
 
     python benchmarks/bench_harness.py [--model biharmonic] [--iterations 10] [--size 128]
-        [--metrics lpips,ssim,psnr,mse] [--lpips-weights PATH] [--device auto]
+        [--metrics lpips,ssim,psnr,mse] [--lpips-weights PATH] [--device auto] [--threads 1] [--repeat 3]
 
-The numbers depend on the machine; report them with its description.
+With ``--repeat N`` every measurement runs N times and the medians are printed. The numbers
+depend on the machine (and on what else runs on it); report them with its description.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -41,8 +46,33 @@ class Identity(Inpainter):
         return InpaintResult(images=images.clone())
 
 
+@contextmanager
+def metric_timer() -> Iterator[list[float]]:
+    """Seconds spent in the drift tracker's steps (the metrics), while the block runs."""
+    import ripbench.run.loop as loop
+
+    spent = [0.0]
+    original = loop.DriftTracker
+
+    class Timed(original):  # type: ignore[misc, valid-type]
+        def step(self, new, mask):
+            start = time.perf_counter()
+            out = super().step(new, mask)
+            if new.device.type == "cuda":
+                torch.cuda.synchronize(new.device)
+            spent[0] += time.perf_counter() - start
+            return out
+
+    loop.DriftTracker = Timed  # type: ignore[misc]
+    try:
+        yield spent
+    finally:
+        loop.DriftTracker = original  # type: ignore[misc]
+
+
 def measure(model: str, args: argparse.Namespace) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as out:
+    """One harness run of ``model``: inpaints, wall seconds, and per-inpaint milliseconds."""
+    with tempfile.TemporaryDirectory() as out, metric_timer() as spent:
         sets = [f"iterations={args.iterations}", f"size={args.size}", f"output_dir={out}", f"device={args.device}",
                 f"metrics.names=[{args.metrics}]", f"models=[{{name: '{model}', label: bench}}]",
                 "snapshots=[0]", f"batch_size={args.batch_size}"]
@@ -54,8 +84,10 @@ def measure(model: str, args: argparse.Namespace) -> dict[str, float]:
         wall = time.perf_counter() - start
     t = result.manifest["timing"]
     n = int((result.table["iteration"] > 0).sum())
+    harness_ms = 1e3 * t["overhead_seconds"] / n
+    metrics_ms = 1e3 * spent[0] / n
     return {"inpaints": n, "wall_s": wall, "model_ms": 1e3 * t["model_seconds"] / n,
-            "harness_ms": 1e3 * t["overhead_seconds"] / n}
+            "harness_ms": harness_ms, "metrics_ms": metrics_ms, "other_ms": harness_ms - metrics_ms}
 
 
 def main() -> None:
@@ -67,15 +99,22 @@ def main() -> None:
     p.add_argument("--metrics", default="lpips,ssim,psnr,mse")
     p.add_argument("--lpips-weights", default=None)
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 gives the steadiest numbers)")
+    p.add_argument("--repeat", type=int, default=1, help="run every measurement this often; print medians")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "
           f"cuda: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
-    print(f"{args.size}px, {args.iterations} iterations, batch {args.batch_size}, metrics {args.metrics}")
+    print(f"{args.size}px, {args.iterations} iterations, batch {args.batch_size}, metrics {args.metrics}"
+          + (f", medians of {args.repeat} runs" if args.repeat > 1 else ""))
     for model in (f"{__name__}:Identity" if __name__ != "__main__" else "__main__:Identity", args.model):
-        r = measure(model, args)
+        runs = [measure(model, args) for _ in range(max(1, args.repeat))]
+        r = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
         share = r["harness_ms"] / r["model_ms"] if r["model_ms"] > 1e-3 else float("nan")
-        print(f"{model.split(':')[-1]:>12}: {r['inpaints']} inpaints in {r['wall_s']:.1f} s; per inpaint: model "
-              f"{r['model_ms']:.2f} ms, harness {r['harness_ms']:.2f} ms ({100 * share:.1f}% of model time)")
+        print(f"{model.split(':')[-1]:>12}: {int(r['inpaints'])} inpaints in {r['wall_s']:.1f} s; per inpaint: model "
+              f"{r['model_ms']:.2f} ms, harness {r['harness_ms']:.2f} ms ({100 * share:.1f}% of model time): "
+              f"metrics {r['metrics_ms']:.2f} ms, other {r['other_ms']:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -182,7 +182,10 @@ class RegionSet:
         regions.names = REGIONS
         stack = torch.empty(b, len(REGIONS), h, w, device=current.device)
         torch.gt(current, 0.5, out=stack[:, 0:1])
-        torch.gt(ever, 0.5, out=stack[:, 2:3])
+        if ever.dtype == torch.bool:
+            stack[:, 2:3].copy_(ever)  # a plain copy is much cheaper than a comparison into floats
+        else:
+            torch.gt(ever, 0.5, out=stack[:, 2:3])
         torch.sub(1.0, stack[:, 0:1], out=stack[:, 1:2])
         torch.sub(1.0, stack[:, 2:3], out=stack[:, 3:4])
         regions.stack = stack
