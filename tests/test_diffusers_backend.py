@@ -291,3 +291,28 @@ def test_identity_records_output_changing_settings(sd9: Any) -> None:
     assert ident["scheduler"] == "DPMSolverMultistepScheduler"
     assert ident["scheduler_config"]["algorithm_type"] == "dpmsolver++"
     assert ident["safety_checker"] is False and ident["paste_back"] is True
+
+
+def test_speed_switches_are_applied_and_recorded(sd9: Any) -> None:
+    """compile of UNet and VAE (in place, lazily: nothing is compiled until a call), channels-last, dtype."""
+    model = fresh(sd9, compile_unet=True, compile_vae=True, compile_mode="max-autotune", channels_last=True)
+    pipe = model.pipe
+    for module in (pipe.unet, pipe.vae.encoder, pipe.vae.decoder):
+        assert module._compiled_call_impl is not None  # nn.Module.compile() was called
+    assert type(pipe.unet).__name__ == "UNet2DConditionModel"  # the pipeline keeps its own module
+    weight = next(p for p in pipe.vae.parameters() if p.dim() == 4)
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    ident = model.identity()
+    assert ident["compile_unet"] and ident["compile_vae"] and ident["compile_mode"] == "max-autotune"
+    assert ident["channels_last"] and ident["dtype"] == "float32"
+    with pytest.raises(ConfigError, match="compile_mode"):
+        fresh(sd9, compile_mode="fastest")
+
+
+def test_failure_reasons_stay_on_the_device_until_read(sd9: Any) -> None:
+    from ripbench.models import DeviceLabels
+
+    images, masks = sample_batch(2)
+    out = fresh(sd9).inpaint(images, masks, [0, 1])
+    assert isinstance(out.extras["failure"], DeviceLabels) and out.extras["failure"]._values is None
+    assert list(out.extras["failure"]) == ["", ""]

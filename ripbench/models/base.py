@@ -184,6 +184,45 @@ DEVICE_OPTION = ModelOption("device", "auto", "torch device: auto (CUDA if avail
                             type=str)
 
 
+class DeviceLabels(Sequence[str]):
+    """Per-item labels kept as codes on the device until someone reads them (no device sync before).
+
+    A model that labels items from device values (e.g. "nan" where the output holds NaN)
+    returns this in :attr:`InpaintResult.extras`; the run loop reads it once, at the end of the
+    batch, instead of waiting for the device every iteration.
+
+    >>> import torch
+    >>> labels = DeviceLabels(torch.tensor([0, 2, 1]), ["", "nan", "all-black"])
+    >>> len(labels), list(labels), labels == ["", "all-black", "nan"]
+    (3, ['', 'all-black', 'nan'], True)
+    """
+
+    def __init__(self, codes: torch.Tensor, names: Sequence[str]) -> None:
+        self.codes = codes
+        self.names = tuple(names)
+        self._values: list[str] | None = None
+
+    def _host(self) -> list[str]:
+        if self._values is None:
+            self._values = [self.names[int(c)] for c in self.codes.tolist()]
+        return self._values
+
+    def __len__(self) -> int:
+        return int(self.codes.shape[0])
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._host()[index]
+
+    def __iter__(self) -> Any:
+        return iter(self._host())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"DeviceLabels({self._host()!r})"
+
+
 @dataclass
 class InpaintResult:
     """What a model returns for one batch.

@@ -45,7 +45,15 @@ import torch
 
 from ..errors import ConfigError, InputError, ModelNotFoundError, WeightsError
 from ._x0_capture import X0Recorder, x0_source
-from .base import DEVICE_OPTION, Inpainter, InpaintResult, ModelOption, resolve_device, resolve_dtype
+from .base import (
+    DEVICE_OPTION,
+    DeviceLabels,
+    Inpainter,
+    InpaintResult,
+    ModelOption,
+    resolve_device,
+    resolve_dtype,
+)
 from .registry import PATH_PREFIXES as _PATH_PREFIXES
 
 #: Scheduler short names -> (diffusers class name, extra config). Any diffusers
@@ -68,6 +76,9 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 _ATTENTION = ("sdpa", "eager", "xformers", "default")
+_COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+#: Failure reasons of one pipeline call, by code (first match wins: NaN, then NSFW, then all black).
+_FAILURES = ("", "nan", "nsfw", "all-black")
 #: Fallback text length when a pipeline has neither tokenizer nor text encoder.
 _DEFAULT_TEXT_LENGTH = 77
 
@@ -199,10 +210,13 @@ class DiffusersInpainter(Inpainter):
             (``x0_space="pixel"``, values in about ``[0, 1]``, unclamped).
         attention: ``"sdpa"`` (default), ``"eager"``, ``"xformers"`` or ``"default"``
             (leave the pipeline's processors as they are).
-        compile_unet: ``torch.compile`` the UNet (first call slow).
+        compile_unet: ``torch.compile`` the denoiser (UNet or transformer; first call slow).
+        compile_vae: ``torch.compile`` the VAE's encoder and decoder.
+        compile_mode: ``torch.compile`` mode (``"default"``, ``"reduce-overhead"``: CUDA graphs,
+            ``"max-autotune"``).
         vae_slicing, vae_tiling: VAE memory savers.
         cpu_offload: ``enable_model_cpu_offload`` (modules move to the GPU one at a time).
-        channels_last: UNet in channels-last memory format.
+        channels_last: denoiser and VAE in channels-last memory format.
         progress_bar: show diffusers' per-call progress bar.
 
     Example:
@@ -232,11 +246,13 @@ class DiffusersInpainter(Inpainter):
         ModelOption("skip_redundant_cfg", True, "skip the unconditional pass when it cannot change the output"),
         ModelOption("decode_trajectory", False, "decode the recorded x0 predictions to pixels"),
         ModelOption("attention", "sdpa", "attention processors", choices=("sdpa", "eager", "xformers", "default")),
-        ModelOption("compile_unet", False, "torch.compile the UNet"),
+        ModelOption("compile_unet", False, "torch.compile the UNet (or transformer)"),
+        ModelOption("compile_vae", False, "torch.compile the VAE encoder and decoder"),
+        ModelOption("compile_mode", "default", "torch.compile mode", choices=_COMPILE_MODES),
         ModelOption("vae_slicing", False, "decode the batch one image at a time"),
         ModelOption("vae_tiling", False, "decode in tiles (large images)"),
         ModelOption("cpu_offload", False, "enable_model_cpu_offload"),
-        ModelOption("channels_last", False, "UNet in channels-last memory format"),
+        ModelOption("channels_last", False, "denoiser and VAE in channels-last memory format"),
         ModelOption("progress_bar", False, "show diffusers' per-call progress bar"),
     )
 
@@ -262,6 +278,8 @@ class DiffusersInpainter(Inpainter):
         decode_trajectory: bool = False,
         attention: str = "sdpa",
         compile_unet: bool = False,
+        compile_vae: bool = False,
+        compile_mode: str = "default",
         vae_slicing: bool = False,
         vae_tiling: bool = False,
         cpu_offload: bool = False,
@@ -274,6 +292,8 @@ class DiffusersInpainter(Inpainter):
             raise ConfigError(f"strength must be in (0, 1], got {strength}")
         if attention not in _ATTENTION:
             raise ConfigError(f"unknown attention {attention!r}; use one of {list(_ATTENTION)}")
+        if compile_mode not in _COMPILE_MODES:
+            raise ConfigError(f"unknown compile_mode {compile_mode!r}; use one of {list(_COMPILE_MODES)}")
         self._device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self._device)
         self.revision, self.variant = revision, variant
@@ -309,6 +329,8 @@ class DiffusersInpainter(Inpainter):
         self.options = {
             "attention": attention,
             "compile_unet": compile_unet,
+            "compile_vae": compile_vae,
+            "compile_mode": compile_mode,
             "vae_slicing": vae_slicing,
             "vae_tiling": vae_tiling,
             "cpu_offload": cpu_offload,
@@ -373,13 +395,18 @@ class DiffusersInpainter(Inpainter):
             vae.enable_slicing()
         if vae is not None and opts["vae_tiling"]:
             vae.enable_tiling()
-        if denoiser is not None and opts["channels_last"]:
-            denoiser.to(memory_format=torch.channels_last)
-        if opts["compile_unet"]:
-            if getattr(pipe, "unet", None) is not None:
-                pipe.unet = torch.compile(pipe.unet)
-            elif getattr(pipe, "transformer", None) is not None:
-                pipe.transformer = torch.compile(pipe.transformer)
+        if opts["channels_last"]:
+            for module in (denoiser, vae):
+                if module is not None:
+                    module.to(memory_format=torch.channels_last)
+        # compiled in place (nn.Module.compile): the pipeline keeps its own module objects and configs
+        if opts["compile_unet"] and denoiser is not None:
+            denoiser.compile(mode=opts["compile_mode"])
+        if opts["compile_vae"] and vae is not None:
+            for part in ("encoder", "decoder"):
+                module = getattr(vae, part, None)
+                if isinstance(module, torch.nn.Module):
+                    module.compile(mode=opts["compile_mode"])
 
     @property
     def _exec_device(self) -> torch.device:
@@ -606,10 +633,9 @@ class DiffusersInpainter(Inpainter):
             [bool(x) for x in nsfw] if nsfw is not None else [False] * raw.shape[0], device=raw.device
         )
         failed = is_nan | black | flagged
-        reasons = [
-            "nan" if n else "nsfw" if f else "all-black" if k else ""
-            for n, k, f in zip(is_nan.tolist(), black.tolist(), flagged.tolist())
-        ]
+        # codes into _FAILURES, kept on the device: read once the batch is over (no sync per call)
+        codes = torch.where(is_nan, 1, torch.where(flagged, 2, torch.where(black, 3, 0)))
+        reasons = DeviceLabels(codes, _FAILURES)
         out = torch.nan_to_num(raw, nan=0.0)
         if self.paste_back:
             out = torch.where(masks >= 0.5, out, images)
