@@ -554,3 +554,27 @@ def test_metric_with_its_own_region_reduction_is_still_honoured() -> None:
     mask[..., 4:, 4:] = 1
     out = suite.compute(a, b, mask)
     assert out["maxerr"].item() == 0.5 and out["maxerr_current"].item() == 0.25 and out["maxerr_outside"].item() == 0.5
+
+
+def test_accelerator_code_paths_give_the_same_values(astronaut_pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The code GPUs run (no host decisions, whole-tensor kernels) agrees with the CPU code, here on the CPU."""
+    from ripbench.metrics import DriftTracker, regions
+
+    original, first = astronaut_pair
+    mask = torch.zeros(3, 1, 96, 96)
+    mask[0, :, 10:40, 20:60] = 1
+    mask[1] = 1
+    suite = MetricSuite(names=("ssim", "psnr", "mse"))
+    cpu_tracker = DriftTracker(suite, original)
+    expected = [cpu_tracker.step(first, mask), cpu_tracker.step(original, mask)]
+    monkeypatch.setattr(regions, "host_kernels", lambda tensor: False)
+    monkeypatch.setattr("ripbench.metrics.suite.host_kernels", lambda tensor: False)
+    tracker = DriftTracker(suite, original)
+    assert not tracker.local
+    got = [tracker.step(first, mask), tracker.step(original, mask)]
+    for a, b in zip(got, expected):
+        assert list(a) == list(b)
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, equal_nan=True)
+    torch.testing.assert_close(ssim(original, first), torch.tensor([structural_similarity(
+        _to_hwc(o), _to_hwc(f), **SKIMAGE_SSIM) for o, f in zip(original, first)], dtype=torch.float32), atol=1e-4, rtol=0)

@@ -52,6 +52,16 @@ import torch
 
 from ripbench.errors import InputError
 
+
+def host_kernels(tensor: torch.Tensor) -> bool:
+    """Whether the metrics use their CPU code paths for ``tensor`` (host-side decisions, cache-sized chunks).
+
+    On other devices they use code that never waits for the device. Tests replace this
+    function to run the accelerator code paths on the CPU.
+    """
+    return tensor.device.type == "cpu"
+
+
 #: Region names, in column order (the whole image has no suffix).
 REGIONS: tuple[str, ...] = ("current", "outside", "ever", "never")
 
@@ -140,7 +150,7 @@ def region_means(values: torch.Tensor, regions: torch.Tensor, counts: torch.Tens
     if counts is None:
         counts = regions.flatten(2).sum(dim=2, dtype=torch.float64).to(torch.float32)
     denominator = counts * c
-    if values.device.type != "cpu":
+    if not host_kernels(values):
         columns = [masked_mean(values, regions[:, j : j + 1]) for j in range(k)]
         return torch.stack(columns, dim=1)
     sums = torch.bmm(values.reshape(b, c, -1), regions.reshape(b, k, -1).transpose(1, 2)).sum(dim=1)

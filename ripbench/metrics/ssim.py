@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from ripbench.errors import InputError
+from ripbench.metrics import regions
 from ripbench.metrics.regions import binary_mask, check_images, masked_mean
 from ripbench.metrics.spec import Metric, MetricOutput, MetricSpec
 
@@ -118,7 +119,7 @@ def _gaussian_filter(x: torch.Tensor) -> torch.Tensor:
     convolution there); other devices: two depthwise convolutions.
     """
     n, c, h, w = x.shape
-    if x.device.type == "cpu":
+    if regions.host_kernels(x):
         flat = x.reshape(n * c, h, w)
         out = torch.empty_like(flat)
         for chunk in _plane_chunks(h, w, n * c):
@@ -176,7 +177,7 @@ def ssim_stats(images: torch.Tensor) -> SSIMStats:
     _check_size(images)
     x = images.to(torch.float32)
     n, c, h, w = x.shape
-    if x.device.type != "cpu":
+    if not regions.host_kernels(x):
         return _stats_from_moments(*ssim_moments(x))
     mean, mean_2, variance = (torch.empty_like(x) for _ in range(3))
     flat = [x.reshape(n * c, h, w)] + [t.view(n * c, h, w) for t in (mean, mean_2, variance)]
@@ -205,7 +206,7 @@ def _ssim_formula(xy_mean: torch.Tensor, a: SSIMStats, b: SSIMStats, out: torch.
 def ssim_map_from_stats(a: SSIMStats, b: SSIMStats) -> torch.Tensor:
     """Full (uncropped) SSIM map of two prepared batches (one more filtering: the cross term)."""
     x, y = a[0], b[0]
-    if x.device.type != "cpu":
+    if not regions.host_kernels(x):
         return _ssim_formula(_gaussian_filter(x * y), a, b)
     n, c, h, w = x.shape
     out = torch.empty_like(x)

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from ripbench.errors import ConfigError, InputError
-from ripbench.metrics.regions import REGIONS, RegionSet, check_images, region_masks
+from ripbench.metrics.regions import REGIONS, RegionSet, check_images, host_kernels, region_masks
 from ripbench.metrics.registry import BUILTIN_METRICS, REFERENCES, available_metrics, get_metric_spec
 from ripbench.metrics.spec import Metric
 
@@ -316,7 +316,7 @@ class DriftTracker:
         self._orig = suite.prepare(original)
         self._prev = self._orig
         h, w = original.shape[2:]
-        self.local = (original.device.type == "cpu" and h * w >= self.LOCAL_MIN_PIXELS) if local is None else local
+        self.local = (host_kernels(original) and h * w >= self.LOCAL_MIN_PIXELS) if local is None else local
         self._local_groups = [g for g in suite.groups if suite.metrics[g[0]].radius is not None
                               and _from_map(suite.metrics[g[0]])]
         self._map_orig: dict[str, torch.Tensor] = {}  # group lead -> map of the previous image vs the original
