@@ -9,7 +9,7 @@ ifneq ($(LPIPS_WEIGHTS),)
 export RIPBENCH_LPIPS_WEIGHTS ?= $(abspath $(LPIPS_WEIGHTS))
 endif
 
-.PHONY: setup quick test test-fast lint bench clean-results examples examples-quick
+.PHONY: setup quick test test-fast lint bench bench-device clean-results examples examples-quick
 
 setup: $(STAMP)
 
@@ -35,7 +35,11 @@ lint: setup
 	$(BIN)/ruff check ripbench tests benchmarks examples
 
 bench: setup
-	$(BIN)/python benchmarks/bench_harness.py
+	$(BIN)/python benchmarks/bench_harness.py --threads 1
+
+## The device benchmark (GPU: full-size SD-2 inpainting architecture; CPU: a small variant).
+bench-device: setup
+	PYTHON=$(BIN)/python bash benchmarks/device.sh
 
 clean-results:
 	find results -mindepth 1 -maxdepth 1 ! -name README.md ! -name examples -exec rm -rf {} +

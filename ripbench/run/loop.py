@@ -257,8 +257,9 @@ def _checked_output(images: Any, original: torch.Tensor, label: str) -> tuple[to
     finite = torch.isfinite(low) & torch.isfinite(high)
     out_of_range = (low < -RANGE_TOLERANCE) | (high > 1 + RANGE_TOLERANCE)
     checks = {"_nonfinite": ~finite, "_out_of_range": out_of_range, "_low": low, "_high": high}
-    if out.device.type == "cpu" and bool(finite.all()):  # no device sync on the CPU: skip needless passes
-        return (out if bool((low >= 0).all() and (high <= 1).all()) else out.clamp(0.0, 1.0)), checks
+    # always a new tensor: a model may reuse its output buffer at its next call
+    if out.device.type == "cpu" and bool(finite.all()):  # no device sync on the CPU: skip a needless pass
+        return out.clamp(0.0, 1.0), checks
     return torch.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0), checks
 
 
