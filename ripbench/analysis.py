@@ -81,6 +81,12 @@ TRAJECTORY_COLUMNS = ("run", "model", "image_id", "category", "mask_policy", "ma
 #: MSE >= 0.03 (the same 15 dB).
 DEFAULT_THRESHOLDS: dict[str, float] = {"lpips_orig": 0.5, "ssim_orig": 0.5, "psnr_orig": 15.0, "mse_orig": 0.03}
 
+#: How to read an LPIPS-alex distance: reference points measured on ripbench's sample photos (see
+#: :data:`DEFAULT_THRESHOLDS`), quoted by the report's "How to read this".
+LPIPS_REFERENCE_POINTS: dict[str, str] = {"identical": "0", "a small visible change": "about 0.1",
+                                          "a heavily blurred copy (4x down/up-sampled)": "0.41-0.45",
+                                          "two unrelated photos": "about 0.77"}
+
 #: An exponential approach is fitted only to a mean curve with at least this many iterations after 0.
 MIN_FIT_ITERATIONS = 8
 #: ... and shown only when it explains at least this share of the curve's variance (R²).
@@ -139,9 +145,12 @@ def _metric_names(table: pd.DataFrame) -> set[str]:
 
 
 def _run_signature(table: pd.DataFrame, manifest: dict[str, Any]) -> dict[str, Any]:
-    """The settings that decide whether two runs' numbers are on one scale."""
+    """The settings that decide whether two runs' numbers are on one scale (image sizes: of the
+    models that have rows in ``table``)."""
     config = manifest.get("config") or {}
-    sizes = {m.get("size") or config.get("size") for m in config.get("models") or []} or {config.get("size")}
+    shown = set(table["model"].astype(str)) if "model" in table.columns else set()
+    sizes = {m.get("size") or config.get("size") for m in config.get("models") or []
+             if str(m.get("label") or m.get("name")) in shown or not shown} or {config.get("size")}
     lpips = ((manifest.get("metrics") or {}).get("lpips") or {}).get("net")
     return {
         "iterations": config.get("iterations", int(table["iteration"].max())),
@@ -179,6 +188,8 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _short(value: Any, width: int = 60) -> str:
+    if isinstance(value, list) and value and all(isinstance(v, dict) and "name" in v for v in value):
+        value = [str(v.get("label") or v["name"]) for v in value]  # a list of models: their names
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= width else text[: width - 3] + "..."
 
@@ -282,13 +293,17 @@ def load_runs(*run_dirs: str | Path | Sequence[str | Path], labels: Sequence[str
         labels = _run_labels(flat, manifests)
     elif len(labels) != len(flat) or len(set(labels)) != len(labels):
         raise ResultsError(f"need {len(flat)} distinct run labels, got {list(labels)}")
-    signatures = {label: _run_signature(t, m) for label, t, m in zip(labels, tables, manifests)}
     if strict:
-        check_compatible(signatures)
-    differences = run_differences(signatures, {label: m.get("config") or {} for label, m in zip(labels, manifests)})
+        check_compatible({label: _run_signature(t, m) for label, t, m in zip(labels, tables, manifests)})
+    notes: list[str] = []
     if len(tables) > 1 and align:
         tables, notes = _align(tables, labels)
-        differences += notes
+    signatures = {label: _run_signature(t, m) for label, t, m in zip(labels, tables, manifests)}
+    if notes and notes[0].startswith("Iterations differ"):
+        for sig in signatures.values():
+            sig.pop("iterations")  # said, with what follows from it, by the alignment's first note
+    configs = {label: m.get("config") or {} for label, m in zip(labels, manifests)}
+    differences = run_differences(signatures, configs) + notes
     pairing: dict[str, int] = {}
     classes: list[tuple[str, ...]] = []
     for label in labels:
@@ -350,7 +365,7 @@ def trajectory_matrix(rows: pd.DataFrame, metric: str, iterations: np.ndarray,
     keys = trajectory_keys(rows)
     frame = rows[[*keys, "iteration"]].copy()
     frame["_v"] = metric_values(rows, metric, psnr_cap)
-    wide = frame.pivot_table(index=keys, columns="iteration", values="_v", aggfunc="first", dropna=False)
+    wide = frame.groupby([*keys, "iteration"], sort=True)["_v"].first().unstack("iteration")
     return wide.reindex(columns=iterations).to_numpy(dtype=float)
 
 

@@ -237,7 +237,7 @@ def test_load_runs_combines_and_compares_on_what_runs_share(tmp_path):
     both = analysis.load_runs(tmp_path / "a", tmp_path / "c")
     assert both.groupby("run")["iteration"].max().to_dict() == {"alpha": 6, "gamma": 6}
     text = " ".join(both.attrs["differences"])
-    for words in ("iterations differ ('alpha' 6, 'gamma' 9)", "image size differ ('alpha' 32, 'gamma' 64)",
+    for words in ("Iterations differ ('alpha' 0-6, 'gamma' 0-9)", "image size differ ('alpha' 32, 'gamma' 64)",
                   "no trajectory is paired", "metrics differ", "compared on iterations 0-6"):
         assert words in text, words
     assert both.attrs["pairing"] == {"alpha": 0, "gamma": 1}
