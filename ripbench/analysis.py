@@ -935,6 +935,7 @@ def region_summary(
     by: Sequence[str] = ("model", "mask_label"),
     *,
     iteration: int | None = None,
+    regions: Sequence[str] | None = None,
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
@@ -942,14 +943,17 @@ def region_summary(
 ) -> pd.DataFrame:
     """Mean of ``metric`` to the original per region at one iteration (default: the last), per group.
 
-    Columns: ``*by, region, column, n`` (trajectories with a value: a region can be empty,
-    e.g. ``never`` once every pixel has been repainted), ``mean``, ``lo``, ``hi`` (bootstrap).
+    ``regions``: a subset of :data:`REGION_MEANINGS` (default: all the table has). Columns:
+    ``*by, region, column, n`` (trajectories with a value: a region can be empty, e.g. ``never``
+    once every pixel has been repainted), ``mean``, ``lo``, ``hi`` (bootstrap).
     """
     data = observed(table)
     last = int(table["iteration"].max()) if iteration is None else int(iteration)
     at = data[data["iteration"] == last]
     rows = []
     for region, column in region_columns(table, metric).items():
+        if regions is not None and region not in regions:
+            continue
         for key, part in iter_groups(at, by):
             values = metric_values(part, column, psnr_cap)
             values = values[~np.isnan(values)]
@@ -1092,8 +1096,9 @@ def group_summary(
         order = [f"{m}@{i}" for m in present for i in iterations if f"{m}@{i}" in wide.columns]
         out = out.merge(wide[order].reset_index(), on=by, how="left")
     final = f"{rule.metric}@{last}"
-    band = region_summary(table, rule.metric, by, iteration=last, n_boot=n_boot, ci=ci, seed=seed, psnr_cap=psnr_cap)
-    band = band[band["region"] == "whole"][[*by, "lo", "hi"]].rename(columns={"lo": f"{final}_lo", "hi": f"{final}_hi"})
+    band = region_summary(table, rule.metric, by, iteration=last, regions=["whole"], n_boot=n_boot, ci=ci, seed=seed,
+                          psnr_cap=psnr_cap)
+    band = band[[*by, "lo", "hi"]].rename(columns={"lo": f"{final}_lo", "hi": f"{final}_hi"})
     if final in out.columns:
         out = out.merge(band, on=by, how="left")
         cols = list(out.columns)

@@ -77,7 +77,8 @@ def matched_pairs(table: pd.DataFrame, metric: str, a: str, b: str, *, arms: Seq
     per = _per_trajectory(table, metric, arms, psnr_cap)
     left = per[per["_arm"] == a].set_index(["_class", *MATCH_COLUMNS])[list(MEASURES)]
     right = per[per["_arm"] == b].set_index(["_class", *MATCH_COLUMNS])[list(MEASURES)]
-    return left.join(right, how="inner", lsuffix="_a", rsuffix="_b").reset_index().drop(columns="_class")
+    joined = left.merge(right, how="inner", left_index=True, right_index=True, suffixes=("_a", "_b"))
+    return joined.reset_index().drop(columns="_class")
 
 
 def _rank_biserial(d: np.ndarray) -> Any:
@@ -141,7 +142,8 @@ def paired_comparisons(
         for a, b in combinations(labels, 2):
             left = group[group["_arm"] == a].set_index(["_class", *MATCH_COLUMNS])
             right = group[group["_arm"] == b].set_index(["_class", *MATCH_COLUMNS])
-            joined = left[list(MEASURES)].join(right[list(MEASURES)], how="inner", lsuffix="_a", rsuffix="_b")
+            joined = left[list(MEASURES)].merge(right[list(MEASURES)], how="inner", left_index=True,
+                                                right_index=True, suffixes=("_a", "_b"))
             if joined.empty:
                 continue
             for measure in MEASURES:
@@ -227,7 +229,7 @@ def to_latex(comparisons: pd.DataFrame, caption: str | None = None, label: str =
     ...     "mean_a": 0.1, "mean_b": 0.2, "diff": 0.1, "diff_lo": 0.05, "diff_hi": 0.15, "r_rb": 1.0, "r_rb_lo": 1.0,
     ...     "r_rb_hi": 1.0, "p": 0.03125, "p_holm": 0.0625}])
     >>> print(to_latex(frame, caption="c").splitlines()[7])
-    grid-16 & m\\_1 & m2 & final & 6 & 0.100 & 0.200 & 0.100 [0.050, 0.150] & 1.00 [1.00, 1.00] & 0.031 & 0.062 \\\\
+    grid-16 & m\\_1 & m2 & final & 6 & 0.100 & 0.200 & 0.100 [0.050, 0.150] & 1.0 [1.0, 1.0] & 0.031 & 0.062 \\\\
     """
     shown = display_table(comparisons)
     metric = comparisons.attrs.get("metric", "")

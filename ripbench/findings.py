@@ -51,11 +51,11 @@ def fmt(value: Any, digits: int = 3) -> str:
 
 
 def decimals_for(*values: Any, digits: int = 3) -> int | None:
-    """Decimals that show the largest of ``values`` with at least three significant digits (at least
-    ``digits``); ``None`` when all are below 0.001 (then scientific notation reads better).
+    """Decimals that show the largest of ``values`` with ``digits`` significant digits; ``None`` when all
+    are below 0.001 (then scientific notation reads better).
 
-    >>> decimals_for(-0.014, 0.00048), decimals_for(0.85, 0.9), decimals_for(2e-05, 3e-05)
-    (4, 3, None)
+    >>> decimals_for(-0.014, 0.00048), decimals_for(0.85, 0.9), decimals_for(24.2), decimals_for(2e-05, 3e-05)
+    (4, 3, 1, None)
     """
     sizes = [abs(float(v)) for v in values if v is not None and not pd.isna(v) and math.isfinite(float(v))]
     largest = max(sizes, default=0.0)
@@ -63,7 +63,7 @@ def decimals_for(*values: Any, digits: int = 3) -> int | None:
         return digits
     if largest < 1e-3:
         return None
-    return max(digits, 2 - math.floor(math.log10(largest)))
+    return max(digits - 1 - math.floor(math.log10(largest)), 0)
 
 
 def fmt_interval(value: Any, lo: Any, hi: Any, digits: int = 3) -> tuple[str, str, str]:
@@ -237,14 +237,21 @@ def hallucination_sentences(rocs: Sequence[dict[str, Any]], threshold: dict[str,
     if threshold and threshold.get("status") == "ok":
         det, ret = threshold["detection"], threshold["retention"]
         before, after = threshold["rate_before"], threshold["rate_after"]
-        lines.append(
-            f"Threshold calibrated to keep {_pct(threshold['keep'])} of the in-support outputs: {fmt(threshold['threshold'])}. "
-            f"It removes {det['k']} of {det['n']} hallucinations ({_pct(det['share'])}, {ci:.0%} CI {_pct(det['lo'])} to "
-            f"{_pct(det['hi'])}) and keeps {ret['k']} of {ret['n']} in-support outputs ({_pct(ret['share'])}); the "
-            f"hallucination rate goes from {_pct(before['share'])} ({ci:.0%} CI {_pct(before['lo'])} to "
-            f"{_pct(before['hi'])}, n = {before['n']}) to {_pct(after['share'])} ({ci:.0%} CI {_pct(after['lo'])} to "
-            f"{_pct(after['hi'])}, n = {after['n']}). Calibrated and measured on the same outputs, so these shares are "
-            "optimistic.")
+
+        def share(d: dict[str, Any]) -> str:
+            return f"{_pct(d['share'])}, {ci:.0%} CI {_pct(d['lo'])} to {_pct(d['hi'])}"
+
+        head = (f"Threshold calibrated to keep {_pct(threshold['keep'])} of the in-support outputs: "
+                f"{fmt(threshold['threshold'])}. ")
+        kept = f"keeps {ret['k']} of {ret['n']} in-support outputs ({share(ret)})"
+        if det["n"] == 0:
+            lines.append(head + f"No output is hallucinated by the ground truth (rate {share(before)}, n = "
+                         f"{before['n']}), so its detection rate is undefined; it {kept}.")
+        else:
+            lines.append(head + f"It removes {det['k']} of {det['n']} hallucinations ({share(det)}) and {kept}; the "
+                         f"hallucination rate goes from {share(before)} (n = {before['n']}) to {share(after)} "
+                         f"(n = {after['n']}). Calibrated and measured on the same outputs, so these shares are "
+                         "optimistic.")
     elif threshold:
         lines.append(f"No calibrated threshold: {threshold.get('status')}.")
     if summary is not None and "halluc_slope" in summary.columns:

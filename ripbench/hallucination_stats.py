@@ -7,7 +7,9 @@ Ground truth (:func:`ground_truth`) comes from the Simple Shapes labeller when t
 (``duplicate`` in the reason = hallucination, ``ok`` = in support), else ``shapes_valid``.
 
 Outputs of one trajectory are not independent, so every interval here resamples whole
-trajectories (a cluster bootstrap, :func:`ripbench.stats.resample_ci`).
+trajectories (a cluster bootstrap, :func:`ripbench.stats.resample_ci`); a share's interval is the
+union of that and the Wilson interval (which alone would ignore the clustering, while the
+bootstrap alone collapses to a point when no output, or every output, is hallucinated).
 
 Example
 -------
@@ -30,7 +32,7 @@ import pandas as pd
 
 from .analysis import iter_groups, observed, trajectory_uid
 from .hallucination import auroc, calibrate_threshold, roc_curve
-from .stats import resample_ci
+from .stats import proportion_ci, resample_ci
 
 __all__ = ["SCORE_COLUMNS", "ground_truth", "iteration_bands", "roc_analysis", "score_bands", "threshold_analysis"]
 
@@ -89,15 +91,18 @@ def _cluster_ratio(k: np.ndarray, n: np.ndarray) -> Any:
 
 
 def _pooled_share(flags: pd.Series, clusters: pd.Series, *, n_boot: int, ci: float, seed: int) -> dict[str, Any]:
-    """Share of ``True`` among ``flags`` (NA ignored) with a cluster-bootstrap interval."""
+    """Share of ``True`` among ``flags`` (NA ignored) with its interval: the union of the Wilson interval
+    and a cluster bootstrap (trajectories resampled). Wilson alone ignores that outputs of one
+    trajectory are alike; the bootstrap alone collapses to a point when no (or every) output is flagged."""
     ok = flags.notna()
     grouped = flags[ok].astype(bool).groupby(clusters[ok])
     k, n = grouped.sum().to_numpy(float), grouped.size().to_numpy(float)
     if n.sum() == 0:
         return {"k": 0, "n": 0, "share": math.nan, "lo": math.nan, "hi": math.nan, "trajectories": 0}
     est, lo, hi = resample_ci(_cluster_ratio(k, n), len(n), n_boot=n_boot, ci=ci, seed=seed)
-    return {"k": int(k.sum()), "n": int(n.sum()), "share": float(est), "lo": float(lo), "hi": float(hi),
-            "trajectories": len(n)}
+    _, w_lo, w_hi = proportion_ci(int(k.sum()), int(n.sum()), ci)
+    return {"k": int(k.sum()), "n": int(n.sum()), "share": float(est), "lo": float(np.fmin(lo, w_lo)),
+            "hi": float(np.fmax(hi, w_hi)), "trajectories": len(n)}
 
 
 def score_bands(

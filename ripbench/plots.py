@@ -479,12 +479,15 @@ def choose_iterations(available: Sequence[int], count: int = 5) -> list[int]:
     """The original plus at most ``count`` later iterations of ``available``, spread out, the last included.
 
     >>> choose_iterations([0, 1, 2, 3, 4, 5, 10, 20], 3)
-    [0, 3, 10, 20]
+    [0, 5, 10, 20]
     """
     later = sorted(i for i in set(available) if i > 0)
     if len(later) > count:
-        picks = np.linspace(0, len(later) - 1, count).round().astype(int)
-        later = [later[i] for i in sorted(set(picks.tolist()))]
+        chosen: list[int] = []
+        for target in np.linspace(later[-1] / count, later[-1], count):
+            free = [i for i in later if i not in chosen]
+            chosen.append(min(free, key=lambda i: (abs(i - target), i)))
+        later = sorted(chosen)
     return ([0] if 0 in set(available) else []) + later
 
 

@@ -172,6 +172,16 @@ def typical_trajectories(table: pd.DataFrame, metric: str, by: Sequence[str], li
     return chosen[:limit]
 
 
+def in_reading_order(frame: pd.DataFrame, table: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Rows of a per-group frame in the figures' order (masks by area, names naturally), attrs kept."""
+    order = {key: i for i, key in enumerate(plots.ordered_groups(table, by))}
+    keys = frame[list(by)].itertuples(index=False, name=None)
+    ranked = frame.assign(_order=[order.get(tuple(k), len(order)) for k in keys])
+    out = ranked.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
+    out.attrs = frame.attrs
+    return out
+
+
 # -- tables for people --------------------------------------------------------------------------------
 
 def _iv(value: Any, lo: Any, hi: Any, digits: int = 3) -> str:
@@ -229,6 +239,20 @@ def _short_fit(status: str) -> str:
         if status.startswith(start):
             return short
     return status.split(" <")[0] + (")" if "(" in status and " <" in status else "")
+
+
+def metrics_table(table: pd.DataFrame, by: Sequence[str], **kw: Any) -> pd.DataFrame:
+    """Every metric's mean distance to the original at the last iteration per group, with its interval;
+    column headers are the metrics' labels from their specs (plug-in metrics included)."""
+    metrics = [m for m in analysis.summary_metrics(table) if m.endswith("_orig")]
+    out: pd.DataFrame | None = None
+    for metric in analysis.present_metrics(table, metrics):
+        values = analysis.region_summary(table, metric, by, regions=["whole"], **kw)
+        frame = values[list(by)].astype(str)
+        frame[column_label(metric) or metric] = [_iv(v, a, b) for v, a, b in
+                                                 zip(values["mean"], values["lo"], values["hi"])]
+        out = frame if out is None else out.merge(frame, on=list(by), how="outer")
+    return out if out is not None else pd.DataFrame()
 
 
 def summary_notes(summary: pd.DataFrame, rule: analysis.CollapseRule, ci: float) -> list[str]:
@@ -368,7 +392,7 @@ def write_report(
     by = list(by) if by is not None else [*models, "mask_label"]
     kw: dict[str, Any] = {"n_boot": n_boot, "ci": ci, "seed": seed}
     plot_kw: dict[str, Any] = {"n_boot": n_boot, "seed": seed}
-    summary = analysis.group_summary(table, by, at=at, rule=rule, **kw)
+    summary = in_reading_order(analysis.group_summary(table, by, at=at, rule=rule, **kw), table, by)
     paths: dict[str, Path] = {}
     sections: list[Section] = []
     top: list[str] = []
@@ -387,6 +411,10 @@ def write_report(
     top += [fastest] if fastest else []
     summary_section = Section("summary", "Summary per group", findings.collapse_sentences(summary, by, rule, ci),
                               [("", display_summary(summary, by, rule))], notes=summary_notes(summary, rule, ci))
+    every = metrics_table(table, by, **kw)
+    if len(every.columns) > len(by) + 1:
+        summary_section.tables.append((f"Every metric at iteration {int(table['iteration'].max())} (mean "
+                                       f"[{ci:.0%} CI])", every))
     sections.append(summary_section)
 
     # drift
