@@ -39,7 +39,7 @@ import pandas as pd
 
 from . import analysis
 from .metrics.registry import spec_for_column
-from .stats import holm, resample_ci
+from .stats import fmt_interval, holm, resample_ci
 
 __all__ = ["MATCH_COLUMNS", "MEASURES", "display_table", "matched_pairs", "paired_comparisons", "to_latex"]
 
@@ -187,8 +187,6 @@ def _num(value: float, digits: int = 3) -> str:
 
 
 def _interval(value: float, lo: float, hi: float, digits: int) -> str:
-    from .findings import fmt_interval
-
     v, a, b = fmt_interval(value, lo, hi, digits)
     return f"{v} [{a}, {b}]"
 

@@ -415,6 +415,9 @@ def write_report(
     if len(every.columns) > len(by) + 1:
         summary_section.tables.append((f"Every metric at iteration {int(table['iteration'].max())} (mean "
                                        f"[{ci:.0%} CI])", every))
+        shown = analysis.present_metrics(table, [m for m in analysis.summary_metrics(table) if m.endswith("_orig")])
+        summary_section.notes.append("Results-table columns: " + "; ".join(
+            f"{m} = {column_label(m) or m}" for m in shown) + " (all columns: results/README.md).")
     sections.append(summary_section)
 
     # drift
