@@ -464,8 +464,9 @@ _K_RANGE = (1e-4, 20.0)
 _LOG_K_GRID = np.linspace(math.log(_K_RANGE[0]), math.log(_K_RANGE[1]), 241)
 
 
-def _grid_fit(t: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Best grid ``log k`` and its ``a`` for each row of ``d`` (NaN-aware); ``log k`` NaN at the grid's low end.
+def _grid_fit(t: np.ndarray, d: np.ndarray, grid: np.ndarray = _LOG_K_GRID) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``log k`` on ``grid`` (refined between grid points) and its ``a`` for each row of ``d``
+    (NaN-aware); ``log k`` is NaN where the best is the grid's low end (no saturation).
 
     For a fixed ``k`` the best ``a`` is linear least squares, so the sum of squares of every
     row at every grid ``k`` is one matrix product.
@@ -473,7 +474,7 @@ def _grid_fit(t: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     d = np.atleast_2d(d)
     seen = ~np.isnan(d)
     d0 = np.where(seen, d, 0.0)
-    g = -np.expm1(-np.exp(_LOG_K_GRID)[:, None] * t[None, :])  # K x T
+    g = -np.expm1(-np.exp(grid)[:, None] * t[None, :])  # K x T
     dg = d0 @ g.T                                                 # R x K
     with np.errstate(invalid="ignore", divide="ignore"):
         gg = seen.astype(float) @ (g * g).T
@@ -481,12 +482,12 @@ def _grid_fit(t: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         best = np.argmin(np.where(np.isnan(sse), np.inf, sse), axis=1)
         a = np.take_along_axis(dg / gg, best[:, None], axis=1)[:, 0]
         # refine between grid points: vertex of the parabola through the best point and its neighbours
-        inner = np.clip(best, 1, len(_LOG_K_GRID) - 2)
+        inner = np.clip(best, 1, len(grid) - 2)
         s0, s1, s2 = (np.take_along_axis(sse, (inner + o)[:, None], axis=1)[:, 0] for o in (-1, 0, 1))
         curvature = s0 - 2 * s1 + s2
         shift = np.where(curvature > 0, 0.5 * (s0 - s2) / curvature, 0.0)
-    step = _LOG_K_GRID[1] - _LOG_K_GRID[0]
-    log_k = _LOG_K_GRID[inner] + np.clip(np.nan_to_num(shift), -1.0, 1.0) * step
+    step = grid[1] - grid[0]
+    log_k = grid[inner] + np.clip(np.nan_to_num(shift), -1.0, 1.0) * step
     log_k = np.where((best == 0) | ~np.isfinite(log_k), np.nan, log_k)
     return log_k, a
 
@@ -521,14 +522,14 @@ def fit_exponential(t: np.ndarray, d: np.ndarray, k_range: tuple[float, float] =
         a = float(g @ d) / gg if gg > 0 else 0.0
         return float(np.sum((d - a * g) ** 2)), a
 
-    grid = np.linspace(math.log(k_range[0]), math.log(k_range[1]), 241)
-    errors = np.array([sse(x)[0] for x in grid])
-    best = int(np.argmin(errors))
-    if best == 0:
+    grid = np.linspace(math.log(k_range[0]), math.log(k_range[1]), len(_LOG_K_GRID))
+    start = float(_grid_fit(t, d, grid)[0][0])
+    if math.isnan(start):
         return math.nan, math.nan
-    lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
-    res = minimize_scalar(lambda x: sse(x)[0], bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
-    log_k = float(res.x) if res.fun <= errors[best] else float(grid[best])
+    step = grid[1] - grid[0]
+    res = minimize_scalar(lambda x: sse(x)[0], bounds=(start - step, start + step), method="bounded",
+                          options={"xatol": 1e-6})
+    log_k = float(res.x) if res.fun <= sse(start)[0] else start
     return sse(log_k)[1], math.exp(log_k)
 
 

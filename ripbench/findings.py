@@ -175,7 +175,7 @@ def hallucination_sentences(rocs: Sequence[dict[str, Any]], threshold: dict[str,
         if roc.get("status") != "ok":
             lines.append(f"{roc['score']}: no ROC ({roc.get('status')}).")
             continue
-        text = (f"{roc['score']} separates hallucinations from in-support outputs with AUROC "
+        text = (f"Detecting hallucinated outputs by {roc['score']}: AUROC "
                 f"{_value_ci(roc['auroc'], roc['auroc_lo'], roc['auroc_hi'], ci, 2)}; n = {roc['outputs']} outputs of "
                 f"{roc['trajectories']} trajectories, {roc['hallucinated']} hallucinated).")
         if not roc["auroc_lo"] > 0.5:
