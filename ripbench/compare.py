@@ -130,7 +130,7 @@ def paired_comparisons(
     (Holm over all rows), ``zero`` (pairs with no difference, which Wilcoxon leaves out) and
     ``min_p`` (the smallest two-sided p that ``n`` pairs can give: below 0.05 needs 6 pairs).
     Pairs where either trajectory lacks the last iteration (a failed model call) are left out.
-    ``result.attrs``: ``metric``, ``iteration`` (the last one).
+    ``result.attrs``: ``metric``, ``iteration`` (the last one), ``ci``.
     """
     metric = metric or analysis.collapse_rule(table).metric
     arms = list(arms or arm_columns(table))
@@ -168,7 +168,7 @@ def paired_comparisons(
                "r_rb_lo", "r_rb_hi", "wilcoxon", "p", "p_holm", "zero", "min_p"]
     out = pd.DataFrame(rows, columns=[c for c in columns if c != "p_holm"])
     out.insert(out.columns.get_loc("p") + 1, "p_holm", holm(out["p"].to_numpy(float)) if len(out) else [])
-    out.attrs = {"metric": metric, "iteration": int(table["iteration"].max())}
+    out.attrs = {"metric": metric, "iteration": int(table["iteration"].max()), "ci": ci}
     return out[columns]
 
 
@@ -200,14 +200,15 @@ def _p(value: float) -> str:
 def display_table(comparisons: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """Readable version of :func:`paired_comparisons`: intervals in brackets, p-values rounded."""
     keys = [c for c in comparisons.columns if c not in ("a", "b") and c in ("mask_label", "category", "run")]
+    level = f"{comparisons.attrs.get('ci', 0.95):.0%}"
     out = pd.DataFrame({**{k: comparisons[k].astype(str) for k in keys},
                         "a": comparisons["a"], "b": comparisons["b"], "measure": comparisons["measure"],
                         "n pairs": comparisons["n"].astype(int),
                         "mean a": [_num(v, digits) for v in comparisons["mean_a"]],
                         "mean b": [_num(v, digits) for v in comparisons["mean_b"]],
-                        "b - a [95% CI]": [_interval(d, lo, hi, digits) for d, lo, hi in
+                        f"b - a [{level} CI]": [_interval(d, lo, hi, digits) for d, lo, hi in
                                            zip(comparisons["diff"], comparisons["diff_lo"], comparisons["diff_hi"])],
-                        "r_rb [95% CI]": [_interval(r, lo, hi, 2) for r, lo, hi in
+                        f"r_rb [{level} CI]": [_interval(r, lo, hi, 2) for r, lo, hi in
                                           zip(comparisons["r_rb"], comparisons["r_rb_lo"], comparisons["r_rb_hi"])],
                         "p": [_p(v) for v in comparisons["p"]], "p (Holm)": [_p(v) for v in comparisons["p_holm"]]})
     return out
@@ -235,7 +236,8 @@ def to_latex(comparisons: pd.DataFrame, caption: str | None = None, label: str =
     what = f"{spec.label} to the original ({spec.direction_word})" if spec else metric
     if caption is None:
         caption = _tex(f"Paired comparison of {what}: mean difference b - a over matched trajectories (same image, "
-                       "mask and seed) with 95% percentile bootstrap CI, matched-pairs rank-biserial correlation "
+                       f"mask and seed) with {comparisons.attrs.get('ci', 0.95):.0%} percentile bootstrap CI, "
+                       "matched-pairs rank-biserial correlation "
                        "r_rb, two-sided Wilcoxon signed-rank p and Holm-adjusted p.")
     else:
         caption = _tex(caption)

@@ -161,10 +161,10 @@ def curve_stats(table: pd.DataFrame, metric: str, by: Sequence[str]) -> pd.DataF
 
 
 def _band_stats(table: pd.DataFrame, metric: str, by: Sequence[str], band: str, n_boot: int,
-                seed: int) -> pd.DataFrame:
+                seed: int, ci: float = 0.95) -> pd.DataFrame:
     """Columns ``*by, iteration, mean, lo, hi, n`` for a band of kind ``ci`` or ``std``."""
     if band == "ci":
-        return analysis.bootstrap_curves(table, metric, by, n_boot=n_boot, seed=seed)
+        return analysis.bootstrap_curves(table, metric, by, n_boot=n_boot, ci=ci, seed=seed)
     if band != "std":
         raise ValueError(f"band must be 'ci' or 'std', got {band!r}")
     stats = curve_stats(analysis.observed(table), metric, by)
@@ -225,6 +225,7 @@ def collapse_curves(
     *,
     band: str = "ci",
     n_boot: int = 1000,
+    ci: float = 0.95,
     seed: int = 0,
     rule: analysis.CollapseRule | None = None,
     formats: Sequence[str] | None = None,
@@ -249,7 +250,7 @@ def collapse_curves(
     with figure_style() as plt:
         fig, axes = _grid(plt, len(present), 2, 2.5)
         for ax, metric in zip(axes.flat, present):
-            stats = _band_stats(table, metric, by, band, n_boot, seed)
+            stats = _band_stats(table, metric, by, band, n_boot, seed, ci)
             spec = spec_for_column(metric)
             if spec is not None and not np.isfinite(spec.identity):  # PSNR: the original is +inf, start at 1
                 stats = stats[stats["iteration"] > 0]
@@ -267,6 +268,7 @@ def survival_curves(
     rule: analysis.CollapseRule | str | float | None = None,
     by: Sequence[str] = ("model", "mask_label"),
     *,
+    ci: float = 0.95,
     formats: Sequence[str] | None = None,
 ) -> Path:
     """Kaplan-Meier share of trajectories not yet collapsed vs iteration, one step line per group.
@@ -276,7 +278,7 @@ def survival_curves(
     """
     rule = analysis.collapse_rule(table, rule)
     by = list(by)
-    stats = analysis.survival_curves(table, rule, by)
+    stats = analysis.survival_curves(table, rule, by, ci=ci)
     events = analysis.collapse_events(table, rule)
     keys = ordered_groups(table, by)
     colours = dict(zip(keys, _colours(len(keys))))
@@ -306,6 +308,7 @@ def model_comparison(
     line_by: str | Sequence[str] = "model",
     *,
     n_boot: int = 1000,
+    ci: float = 0.95,
     seed: int = 0,
     rule: analysis.CollapseRule | None = None,
     formats: Sequence[str] | None = None,
@@ -321,7 +324,7 @@ def model_comparison(
     panels = [p[0] for p in ordered_groups(table, [panel_by])]
     keys = ordered_groups(table, line_by)
     colours = dict(zip(keys, _colours(len(keys))))
-    stats = analysis.bootstrap_curves(table, metric, [panel_by, *line_by], n_boot=n_boot, seed=seed)
+    stats = analysis.bootstrap_curves(table, metric, [panel_by, *line_by], n_boot=n_boot, ci=ci, seed=seed)
     with figure_style() as plt:
         fig, axes = _grid(plt, len(panels), 3, 2.2, sharey=True)
         for ax, panel in zip(axes.flat, panels):
@@ -348,6 +351,7 @@ def region_curves(
     *,
     regions: Sequence[str] = ("whole", "current", "ever", "never"),
     n_boot: int = 1000,
+    ci: float = 0.95,
     seed: int = 0,
     formats: Sequence[str] | None = None,
 ) -> Path:
@@ -362,7 +366,7 @@ def region_curves(
         raise ResultsError(f"the table has no region columns of {metric}")
     by = list(by)
     keys = ordered_groups(table, by)
-    stats = {r: analysis.bootstrap_curves(table, c, by, n_boot=n_boot, seed=seed) for r, c in columns.items()}
+    stats = {r: analysis.bootstrap_curves(table, c, by, n_boot=n_boot, ci=ci, seed=seed) for r, c in columns.items()}
     with figure_style() as plt:
         fig, axes = _grid(plt, len(keys), 3, 2.1, sharey=True)
         for ax, key in zip(axes.flat, keys):
@@ -388,6 +392,7 @@ def hallucination_bands(
     *,
     bands: int = 4,
     n_boot: int = 1000,
+    ci: float = 0.95,
     seed: int = 0,
     formats: Sequence[str] | None = None,
 ) -> Path:
@@ -395,7 +400,7 @@ def hallucination_bands(
     truth, the hallucination rate per band with its 95% interval (trajectories resampled)."""
     from .hallucination_stats import _scored, score_bands
 
-    frame = score_bands(table, score, by, bands=bands, n_boot=n_boot, seed=seed)
+    frame = score_bands(table, score, by, bands=bands, n_boot=n_boot, ci=ci, seed=seed)
     if frame.empty:
         raise ResultsError(f"the table has no {score} values")
     by = list(by)
@@ -432,7 +437,7 @@ def hallucination_bands(
                              color=colours[key], marker="o", ms=3.5, capsize=2.5, label=_label(key))
             _iteration_axis(ax2)
             ax2.set_ylim(bottom=0)
-            ax2.set_ylabel("hallucination rate\n(ground truth, 95% CI)")
+            ax2.set_ylabel(f"hallucination rate\n(ground truth, {ci:.0%} CI)")
         _legend_below(fig, ncol=4)
         return save_figure(fig, path, formats)
 

@@ -391,7 +391,7 @@ def write_report(
     models = ["run", "model"] if multi else ["model"]
     by = list(by) if by is not None else [*models, "mask_label"]
     kw: dict[str, Any] = {"n_boot": n_boot, "ci": ci, "seed": seed}
-    plot_kw: dict[str, Any] = {"n_boot": n_boot, "seed": seed}
+    plot_kw: dict[str, Any] = {"n_boot": n_boot, "ci": ci, "seed": seed}
     summary = in_reading_order(analysis.group_summary(table, by, at=at, rule=rule, **kw), table, by)
     paths: dict[str, Path] = {}
     sections: list[Section] = []
@@ -451,7 +451,7 @@ def write_report(
     survival.figures.append(Figure("survival", "Survival",
                                    f"Share of trajectories not yet collapsed ({rule.describe()}; Kaplan-Meier, censored "
                                    f"at the last observed iteration); band: pointwise {ci:.0%} CI; dotted: 0.5.",
-                                   plots.survival_curves(table, fig_dir / "survival.png", rule, by,
+                                   plots.survival_curves(table, fig_dir / "survival.png", rule, by, ci=ci,
                                                          formats=("pdf", "svg"))))
     tests = analysis.logrank_tests(table, rule, by=[c for c in by if c not in models], between=models)
     if len(tests):
