@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -118,7 +119,7 @@ def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], m
     """
     import yaml
 
-    from .config import apply_overrides, load_config
+    from .config import apply_overrides, load_config, read_yaml
 
     config = load_config(config_file, preset)
     sets: list[str] = []
@@ -128,7 +129,7 @@ def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], m
             key, sep, value = item.partition("=")
             if not sep:
                 raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--model-opt")
-            opts[key.strip()] = yaml.safe_load(value)
+            opts[key.strip()] = read_yaml(value, f"--model-opt {key.strip()}") if value.strip() else None
         base = {m.name: m for m in config.models}
         entries = []
         for m in models:
@@ -171,6 +172,11 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
         click.echo(f"ripbench: run {config.name!r}: {len(config.models)} model(s), {trajectories} trajectories"
                    f"{done}, {config.iterations} iterations -> {run_dir}")
 
+    if os.environ.get("ACCELERATE_USE_CPU") and int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        click.echo("ripbench: note: running as one process: `accelerate launch --cpu` starts a single process "
+                   "unless MPI is set up; for several CPU processes use `accelerate launch --multi_gpu "
+                   "--num_processes N -m ripbench run ...` or `torchrun --nproc_per_node N -m ripbench run ...`",
+                   err=True)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("always")
@@ -182,7 +188,15 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
                        "resume.", err=True)
             sys.exit(130)
     wall = time.perf_counter() - start
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        return  # rank 0 of a multi-process launch reports for all
     table = result.table
+    failed = table[table["failed"]] if "failed" in table.columns else table.iloc[:0]
+    if len(failed):
+        reasons = failed["failure"].value_counts() if "failure" in failed.columns else {}
+        detail = "; ".join(f"{n} x {reason}" for reason, n in list(reasons.items())[:3])
+        click.echo(f"ripbench: warning: {failed['trajectory_id'].nunique()} of {table['trajectory_id'].nunique()} "
+                   f"trajectories ended with a failed output ({detail}); they count as failed, not stable", err=True)
     figure = collapse_curves(table, result.run_dir / "figures" / "collapse_curves.png")
     import pandas as pd
 

@@ -255,6 +255,34 @@ def metrics_table(table: pd.DataFrame, by: Sequence[str], **kw: Any) -> pd.DataF
     return out if out is not None else pd.DataFrame()
 
 
+def hallucination_notes(table: pd.DataFrame) -> list[str]:
+    """What the table says about how its scores were made: the noise band, steps per score, and how
+    many outputs got no score and why (columns ``halluc_band_lo``/``_hi``, ``halluc_steps``,
+    ``halluc_status``, when the run has them)."""
+    notes = []
+    later = table[table["iteration"] > 0]
+    by_model = compare.arm_columns(later)
+    if {"halluc_band_lo", "halluc_band_hi"} <= set(later.columns):
+        bands = later.dropna(subset=["halluc_band_lo", "halluc_band_hi"]).groupby(by_model)[
+            ["halluc_band_lo", "halluc_band_hi"]].first()
+        if len(bands):
+            notes.append("Scores use the denoising steps whose noise level t/T lies in the band: " + "; ".join(
+                f"{' / '.join(map(str, key if isinstance(key, tuple) else (key,)))} [{lo:g}, {hi:g}]"
+                for key, (lo, hi) in bands.iterrows()) + ".")
+    if "halluc_steps" in later.columns:
+        steps = pd.to_numeric(later["halluc_steps"], errors="coerce").dropna()
+        if len(steps):
+            low, high = int(steps.min()), int(steps.max())
+            notes.append(f"Steps per score: {low}" + (f" to {high}." if high != low else "."))
+    if "halluc_status" in later.columns:
+        counts = later["halluc_status"].dropna().astype(str).value_counts()
+        unscored = {k: int(v) for k, v in counts.items() if k != "ok"}
+        if unscored:
+            notes.append(f"{sum(unscored.values())} of {int(counts.sum())} outputs have no score: " + ", ".join(
+                f"{k} {v}" for k, v in unscored.items()) + " (see results/README.md).")
+    return notes
+
+
 def summary_notes(summary: pd.DataFrame, rule: analysis.CollapseRule, ci: float) -> list[str]:
     """What the columns of :func:`display_summary` mean (labels from the metric specs)."""
     notes = [f"n: trajectories (image x mask x seed) in the group. Brackets: {ci:.0%} confidence intervals.",
@@ -506,12 +534,7 @@ def write_report(
         halluc = Section("hallucination", "Hallucination", lines,
                          [(f"{scores[0]} per iteration band", _band_table(bands, models))],
                          notes=[f"Ground truth: {source}."])
-        if "halluc_steps" in table.columns:
-            steps = sorted(pd.to_numeric(table["halluc_steps"], errors="coerce").dropna().unique().astype(int))
-            halluc.notes.append(f"Scores are over the last {', '.join(map(str, steps))} denoising steps.")
-        if "halluc_status" in table.columns:
-            counts = table.loc[table["iteration"] > 0, "halluc_status"].astype(str).value_counts()
-            halluc.notes.append("Score status of the outputs: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + ".")
+        halluc.notes += hallucination_notes(table)
         halluc.figures.append(Figure("hallucination_bands", "Score per iteration band",
                                      "Hallucination score per band of iterations (box: quartiles, whiskers 1.5 IQR)"
                                      + (f"; right: hallucination rate by ground truth with {ci:.0%} CI."

@@ -19,8 +19,9 @@ rule                      what is checked
 ``fills-mask``            the masked region is actually repainted (it differs from the input there)
 ``deterministic``         the same inputs and seeds give the same output twice
 ``batch-independent``     item ``i`` of a batch equals the same item run alone with its seed
-``trajectory``            x0 trajectories are returned exactly as declared (``returns_x0_trajectory``,
-                          ``x0_steps``): ``K x B x ...``, finite, ``K`` at most what was asked
+``trajectory``            x0 trajectories are returned exactly as declared (``returns_x0_trajectory``):
+                          asked with ``x0_band``, ``K x B x ...``, finite, with ``K`` distinct
+                          noise levels ``x0_noise_levels`` inside the band; none when not asked
 ``per-item-fields``       ``failed`` is ``B`` booleans; every ``extras`` entry has ``B`` values
 ``options``               declared options match the constructor (names, defaults)
 ``identity``              ``identity()`` is a JSON-serialisable dict with the model's name
@@ -32,7 +33,7 @@ Example
 >>> from ripbench.models import Inpainter, InpaintResult
 >>> class Sloppy(Inpainter):
 ...     name = "sloppy"
-...     def inpaint(self, images, masks, seeds, *, trajectory_steps=0):
+...     def inpaint(self, images, masks, seeds):
 ...         images.mul_(0.5)                     # edits its input in place, ignores the mask
 ...         return InpaintResult(images=images.clone())
 >>> try:
@@ -79,9 +80,37 @@ def sample_inputs(batch: int = 3, size: int | tuple[int, int] = 32, seed: int = 
     return images.to(device), masks.to(device), [1001 + i for i in range(batch)]
 
 
+#: The band the trajectory rule asks for: every denoising step.
+_ALL_STEPS = (0.0, 1.0)
+
+
 def _call(model: Inpainter, images: torch.Tensor, masks: torch.Tensor, seeds: Sequence[int],
-          steps: int = 0) -> InpaintResult:
-    return model.inpaint(images, masks, list(seeds), trajectory_steps=steps)
+          band: tuple[float, float] | None = None) -> InpaintResult:
+    if band is None:  # the harness passes x0_band only to models that declare returns_x0_trajectory
+        return model.inpaint(images, masks, list(seeds))
+    return model.inpaint(images, masks, list(seeds), x0_band=band)
+
+
+def _trajectory_problem(result: InpaintResult, batch: int, band: tuple[float, float]) -> str | None:
+    """What is wrong with the x0 trajectory a model returned when asked for ``band`` (None if nothing)."""
+    traj = result.x0_trajectory
+    if traj is None:
+        return f"declares returns_x0_trajectory but returned none when asked for x0_band={band}"
+    if not isinstance(traj, torch.Tensor) or traj.dim() < 3 or traj.shape[0] < 1 or traj.shape[1] != batch:
+        shape = tuple(traj.shape) if isinstance(traj, torch.Tensor) else type(traj).__name__
+        return f"x0_trajectory must be K x {batch} x ... with K >= 1, got {shape}"
+    if not torch.isfinite(traj).all():
+        return "x0_trajectory holds NaN/Inf"
+    if result.x0_noise_levels is None:
+        return "x0_trajectory comes without x0_noise_levels (the noise level t/T of each step)"
+    levels = torch.as_tensor(result.x0_noise_levels, dtype=torch.float64).reshape(-1)
+    if levels.numel() != traj.shape[0]:
+        return f"x0_noise_levels holds {levels.numel()} values for {traj.shape[0]} steps"
+    if not ((levels >= band[0] - 1e-6) & (levels <= band[1] + 1e-6)).all():
+        return f"x0_noise_levels {levels.tolist()} fall outside the band {band}"
+    if levels.unique().numel() != levels.numel():
+        return f"x0_noise_levels {levels.tolist()} repeat a level: one x0 per timestep"
+    return None
 
 
 def _check_options(model: Inpainter) -> list[str]:
@@ -139,13 +168,8 @@ def check_inpainter(
     images, masks, seeds = sample_inputs(batch, size, device=device)
     images_before, masks_before = images.clone(), masks.clone()
 
-    steps = 0
-    if model.returns_x0_trajectory:
-        if not isinstance(model.x0_steps, int) or model.x0_steps < 1:
-            broken["trajectory"] = f"declares returns_x0_trajectory but x0_steps is {model.x0_steps!r}"
-        else:
-            steps = min(3, model.x0_steps)
-    result = _call(model, images, masks, seeds, steps)
+    band = _ALL_STEPS if model.returns_x0_trajectory else None
+    result = _call(model, images, masks, seeds, band)
     if not isinstance(result, InpaintResult):
         raise ModelContractError(f"check_inpainter({name}): rule 'returns-result' broken: inpaint returned "
                                  f"{type(result).__name__}, not an InpaintResult", rules=["returns-result"])
@@ -177,25 +201,22 @@ def check_inpainter(
     if bad_extras:
         broken["per-item-fields"] = f"extras {bad_extras} must hold {batch} values each"
 
-    if steps and "trajectory" not in broken:
-        traj = result.x0_trajectory
-        if traj is None:
-            broken["trajectory"] = f"declares returns_x0_trajectory but returned none when asked for {steps} steps"
-        elif traj.dim() < 3 or traj.shape[0] > steps or traj.shape[0] < 1 or traj.shape[1] != batch:
-            broken["trajectory"] = f"x0_trajectory must be K x {batch} x ... with 1 <= K <= {steps}, got " \
-                                   f"{tuple(traj.shape)}"
-        elif not torch.isfinite(traj).all():
-            broken["trajectory"] = "x0_trajectory holds NaN/Inf"
+    if band is not None:
+        problem = _trajectory_problem(result, batch, band)
+        if problem:
+            broken["trajectory"] = problem
+        elif _call(model, images_before.clone(), masks_before.clone(), seeds).x0_trajectory is not None:
+            broken["trajectory"] = "returned an x0_trajectory although no x0_band was given"
     elif not model.returns_x0_trajectory:
         if result.x0_trajectory is not None:
             broken["trajectory"] = "returned an x0_trajectory without declaring returns_x0_trajectory = True"
         notes.append("no x0 trajectory declared: the hallucination score is not computed for this model")
 
     if "shape-dtype" not in broken and "finite" not in broken:
-        again = _call(model, images_before.clone(), masks_before.clone(), seeds, steps).images.detach().float()
+        again = _call(model, images_before.clone(), masks_before.clone(), seeds, band).images.detach().float()
         if not torch.allclose(again.to(out.device), out, atol=atol, rtol=0):
             broken["deterministic"] = "two calls with the same images, masks and seeds gave different outputs"
-        alone = _call(model, images_before[1:2].clone(), masks_before[1:2].clone(), seeds[1:2], steps)
+        alone = _call(model, images_before[1:2].clone(), masks_before[1:2].clone(), seeds[1:2], band)
         single = alone.images.detach().float().to(out.device)
         if single.shape != out[1:2].shape or not torch.allclose(single, out[1:2], atol=atol, rtol=0):
             broken["batch-independent"] = "item 1 of the batch differs from the same item run alone with its seed"

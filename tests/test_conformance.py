@@ -54,7 +54,7 @@ class _Sloppy(Inpainter):
 
     name = "sloppy"
 
-    def inpaint(self, images, masks, seeds, *, trajectory_steps=0):
+    def inpaint(self, images, masks, seeds):
         images.mul_(0.5)
         return InpaintResult(images=images.clone())
 
@@ -68,7 +68,7 @@ class _Broken(Inpainter):
     def __init__(self, gain: float = 3.0) -> None:
         self.gain = gain
 
-    def inpaint(self, images, masks, seeds, *, trajectory_steps=0):
+    def inpaint(self, images, masks, seeds):
         noise = torch.rand(images.shape, generator=torch.Generator().manual_seed(sum(seeds)))
         out = images * (1 - masks) + self.gain * noise * masks
         return InpaintResult(images=out, x0_trajectory=torch.zeros(2, len(seeds), 1), extras={"x": [1]})
@@ -93,7 +93,7 @@ def test_every_other_rule_is_named() -> None:
 class _NaN(Inpainter):
     name = "nan"
 
-    def inpaint(self, images, masks, seeds, *, trajectory_steps=0):
+    def inpaint(self, images, masks, seeds):
         return InpaintResult(images=torch.where(masks > 0.5, torch.nan, images))
 
 
@@ -108,7 +108,7 @@ class _RaisesInInit(Inpainter):
     def __init__(self) -> None:
         raise TypeError("something inside the plug-in went wrong")
 
-    def inpaint(self, images, masks, seeds, *, trajectory_steps=0):  # pragma: no cover
+    def inpaint(self, images, masks, seeds):  # pragma: no cover
         return InpaintResult(images=images)
 
 
@@ -135,7 +135,7 @@ def test_options_are_checked_against_declarations() -> None:
 class _UndeclaredTrajectory(Inpainter):
     name = "undeclared"
 
-    def inpaint(self, images, masks, seeds, *, trajectory_steps=0):
+    def inpaint(self, images, masks, seeds):
         return InpaintResult(images=images * (1 - masks) + 0.5 * masks,
                              x0_trajectory=torch.zeros(3, len(seeds), 3, 4, 4))
 

@@ -36,15 +36,17 @@ def _tiny(output_dir: Path, name: str, **changes: object) -> dict:
     return {**data, **changes}
 
 
-#: The shipped diffusion model on a few Simple Shapes images: hallucination scores and ground truth.
-SHAPES = {"name": "shapes-ddpm", "options": {"steps": 4}, "inputs": {"source": "shapes", "count": 4}, "size": 32,
+#: The shipped diffusion model on a few Simple Shapes images: hallucination scores and ground truth. Six
+#: steps put four in the noise band [0, 0.5] (levels 0, 1/6, 2/6, 3/6), enough for a score.
+SHAPES = {"name": "shapes-ddpm", "options": {"steps": 6}, "inputs": {"source": "shapes", "count": 4}, "size": 32,
           "masks": [{"policy": "columns", "count": 3}]}
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("report")
-    run = run_experiment(validate_config(_tiny(out, "tiny", models=[{"name": "biharmonic"}, SHAPES])), progress=False)
+    config = _tiny(out, "tiny", models=[{"name": "biharmonic"}, SHAPES], hallucination={"window": 0.5})
+    run = run_experiment(validate_config(config), progress=False)
     return write_report([run.run_dir], n_boot=200)
 
 
@@ -103,6 +105,7 @@ def test_report_files_and_self_contained_html(report):
     for words in ("How to read this", "ssim_orig &lt;= 0.5", "Kaplan-Meier", "Full manifest.json", "biharmonic",
                   "grid-16", "fingerprint", "Drift by region", "VAE / pipeline drift", "Hallucination",
                   "Ground truth: Simple Shapes labeller", "Failures", "No failed model call",
+                  "Scores use the denoising steps whose noise level t/T lies in the band: shapes-ddpm [0, 0.5]",
                   "SSIM to original (higher is better)", "MSE to original (lower is better)",
                   "LPIPS is not in this run"):
         assert words in text, words

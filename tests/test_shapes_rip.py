@@ -43,7 +43,7 @@ def test_per_iteration_detection_known_answer():
 
 @pytest.mark.slow
 def test_short_shapes_rip_run(tmp_path):
-    out = run_shapes_rip(tmp_path / "srip", images=3, seeds=(0, 1), iterations=2, steps=5, batch_size=6,
+    out = run_shapes_rip(tmp_path / "srip", images=3, seeds=(0, 1), iterations=2, steps=10, batch_size=6,
                          progress=False)
     per = out["per_iteration"]
     assert per["iteration"].tolist() == [1, 2] and (per["images"] == 6).all()

@@ -7,6 +7,12 @@ return an ``InpaintResult``; ``ripbench.testing.check_inpainter(MeanFill())`` ch
 folder (``pip install ./examples/ripbench-example-plugin``) and ``ripbench models`` lists
 ``mean-fill``; or use it without installing as
 ``--model ripbench_example_plugin:MeanFill`` with the folder on ``PYTHONPATH``.
+
+A diffusion model would also declare ``returns_x0_trajectory = True`` and accept the keyword
+``x0_band=(lo, hi)``: then it returns, in ``InpaintResult.x0_trajectory`` (``K x B x ...``)
+and ``x0_noise_levels`` (``K`` floats), its predicted clean image at each denoising timestep
+whose noise level ``t/T`` (0 = clean, 1 = pure noise) lies in the band, for the
+hallucination score.
 """
 
 from __future__ import annotations
@@ -35,8 +41,7 @@ class MeanFill(Inpainter):
     def device(self) -> torch.device:
         return self._device
 
-    def inpaint(self, images: torch.Tensor, masks: torch.Tensor, seeds: Sequence[int], *,
-                trajectory_steps: int = 0) -> InpaintResult:
+    def inpaint(self, images: torch.Tensor, masks: torch.Tensor, seeds: Sequence[int]) -> InpaintResult:
         keep = 1.0 - masks
         mean = (images * keep).sum(dim=(2, 3), keepdim=True) / keep.sum(dim=(2, 3), keepdim=True).clamp_min(1.0)
         noise = torch.stack([

@@ -1,9 +1,9 @@
 """The plug-in interface every inpainting model implements.
 
 A model receives a *batch* of images, masks and per-item seeds and returns the
-inpainted images (and, if it is a diffusion model and was asked for it, the
-predicted clean image of the last denoising steps: the "x0 trajectory" that the
-hallucination detector scores).
+inpainted images (and, if it is a diffusion model and was asked for it, its
+predicted clean image x0 at the denoising steps of a low-noise band, each with the
+step's noise level: the "x0 trajectory" that the hallucination detector scores).
 
 Conventions (shared by every model, the harness and the metrics):
 
@@ -17,15 +17,20 @@ Conventions (shared by every model, the harness and the metrics):
 * A model must not modify ``images`` or ``masks`` in place, must return finite values in
   ``[0, 1]`` of the input's shape, and must keep the pixels where ``masks == 0`` (or say in
   its docs why not, like a latent model without paste-back).
+* noise levels: ``t/T``, the position of a denoising step on the model's training noise
+  schedule (0 = clean image, 1 = pure noise); for diffusers schedulers
+  ``timestep / num_train_timesteps``, for flow matching the sigma of the step.
 
 What a model declares, once, as class attributes (the harness reads them; nothing is inferred):
 
 * :attr:`Inpainter.option_specs` -- the options its constructor takes (name, type, default,
   one-line help; old spellings as aliases). ``ripbench models -v`` lists them, and options a
   user gives are checked against them before the model is built.
-* :attr:`Inpainter.returns_x0_trajectory` -- whether :meth:`~Inpainter.inpaint` returns the
-  predicted clean image of its denoising steps (then the hallucination score is computed),
-  and :attr:`Inpainter.x0_steps` -- how many steps one call runs (one x0 per step).
+* :attr:`Inpainter.returns_x0_trajectory` -- whether :meth:`~Inpainter.inpaint` accepts the
+  keyword ``x0_band`` and then returns the predicted clean image of its denoising timesteps in
+  that noise band with their noise levels (then the hallucination score is computed; the
+  harness passes ``x0_band`` only to such models, so others need not accept it), and
+  :attr:`Inpainter.x0_steps` -- how many denoising steps one call runs (manifest only).
 
 :func:`ripbench.testing.check_inpainter` checks all of these rules on small inputs.
 
@@ -35,7 +40,7 @@ Example
 >>> from ripbench.models.base import Inpainter, InpaintResult
 >>> class MeanFill(Inpainter):
 ...     name = "mean-fill"
-...     def inpaint(self, images, masks, seeds, *, trajectory_steps=0):
+...     def inpaint(self, images, masks, seeds):
 ...         mean = images.mean(dim=(2, 3), keepdim=True)
 ...         return InpaintResult(images=images * (1 - masks) + mean * masks)
 >>> model = MeanFill()
@@ -186,9 +191,11 @@ class InpaintResult:
     Attributes:
         images: ``B x 3 x H x W`` inpainted images in ``[0, 1]``, on the model's device.
         x0_trajectory: optional ``K x B x C x h x w`` tensor: the model's predicted clean
-            sample at each of the last ``K`` denoising steps (oldest first, the final
-            step last), one per step. ``C, h, w`` may be latent dimensions (see ``x0_space``).
-            Only models that declare :attr:`Inpainter.returns_x0_trajectory` may return it.
+            sample at ``K`` denoising steps, one per scheduler timestep (oldest = noisiest
+            first). ``C, h, w`` may be latent dimensions (see ``x0_space``). Only models that
+            declare :attr:`Inpainter.returns_x0_trajectory` may return it.
+        x0_noise_levels: the noise level ``t/T`` of each of the ``K`` steps (a tensor or a
+            sequence of floats); required with ``x0_trajectory``.
         x0_space: ``"pixel"`` when the trajectory lives in image space (values
             comparable to ``images``, scaled to ``[-1, 1]`` or ``[0, 1]``), ``"latent"``
             when it lives in a VAE latent space.
@@ -200,6 +207,7 @@ class InpaintResult:
 
     images: torch.Tensor
     x0_trajectory: torch.Tensor | None = None
+    x0_noise_levels: torch.Tensor | Sequence[float] | None = None
     x0_space: str = "pixel"
     failed: torch.Tensor | None = None
     extras: dict[str, Sequence[Any]] = field(default_factory=dict)
@@ -220,10 +228,13 @@ class Inpainter(ABC):
     name: str = "inpainter"
     #: The options the constructor takes; options a user gives are checked against them.
     option_specs: ClassVar[tuple[ModelOption, ...]] = ()
-    #: Whether :meth:`inpaint` returns an ``x0_trajectory`` when asked (``trajectory_steps > 0``).
+    #: Whether :meth:`inpaint` accepts ``x0_band`` and then returns an ``x0_trajectory`` with its
+    #: ``x0_noise_levels``. The harness passes ``x0_band`` only to models that declare this.
     #: May be set per instance when it depends on the settings (e.g. the scheduler).
     returns_x0_trajectory: bool = False
-    #: Denoising steps one call runs (one x0 each); required when :attr:`returns_x0_trajectory`.
+    #: Denoising model calls one :meth:`inpaint` runs (``None`` for non-iterative models);
+    #: recorded in the manifest. The hallucination score does not need it: it picks the
+    #: recorded steps by their noise level.
     x0_steps: int | None = None
 
     @property
@@ -238,7 +249,7 @@ class Inpainter(ABC):
         masks: torch.Tensor,
         seeds: Sequence[int],
         *,
-        trajectory_steps: int = 0,
+        x0_band: tuple[float, float] | None = None,
     ) -> InpaintResult:
         """Inpaint a batch.
 
@@ -246,9 +257,13 @@ class Inpainter(ABC):
             images: ``B x 3 x H x W`` float tensor in ``[0, 1]`` on :attr:`device`.
             masks: ``B x 1 x H x W`` float tensor in ``{0, 1}`` (1 = regenerate).
             seeds: ``B`` integer seeds, one per item.
-            trajectory_steps: keep the x0 predictions of the last this-many denoising
-                steps and return them as ``x0_trajectory`` (0 = do not record).
-                Models without :attr:`returns_x0_trajectory` ignore it.
+            x0_band: ``(lo, hi)`` noise levels ``t/T``: record the predicted clean sample of
+                every denoising timestep whose level lies in ``[lo, hi]`` and return them as
+                ``x0_trajectory`` with their ``x0_noise_levels`` (``None`` = record nothing).
+                One x0 per timestep: the prediction at the sampler's state at that timestep,
+                not at the extra evaluations of multi-evaluation samplers (Heun, KDPM2).
+                Returning steps outside the band is allowed (they are not scored). Only
+                passed to models with :attr:`returns_x0_trajectory`; others may omit it.
 
         Returns:
             An :class:`InpaintResult` whose ``images`` have the input's shape.

@@ -31,8 +31,6 @@ class _PerImageInpainter(Inpainter):
         images: torch.Tensor,
         masks: torch.Tensor,
         seeds: Sequence[int],
-        *,
-        trajectory_steps: int = 0,
     ) -> InpaintResult:
         device = images.device
         imgs = images.detach().permute(0, 2, 3, 1).float().cpu().numpy()

@@ -11,8 +11,10 @@ Two ways to make an unconditional DDPM inpaint:
   1 = keep; it is converted here, the public convention stays 1 = regenerate.
 
 Either way the known pixels of the output are the input pixels, bit for bit, and the
-predicted clean image x0 of the last denoising steps can be returned, unclipped, for the
-hallucination score. The scheduler's ``clip_sample`` is switched off for that reason.
+predicted clean image x0 of the timesteps in a noise band can be returned, unclipped, with
+their noise levels ``t/T``, for the hallucination score (one x0 per timestep: for RePaint,
+whose resampling jumps visit a timestep several times, the last visit, the one the output
+descends from). The scheduler's ``clip_sample`` is switched off for that reason.
 
 ``model="shapes"`` (the default) loads the small Simple Shapes DDPM bundled with ripbench
 (``ripbench/weights/shapes-ddpm``, see :mod:`ripbench.shapes_training`); a folder written
@@ -27,15 +29,14 @@ Example
 >>> model = PixelDDPMInpainter("shapes", steps=20)  # doctest: +SKIP
 >>> images, _ = shapes_images(2, size=32, seed=0)
 >>> masks = torch.zeros(2, 1, 32, 32); masks[..., 8:24, 8:24] = 1
->>> out = model.inpaint(images, masks, [0, 1], trajectory_steps=5)  # doctest: +SKIP
->>> tuple(out.x0_trajectory.shape)  # doctest: +SKIP
-(5, 2, 1, 32, 32)
+>>> out = model.inpaint(images, masks, [0, 1], x0_band=(0.0, 0.1))  # doctest: +SKIP
+>>> tuple(out.x0_trajectory.shape), out.x0_noise_levels.tolist()  # doctest: +SKIP
+((3, 2, 1, 32, 32), [0.1, 0.05, 0.0])
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, InputError, WeightsError
+from ..hallucination import in_band
 from ..io import sha256_file
 from .base import DEVICE_OPTION, Inpainter, InpaintResult, ModelOption, resolve_device, resolve_dtype
 
@@ -184,6 +186,8 @@ class PixelDDPMInpainter(Inpainter):
             self.weights_path, self.weights_sha256 = str(model), _sha256_state_dict(unet)
             self.name = "pixel-ddpm"
         self.model_spec = model if isinstance(model, (str, Path)) else "<UNet2DModel>"
+        # diffusers re-applies its defaults to the keys listed here, overriding what is set below
+        config.pop("_use_default_values", None)
         if scheduler_config:
             config.update(scheduler_config)
         config["clip_sample"] = False  # keep x0 unclipped: its variance is the hallucination score
@@ -266,13 +270,14 @@ class PixelDDPMInpainter(Inpainter):
         masks: torch.Tensor,
         seeds: Sequence[int],
         *,
-        trajectory_steps: int = 0,
+        x0_band: tuple[float, float] | None = None,
     ) -> InpaintResult:
         """Fill ``masks == 1`` of ``images``; see :class:`PixelDDPMInpainter`.
 
-        ``x0_trajectory`` (when ``trajectory_steps > 0``) is ``K x B x C x H x W`` in the
-        model's ``[-1, 1]`` space, unclipped, ``C`` the UNet's channel count; for RePaint
-        it holds the x0 of the last ``K`` UNet calls.
+        With ``x0_band``, ``x0_trajectory`` is ``K x B x C x H x W`` in the model's ``[-1, 1]``
+        space, unclipped, ``C`` the UNet's channel count: one x0 per timestep whose noise level
+        ``t/T`` lies in the band, noisiest first (for RePaint the last visit of each timestep),
+        with the levels in ``x0_noise_levels``.
         """
         from diffusers.utils.torch_utils import randn_tensor
 
@@ -289,7 +294,13 @@ class PixelDDPMInpainter(Inpainter):
 
         self._set_timesteps()  # RePaint's scheduler state is per call
         x = noise() * self.scheduler.init_noise_sigma
-        trajectory: deque[torch.Tensor] = deque(maxlen=max(trajectory_steps, 1))
+        total = float(self.scheduler.config.num_train_timesteps)
+        recorded: dict[int, torch.Tensor] = {}  # timestep -> x0 of its last visit
+
+        def record(t: torch.Tensor, x0: torch.Tensor) -> None:
+            if x0_band is not None and in_band(int(t) / total, x0_band):
+                recorded[int(t)] = x0.float().clone()
+
         if self.method == "replace":
             for t in self.scheduler.timesteps:
                 t_batch = t.expand(shape[0]).to(self._device)
@@ -298,7 +309,7 @@ class PixelDDPMInpainter(Inpainter):
                 eps = self.unet(x, t_batch).sample
                 step = self.scheduler.step(eps, t, x, generator=generators)
                 x = step.prev_sample
-                trajectory.append(step.pred_original_sample)
+                record(t, step.pred_original_sample)
         else:
             keep = 1 - m  # RePaint: 1 = keep
             t_last = self.scheduler.timesteps[0] + 1
@@ -307,7 +318,7 @@ class PixelDDPMInpainter(Inpainter):
                     eps = self.unet(x, t.expand(shape[0])).sample
                     step = self.scheduler.step(eps, t, x, original, keep, generator=generators)
                     x = step.prev_sample
-                    trajectory.append(step.pred_original_sample)
+                    record(t, step.pred_original_sample)
                 else:
                     x = self.scheduler.undo_step(x, t_last, generator=generators)
                 t_last = t
@@ -317,8 +328,12 @@ class PixelDDPMInpainter(Inpainter):
             filled = filled.expand(-1, images.shape[1], -1, -1)
         out = torch.where(regen, filled.to(images.dtype), images)
         result = InpaintResult(images=out, x0_space="pixel")
-        if trajectory_steps > 0:
-            result.x0_trajectory = torch.stack(list(trajectory)[-trajectory_steps:])
+        if x0_band is not None:
+            order = sorted(recorded, reverse=True)  # noisiest first
+            result.x0_trajectory = (
+                torch.stack([recorded[t] for t in order]) if order else torch.zeros((0, shape[0]), device=self._device)
+            )
+            result.x0_noise_levels = torch.tensor([t / total for t in order], dtype=torch.float64)
         return result
 
     def sample(self, seeds: Sequence[int]) -> torch.Tensor:
