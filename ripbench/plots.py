@@ -105,7 +105,7 @@ def save_figure(fig: Any, path: str | Path, formats: Sequence[str] | None = None
             for fmt in dict.fromkeys(wanted):
                 target = path.with_suffix(f".{fmt}")
                 atomic_save(target, lambda tmp, fmt=fmt: fig.savefig(
-                    tmp, dpi=DPI, format=fmt, bbox_inches="tight", pad_inches=0.03, metadata=meta_for.get(fmt)))
+                    tmp, dpi=DPI, format=fmt, bbox_inches=None, metadata=meta_for.get(fmt)))
     finally:
         plt.close(fig)
     return path

@@ -14,7 +14,7 @@ figures (:mod:`ripbench.plots`) and writes, into the output folder:
 * ``comparisons.csv`` and ``comparisons.tex`` - the paired comparisons (when models share
   trajectories), the LaTeX one a ``booktabs`` table for a paper;
 * ``failures.csv`` - every failed trajectory (when there are any);
-* ``figures/`` - every figure as PNG (:data:`ripbench.plots.DPI` dpi) and PDF (line plots also SVG).
+* ``figures/`` - every figure as PNG (:data:`ripbench.plots.DPI` dpi) and PDF.
 
 Example
 -------
@@ -63,7 +63,7 @@ class Figure:
     title: str
     caption: str
     path: Path
-    formats: tuple[str, ...] = ("pdf", "svg")
+    formats: tuple[str, ...] = ("pdf",)
     photo: bool = False
 
 
@@ -456,13 +456,13 @@ def write_report(
                                 f"Mean distance to the original per iteration, one panel per metric; band: {ci:.0%} "
                                 "bootstrap CI of the mean; dashed: collapse threshold; n: trajectories.",
                                 plots.collapse_curves(table, fig_dir / "collapse_curves.png", curve_metrics, by,
-                                                      rule=rule, formats=("pdf", "svg"), **plot_kw)))
+                                                      rule=rule, formats=("pdf",), **plot_kw)))
     if table["mask_label"].nunique() > 1 or table[models].drop_duplicates().shape[0] > 1:
         drift.figures.append(Figure("model_comparison", "Models compared per mask",
                                     f"{findings.metric_phrase(rule.metric)} per iteration, one panel per mask, one "
                                     f"line per {' / '.join(models)}; band: {ci:.0%} bootstrap CI.",
                                     plots.model_comparison(table, fig_dir / "model_comparison.png", rule.metric,
-                                                           "mask_label", models, rule=rule, formats=("pdf", "svg"),
+                                                           "mask_label", models, rule=rule, formats=("pdf",),
                                                            **plot_kw)))
     per_category = table.groupby("category")["image_id"].nunique() if "category" in table.columns else pd.Series()
     if (per_category >= 2).sum() >= 2:
@@ -470,7 +470,7 @@ def write_report(
                                     f"{findings.metric_phrase(rule.metric)} per iteration for each image category "
                                     "(all masks together).",
                                     plots.collapse_curves(table, fig_dir / "categories.png", [rule.metric],
-                                                          [*models, "category"], rule=rule, formats=("pdf", "svg"),
+                                                          [*models, "category"], rule=rule, formats=("pdf",),
                                                           **plot_kw)))
     sections.append(drift)
 
@@ -480,15 +480,18 @@ def write_report(
                                    f"Share of trajectories not yet collapsed ({rule.describe()}; Kaplan-Meier, censored "
                                    f"at the last observed iteration); band: pointwise {ci:.0%} CI; dotted: 0.5.",
                                    plots.survival_curves(table, fig_dir / "survival.png", rule, by, ci=ci,
-                                                         formats=("pdf", "svg"))))
-    tests = analysis.logrank_tests(table, rule, by=[c for c in by if c not in models], between=models)
+                                                         formats=("pdf",))))
+    strata = [c for c in by if c not in models]
+    tests = analysis.logrank_tests(table, rule, by=strata, between=models)
     if len(tests):
+        tests = in_reading_order(tests, table, strata)
         tests["p_holm"] = holm(tests["pvalue"].to_numpy(float))
         survival.tables.append(("Log-rank tests of time to collapse (Holm over the rows)", _logrank_table(tests)))
     sections.append(survival)
 
     # paired comparisons
     comparisons = compare.paired_comparisons(table, rule.metric, **kw)
+    comparisons = in_reading_order(comparisons, table, ["mask_label"]) if len(comparisons) else comparisons
     if len(comparisons):
         lines = findings.comparison_sentences(comparisons, ci=ci)
         top += lines
@@ -517,7 +520,7 @@ def write_report(
                                          f"per group; band: {ci:.0%} bootstrap CI. Never-masked = VAE / pipeline "
                                          "drift, ever-masked = denoiser drift.",
                                          plots.region_curves(table, fig_dir / "regions.png", rule.metric, by,
-                                                             formats=("pdf", "svg"), **plot_kw)))
+                                                             formats=("pdf",), **plot_kw)))
         except ResultsError:
             pass
         sections.append(region)
@@ -540,12 +543,12 @@ def write_report(
                                      + (f"; right: hallucination rate by ground truth with {ci:.0%} CI."
                                         if "halluc_rate" in bands.columns else "."),
                                      plots.hallucination_bands(table, fig_dir / "hallucination_bands.png", scores[0],
-                                                               models, formats=("pdf", "svg"), **plot_kw)))
+                                                               models, formats=("pdf",), **plot_kw)))
         if any(r["status"] == "ok" for r in rocs):
             halluc.figures.append(Figure("roc", "ROC against ground truth",
                                          f"ROC of each score; legend: AUROC with {ci:.0%} CI (trajectories "
                                          "resampled); dotted: chance.",
-                                         plots.roc_curves(rocs, fig_dir / "roc.png", formats=("pdf", "svg"))))
+                                         plots.roc_curves(rocs, fig_dir / "roc.png", formats=("pdf",))))
         sections.append(halluc)
 
     # pictures

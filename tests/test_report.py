@@ -87,7 +87,6 @@ def test_report_files_and_self_contained_html(report):
         assert report[key].is_file() and report[key].stat().st_size > 0, key
         if report[key].suffix == ".png":
             assert report[key].with_suffix(".pdf").read_bytes()[:5] == b"%PDF-", key
-    assert report["collapse_curves"].with_suffix(".svg").is_file()
     text = html_path.read_text()
     parser = _Refs()
     parser.feed(text)
@@ -283,3 +282,33 @@ def test_report_renders_in_headless_chromium(which, report, two_models, tmp_path
 
     with Image.open(screenshot) as shot:
         assert shot.width >= 1200 and shot.height > 3000
+
+
+def test_report_of_a_synthetic_run_with_failures_and_ground_truth(tmp_path):
+    """Every section from a synthetic run folder (no model runs): pairs, regions, ROC, a failed trajectory."""
+    from ripbench.store import RunStore
+    from tests.test_plots import synthetic_run
+
+    folder = tmp_path / "synthetic"
+    table = synthetic_run(folder)
+    failed = (table["trajectory_id"] == "beta__dog__grid-16__s1") & (table["iteration"] >= 5)
+    table.loc[failed, "failed"] = True
+    table["failure"] = table["failed"].map({True: "nan: 3 NaN values", False: ""})
+    for part in RunStore(folder).part_files():
+        part.unlink()
+    RunStore(folder).write_part(table.drop(columns="run"))
+    paths = write_report(folder, tmp_path / "out", n_boot=100)
+    text = paths["html"].read_text()
+    for words in ("Fastest drift: beta / grid-128", "LPIPS to original (lower is better)", "Paired comparisons",
+                  "Detecting hallucinated outputs by halluc_score: AUROC", "1 of 24 trajectories had a failed model "
+                  "call", "nan: 3 NaN values", "never-masked pixels (VAE / pipeline drift)"):
+        assert words in text, words
+    failures = pd.read_csv(paths["failures_csv"])
+    assert failures[["model", "image_id", "mask_label", "seed", "iteration", "last_good"]].values.tolist() == [
+        ["beta", "dog", "grid-16", 1, 5, 4]]
+    comparisons = pd.read_csv(paths["comparisons_csv"])
+    assert comparisons["mask_label"].tolist() == ["grid-8"] * 2 + ["grid-16"] * 2 + ["grid-128"] * 2  # by area
+    assert comparisons.loc[comparisons["mask_label"] == "grid-16", "n"].tolist() == [3, 3]  # the failed pair left out
+    assert (comparisons["worse"][:4] == "beta").all()  # beta drifts 1.5 times as fast...
+    assert comparisons["worse"][4:].tolist() == ["neither", "beta"]  # ...but both end at LPIPS 1 on grid-128
+    assert paths["html"].stat().st_size < 1_000_000
