@@ -734,13 +734,15 @@ def _markdown(title: str, runs: list[str], rule: analysis.CollapseRule, top: lis
           *(f"- {line}" for line in top), ""]
     for section in sections:
         md += [f"## {section.title}", ""]
-        md += [f"- {line}" for line in section.sentences]
+        if section.sentences:
+            md += [f"- {line}" for line in section.sentences] + [""]
         for caption, frame in section.tables:
-            md += ["", f"**{caption}**" if caption else "", "", markdown_table(frame)]
-        md += [""] + [f"{note}" for note in section.notes]
-        for fig in section.figures:
-            md.append(f"- [{fig.title}]({fig.path.relative_to(out).as_posix()}): {fig.caption}")
-        md.append("")
+            md += ([f"**{caption}**", ""] if caption else []) + [markdown_table(frame), ""]
+        for note in section.notes:
+            md += [note, ""]
+        if section.figures:
+            md += [f"- [{fig.title}]({fig.path.relative_to(out).as_posix()}): {fig.caption}"
+                   for fig in section.figures] + [""]
     md += ["## Settings", ""]
     for run in runs:
         md += [f"### Run {run}", ""]
