@@ -26,6 +26,7 @@ PosixPath('results/quick/report/report.html')
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import json
@@ -374,6 +375,191 @@ def _figure_files(fig: Figure) -> list[str]:
 
 # -- the report ---------------------------------------------------------------------------------------
 
+@dataclass
+class _Context:
+    """What every section builder needs: the table and its settings, and where results go."""
+
+    table: pd.DataFrame
+    rule: analysis.CollapseRule
+    by: list[str]
+    models: list[str]
+    summary: pd.DataFrame
+    out: Path
+    ci: float
+    kw: dict[str, Any]
+    top: list[str] = field(default_factory=list)
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def fig_dir(self) -> Path:
+        return self.out / "figures"
+
+    def write(self, key: str, name: str, text: str) -> None:
+        """Write a result file beside the report and remember it under ``key``."""
+        self.paths[key] = self.out / name
+        atomic_write_text(self.paths[key], text)
+
+
+def _summary_section(c: _Context) -> Section:
+    table, by, rule = c.table, c.by, c.rule
+    fastest = findings.fastest_drift(c.summary, by, c.ci, table)
+    c.top += [fastest] if fastest else []
+    section = Section("summary", "Summary per group", findings.collapse_sentences(c.summary, by, rule, c.ci),
+                      [("", display_summary(c.summary, by, rule))], notes=summary_notes(c.summary, rule, c.ci))
+    every = metrics_table(table, by, **c.kw)
+    if len(every.columns) > len(by) + 1:
+        section.tables.append((f"Every metric at iteration {int(table['iteration'].max())} (mean "
+                               f"[{c.ci:.0%} CI])", every))
+        shown = analysis.present_metrics(table, [m for m in analysis.summary_metrics(table) if m.endswith("_orig")])
+        section.notes.append("Results-table columns: " + "; ".join(f"{m} = {column_label(m) or m}" for m in shown)
+                             + " (all columns: results/README.md).")
+    return section
+
+
+def _drift_section(c: _Context) -> Section:
+    table, rule, models, phrase = c.table, c.rule, c.models, findings.metric_phrase(c.rule.metric)
+    section = Section("drift", "Drift from the original")
+    curve_metrics = list(dict.fromkeys([rule.metric, *[m for m in analysis.summary_metrics(table)
+                                                      if m.endswith("_orig")]]))
+    section.figures.append(Figure(
+        "collapse_curves", "Drift curves", f"Mean distance to the original per iteration, one panel per metric; "
+        f"band: {c.ci:.0%} bootstrap CI of the mean; dashed: collapse threshold; n: trajectories.",
+        plots.collapse_curves(table, c.fig_dir / "collapse_curves.png", curve_metrics, c.by, rule=rule,
+                              formats=("pdf",), **c.kw)))
+    if table["mask_label"].nunique() > 1 or table[models].drop_duplicates().shape[0] > 1:
+        section.figures.append(Figure(
+            "model_comparison", "Models compared per mask", f"{phrase} per iteration, one panel per mask, one line "
+            f"per {' / '.join(models)}; band: {c.ci:.0%} bootstrap CI.",
+            plots.model_comparison(table, c.fig_dir / "model_comparison.png", rule.metric, "mask_label", models,
+                                   rule=rule, formats=("pdf",), **c.kw)))
+    per_category = table.groupby("category")["image_id"].nunique() if "category" in table.columns else pd.Series()
+    if (per_category >= 2).sum() >= 2:
+        section.figures.append(Figure(
+            "categories", "By image category", f"{phrase} per iteration for each image category (all masks together).",
+            plots.collapse_curves(table, c.fig_dir / "categories.png", [rule.metric], [*models, "category"],
+                                  rule=rule, formats=("pdf",), **c.kw)))
+    return section
+
+
+def _survival_section(c: _Context) -> Section:
+    section = Section("survival", "Collapse and survival")
+    section.figures.append(Figure(
+        "survival", "Survival", f"Share of trajectories not yet collapsed ({c.rule.describe()}; Kaplan-Meier, censored "
+        f"at the last observed iteration); band: pointwise {c.ci:.0%} CI; dotted: 0.5.",
+        plots.survival_curves(c.table, c.fig_dir / "survival.png", c.rule, c.by, ci=c.ci, formats=("pdf",))))
+    strata = [col for col in c.by if col not in c.models]
+    tests = analysis.logrank_tests(c.table, c.rule, by=strata, between=c.models)
+    if len(tests):
+        tests = in_reading_order(tests, c.table, strata)
+        tests["p_holm"] = holm(tests["pvalue"].to_numpy(float))
+        section.tables.append(("Log-rank tests of time to collapse (Holm over the rows)", _logrank_table(tests)))
+    return section
+
+
+def _paired_section(c: _Context) -> Section | None:
+    comparisons = compare.paired_comparisons(c.table, c.rule.metric, **c.kw)
+    if comparisons.empty:
+        return None
+    comparisons = in_reading_order(comparisons, c.table, ["mask_label"])
+    lines = findings.comparison_sentences(comparisons, ci=c.ci)
+    c.top += lines
+    c.write("comparisons_csv", "comparisons.csv", comparisons.to_csv(index=False))
+    c.write("comparisons_tex", "comparisons.tex", compare.to_latex(comparisons))
+    return Section("paired", "Paired comparisons", lines, [("", compare.display_table(comparisons))],
+                   notes=[f"Metric: {findings.metric_phrase(c.rule.metric)}, final = at iteration "
+                          f"{comparisons.attrs['iteration']}, auc = area under the curve / iterations. Pairs: same "
+                          "image, mask and seed. Files: comparisons.csv (full precision), comparisons.tex (booktabs "
+                          "table for a paper)."])
+
+
+def _region_section(c: _Context) -> Section | None:
+    metric = c.rule.metric
+    regions = analysis.region_summary(c.table, metric, c.by, **c.kw)
+    if regions.empty or not set(regions["region"]) - {"whole"}:
+        return None
+    phrase = findings.metric_phrase(metric)
+    section = Section("regions", "Drift by region", findings.region_sentences(regions, c.by, metric, c.ci),
+                      [(f"{phrase} at iteration {regions.attrs['iteration']}, mean [CI] and n per region",
+                        _region_table(regions, c.by))],
+                      notes=["; ".join(f"{k}: {v}" for k, v in analysis.REGION_MEANINGS.items()) + "."])
+    with contextlib.suppress(ResultsError):  # fewer than two regions with values: the table says it all
+        section.figures.append(Figure(
+            "regions", "Drift per region", f"{phrase} per iteration and region, one panel per group; band: "
+            f"{c.ci:.0%} bootstrap CI. Never-masked = VAE / pipeline drift, ever-masked = denoiser drift.",
+            plots.region_curves(c.table, c.fig_dir / "regions.png", metric, c.by, formats=("pdf",), **c.kw)))
+    return section
+
+
+def _hallucination_section(c: _Context, keep: float) -> Section | None:
+    table, models = c.table, c.models
+    scores = [s for s in hallucination_stats.SCORE_COLUMNS if analysis.present_metrics(table, [s])]
+    if not scores:
+        return None
+    rocs = [hallucination_stats.roc_analysis(table, s, **c.kw) for s in scores]
+    cut = hallucination_stats.threshold_analysis(table, scores[0], keep, **c.kw)
+    _, source = hallucination_stats.ground_truth(table)
+    lines = findings.hallucination_sentences(rocs, cut, c.summary, c.by, c.ci)
+    c.top += [line for line in lines if "AUROC" in line][:1]
+    bands = hallucination_stats.score_bands(table, scores[0], models, **c.kw)
+    section = Section("hallucination", "Hallucination", lines,
+                      [(f"{scores[0]} per iteration band", _band_table(bands, models))],
+                      notes=[f"Ground truth: {source}.", *hallucination_notes(table)])
+    rate = f"; right: hallucination rate by ground truth with {c.ci:.0%} CI." if "halluc_rate" in bands.columns else "."
+    section.figures.append(Figure(
+        "hallucination_bands", "Score per iteration band",
+        f"Hallucination score per band of iterations (box: quartiles, whiskers 1.5 IQR){rate}",
+        plots.hallucination_bands(table, c.fig_dir / "hallucination_bands.png", scores[0], models, formats=("pdf",),
+                                  **c.kw)))
+    if any(r["status"] == "ok" for r in rocs):
+        section.figures.append(Figure(
+            "roc", "ROC against ground truth", f"ROC of each score; legend: AUROC with {c.ci:.0%} CI (trajectories "
+            "resampled); dotted: chance.", plots.roc_curves(rocs, c.fig_dir / "roc.png", formats=("pdf",))))
+    return section
+
+
+def _pictures_section(c: _Context, max_strips: int) -> Section | None:
+    table, metric = c.table, c.rule.metric
+    runs = list(table.attrs["run_dirs"])
+    spec = spec_for_column(metric)
+    section = Section("pictures", "Pictures")
+    for run in runs:
+        run_dir = Path(table.attrs["run_dirs"][run])
+        rows = table[table["run"] == run]
+        suffix, where = (f"_{_slug(run)}", f" (run {run})") if len(runs) > 1 else ("", "")
+        ids = [t for t in typical_trajectories(rows, metric, ["model", "mask_label"], max_strips)
+               if plots.snapshot_iterations(run_dir, t)]
+        if ids:
+            section.figures.append(Figure(
+                f"image_strips{suffix}", f"One trajectory per model and mask{where}",
+                "For each model and mask, the trajectory whose final distance is the group's median, at saved "
+                "iterations next to the original; red: the region repainted at that iteration; under each image: "
+                f"{spec.label if spec else metric} to the original.",
+                plots.image_strips(run_dir, ids, c.fig_dir / f"image_strips{suffix}.png", table=rows, metric=metric,
+                                   formats=("pdf",)), photo=True))
+        with contextlib.suppress(ResultsError):  # no saved snapshots: no heat map
+            section.figures.append(Figure(
+                f"drift_heatmap{suffix}", f"Where the images changed{where}",
+                "Mean absolute pixel change between the last saved snapshot and the original, per image and mask, "
+                "averaged over models and seeds.",
+                plots.drift_heatmap(run_dir, c.fig_dir / f"drift_heatmap{suffix}.png", table=rows, formats=("pdf",)),
+                photo=True))
+    return section if section.figures else None
+
+
+def _failure_section(c: _Context) -> Section:
+    found = analysis.failures(c.table, c.rule.metric)
+    lines = findings.failure_sentences(c.table, found, c.ci)
+    c.top += [line for line in lines if not line.startswith("No failed")]
+    section = Section("failures", "Failures", lines)
+    if len(found):
+        c.write("failures_csv", "failures.csv", found.to_csv(index=False))
+        section.tables.append(("", _failure_table(found)))
+        if len(found) > MAX_LISTED_FAILURES:
+            section.notes.append(f"The first {MAX_LISTED_FAILURES} of {len(found)} are listed; all are in "
+                                 "failures.csv.")
+    return section
+
+
 def write_report(
     run_dirs: Sequence[str | Path] | str | Path,
     out_dir: str | Path | None = None,
@@ -412,198 +598,32 @@ def write_report(
     dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(d) for d in run_dirs]
     table = analysis.load_runs(*dirs)
     out = Path(out_dir) if out_dir is not None else default_out_dir(dirs)
-    fig_dir = out / "figures"
     rule = analysis.collapse_rule(table, threshold)
     runs = list(table.attrs["run_dirs"])
-    multi = len(runs) > 1
-    models = ["run", "model"] if multi else ["model"]
+    models = ["run", "model"] if len(runs) > 1 else ["model"]
     by = list(by) if by is not None else [*models, "mask_label"]
     kw: dict[str, Any] = {"n_boot": n_boot, "ci": ci, "seed": seed}
-    plot_kw: dict[str, Any] = {"n_boot": n_boot, "ci": ci, "seed": seed}
     summary = in_reading_order(analysis.group_summary(table, by, at=at, rule=rule, **kw), table, by)
-    paths: dict[str, Path] = {}
-    sections: list[Section] = []
-    top: list[str] = []
-
+    c = _Context(table, rule, by, models, summary, out, ci, kw)
     note = analysis.collapse_rule_note(table, rule)
-    if note:
-        top.append(note)
-    if multi:
+    c.top += [note] if note else []
+    sections: list[Section] = []
+    if len(runs) > 1:
         differences = table.attrs.get("differences") or []
         sections.append(Section("runs", "Runs compared", differences or ["The runs' settings agree."]))
         if differences:
-            top.append(f"The runs differ in {len(differences)} ways; the report compares what they share "
-                       "(see Runs compared).")
+            c.top.append(f"The runs differ in {len(differences)} ways; the report compares what they share "
+                         "(see Runs compared).")
+    built = [_summary_section(c), _drift_section(c), _survival_section(c), _paired_section(c), _region_section(c),
+             _hallucination_section(c, keep), _pictures_section(c, max_strips), _failure_section(c)]
+    sections += [s for s in built if s is not None]
 
-    fastest = findings.fastest_drift(summary, by, ci, table)
-    top += [fastest] if fastest else []
-    summary_section = Section("summary", "Summary per group", findings.collapse_sentences(summary, by, rule, ci),
-                              [("", display_summary(summary, by, rule))], notes=summary_notes(summary, rule, ci))
-    every = metrics_table(table, by, **kw)
-    if len(every.columns) > len(by) + 1:
-        summary_section.tables.append((f"Every metric at iteration {int(table['iteration'].max())} (mean "
-                                       f"[{ci:.0%} CI])", every))
-        shown = analysis.present_metrics(table, [m for m in analysis.summary_metrics(table) if m.endswith("_orig")])
-        summary_section.notes.append("Results-table columns: " + "; ".join(
-            f"{m} = {column_label(m) or m}" for m in shown) + " (all columns: results/README.md).")
-    sections.append(summary_section)
-
-    # drift
-    drift = Section("drift", "Drift from the original")
-    curve_metrics = list(dict.fromkeys([rule.metric, *[m for m in analysis.summary_metrics(table)
-                                                      if m.endswith("_orig")]]))
-    drift.figures.append(Figure("collapse_curves", "Drift curves",
-                                f"Mean distance to the original per iteration, one panel per metric; band: {ci:.0%} "
-                                "bootstrap CI of the mean; dashed: collapse threshold; n: trajectories.",
-                                plots.collapse_curves(table, fig_dir / "collapse_curves.png", curve_metrics, by,
-                                                      rule=rule, formats=("pdf",), **plot_kw)))
-    if table["mask_label"].nunique() > 1 or table[models].drop_duplicates().shape[0] > 1:
-        drift.figures.append(Figure("model_comparison", "Models compared per mask",
-                                    f"{findings.metric_phrase(rule.metric)} per iteration, one panel per mask, one "
-                                    f"line per {' / '.join(models)}; band: {ci:.0%} bootstrap CI.",
-                                    plots.model_comparison(table, fig_dir / "model_comparison.png", rule.metric,
-                                                           "mask_label", models, rule=rule, formats=("pdf",),
-                                                           **plot_kw)))
-    per_category = table.groupby("category")["image_id"].nunique() if "category" in table.columns else pd.Series()
-    if (per_category >= 2).sum() >= 2:
-        drift.figures.append(Figure("categories", "By image category",
-                                    f"{findings.metric_phrase(rule.metric)} per iteration for each image category "
-                                    "(all masks together).",
-                                    plots.collapse_curves(table, fig_dir / "categories.png", [rule.metric],
-                                                          [*models, "category"], rule=rule, formats=("pdf",),
-                                                          **plot_kw)))
-    sections.append(drift)
-
-    # collapse and survival
-    survival = Section("survival", "Collapse and survival")
-    survival.figures.append(Figure("survival", "Survival",
-                                   f"Share of trajectories not yet collapsed ({rule.describe()}; Kaplan-Meier, censored "
-                                   f"at the last observed iteration); band: pointwise {ci:.0%} CI; dotted: 0.5.",
-                                   plots.survival_curves(table, fig_dir / "survival.png", rule, by, ci=ci,
-                                                         formats=("pdf",))))
-    strata = [c for c in by if c not in models]
-    tests = analysis.logrank_tests(table, rule, by=strata, between=models)
-    if len(tests):
-        tests = in_reading_order(tests, table, strata)
-        tests["p_holm"] = holm(tests["pvalue"].to_numpy(float))
-        survival.tables.append(("Log-rank tests of time to collapse (Holm over the rows)", _logrank_table(tests)))
-    sections.append(survival)
-
-    # paired comparisons
-    comparisons = compare.paired_comparisons(table, rule.metric, **kw)
-    comparisons = in_reading_order(comparisons, table, ["mask_label"]) if len(comparisons) else comparisons
-    if len(comparisons):
-        lines = findings.comparison_sentences(comparisons, ci=ci)
-        top += lines
-        paired = Section("paired", "Paired comparisons", lines,
-                         [("", compare.display_table(comparisons))],
-                         notes=[f"Metric: {findings.metric_phrase(rule.metric)}, final = at iteration "
-                                f"{comparisons.attrs['iteration']}, auc = area under the curve / iterations. Pairs: "
-                                "same image, mask and seed. Files: comparisons.csv (full precision), comparisons.tex "
-                                "(booktabs table for a paper)."])
-        paths["comparisons_csv"] = out / "comparisons.csv"
-        atomic_write_text(paths["comparisons_csv"], comparisons.to_csv(index=False))
-        paths["comparisons_tex"] = out / "comparisons.tex"
-        atomic_write_text(paths["comparisons_tex"], compare.to_latex(comparisons))
-        sections.append(paired)
-
-    # regions
-    regions = analysis.region_summary(table, rule.metric, by, **kw)
-    if len(regions) and set(regions["region"]) - {"whole"}:
-        region = Section("regions", "Drift by region", findings.region_sentences(regions, by, rule.metric, ci),
-                         [(f"{findings.metric_phrase(rule.metric)} at iteration {regions.attrs['iteration']}, "
-                           "mean [CI] and n per region", _region_table(regions, by))],
-                         notes=["; ".join(f"{k}: {v}" for k, v in analysis.REGION_MEANINGS.items()) + "."])
-        try:
-            region.figures.append(Figure("regions", "Drift per region",
-                                         f"{findings.metric_phrase(rule.metric)} per iteration and region, one panel "
-                                         f"per group; band: {ci:.0%} bootstrap CI. Never-masked = VAE / pipeline "
-                                         "drift, ever-masked = denoiser drift.",
-                                         plots.region_curves(table, fig_dir / "regions.png", rule.metric, by,
-                                                             formats=("pdf",), **plot_kw)))
-        except ResultsError:
-            pass
-        sections.append(region)
-
-    # hallucination
-    scores = [s for s in hallucination_stats.SCORE_COLUMNS if analysis.present_metrics(table, [s])]
-    if scores:
-        rocs = [hallucination_stats.roc_analysis(table, s, **kw) for s in scores]
-        cut = hallucination_stats.threshold_analysis(table, scores[0], keep, **kw)
-        _, source = hallucination_stats.ground_truth(table)
-        lines = findings.hallucination_sentences(rocs, cut, summary, by, ci)
-        top += [line for line in lines if "AUROC" in line][:1]
-        bands = hallucination_stats.score_bands(table, scores[0], models, **kw)
-        halluc = Section("hallucination", "Hallucination", lines,
-                         [(f"{scores[0]} per iteration band", _band_table(bands, models))],
-                         notes=[f"Ground truth: {source}."])
-        halluc.notes += hallucination_notes(table)
-        halluc.figures.append(Figure("hallucination_bands", "Score per iteration band",
-                                     "Hallucination score per band of iterations (box: quartiles, whiskers 1.5 IQR)"
-                                     + (f"; right: hallucination rate by ground truth with {ci:.0%} CI."
-                                        if "halluc_rate" in bands.columns else "."),
-                                     plots.hallucination_bands(table, fig_dir / "hallucination_bands.png", scores[0],
-                                                               models, formats=("pdf",), **plot_kw)))
-        if any(r["status"] == "ok" for r in rocs):
-            halluc.figures.append(Figure("roc", "ROC against ground truth",
-                                         f"ROC of each score; legend: AUROC with {ci:.0%} CI (trajectories "
-                                         "resampled); dotted: chance.",
-                                         plots.roc_curves(rocs, fig_dir / "roc.png", formats=("pdf",))))
-        sections.append(halluc)
-
-    # pictures
-    pictures = Section("pictures", "Pictures")
-    for run in runs:
-        run_dir = Path(table.attrs["run_dirs"][run])
-        rows = table[table["run"] == run]
-        suffix = f"_{_slug(run)}" if multi else ""
-        where = f" (run {run})" if multi else ""
-        ids = [t for t in typical_trajectories(rows, rule.metric, ["model", "mask_label"], max_strips)
-               if plots.snapshot_iterations(run_dir, t)]
-        if ids:
-            pictures.figures.append(Figure(
-                f"image_strips{suffix}", f"One trajectory per model and mask{where}",
-                "For each model and mask, the trajectory whose final distance is the group's median, at saved "
-                "iterations next to the original; red: the region repainted at that iteration; under each image: "
-                f"{spec_for_column(rule.metric).label if spec_for_column(rule.metric) else rule.metric} to the original.",
-                plots.image_strips(run_dir, ids, fig_dir / f"image_strips{suffix}.png", table=rows, metric=rule.metric,
-                                   formats=("pdf",)), formats=("pdf",), photo=True))
-        try:
-            path = plots.drift_heatmap(run_dir, fig_dir / f"drift_heatmap{suffix}.png", table=rows, formats=("pdf",))
-        except ResultsError:
-            continue
-        pictures.figures.append(Figure(f"drift_heatmap{suffix}", f"Where the images changed{where}",
-                                       "Mean absolute pixel change between the last saved snapshot and the original, "
-                                       "per image and mask, averaged over models and seeds.", path, formats=("pdf",),
-                                       photo=True))
-    if pictures.figures:
-        sections.append(pictures)
-
-    # failures
-    found = analysis.failures(table, rule.metric)
-    fail_lines = findings.failure_sentences(table, found, ci)
-    top += [line for line in fail_lines if not line.startswith("No failed")]
-    failure_section = Section("failures", "Failures", fail_lines)
-    if len(found):
-        paths["failures_csv"] = out / "failures.csv"
-        atomic_write_text(paths["failures_csv"], found.to_csv(index=False))
-        failure_section.tables.append(("", _failure_table(found)))
-        if len(found) > MAX_LISTED_FAILURES:
-            failure_section.notes.append(f"The first {MAX_LISTED_FAILURES} of {len(found)} are listed; all are in "
-                                         "failures.csv.")
-    sections.append(failure_section)
-
-    summary_csv = out / "summary.csv"
-    atomic_write_text(summary_csv, summary.to_csv(index=False))
+    c.write("summary_csv", "summary.csv", summary.to_csv(index=False))
     title = title or "ripbench report: " + ", ".join(runs)
     manifests = table.attrs["manifests"]
-    html_path = out / "report.html"
-    atomic_write_text(html_path, _html(title, runs, rule, summary, top, sections, manifests, ci))
-    md_path = out / "summary.md"
-    atomic_write_text(md_path, _markdown(title, runs, rule, top, sections, manifests, out))
-    figures = [f for s in sections for f in s.figures]
-    return {"html": html_path, "markdown": md_path, "summary_csv": summary_csv, **paths,
-            **{f.key: f.path for f in figures}}
+    c.write("html", "report.html", _html(title, runs, rule, c.top, sections, manifests, ci))
+    c.write("markdown", "summary.md", _markdown(title, runs, rule, c.top, sections, manifests, out))
+    return {**c.paths, **{f.key: f.path for s in sections for f in s.figures}}
 
 
 def _slug(text: str) -> str:
@@ -680,8 +700,8 @@ def markdown_table(frame: pd.DataFrame) -> str:
 _LEFT = ("run", "model", "mask_label", "category", "a", "b", "measure", "image_id", "problem", "reason", "iterations")
 
 
-def _html(title: str, runs: list[str], rule: analysis.CollapseRule, summary: pd.DataFrame, top: list[str],
-          sections: list[Section], manifests: dict[str, Any], ci: float) -> str:
+def _html(title: str, runs: list[str], rule: analysis.CollapseRule, top: list[str], sections: list[Section],
+          manifests: dict[str, Any], ci: float) -> str:
     esc = html.escape
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     nav = "".join(f'<a href="#{s.key}">{esc(s.title)}</a>' for s in sections)
