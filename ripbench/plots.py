@@ -63,6 +63,8 @@ STYLE: dict[str, Any] = {
     "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.6,
     "lines.linewidth": 1.5, "svg.hashsalt": "ripbench", "svg.fonttype": "none", "pdf.fonttype": 42,
     "figure.constrained_layout.use": True,
+    # labels come from the data (model labels, categories): a '$' is a dollar, never mathtext
+    "text.parse_math": False,
 }
 
 

@@ -686,10 +686,22 @@ def _html_table(frame: pd.DataFrame, left: Sequence[str] = (), keys: Sequence[st
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*[]|$"} | {"<": "&lt;", ">": "&gt;", "&": "&amp;"})
+
+
+def md_escape(text: Any) -> str:
+    """Text shown literally in Markdown: labels from the data can hold ``|``, ``$``, ``<b>``, ``*``...
+
+    >>> print(md_escape("m$1 | <b>x</b>"))
+    m\\$1 \\| &lt;b&gt;x&lt;/b&gt;
+    """
+    return str(text).translate(_MD_SPECIAL).replace("\n", " ")
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
-    """A pandas frame as a GitHub-flavoured Markdown table (no extra dependency)."""
+    """A pandas frame as a GitHub-flavoured Markdown table (no extra dependency); cells escaped."""
     def cell(v: Any) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
+        return md_escape(v)
 
     lines = ["| " + " | ".join(cell(c) for c in frame.columns) + " |",
              "|" + "|".join("---" for _ in frame.columns) + "|"]
@@ -749,27 +761,28 @@ def _html(title: str, runs: list[str], rule: analysis.CollapseRule, top: list[st
 
 def _markdown(title: str, runs: list[str], rule: analysis.CollapseRule, top: list[str], sections: list[Section],
               manifests: dict[str, Any], out: Path) -> str:
-    md = [f"# {title}", "", f"Collapse rule: `{rule.describe()}` (first iteration crossing it). Brackets: confidence "
-          "intervals. Open `report.html` for the figures and the explanations.", "", "## Findings", "",
-          *(f"- {line}" for line in top), ""]
+    esc = md_escape
+    md = [f"# {esc(title)}", "", f"Collapse rule: `{rule.describe()}` (first iteration crossing it). Brackets: "
+          "confidence intervals. Open `report.html` for the figures and the explanations.", "", "## Findings", "",
+          *(f"- {esc(line)}" for line in top), ""]
     for section in sections:
-        md += [f"## {section.title}", ""]
+        md += [f"## {esc(section.title)}", ""]
         if section.sentences:
-            md += [f"- {line}" for line in section.sentences] + [""]
+            md += [f"- {esc(line)}" for line in section.sentences] + [""]
         for caption, frame in section.tables:
-            md += ([f"**{caption}**", ""] if caption else []) + [markdown_table(frame), ""]
+            md += ([f"**{esc(caption)}**", ""] if caption else []) + [markdown_table(frame), ""]
         for note in section.notes:
-            md += [note, ""]
+            md += [esc(note), ""]
         if section.figures:
-            md += [f"- [{fig.title}]({fig.path.relative_to(out).as_posix()}): {fig.caption}"
+            md += [f"- [{esc(fig.title)}]({fig.path.relative_to(out).as_posix()}): {esc(fig.caption)}"
                    for fig in section.figures] + [""]
     md += ["## Settings", ""]
     for run in runs:
-        md += [f"### Run {run}", ""]
-        md += [f"- **{k}**: {v}" for k, v in _settings(manifests.get(run) or {}) if v]
+        md += [f"### Run {esc(run)}", ""]
+        md += [f"- **{esc(k)}**: {esc(v)}" for k, v in _settings(manifests.get(run) or {}) if v]
         md.append("")
     return "\n".join(md)
 
 
 __all__ = ["REPORT_DIR", "Figure", "Section", "default_out_dir", "display_summary", "embed", "how_to_read",
-           "markdown_table", "typical_trajectories", "write_report"]
+           "markdown_table", "md_escape", "typical_trajectories", "write_report"]
