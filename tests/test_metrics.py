@@ -578,3 +578,11 @@ def test_accelerator_code_paths_give_the_same_values(astronaut_pair, monkeypatch
             torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, equal_nan=True)
     torch.testing.assert_close(ssim(original, first), torch.tensor([structural_similarity(
         _to_hwc(o), _to_hwc(f), **SKIMAGE_SSIM) for o, f in zip(original, first)], dtype=torch.float32), atol=1e-4, rtol=0)
+
+
+def test_ssim_of_channels_last_and_cropped_inputs(astronaut_pair) -> None:
+    a, b = astronaut_pair
+    expected = ssim(a, b)
+    torch.testing.assert_close(ssim(a.contiguous(memory_format=torch.channels_last), b), expected)
+    torch.testing.assert_close(ssim(a[:, :, 10:80, 5:90], b[:, :, 10:80, 5:90]),
+                               ssim(a[:, :, 10:80, 5:90].clone(), b[:, :, 10:80, 5:90].clone()))

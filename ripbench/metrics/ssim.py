@@ -121,7 +121,7 @@ def _gaussian_filter(x: torch.Tensor) -> torch.Tensor:
     n, c, h, w = x.shape
     if regions.host_kernels(x):
         flat = x.reshape(n * c, h, w)
-        out = torch.empty_like(flat)
+        out = torch.empty(flat.shape, dtype=flat.dtype, device=flat.device)
         for chunk in _plane_chunks(h, w, n * c):
             _filter_planes(flat[chunk], out[chunk])
         return out.view(n, c, h, w)
@@ -179,7 +179,8 @@ def ssim_stats(images: torch.Tensor) -> SSIMStats:
     n, c, h, w = x.shape
     if not regions.host_kernels(x):
         return _stats_from_moments(*ssim_moments(x))
-    mean, mean_2, variance = (torch.empty_like(x) for _ in range(3))
+    # contiguous whatever the input's layout (channels-last, a crop): the planes are viewed flat
+    mean, mean_2, variance = (torch.empty(x.shape, dtype=x.dtype, device=x.device) for _ in range(3))
     flat = [x.reshape(n * c, h, w)] + [t.view(n * c, h, w) for t in (mean, mean_2, variance)]
     for chunk in _plane_chunks(h, w, n * c):
         xs, ms, m2, var = (t[chunk] for t in flat)
@@ -209,7 +210,7 @@ def ssim_map_from_stats(a: SSIMStats, b: SSIMStats) -> torch.Tensor:
     if not regions.host_kernels(x):
         return _ssim_formula(_gaussian_filter(x * y), a, b)
     n, c, h, w = x.shape
-    out = torch.empty_like(x)
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     flat_a = [t.reshape(n * c, h, w) for t in a]
     flat_b = [t.reshape(n * c, h, w) for t in b]
     flat_out = out.view(n * c, h, w)
