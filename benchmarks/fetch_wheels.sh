@@ -10,5 +10,5 @@ PYV=${1:-3.12}
 python3 -m pip download --no-deps --only-binary=:all: --python-version "$PYV" --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     -d .whl diffusers==0.42.1 lpips==0.1.4 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 \
-    typing-inspection==0.4.5 importlib-metadata==10.2.0
+    typing-inspection==0.4.5 importlib-metadata==10.2.0 typing-extensions==4.16.0
 ls -la .whl
