@@ -215,8 +215,11 @@ class Report:
         self.data: dict[str, Any] = {**header, "rows": [], "skipped": [], "errors": []}
 
     def save(self) -> None:
+        text = json.dumps(self.data, indent=2) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.path, json.dumps(self.data, indent=2) + "\n")
+        atomic_write_text(self.path, text)
+        if os.environ.get("OUT"):  # a remote runner's output folder: a run killed at its time limit keeps its rows
+            atomic_write_text(Path(os.environ["OUT"]) / self.path.name, text)
 
     def add(self, row: dict[str, Any]) -> None:
         self.data["rows"].append(row)
