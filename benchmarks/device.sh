@@ -4,12 +4,13 @@
 #        eager and compiled; writes results/benchmarks/<card>.json. About 5-8 minutes on an H100/H200.
 #   no GPU: a small CPU variant (tiny random pipeline) printing the same table in a few minutes.
 # Extra arguments go to benchmarks/bench_device.py (e.g. --steps 20 --budget-s 300).
-# Wheels carried in .whl/ (see README, "Performance") are installed into /tmp/ripbench-site first;
+# Wheels carried in .whl/ (see README, "Performance") are installed into /tmp/ripbench-site first when
+# the interpreter lacks diffusers, lpips or pydantic;
 # set PYTHON to choose the interpreter (default: python3). When $OUT is set, the JSON is copied there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-if compgen -G ".whl/*.whl" >/dev/null; then
+if compgen -G ".whl/*.whl" >/dev/null && ! "$PY" -c "import diffusers, lpips, pydantic" 2>/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/ripbench-site .whl/*.whl
     export PYTHONPATH="/tmp/ripbench-site${PYTHONPATH:+:$PYTHONPATH}"

@@ -1,0 +1,43 @@
+"""The benchmark scripts still run (tiny settings): they are what speed claims are regenerated with."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+@pytest.mark.slow
+def test_device_benchmark_cpu_variant_writes_its_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("diffusers")
+    bench = _load("bench_device")
+    data = bench.main(["--device", "cpu", "--size", "32", "--steps", "2", "--iterations", "1",
+                       "--batch-sizes", "1,2", "--naive-images", "1", "--out", str(tmp_path)])
+    written = json.loads(next(tmp_path.glob("cpu-*.json")).read_text())
+    assert written["rows"] == data["rows"] and not data["errors"]
+    assert [(r["configuration"], r["batch"]) for r in data["rows"]] == [("naive loop", 1), ("harness", 1), ("harness", 2)]
+    assert all(r["img_per_s"] > 0 for r in data["rows"]) and data["rows"][1]["ratio_to_naive"] > 0
+    assert "| naive loop | 1 | no |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_harness_benchmark_prints_the_harness_line(capsys: pytest.CaptureFixture, monkeypatch) -> None:
+    bench = _load("bench_harness")
+    monkeypatch.setattr(sys, "argv", ["bench_harness.py", "--size", "96", "--iterations", "1", "--metrics", "mse,ssim"])
+    bench.main()
+    out = capsys.readouterr().out
+    assert "biharmonic: 18 inpaints" in out and " ms, harness " in out and "metrics" in out
