@@ -300,7 +300,7 @@ def train() -> None:
 def train_shapes_command(out_dir: Path, size: int, steps: int, seed: int, time_limit: float,
                          eval_samples: int) -> None:
     """Train the Simple Shapes DDPM on the CPU (the shipped weights came from the defaults)."""
-    from .shapes_training import train_shapes
+    from .training.shapes import train_shapes
 
     report = train_shapes(out_dir, size=size, steps=steps, seed=seed, progress=True, eval_samples=eval_samples,
                           time_limit_s=time_limit)

@@ -365,7 +365,7 @@ def shapes_annotations(images: torch.Tensor) -> dict[str, list[Any]]:
     ``shapes_valid`` is False for a hallucination (a duplicated shape in a column, a shape in
     the wrong column, a malformed blob, or no shape at all); ``shapes_reason`` says which.
     """
-    from .shapes import label_shapes
+    from .datasets.shapes import label_shapes
 
     labels = label_shapes(images.float().mean(dim=1).cpu().numpy())
     return {"shapes_valid": [lab.is_valid for lab in labels], "shapes_reason": [lab.reason for lab in labels]}

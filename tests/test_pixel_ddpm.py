@@ -123,7 +123,7 @@ def test_bundled_weights_load_offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.slow
 def test_bundled_model_samples_are_mostly_valid() -> None:
-    from ripbench.shapes import label_shapes
+    from ripbench.datasets.shapes import label_shapes
 
     model = PixelDDPMInpainter("shapes", device="cpu")
     samples = model.sample(list(range(24)))

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ripbench.errors import ConfigError, InputError
-from ripbench.shapes import (
+from ripbench.datasets.shapes import (
     SHAPE_NAMES,
     generate_shapes,
     label_shapes,
@@ -18,6 +17,7 @@ from ripbench.shapes import (
     shapes_images,
     summarise_labels,
 )
+from ripbench.errors import ConfigError, InputError
 
 
 def _blank(size: int = 32) -> np.ndarray:
@@ -145,7 +145,7 @@ def test_bad_inputs_raise_input_error() -> None:
 @pytest.mark.slow
 def test_train_shapes_writes_a_loadable_pipeline(tmp_path) -> None:
     from ripbench.models.pixel_ddpm import PixelDDPMInpainter
-    from ripbench.shapes_training import train_shapes
+    from ripbench.training.shapes import train_shapes
 
     report = train_shapes(
         tmp_path / "ddpm", size=16, steps=3, seed=0, progress=False, batch_size=4, num_images=16,

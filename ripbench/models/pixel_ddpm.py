@@ -15,7 +15,7 @@ predicted clean image x0 of the last denoising steps can be returned, unclipped,
 hallucination score. The scheduler's ``clip_sample`` is switched off for that reason.
 
 ``model="shapes"`` (the default) loads the small Simple Shapes DDPM bundled with ripbench
-(``ripbench/weights/shapes-ddpm``, see :mod:`ripbench.shapes_training`); a folder written
+(``ripbench/weights/shapes-ddpm``, see :mod:`ripbench.training.shapes`); a folder written
 by ``save_pretrained`` (pipeline layout with ``unet/`` and ``scheduler/``, or a bare UNet
 folder) or a Hub id (needs internet the first time) works too.
 
@@ -23,7 +23,7 @@ Example
 -------
 >>> import torch
 >>> from ripbench.models.pixel_ddpm import PixelDDPMInpainter
->>> from ripbench.shapes import shapes_images
+>>> from ripbench.datasets.shapes import shapes_images
 >>> model = PixelDDPMInpainter("shapes", num_inference_steps=20)  # doctest: +SKIP
 >>> images, _ = shapes_images(2, size=32, seed=0)
 >>> masks = torch.zeros(2, 1, 32, 32); masks[..., 8:24, 8:24] = 1

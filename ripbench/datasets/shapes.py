@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .errors import InputError
+from ..errors import InputError
 
 #: The shape each column may hold, left to right.
 SHAPE_NAMES: tuple[str, str, str] = ("triangle", "square", "pentagon")

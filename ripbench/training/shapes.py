@@ -41,8 +41,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .errors import ConfigError
-from .shapes import generate_shapes, label_shapes, summarise_labels
+from ..datasets.shapes import generate_shapes, label_shapes, summarise_labels
+from ..errors import ConfigError
 
 
 @dataclass
@@ -302,9 +302,9 @@ def evaluate_shapes_model(
         **model_options: e.g. ``num_inference_steps``.
 
     Returns:
-        :func:`~ripbench.shapes.summarise_labels` of the samples plus ``samples_per_s``.
+        :func:`~ripbench.datasets.shapes.summarise_labels` of the samples plus ``samples_per_s``.
     """
-    from .models.pixel_ddpm import PixelDDPMInpainter
+    from ..models.pixel_ddpm import PixelDDPMInpainter
 
     inpainter = PixelDDPMInpainter(model=model, **model_options)
     start = time.monotonic()
