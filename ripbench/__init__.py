@@ -11,7 +11,7 @@ Public API::
 
 Where things live: models plug in at :mod:`ripbench.models`; metrics are computed in
 :mod:`ripbench.metrics`; results are written by :mod:`ripbench.store`; the loop is
-:mod:`ripbench.harness`.
+:mod:`ripbench.run`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ _LAZY = {
     "load_config": "ripbench.config",
     "load_preset": "ripbench.config",
     "apply_overrides": "ripbench.config",
-    "run_experiment": "ripbench.harness",
-    "RunResult": "ripbench.harness",
+    "run_experiment": "ripbench.run",
+    "RunResult": "ripbench.run",
     "load_table": "ripbench.store",
     "load": "ripbench.analysis",
     "load_runs": "ripbench.analysis",

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ResultsError
+from .metrics.registry import spec_for_column
 from .store import load_table
 
 #: Metrics shown in summaries when present, in this order.
@@ -67,12 +68,16 @@ _RULE_RE = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(>=|<=|=)\s*([-+0-9.eE]+)\s*$")
 
 
 def metric_direction(metric: str) -> int:
-    """+1 when a larger value means further from the reference (LPIPS, MSE, scores), -1 for SSIM/PSNR.
+    """+1 when a larger value means further from the reference, -1 when larger means closer.
 
-    >>> metric_direction("ssim_orig"), metric_direction("lpips_prev_in")
-    (-1, 1)
+    Read from the metric's spec (``higher_is_better``); columns that are not metrics (the
+    hallucination score, mask areas) count as "larger = more".
+
+    >>> metric_direction("ssim_orig"), metric_direction("lpips_prev_current"), metric_direction("halluc_score")
+    (-1, 1, 1)
     """
-    return -1 if metric.split("_")[0] in ("ssim", "psnr") else 1
+    spec = spec_for_column(metric)
+    return 1 if spec is None else spec.direction
 
 
 def metric_values(table: pd.DataFrame, metric: str, psnr_cap: float = PSNR_CAP_DB) -> np.ndarray:
@@ -82,11 +87,11 @@ def metric_values(table: pd.DataFrame, metric: str, psnr_cap: float = PSNR_CAP_D
     [100.0, 30.0]
     """
     if metric not in table.columns:
-        available = ", ".join(c for c in table.columns if c.split("_")[0] in ("lpips", "ssim", "psnr", "mse",
-                                                                                "halluc"))
+        available = ", ".join(c for c in table.columns if spec_for_column(c) is not None or c.startswith("halluc"))
         raise ResultsError(f"metric '{metric}' is not in the results table (available: {available or 'none'})")
     values = pd.to_numeric(table[metric], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    if metric.startswith("psnr"):
+    spec = spec_for_column(metric)
+    if spec is not None and spec.identity == np.inf:  # PSNR of identical pixels
         values = np.where(values == np.inf, psnr_cap, values)
     return np.where(np.isfinite(values), values, np.nan)
 

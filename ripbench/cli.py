@@ -82,7 +82,7 @@ def main(verbose: bool, threads: int | None) -> None:
 
 @main.command()
 @click.argument("config_file", required=False, type=click.Path(path_type=Path))
-@click.option("--preset", help="Start from a built-in preset: quick (default), rip-paper.")
+@click.option("--preset", help="Start from a built-in preset: quick (default), rip-paper, rip-paper-pasteback.")
 @click.option("--model", "models", multiple=True,
               help="Model name (see `ripbench models`), package.module:factory, Hugging Face id or local "
                    "diffusers folder. Repeatable; replaces the config's models.")
@@ -163,18 +163,20 @@ def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], m
 
 def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
     from .analysis import summary_table
-    from .harness import run_experiment
     from .plots import collapse_curves
+    from .run import run_experiment
 
-    n_models = len(config.models)
-    click.echo(f"ripbench: run {config.name!r}: {n_models} model(s), {len(config.masks)} mask polic(ies), "
-               f"{config.iterations} iterations, {config.size}px -> {config.output_dir / config.name}")
+    def announce(run_dir: Path, trajectories: int, finished: int) -> None:
+        done = f", {finished} already finished" if finished else ""
+        click.echo(f"ripbench: run {config.name!r}: {len(config.models)} model(s), {trajectories} trajectories"
+                   f"{done}, {config.iterations} iterations -> {run_dir}")
+
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = lambda msg, *a, **k: click.echo(f"ripbench: warning: {msg}", err=True)
         try:
-            result = run_experiment(config, overwrite=overwrite, progress=progress)
+            result = run_experiment(config, overwrite=overwrite, progress=progress, on_start=announce)
         except KeyboardInterrupt:
             click.echo("\nripbench: interrupted; finished trajectories are saved. Run the same command to "
                        "resume.", err=True)
@@ -212,7 +214,7 @@ def models() -> None:
 
 @main.command("config")
 @click.argument("config_file", required=False, type=click.Path(path_type=Path))
-@click.option("--preset", help="Show a built-in preset: quick, rip-paper.")
+@click.option("--preset", help="Show a built-in preset: quick, rip-paper, rip-paper-pasteback.")
 def show_config(config_file: Path | None, preset: str | None) -> None:
     """Validate a config and print it fully resolved (YAML)."""
     import yaml

@@ -33,7 +33,7 @@ from pydantic import (
 
 from .errors import ConfigError
 
-PRESETS: tuple[str, ...] = ("quick", "rip-paper")
+PRESETS: tuple[str, ...] = ("quick", "rip-paper", "rip-paper-pasteback")
 
 
 class _Strict(BaseModel):
@@ -142,12 +142,14 @@ class MetricsConfig(_Strict):
     also settable with ``--lpips-weights`` or ``RIPBENCH_LPIPS_WEIGHTS``. Default: the
     torchvision download cache. ``lpips_required``: when false and no weights can be
     had, LPIPS is dropped with a warning instead of failing the run (quick preset only).
+    ``options``: per-metric options, e.g. ``{my-metric: {scale: 2}}`` (see ``ripbench metrics -v``).
     """
 
     names: list[str] = Field(default_factory=lambda: ["lpips", "ssim", "psnr", "mse"])
     lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
     lpips_weights: Path | None = None
     lpips_required: bool = True
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("names")
     @classmethod
@@ -155,6 +157,16 @@ class MetricsConfig(_Strict):
         from .metrics import validate_metric_names
 
         return list(validate_metric_names(names))
+
+    @model_validator(mode="after")
+    def _options(self) -> MetricsConfig:
+        from .metrics import get_metric_spec
+
+        for name, opts in self.options.items():
+            if name not in self.names:
+                raise ValueError(f"options given for metric {name!r}, which is not in metrics.names")
+            get_metric_spec(name).check_options(opts)
+        return self
 
 
 class HallucinationConfig(_Strict):
@@ -233,6 +245,15 @@ class ExperimentConfig(_Strict):
         if snaps is not None and any(s < 0 for s in snaps):
             raise ValueError("snapshot iterations must be >= 0")
         return snaps
+
+    def metric_options(self, name: str) -> dict[str, Any]:
+        """The options of metric ``name``: ``metrics.options[name]``, plus LPIPS's net and weights fields."""
+        options = dict(self.metrics.options.get(name, {}))
+        if name == "lpips":
+            options.setdefault("net", self.metrics.lpips_net)
+            if self.metrics.lpips_weights is not None:
+                options.setdefault("weights", str(self.metrics.lpips_weights))
+        return options
 
     def snapshot_iterations(self) -> list[int]:
         """Iterations saved as PNG: the configured list (default 0, 1, N/4, N/2, 3N/4), always with 0 and N."""

@@ -29,20 +29,20 @@ import pandas as pd
 from . import analysis
 from .errors import ResultsError
 from .io import atomic_save
+from .metrics.registry import column_label
 from .store import IMAGES_DIR, load_table
 
-#: Human-readable axis labels of the table's metric columns.
-METRIC_LABELS = {
-    "lpips_orig": "LPIPS to original (lower = closer)",
-    "ssim_orig": "SSIM to original (higher = closer)",
-    "psnr_orig": "PSNR to original (dB)",
-    "mse_orig": "MSE to original",
-    "lpips_prev": "LPIPS to previous iteration",
-    "ssim_prev": "SSIM to previous iteration",
+#: Axis labels of the table's columns that are not metrics (metric labels come from their specs).
+OTHER_LABELS = {
     "halluc_score": "hallucination score (x0 variance)",
-    "halluc_score_in": "hallucination score inside mask",
+    "halluc_score_current": "hallucination score inside mask",
     "cum_mask_area": "share of pixels ever repainted",
 }
+
+def axis_label(column: str) -> str:
+    """Axis label of a results column: the metric's spec, else :data:`OTHER_LABELS`, else the name."""
+    return column_label(column) or OTHER_LABELS.get(column, column)
+
 
 #: Resolution of PNG figures.
 DPI = 110
@@ -197,7 +197,7 @@ def collapse_curves(
         _draw_lines(ax, _band_stats(table, metric, by, band, n_boot, seed), by, keys, colours)
         _draw_threshold(ax, rule, metric)
         _iteration_axis(ax)
-        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.set_ylabel(axis_label(metric))
         ax.grid(alpha=0.3)
         ax.set_xlim(left=0)
     axes[0][0].legend(fontsize=8, frameon=False)
@@ -288,7 +288,7 @@ def model_comparison(
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for row in axes:
-        row[0].set_ylabel(METRIC_LABELS.get(metric, metric))
+        row[0].set_ylabel(axis_label(metric))
     axes.flat[0].legend(fontsize=8, frameon=False)
     fig.suptitle(f"{' / '.join(line_by)} compared per {panel_by} (band: 95% bootstrap CI)", fontsize=10)
     fig.tight_layout()

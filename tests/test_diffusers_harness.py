@@ -45,18 +45,18 @@ def test_pipeline_through_harness(kind, saved, tmp_path):
     assert t["trajectory_id"].nunique() == 2 and len(t) == 2 * 4 and not t["failed"].any()
     # the trajectory-variance score is computed every iteration, overall and inside the mask
     assert later["halluc_score"].notna().all() and (later["halluc_score"] > 0).all()
-    assert later["halluc_score_in"].notna().all()
+    assert later["halluc_score_current"].notna().all()
     ident = result.manifest["models"][kind]
     assert ident["hallucination_window"] == 3
     # paste-back (default): nothing outside the mask changes from one iteration to the next
-    assert np.allclose(later["mse_prev_out"], 0.0, atol=1e-12)
-    assert (later["mse_orig_in"] > 0).all()
+    assert np.allclose(later["mse_prev_outside"], 0.0, atol=1e-12)
+    assert (later["mse_orig_current"] > 0).all()
 
 
 def test_paste_back_off_drifts_outside_the_mask(saved, tmp_path):
     cfg = _config(tmp_path, saved["sd9"], paste_back=False)
     t = run_experiment(validate_config(cfg), progress=False).table
-    assert (t[t["iteration"] > 0]["mse_prev_out"] > 0).all()
+    assert (t[t["iteration"] > 0]["mse_prev_outside"] > 0).all()
 
 
 def test_cli_runs_a_saved_pipeline_by_path(saved, tmp_path):

@@ -330,15 +330,15 @@ def test_suite_region_split_on_hand_made_example() -> None:
     b = a.clone()
     b[:, :, 8:24, 8:24] += torch.tensor([0.1, 0.2])[:, None, None, None]  # item 0 by 0.1, item 1 by 0.2
     out = MetricSuite(names=("psnr", "mse", "ssim")).compute(a, b, mask)
-    torch.testing.assert_close(out["mse_in"], torch.tensor([0.01, 0.04]))
-    torch.testing.assert_close(out["mse_out"], torch.zeros(2))
+    torch.testing.assert_close(out["mse_current"], torch.tensor([0.01, 0.04]))
+    torch.testing.assert_close(out["mse_outside"], torch.zeros(2))
     torch.testing.assert_close(out["mse"], torch.tensor([0.01, 0.04]) * 256 / 1024)
-    torch.testing.assert_close(out["psnr_in"], torch.tensor([20.0, 10 * np.log10(25)], dtype=torch.float32))
-    assert out["psnr_out"].isinf().all()
-    assert (out["ssim_in"] < out["ssim_out"]).all() and (out["ssim_out"] <= 1).all()
+    torch.testing.assert_close(out["psnr_current"], torch.tensor([20.0, 10 * np.log10(25)], dtype=torch.float32))
+    assert out["psnr_outside"].isinf().all()
+    assert (out["ssim_current"] < out["ssim_outside"]).all() and (out["ssim_outside"] <= 1).all()
     empty = MetricSuite(names=("mse",)).compute(a, b, torch.zeros_like(mask))
-    assert empty["mse_in"].isnan().all()
-    torch.testing.assert_close(empty["mse_out"], empty["mse"])
+    assert empty["mse_current"].isnan().all()
+    torch.testing.assert_close(empty["mse_outside"], empty["mse"])
 
 
 def test_suite_full_keys_and_batch_independence(
@@ -348,8 +348,9 @@ def test_suite_full_keys_and_batch_independence(
     suite = MetricSuite(lpips_weights=weights)
     a, b = pair
     batched = suite.compute(a, b, half_mask)
-    assert tuple(batched) == suite.keys
-    assert suite.keys[:3] == ("lpips", "lpips_in", "lpips_out") and len(suite.keys) == 12
+    keys = suite.keys(("current", "outside"))
+    assert tuple(batched) == keys
+    assert keys[:3] == ("lpips", "lpips_current", "lpips_outside") and len(keys) == 12
     for value in batched.values():
         assert value.shape == (3,) and value.dtype == torch.float32
     for i in range(3):
@@ -358,15 +359,15 @@ def test_suite_full_keys_and_batch_independence(
             torch.testing.assert_close(value[0], batched[key][i], atol=1e-5, rtol=1e-5, equal_nan=True)
     torch.testing.assert_close(batched["ssim"], ssim(a, b))
     torch.testing.assert_close(
-        batched["lpips_in"], lpips_distance(a, b, half_mask, weights=weights), equal_nan=True
+        batched["lpips_current"], lpips_distance(a, b, half_mask, weights=weights), equal_nan=True
     )
-    torch.testing.assert_close(batched["mse_out"], mse(a, b, 1 - half_mask))
+    torch.testing.assert_close(batched["mse_outside"], mse(a, b, 1 - half_mask))
 
 
 def test_suite_provenance_without_lpips() -> None:
     record = MetricSuite(names=("ssim", "psnr")).provenance()
     assert record["metrics"] == ["ssim", "psnr"] and "lpips" not in record
-    assert record["ssim"]["sigma"] == 1.5 and record["ssim"]["use_sample_covariance"] is False
+    assert record["ssim"]["sigma"] == 1.5 and record["ssim"]["spec"]["higher_is_better"] is True and record["ssim"]["use_sample_covariance"] is False
     assert record["psnr"]["identical_images"].startswith("inf")
 
 
@@ -407,6 +408,6 @@ def test_drift_tracker_equals_separate_comparisons(astronaut_pair) -> None:
     got = tracker.step(second, half_mask)
     to_orig = suite.compute(second, original, half_mask)
     to_prev = suite.compute(second, first, half_mask)
-    for key in suite.keys:
+    for key in suite.keys(("current", "outside")):
         torch.testing.assert_close(got[DriftTracker.column(key, "orig")], to_orig[key], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(got[DriftTracker.column(key, "prev")], to_prev[key], rtol=1e-5, atol=1e-6)

@@ -33,7 +33,7 @@ def test_entry_point_plugin_runs_through_harness(tmp_path, monkeypatch, tiny_con
     t = result.table
     assert set(t["model"]) == {"mean-fill"} and t["trajectory_id"].nunique() == 8
     assert result.manifest["models"]["mean-fill"]["noise"] == 0.1
-    assert (t[t["iteration"] > 0]["mse_prev_in"] > 0).all()
+    assert (t[t["iteration"] > 0]["mse_prev_current"] > 0).all()
 
 
 def test_module_factory_reference(example_plugin_on_path, tiny_config_data):

@@ -34,7 +34,7 @@ def test_per_iteration_detection_known_answer():
     for k in (1, 2):
         for i in range(100):
             bad = i < 20 * k  # 20% then 40% hallucinated
-            rows.append({"iteration": k, "shapes_valid": not bad, "halluc_score_in": rng.random() + (2.0 if bad else 0)})
+            rows.append({"iteration": k, "shapes_valid": not bad, "halluc_score_current": rng.random() + (2.0 if bad else 0)})
     out = per_iteration_detection(pd.DataFrame(rows))
     assert out["hallucination_rate"].tolist() == [0.2, 0.4]
     assert (out["auroc"] == 1.0).all() and (out["removed"] == 1.0).all()
@@ -48,11 +48,11 @@ def test_short_shapes_rip_run(tmp_path):
     per = out["per_iteration"]
     assert per["iteration"].tolist() == [1, 2] and (per["images"] == 6).all()
     table = pd.read_parquet(next((tmp_path / "srip" / "metrics").glob("part-*.parquet")))
-    assert {"shapes_valid", "shapes_reason", "halluc_score", "halluc_score_in"} <= set(table.columns)
+    assert {"shapes_valid", "shapes_reason", "halluc_score", "halluc_score_current"} <= set(table.columns)
     assert table.loc[table["iteration"] == 0, "shapes_valid"].all()
-    assert table.loc[table["iteration"] > 0, "halluc_score_in"].gt(0).all()
+    assert table.loc[table["iteration"] > 0, "halluc_score_current"].gt(0).all()
     # known region kept exactly: only the repainted column changes
-    assert np.allclose(table.loc[table["iteration"] > 0, "mse_prev_out"], 0.0, atol=1e-12)
+    assert np.allclose(table.loc[table["iteration"] > 0, "mse_prev_outside"], 0.0, atol=1e-12)
     for path in out["paths"].values():
         assert path.is_file() and path.stat().st_size > 0
     saved = json.loads(out["paths"]["json"].read_text())

@@ -31,6 +31,7 @@ Example
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import os
 import threading
 import warnings
@@ -47,8 +48,11 @@ import torch.nn.functional as F
 from ripbench.errors import ConfigError, InputError, WeightsError
 from ripbench.io import sha256_file
 from ripbench.metrics.regions import binary_mask, check_images, masked_mean
+from ripbench.metrics.spec import Metric, MetricOutput, MetricSpec
 
 LPIPS_NETS: tuple[str, ...] = ("alex", "vgg", "squeeze")
+#: Smallest square image each backbone accepts (its pooling stack needs this much).
+LPIPS_MIN_SIZE: dict[str, int] = {"alex": 31, "squeeze": 17, "vgg": 16}
 LPIPS_VERSION = "0.1"
 WEIGHTS_ENV_VAR = "RIPBENCH_LPIPS_WEIGHTS"
 
@@ -380,3 +384,46 @@ def lpips_distance(
     check_images(a, b, mask)
     whole, spatial = load_lpips(net, weights, a.device).distances(a, b)
     return whole if mask is None else masked_mean(spatial, binary_mask(mask))
+
+
+class LPIPS(Metric):
+    """LPIPS as a :class:`~ripbench.metrics.spec.Metric`: backbone features prepared once per image.
+
+    A recursive loop computes the features of each new image once and compares them with the
+    cached features of the original and of the previous image: one backbone pass per step.
+    """
+
+    def __init__(self, device: torch.device, net: str = "alex", weights: str | os.PathLike[str] | None = None) -> None:
+        self.model = load_lpips(net, weights, device)
+        self.device = self.model.device
+        self._size: tuple[int, int] | None = None
+
+    def prepare(self, images: torch.Tensor) -> list[torch.Tensor]:
+        size = (int(images.shape[2]), int(images.shape[3]))
+        if min(size) < LPIPS_MIN_SIZE[self.model.provenance["net"]]:
+            raise InputError(f"images of {size[0]} x {size[1]} px are too small for LPIPS-"
+                             f"{self.model.provenance['net']}")
+        self._size = size
+        return self.model.features(images)
+
+    def compare(self, a: list[torch.Tensor], b: list[torch.Tensor]) -> MetricOutput:
+        assert self._size is not None, "prepare() the images first"
+        return self.model.distances_from_features(a, b, self._size)
+
+    def provenance(self) -> dict[str, Any]:
+        return dict(self.model.provenance)
+
+
+def _lpips_min_size(net: str = "alex", weights: Any = None) -> int:
+    _check_net(net)
+    return LPIPS_MIN_SIZE[net]
+
+
+LPIPS_SPEC = MetricSpec(
+    name="lpips", label="LPIPS", higher_is_better=False, range=(0.0, math.inf), identity=0.0, compute=LPIPS,
+    min_size=_lpips_min_size,
+    description="learned perceptual distance (LPIPS v0.1, Zhang et al. 2018; genuine backbone weights only)",
+    options={"net": ("alex", "backbone: alex, vgg or squeeze"),
+             "weights": (None, "backbone weights file or folder (default: $RIPBENCH_LPIPS_WEIGHTS, torchvision)")},
+    region_note="spatial LPIPS map (each layer upsampled to the image, summed) averaged over the region's pixels",
+)

@@ -22,9 +22,12 @@ inf
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ripbench.metrics.regions import binary_mask, check_images, masked_mean
+from ripbench.metrics.spec import Metric, MetricOutput, MetricSpec
 
 DATA_RANGE = 1.0
 
@@ -60,3 +63,44 @@ def psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> 
     Same arguments as :func:`mse`.
     """
     return psnr_from_mse(mse(a, b, mask))
+
+
+class MSEMetric(Metric):
+    """:func:`mse` as a :class:`~ripbench.metrics.spec.Metric` (per-pixel map: the squared error)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def compare(self, a: torch.Tensor, b: torch.Tensor) -> MetricOutput:
+        error = squared_error(a, b)
+        return masked_mean(error, None), error
+
+    def provenance(self) -> dict[str, object]:
+        return {"data_range": DATA_RANGE, "reference": "skimage.metrics.mean_squared_error"}
+
+
+class PSNRMetric(MSEMetric):
+    """:func:`psnr`: region values are the PSNR of the region's mean squared error."""
+
+    def compare(self, a: torch.Tensor, b: torch.Tensor) -> MetricOutput:
+        whole, error = super().compare(a, b)
+        return psnr_from_mse(whole), error
+
+    def reduce(self, per_pixel: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+        return psnr_from_mse(masked_mean(per_pixel, region))
+
+    def provenance(self) -> dict[str, object]:
+        return {"data_range": DATA_RANGE, "identical_images": "inf (not capped)",
+                "reference": "skimage.metrics.peak_signal_noise_ratio"}
+
+
+MSE_SPEC = MetricSpec(
+    name="mse", label="MSE", higher_is_better=False, range=(0.0, 1.0), identity=0.0, compute=MSEMetric,
+    description="mean squared error over the pixels and RGB channels (data range 1)",
+    region_note="mean squared error over the region's pixels",
+)
+PSNR_SPEC = MetricSpec(
+    name="psnr", label="PSNR", higher_is_better=True, range=(0.0, math.inf), identity=math.inf, compute=PSNRMetric,
+    units="dB", description="peak signal-to-noise ratio, 10 log10(1 / MSE); +inf for identical pixels",
+    region_note="PSNR of the region's mean squared error",
+)

@@ -1,8 +1,31 @@
-"""Input checks and per-region averaging shared by all metrics.
+"""The regions a metric is reported in, and the per-region averaging shared by all metrics.
 
-A *region* is given by a ``B x 1 x H x W`` mask (1 = inside). Every metric turns a
-per-pixel quantity (squared error, SSIM map, LPIPS spatial map) into one number per
-batch item by averaging it over the region's pixels; an empty region gives NaN.
+At iteration ``k`` of a trajectory, with ``mask_k`` the region repainted at ``k``:
+
+========== ==================================================================================
+region     pixels
+========== ==================================================================================
+(whole)    the whole image (the column has no region suffix: ``lpips_orig``)
+current    inside ``mask_k``: what the model just repainted (``lpips_orig_current``)
+outside    outside ``mask_k``: what the model was asked to keep (``..._outside``)
+ever       inside ``mask_1 | ... | mask_k``: repainted at least once so far (``..._ever``)
+never      outside every mask so far: never repainted (``..._never``)
+========== ==================================================================================
+
+``never`` vs the original separates *VAE / pipeline drift* (pixels that were never handed
+to the denoiser as "repaint", yet changed because the whole output is fed back) from
+*denoiser drift* (``ever``). With paste-back on, the ``never`` region is copied back
+unchanged, so its pixel metrics (MSE, PSNR) vs the original stay exact.
+
+**How region values are computed (one rule for every metric).** The metric's per-pixel
+map is computed on the *whole* image (LPIPS: the spatial map, upsampled from each layer;
+SSIM: the uncropped 11x11-window map; MSE/PSNR: the squared error), and the region value is
+its mean over the region's pixels (PSNR: from that mean squared error). Small or
+irregular regions therefore need no minimum size of their own; a metric's minimum size
+(SSIM's 11 px window, LPIPS's backbone) applies to the whole image only. Near a region's
+border, windowed maps (SSIM, LPIPS) include context from just outside the region. An
+**empty region gives NaN, never 0** (e.g. ``ever`` at iteration 0, ``never`` once
+everything has been repainted).
 
 Example
 -------
@@ -20,6 +43,25 @@ from __future__ import annotations
 import torch
 
 from ripbench.errors import InputError
+
+#: Region names, in column order (the whole image has no suffix).
+REGIONS: tuple[str, ...] = ("current", "outside", "ever", "never")
+
+
+def region_masks(current: torch.Tensor, ever: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The four regions of one iteration as float {0, 1} ``B x 1 x H x W`` masks.
+
+    Args:
+        current: this iteration's mask (``> 0.5`` = repainted now).
+        ever: pixels repainted at any iteration so far, this one included (``> 0.5``).
+
+    >>> import torch
+    >>> now = torch.tensor([[[[1.0, 0.0, 0.0]]]]); ever = torch.tensor([[[[1.0, 1.0, 0.0]]]])
+    >>> {k: v.flatten().tolist() for k, v in region_masks(now, ever).items()}
+    {'current': [1.0, 0.0, 0.0], 'outside': [0.0, 1.0, 1.0], 'ever': [1.0, 1.0, 0.0], 'never': [0.0, 0.0, 1.0]}
+    """
+    inside, touched = binary_mask(current), binary_mask(ever)
+    return {"current": inside, "outside": 1.0 - inside, "ever": touched, "never": 1.0 - touched}
 
 
 def check_images(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> None:

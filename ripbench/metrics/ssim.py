@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from ripbench.errors import InputError
 from ripbench.metrics.regions import binary_mask, check_images, masked_mean
+from ripbench.metrics.spec import Metric, MetricOutput, MetricSpec
 
 SIGMA = 1.5
 TRUNCATE = 3.5
@@ -87,21 +88,32 @@ def _gaussian_filter(x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, WIN_SIZE), groups=c)
 
 
-def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Full (uncropped) per-pixel, per-channel SSIM map, ``B x 3 x H x W`` float32.
-
-    Equals scikit-image's ``full=True`` map (moved to channels-first) up to float32 rounding.
-    """
-    check_images(a, b)
-    if min(a.shape[2], a.shape[3]) < WIN_SIZE:
+def _check_size(images: torch.Tensor) -> None:
+    if min(images.shape[2], images.shape[3]) < WIN_SIZE:
         raise InputError(
-            f"SSIM needs images of at least {WIN_SIZE} x {WIN_SIZE} pixels, got {a.shape[2]} x {a.shape[3]}"
+            f"SSIM needs images of at least {WIN_SIZE} x {WIN_SIZE} pixels, got {images.shape[2]} x {images.shape[3]}"
         )
-    x = a.to(torch.float32)
-    y = b.to(torch.float32)
+
+
+def ssim_moments(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image SSIM statistics: ``(x, local mean of x, local mean of x**2)`` in float32.
+
+    They depend on one image only, so a recursive loop computes them once per image and
+    reuses them in every comparison (two of the five Gaussian filterings per pair).
+    """
+    _check_size(images)
+    x = images.to(torch.float32)
     c = x.shape[1]
-    stats = _gaussian_filter(torch.cat([x, y, x * x, y * y, x * y], dim=1))
-    ux, uy, uxx, uyy, uxy = stats.split(c, dim=1)
+    mean, mean_sq = _gaussian_filter(torch.cat([x, x * x], dim=1)).split(c, dim=1)
+    return x, mean, mean_sq
+
+
+def ssim_map_from_moments(
+    a: tuple[torch.Tensor, torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
+    """:func:`ssim_map` from two :func:`ssim_moments` results (one more filtering: the cross term)."""
+    (x, ux, uxx), (y, uy, uyy) = a, b
+    uxy = _gaussian_filter(x * y)
     vx = uxx - ux * ux
     vy = uyy - uy * uy
     vxy = uxy - ux * uy
@@ -110,6 +122,15 @@ def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     numerator = (2 * ux * uy + c1) * (2 * vxy + c2)
     denominator = (ux * ux + uy * uy + c1) * (vx + vy + c2)
     return numerator / denominator
+
+
+def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Full (uncropped) per-pixel, per-channel SSIM map, ``B x 3 x H x W`` float32.
+
+    Equals scikit-image's ``full=True`` map (moved to channels-first) up to float32 rounding.
+    """
+    check_images(a, b)
+    return ssim_map_from_moments(ssim_moments(a), ssim_moments(b))
 
 
 def whole_image_ssim(full_map: torch.Tensor) -> torch.Tensor:
@@ -133,3 +154,27 @@ def ssim(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> 
     if mask is None:
         return whole_image_ssim(full_map)
     return masked_mean(full_map, binary_mask(mask))
+
+
+class SSIMMetric(Metric):
+    """:func:`ssim` as a :class:`~ripbench.metrics.spec.Metric`: per-image moments prepared once."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def prepare(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return ssim_moments(images)
+
+    def compare(self, a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> MetricOutput:
+        full_map = ssim_map_from_moments(a, b)  # type: ignore[arg-type]
+        return whole_image_ssim(full_map), full_map
+
+    def provenance(self) -> dict[str, object]:
+        return dict(SSIM_SETTINGS)
+
+
+SSIM_SPEC = MetricSpec(
+    name="ssim", label="SSIM", higher_is_better=True, range=(-1.0, 1.0), identity=1.0, compute=SSIMMetric,
+    min_size=WIN_SIZE, description="structural similarity (scikit-image settings: Gaussian window, sigma 1.5)",
+    region_note="uncropped SSIM map (border included) averaged over the region's pixels",
+)

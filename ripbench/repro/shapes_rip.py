@@ -21,9 +21,9 @@ import pandas as pd
 
 from ..config import validate_config
 from ..hallucination import auroc, calibrate_threshold, detection_report
-from ..harness import run_experiment
 from ..io import atomic_save, atomic_write_text
 from ..report import markdown_table
+from ..run import run_experiment
 
 #: Share of valid images the detector's threshold keeps (the paper's operating point).
 KEEP = 0.96
@@ -53,19 +53,19 @@ def shapes_rip_config(out_dir: Path, *, images: int = 16, iterations: int = 12, 
 def per_iteration_detection(table: pd.DataFrame, keep: float = KEEP) -> pd.DataFrame:
     """Hallucination rate and detector quality per iteration.
 
-    Ground truth: ``shapes_valid`` (labeller). Score: ``halluc_score_in`` (x0 variance inside
+    Ground truth: ``shapes_valid`` (labeller). Score: ``halluc_score_current`` (x0 variance inside
     the repainted region). At each iteration the threshold keeps ``keep`` of that iteration's
     valid images; ``removed`` is the share of hallucinations scoring above it.
 
     >>> t = pd.DataFrame({"iteration": [1] * 4, "shapes_valid": [True, True, False, False],
-    ...                   "halluc_score_in": [0.1, 0.2, 0.9, 0.8]})
+    ...                   "halluc_score_current": [0.1, 0.2, 0.9, 0.8]})
     >>> per_iteration_detection(t)[["hallucination_rate", "auroc"]].to_dict("records")
     [{'hallucination_rate': 0.5, 'auroc': 1.0}]
     """
     rows = []
     for k, g in table[table["iteration"] > 0].groupby("iteration"):
         valid = g["shapes_valid"].astype(bool).to_numpy()
-        score = g["halluc_score_in"].to_numpy(dtype=float)
+        score = g["halluc_score_current"].to_numpy(dtype=float)
         row: dict[str, Any] = {"iteration": int(k), "images": len(g), "hallucinations": int((~valid).sum()),
                                "hallucination_rate": float((~valid).mean())}
         if valid.any() and (~valid).any():
@@ -96,10 +96,10 @@ def _figure(per_iter: pd.DataFrame, table: pd.DataFrame, path: Path) -> None:
     ax2.legend(frameon=False, fontsize=8)
     later = table[table["iteration"] > 0]
     valid = later["shapes_valid"].astype(bool)
-    bins = np.linspace(0, np.nanpercentile(later["halluc_score_in"], 99.5), 40)
+    bins = np.linspace(0, np.nanpercentile(later["halluc_score_current"], 99.5), 40)
     for selected, label in ((valid, "valid"), (~valid, "hallucinated")):
         if selected.any():
-            ax3.hist(later.loc[selected, "halluc_score_in"], bins=bins, alpha=0.6, density=True, label=label)
+            ax3.hist(later.loc[selected, "halluc_score_current"], bins=bins, alpha=0.6, density=True, label=label)
     ax3.set(xlabel="x0 variance inside the mask", title="Score distribution (all iterations)")
     ax3.legend(frameon=False, fontsize=8)
     for ax in (ax1, ax2, ax3):
@@ -129,7 +129,7 @@ def run_shapes_rip(out_dir: str | Path = "results/shapes-rip", *, images: int = 
     overall: dict[str, Any] = {"trajectories": int(table["trajectory_id"].nunique()), "iterations": iterations,
                                "steps": steps, "hallucination_rate_final": float(per_iter["hallucination_rate"].iloc[-1])}
     if valid.any() and (~valid).any():
-        score = later["halluc_score_in"].to_numpy(dtype=float)
+        score = later["halluc_score_current"].to_numpy(dtype=float)
         threshold = calibrate_threshold(score[valid], keep=KEEP)
         rep = detection_report(score, ~valid, threshold)
         overall.update(auroc=float(auroc(score, ~valid)), removed=float(rep["detection_rate"]),

@@ -1,0 +1,157 @@
+"""Finding metrics by name: built-ins, third-party plug-ins, and the table columns they own.
+
+Two ways to make a metric known (both take a :class:`~ripbench.metrics.spec.MetricSpec`):
+
+1. :func:`register_metric` in your own code, before the run starts;
+2. the ``ripbench.metrics`` entry-point group of an installed package::
+
+       [project.entry-points."ripbench.metrics"]
+       mae = "my_package.metrics:MAE_SPEC"
+
+Then ``metrics: {names: [lpips, mae]}`` in a config (or ``--set metrics.names=[lpips,mae]``)
+adds its columns (``mae_orig``, ``mae_orig_current``, ...) to the table, and the analysis,
+figures and report pick up its label and direction from the spec.
+
+Example
+-------
+>>> sorted(available_metrics())[:4]
+['lpips', 'mse', 'psnr', 'ssim']
+>>> get_metric_spec("ssim").higher_is_better
+True
+>>> spec_for_column("lpips_orig_never").name, spec_for_column("halluc_score")
+('lpips', None)
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import cache, lru_cache
+from importlib.metadata import entry_points
+
+from ripbench.errors import ConfigError
+from ripbench.metrics.regions import REGIONS
+from ripbench.metrics.spec import MetricSpec, _resolve
+
+__all__ = [
+    "BUILTIN_METRICS",
+    "ENTRY_POINT_GROUP",
+    "REFERENCES",
+    "available_metrics",
+    "column_label",
+    "column_name",
+    "get_metric_spec",
+    "metric_columns",
+    "register_metric",
+    "spec_for_column",
+]
+
+ENTRY_POINT_GROUP = "ripbench.metrics"
+#: What a metric column compares with: the original image, or the previous iteration's.
+REFERENCES: tuple[str, ...] = ("orig", "prev")
+#: Built-in metrics in their default order (lazy references: importing them costs nothing).
+BUILTIN_METRICS: dict[str, str] = {
+    "lpips": "ripbench.metrics.lpips_metric:LPIPS_SPEC",
+    "ssim": "ripbench.metrics.ssim:SSIM_SPEC",
+    "psnr": "ripbench.metrics.pixel:PSNR_SPEC",
+    "mse": "ripbench.metrics.pixel:MSE_SPEC",
+}
+
+_REGISTERED: dict[str, MetricSpec | str] = {}
+
+
+def register_metric(spec: MetricSpec) -> MetricSpec:
+    """Make ``spec`` available under ``spec.name`` (replacing an earlier registration of that name)."""
+    if not isinstance(spec, MetricSpec):
+        raise ConfigError(f"register_metric expects a MetricSpec, got {type(spec).__name__}")
+    _REGISTERED[spec.name] = spec
+    _lookup.cache_clear()
+    return spec
+
+
+@lru_cache(maxsize=1)
+def _plugin_refs() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in BUILTIN_METRICS:
+            warnings.warn(f"metric plug-in {ep.value!r} ignored: {ep.name!r} is a built-in metric", stacklevel=2)
+            continue
+        found[ep.name] = ep.value
+    return found
+
+
+def available_metrics() -> dict[str, str]:
+    """Every known metric name -> where its spec comes from (built-ins first, then plug-ins)."""
+    out: dict[str, str] = {name: "built-in" for name in BUILTIN_METRICS}
+    out.update({name: f"plug-in {ref}" for name, ref in _plugin_refs().items()})
+    out.update({name: "registered" for name in _REGISTERED if name not in BUILTIN_METRICS})
+    return out
+
+
+@cache
+def _lookup(name: str) -> MetricSpec:
+    ref = _REGISTERED.get(name) or BUILTIN_METRICS.get(name) or _plugin_refs().get(name)
+    if ref is None:
+        raise ConfigError(f"unknown metric {name!r}; available: {', '.join(available_metrics())} "
+                          f"(plug-ins register in the entry-point group '{ENTRY_POINT_GROUP}')")
+    try:
+        spec = _resolve(ref)
+    except Exception as exc:  # a broken plug-in is named, not hidden
+        raise ConfigError(f"metric {name!r} could not be loaded from {ref!r}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(spec, MetricSpec):
+        raise ConfigError(f"metric {name!r} ({ref!r}) is a {type(spec).__name__}, not a ripbench MetricSpec")
+    if spec.name != name:
+        raise ConfigError(f"metric registered as {name!r} ({ref!r}) calls itself {spec.name!r}")
+    return spec
+
+
+def get_metric_spec(name: str) -> MetricSpec:
+    """The spec of a metric by name; :class:`ConfigError` naming the known ones otherwise."""
+    return _lookup(name)
+
+
+def column_name(metric: str, reference: str = "orig", region: str | None = None) -> str:
+    """``("lpips", "orig", "never")`` -> ``"lpips_orig_never"``; ``region=None`` is the whole image."""
+    return f"{metric}_{reference}" + (f"_{region}" if region else "")
+
+
+def metric_columns(metric: str) -> list[str]:
+    """Every results-table column a metric owns, in table order."""
+    spec = get_metric_spec(metric)
+    return [column_name(metric, ref, region) for ref in REFERENCES for region in (None, *spec.regions)]
+
+
+_REGION_WORDS = {"current": "in the current mask", "outside": "outside the current mask",
+                 "ever": "in pixels ever masked", "never": "in pixels never masked"}
+
+
+def column_label(column: str) -> str | None:
+    """Axis label of a metric column from its spec, e.g. ``"LPIPS to original (lower is better)"``.
+
+    >>> column_label("ssim_prev_never")
+    'SSIM to previous iteration, in pixels never masked (higher is better)'
+    >>> column_label("halluc_score") is None
+    True
+    """
+    spec = spec_for_column(column)
+    if spec is None:
+        return None
+    head = spec.name
+    rest = column[len(head) + 1 :]
+    reference, _, region = rest.partition("_")
+    label = spec.column_label(reference)
+    if region:
+        base, _, paren = label.partition(" (")
+        label = f"{base}, {_REGION_WORDS[region]} ({paren}"
+    return label
+
+
+def spec_for_column(column: str) -> MetricSpec | None:
+    """The spec of the metric a results column belongs to (``None`` for non-metric columns)."""
+    for ref in REFERENCES:
+        marker = f"_{ref}"
+        head, sep, tail = column.rpartition(marker)
+        if not sep or (tail and tail.lstrip("_") not in REGIONS) or (tail and not tail.startswith("_")):
+            continue
+        if head in available_metrics():
+            return get_metric_spec(head)
+    return None

@@ -1,0 +1,222 @@
+"""What a metric is: one :class:`MetricSpec` (its facts) and a :class:`Metric` (its batched computation).
+
+Every fact about a metric lives in its spec and nowhere else: the results table, the
+analysis (direction of "worse"), the figures (labels) and the report read it from here.
+
+A metric compares two batches of images, ``B x 3 x H x W`` float in ``[0, 1]`` on one
+device, and returns, per batch item, a whole-image value and (optionally) a per-pixel map
+whose mean over a region is the metric's value in that region (see
+:mod:`ripbench.metrics.regions`). Work that depends on one image only (LPIPS backbone
+features, SSIM's local means) goes in :meth:`Metric.prepare`, so a recursive loop that
+compares each new image with both the original and the previous image does it once.
+
+Writing a metric
+----------------
+For a metric that is a plain function of two image batches, give the spec a function::
+
+    def mean_abs(a, b):                      # B x 3 x H x W each
+        diff = (a - b).abs()
+        return diff.flatten(1).mean(1), diff  # whole-image values, per-pixel map
+
+    MEAN_ABS = MetricSpec(name="mae", label="MAE", higher_is_better=False, range=(0.0, 1.0),
+                          identity=0.0, compute=mean_abs)
+
+(return only the ``B`` values, without a map, if region values make no sense; then
+``regions=()``). Subclass :class:`Metric` when the metric has state (a network) or
+per-image work to share. Register with :func:`ripbench.metrics.register_metric` or the
+``ripbench.metrics`` entry-point group (see :mod:`ripbench.metrics.registry`).
+
+Example
+-------
+>>> import torch
+>>> spec = MetricSpec(name="mae", label="MAE", higher_is_better=False, range=(0.0, 1.0), identity=0.0,
+...                   compute=lambda a, b: ((a - b).abs().flatten(1).mean(1), (a - b).abs()))
+>>> metric = spec.build("cpu")
+>>> a = torch.zeros(1, 3, 4, 4)
+>>> whole, per_pixel = metric.compare(metric.prepare(a), metric.prepare(a + 0.25))
+>>> whole.tolist(), tuple(per_pixel.shape)
+([0.25], (1, 3, 4, 4))
+>>> spec.direction_word
+'lower is better'
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ripbench.errors import ConfigError
+from ripbench.metrics.regions import REGIONS, masked_mean
+
+__all__ = ["FunctionMetric", "Metric", "MetricSpec"]
+
+#: ``(whole, per_pixel)``: ``B`` values and a ``B x C x H x W`` map (or ``None``).
+MetricOutput = tuple[torch.Tensor, "torch.Tensor | None"]
+
+
+class Metric(ABC):
+    """A metric ready to compute on one device (built by :meth:`MetricSpec.build`).
+
+    Subclasses implement :meth:`compare`; they may override :meth:`prepare` (per-image work),
+    :meth:`reduce` (how a region value follows from the per-pixel map) and :meth:`provenance`.
+    """
+
+    spec: MetricSpec
+
+    def prepare(self, images: torch.Tensor) -> Any:
+        """Per-image work, done once per image and reused by every comparison it takes part in.
+
+        Returns a tensor, or a list / tuple / dict of tensors, each with the batch first (the
+        suite concatenates prepared batches). Default: the images themselves.
+        """
+        return images
+
+    @abstractmethod
+    def compare(self, a: Any, b: Any) -> MetricOutput:
+        """Compare two prepared batches: ``(whole, per_pixel)`` as described in :data:`MetricOutput`."""
+
+    def reduce(self, per_pixel: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+        """The metric's value inside ``region`` (``B x 1 x H x W`` {0, 1}): the map's mean there (NaN if empty)."""
+        return masked_mean(per_pixel, region)
+
+    def provenance(self) -> dict[str, Any]:
+        """What the run manifest records about this metric's settings (weights, windows, ...)."""
+        return {}
+
+
+class FunctionMetric(Metric):
+    """A :class:`Metric` around a plain function ``f(a, b) -> whole`` or ``-> (whole, per_pixel)``."""
+
+    def __init__(self, spec: MetricSpec, function: Callable[..., Any], options: Mapping[str, Any]) -> None:
+        self.spec = spec
+        self.function = function
+        self.options = dict(options)
+
+    def compare(self, a: torch.Tensor, b: torch.Tensor) -> MetricOutput:
+        out = self.function(a, b, **self.options)
+        if isinstance(out, tuple):
+            whole, per_pixel = out
+            return whole, per_pixel
+        return out, None
+
+    def provenance(self) -> dict[str, Any]:
+        fn = self.function
+        return {"function": f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}",
+                **self.options}
+
+
+def _resolve(ref: Any) -> Any:
+    """``"package.module:attr"`` -> the attribute (lazy import); anything else as given."""
+    if not isinstance(ref, str):
+        return ref
+    module, _, attr = ref.partition(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """Everything ripbench knows about a metric.
+
+    Attributes:
+        name: registry key and column prefix (``lpips`` -> ``lpips_orig``, ``lpips_orig_current``, ...);
+            lower-case letters, digits, ``_`` and ``-``, starting with a letter.
+        label: short human name for tables and axes (``"LPIPS"``).
+        higher_is_better: ``True`` when larger values mean "closer to the reference" (SSIM, PSNR);
+            the analysis turns every metric into a drift that grows with this direction.
+        range: ``(low, high)`` of possible values (``math.inf`` allowed).
+        identity: the value of an image compared with itself (LPIPS 0, SSIM 1, PSNR +inf).
+        min_size: smallest image side the metric accepts, or a function of the metric's options
+            returning it (LPIPS depends on the backbone).
+        units: unit of the values (``"dB"``) or ``""``.
+        regions: the regions (see :data:`ripbench.metrics.regions.REGIONS`) the metric reports;
+            ``()`` for a whole-image-only metric (its ``compare`` returns no per-pixel map).
+        description: one line for ``ripbench metrics -v``.
+        compute: a :class:`Metric` subclass (constructed as ``cls(device=..., **options)``), or a plain
+            function ``f(a, b, **options) -> whole | (whole, per_pixel)`` (tensors arrive on their
+            device); a ``"module:attr"`` string is imported on first use.
+        options: the options the metric accepts, name -> ``(default, one-line help)``.
+        region_note: how region values are computed, for the docs and ``metrics -v``.
+    """
+
+    name: str
+    label: str
+    higher_is_better: bool
+    range: tuple[float, float]
+    identity: float
+    compute: Any
+    min_size: int | Callable[..., int] = 1
+    units: str = ""
+    regions: tuple[str, ...] = REGIONS
+    description: str = ""
+    options: Mapping[str, tuple[Any, str]] = field(default_factory=dict)
+    region_note: str = "mean of the per-pixel map over the region's pixels"
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_-]*", self.name or ""):
+            raise ConfigError(f"metric name {self.name!r} must start with a letter and hold only a-z, 0-9, '_', '-'")
+        unknown = [r for r in self.regions if r not in REGIONS]
+        if unknown:
+            raise ConfigError(f"metric {self.name!r}: unknown region(s) {unknown}; allowed: {', '.join(REGIONS)}")
+        low, high = self.range
+        if not low <= self.identity <= high:
+            raise ConfigError(f"metric {self.name!r}: identity {self.identity} lies outside its range {self.range}")
+
+    @property
+    def direction(self) -> int:
+        """``+1`` when larger values mean more drift (lower is better), ``-1`` otherwise."""
+        return -1 if self.higher_is_better else 1
+
+    @property
+    def direction_word(self) -> str:
+        """``"higher is better"`` or ``"lower is better"``."""
+        return "higher is better" if self.higher_is_better else "lower is better"
+
+    def minimum_size(self, **options: Any) -> int:
+        """Smallest image side this metric accepts with these options."""
+        return int(self.min_size(**options) if callable(self.min_size) else self.min_size)
+
+    def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The options with defaults filled in; unknown names raise :class:`ConfigError`."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            allowed = ", ".join(self.options) or "none"
+            raise ConfigError(f"metric {self.name!r} has no option(s) {', '.join(unknown)}; allowed: {allowed}")
+        return {**{k: default for k, (default, _) in self.options.items()}, **options}
+
+    def build(self, device: str | torch.device = "cpu", **options: Any) -> Metric:
+        """A :class:`Metric` ready to run on ``device``."""
+        options = self.check_options(options)
+        target = _resolve(self.compute)
+        if isinstance(target, type) and issubclass(target, Metric):
+            metric = target(device=torch.device(device), **options)
+        else:
+            metric = FunctionMetric(self, target, options)
+        metric.spec = self
+        return metric
+
+    def column_label(self, reference: str = "orig") -> str:
+        """Axis label such as ``"LPIPS to original (lower is better)"``."""
+        ref = {"orig": "to original", "prev": "to previous iteration"}.get(reference, reference)
+        units = f", {self.units}" if self.units else ""
+        return f"{self.label} {ref} ({self.direction_word}{units})"
+
+    def describe(self) -> dict[str, Any]:
+        """The spec as plain data (for ``ripbench metrics -v`` and manifests)."""
+        low, high = self.range
+        return {
+            "name": self.name, "label": self.label, "higher_is_better": self.higher_is_better,
+            "range": [low if math.isfinite(low) else str(low), high if math.isfinite(high) else str(high)],
+            "identity": self.identity if math.isfinite(self.identity) else str(self.identity),
+            "units": self.units, "regions": list(self.regions), "description": self.description,
+            "options": {k: {"default": d, "help": h} for k, (d, h) in self.options.items()},
+        }

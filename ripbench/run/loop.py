@@ -1,0 +1,188 @@
+"""The recursive inpainting loop for one batch of trajectories (same model, same image size).
+
+One round of one trajectory::
+
+    mask_k  = policy(H, W, k, key)                    # key = hash(seed, image id, policy): see run.keys
+    image_k = model.inpaint(image_{k-1}, mask_k, noise_seed(key, k))
+    metrics(image_k vs original, vs image_{k-1}) in the whole image and the regions
+            current (mask_k) / outside / ever (mask_1 | ... | mask_k) / never
+
+State (original, current image, the ``ever`` mask, prepared metric statistics) stays on the
+model's device for the whole trajectory; metric values are gathered on the device and
+copied to the host once per batch. Only snapshot iterations leave the device (as PNGs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..config import ExperimentConfig
+from ..io import atomic_save
+from ..masks import mask_stats_batch
+from ..metrics import DriftTracker, MetricSuite, column_name
+from ..models import Inpainter
+from .annotators import Annotator
+from .plan import KEY_COLUMNS, Trajectory
+
+__all__ = ["MASK_BOX_COLUMNS", "TIMING_COLUMNS", "run_batch"]
+
+#: Columns whose values are wall-clock timings (they differ between otherwise identical runs).
+TIMING_COLUMNS = ["model_seconds", "overhead_seconds"]
+#: Bounding box of the iteration's mask, pixels, end-exclusive (missing at iteration 0).
+MASK_BOX_COLUMNS = ["mask_y0", "mask_x0", "mask_y1", "mask_x1"]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def save_png(path: Path, image: np.ndarray) -> None:
+    """Write a ``C x H x W`` (or ``H x W``) float image in ``[0, 1]`` as an 8-bit PNG, atomically."""
+    from PIL import Image
+
+    arr = np.round(np.clip(np.nan_to_num(image), 0.0, 1.0) * 255.0).astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3):
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    atomic_save(path, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
+
+
+def _snapshot(trajs: Sequence[Trajectory], image_dir: Callable[[str], Path], k: int, images: torch.Tensor,
+              masks: torch.Tensor | None) -> None:
+    imgs = images.float().cpu().numpy()
+    msk = masks.float().cpu().numpy() if masks is not None else None
+    for i, t in enumerate(trajs):
+        folder = image_dir(t.id)
+        save_png(folder / f"iter_{k:04d}.png", imgs[i])
+        if msk is not None:
+            save_png(folder / f"mask_{k:04d}.png", msk[i])
+
+
+@torch.no_grad()
+def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentConfig, suite: MetricSuite,
+              window: int, image_dir: Callable[[str], Path], on_step: Callable[[int], None] = lambda n: None,
+              annotate: Annotator | None = None) -> pd.DataFrame:
+    """Run a batch of trajectories through all iterations and return their rows (iteration 0 included).
+
+    Args:
+        model: the inpainting model (its device holds all state).
+        trajs: trajectories of the same image size.
+        config: the experiment (iterations, snapshots).
+        suite: the metrics, on the model's device.
+        window: number of final denoising steps whose x0 the model should return (0 = none).
+        image_dir: where the snapshots of a trajectory id go.
+        on_step: called with the batch size after every iteration (progress).
+        annotate: ground-truth annotator of the input source, if any.
+    """
+    from ..hallucination import trajectory_variance
+
+    trajs = list(trajs)
+    device = model.device
+    n_iter, b = config.iterations, len(trajs)
+    h, w = trajs[0].size
+    snaps = set(config.snapshot_iterations())
+    original = torch.stack([t.image.pixels for t in trajs]).to(device)
+    tracker = DriftTracker(suite, original)  # holds the previous image: the next model input
+    if 0 in snaps:
+        _snapshot(trajs, image_dir, 0, original, None)
+
+    per_iter: dict[str, list[torch.Tensor]] = {}
+    host: dict[str, list[float]] = {name: [] for name in TIMING_COLUMNS}
+    extras: dict[str, list[Sequence[Any]]] = {}
+    start_extras = annotate(original) if annotate else {}
+    no_failure = torch.zeros(b, dtype=torch.bool, device=device)
+    _sync(device)
+    for k in range(1, n_iter + 1):
+        t_start = time.perf_counter()
+        masks_np = np.stack([t.policy(h, w, k, t.key) for t in trajs])
+        masks = torch.from_numpy(masks_np[:, None]).to(device).to(original.dtype)
+        seeds = [t.noise_seed(k) for t in trajs]
+        t_model = time.perf_counter()  # the device is idle: the previous iteration ended with a sync
+        result = model.inpaint(tracker.previous, masks, seeds, trajectory_steps=window)
+        _sync(device)
+        model_time = time.perf_counter() - t_model
+        new = result.images.to(device=device, dtype=original.dtype).clamp(0.0, 1.0)
+
+        for name, v in tracker.step(new, masks).items():
+            per_iter.setdefault(name, []).append(v)
+        if window and result.x0_trajectory is not None and result.x0_trajectory.shape[0] >= 2:
+            traj = result.x0_trajectory  # a model may run fewer steps than announced (strength < 1)
+            steps = min(window, traj.shape[0])
+            per_iter.setdefault("halluc_score", []).append(trajectory_variance(traj, steps))
+            per_iter.setdefault("halluc_score_current", []).append(trajectory_variance(traj, steps, masks))
+        for name, v in mask_stats_batch(masks).items():
+            per_iter.setdefault(f"mask_{name}", []).append(v)
+        per_iter.setdefault("cum_mask_area", []).append(tracker.ever.float().mean(dim=(1, 2, 3)))
+        fail = no_failure if result.failed is None else result.failed.to(device=device, dtype=torch.bool)
+        per_iter.setdefault("failed", []).append(fail)
+        for name, vals in result.extras.items():
+            extras.setdefault(name, []).append(list(vals))
+        if annotate:
+            for name, vals in annotate(new).items():
+                extras.setdefault(name, []).append(list(vals))
+
+        if k in snaps:
+            _snapshot(trajs, image_dir, k, new, masks)
+        _sync(device)
+        total = time.perf_counter() - t_start
+        host["model_seconds"].extend([model_time / b] * b)
+        host["overhead_seconds"].extend([(total - model_time) / b] * b)
+        on_step(b)
+    return _rows(trajs, n_iter, suite, per_iter, host, extras, start_extras)
+
+
+def _rows(trajs: list[Trajectory], n_iter: int, suite: MetricSuite, per_iter: dict[str, list[torch.Tensor]],
+          host: dict[str, list[float]], extras: dict[str, list[Sequence[Any]]],
+          start_extras: dict[str, Sequence[Any]]) -> pd.DataFrame:
+    b = len(trajs)
+    # one host transfer for all device-side values: (iterations x B) per column
+    cols = {name: torch.stack(vals).cpu().numpy().reshape(-1) for name, vals in per_iter.items()}
+    item = np.tile(np.arange(b), n_iter)
+    frame: dict[str, Any] = {
+        "trajectory_id": [trajs[i].id for i in item],
+        "model": [trajs[i].model_label for i in item],
+        "image_id": [trajs[i].image.id for i in item],
+        "category": [trajs[i].image.category for i in item],
+        "mask_policy": [trajs[i].mask_spec["policy"] for i in item],
+        "mask_label": [trajs[i].policy.label for i in item],
+        "seed": [trajs[i].seed for i in item],
+        "iteration": np.repeat(np.arange(1, n_iter + 1), b),
+        **host,
+        **cols,
+    }
+    for name, per_k in extras.items():
+        frame[name] = [v for vals in per_k for v in vals]
+    body = pd.DataFrame(frame)
+    # iteration 0: the original itself. Only "distance to the original" in the whole image (and in
+    # the never-masked region, which is the whole image) is defined; everything else is missing.
+    start = body[body["iteration"] == 1].copy()
+    start["iteration"] = 0
+    identity = {column_name(name, "orig", region): spec.identity
+                for name, spec in suite.specs.items() for region in (None, "never")}
+    for col in body.columns:
+        if col in KEY_COLUMNS or col in ("trajectory_id", "iteration"):
+            continue
+        start[col] = identity.get(col, np.nan) if body[col].dtype.kind in "fc" else None
+    start[["mask_area", "cum_mask_area"]] = 0.0
+    start["failed"] = False
+    for name, vals in start_extras.items():
+        start[name] = list(vals)
+    table = pd.concat([start, body], ignore_index=True)
+    for col in MASK_BOX_COLUMNS:
+        table[col] = table[col].astype("Int64")
+        table.loc[table["iteration"] == 0, col] = pd.NA
+    # a failed trajectory keeps its rows up to and including its first failing iteration
+    first_fail = table[table["failed"]].groupby("trajectory_id")["iteration"].min()
+    if len(first_fail):
+        limit = table["trajectory_id"].map(first_fail).fillna(np.inf)
+        table = table[table["iteration"] <= limit]
+    return table.sort_values(["trajectory_id", "iteration"], kind="stable").reset_index(drop=True)
