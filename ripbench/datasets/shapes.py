@@ -53,6 +53,8 @@ COLUMN_WIDTH, COLUMN_HEIGHT = 21, 63
 SHAPE_AREA: float = 60.0
 #: Probability that a column holds its shape.
 PRESENCE_PROBABILITY: float = 0.5
+#: One letter per shape in :attr:`ShapeLabel.layout` (``?`` = an unreadable blob).
+LETTERS: dict[str, str] = {"triangle": "T", "square": "S", "pentagon": "P", "unknown": "?"}
 #: The labeller's kinds of image, in order of precedence (an image gets the first that applies).
 KINDS: tuple[str, ...] = ("duplicate", "wrong_shape", "malformed", "empty", "valid")
 
@@ -318,6 +320,12 @@ class ShapeLabel:
     reason: str
 
     @property
+    def layout(self) -> str:
+        """What each column holds, as letters (:data:`LETTERS`) joined by ``"|"``, e.g. ``"T|SS|"``:
+        a triangle on the left, two squares in the middle, nothing on the right."""
+        return "|".join("".join(LETTERS[name] for name in column) for column in self.shapes)
+
+    @property
     def is_valid(self) -> bool:
         """Whether the image could come from the data set (at most one shape per column, each in its
         own column, well formed, at least one)."""
@@ -365,6 +373,19 @@ def _templates(size: int) -> _Templates:
     columns = tuple((bounds[k], bounds[k + 1]) for k in range(3))
     columns = (*columns[:2], (columns[2][0], size))  # the right edge strip (native x = 63) goes with the last
     return _Templates(size, columns, tuple(stamps), areas, MIN_AREA_SHARE * min(areas))  # type: ignore[arg-type]
+
+
+def column_bounds(size: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """Pixel ranges ``[left, right)`` of the three columns in a ``size`` px image (64 or 32).
+
+    A pixel belongs to the column of the first native pixel it covers; the blank 64th native
+    column goes with the last.
+
+    Example:
+        >>> column_bounds(64), column_bounds(32)
+        (((0, 21), (21, 42), (42, 64)), ((0, 11), (11, 21), (21, 32)))
+    """
+    return _templates(size).columns
 
 
 def _fit_copies(blob: np.ndarray, variants: Sequence[np.ndarray], area: float) -> tuple[int, float]:

@@ -59,14 +59,23 @@ def auroc_interval(
     scores: Sequence[float] | np.ndarray,
     labels: Sequence[bool] | np.ndarray,
     *,
+    groups: Sequence[object] | np.ndarray | None = None,
     n_boot: int = 2000,
     seed: int = 0,
     ci: float = 0.95,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the AUROC of ``scores`` for the positives in ``labels``.
 
-    Items are resampled with replacement (stratified: positives and negatives separately, so
-    every replicate has both). ``(nan, nan)`` when either class is empty.
+    Without ``groups`` items are resampled with replacement, positives and negatives separately
+    (every replicate has both). With ``groups`` (e.g. trajectory ids: items of one group are
+    correlated) whole groups are resampled; replicates that lack a class are dropped.
+    ``(nan, nan)`` when either class is empty.
+
+    Example:
+        >>> lo, hi = auroc_interval([0.1, 0.6, 0.3, 0.8, 0.2, 0.9], [0, 1, 0, 1, 0, 1],
+        ...                         groups=["a", "a", "b", "b", "c", "c"], n_boot=100)
+        >>> 0.0 <= lo <= hi <= 1.0
+        True
     """
     s = np.asarray(scores, dtype=float)
     y = np.asarray(labels, dtype=bool)
@@ -74,11 +83,21 @@ def auroc_interval(
         return (math.nan, math.nan)
     rng = np.random.default_rng(seed)
     weights = np.zeros((n_boot, y.size))
-    for cls in (True, False):
-        idx = np.nonzero(y == cls)[0]
-        draws = rng.integers(0, idx.size, size=(n_boot, idx.size))
-        np.add.at(weights, (np.arange(n_boot)[:, None], idx[draws]), 1.0)
+    if groups is None:
+        for cls in (True, False):
+            idx = np.nonzero(y == cls)[0]
+            draws = rng.integers(0, idx.size, size=(n_boot, idx.size))
+            np.add.at(weights, (np.arange(n_boot)[:, None], idx[draws]), 1.0)
+    else:
+        _, member = np.unique(np.asarray(groups), return_inverse=True)
+        n_groups = int(member.max()) + 1
+        drawn = np.zeros((n_boot, n_groups))
+        np.add.at(drawn, (np.arange(n_boot)[:, None], rng.integers(0, n_groups, size=(n_boot, n_groups))), 1.0)
+        weights = drawn[:, member]
     values = _auroc_many(s, y, weights)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return (math.nan, math.nan)
     alpha = (1 - ci) / 2
     lo, hi = np.quantile(values, [alpha, 1 - alpha])
     return (float(lo), float(hi))
