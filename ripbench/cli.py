@@ -271,8 +271,8 @@ def _shapes_rip_help() -> str:
     return ("Bundled shapes DDPM under RIP: ground-truth hallucinations and detector quality per band of "
             "iterations.\n\n" + SHAPES_HALLUCINATION + "\n\nReports, per band: the AUROC of the x0-variance "
             "score for duplicates vs valid generations (95% bootstrap CI over trajectories, n), a threshold "
-            "calibrated on half of the trajectories (keeps 96% of their valid generations) and the kept/removed "
-            "rates on the other half (Wilson CIs).")
+            "calibrated on a quarter of the trajectories (keeps 96% of their valid generations) and the "
+            "kept/removed rates on the other trajectories (Wilson CIs).")
 
 
 @repro.command("shapes-rip", help=_shapes_rip_help())

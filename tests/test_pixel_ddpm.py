@@ -110,7 +110,7 @@ def test_size_mismatch_and_bad_options(tiny_model: PixelDDPMInpainter) -> None:
 def test_bundled_weights_load_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model = PixelDDPMInpainter("shapes", num_inference_steps=10, device="cpu")
-    assert model.name == "shapes-ddpm" and model.sample_size == (32, 32) and model.channels == 1
+    assert model.name == "shapes-ddpm" and model.sample_size == (64, 64) and model.channels == 1
     ident = model.identity()
     weights = Path(ident["weights_path"])
     assert weights.parent.parent == BUNDLED_SHAPES_DIR and weights.suffix == ".safetensors"

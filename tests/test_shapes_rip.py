@@ -78,10 +78,11 @@ def test_bands_and_split():
     assert iteration_bands(12, 3) == [(1, 4), (5, 8), (9, 12)]
     assert iteration_bands(2, 5) == [(1, 1), (2, 2)]
     ids = pd.Series([f"t{i // 4}" for i in range(40)])
-    cal = calibration_split(ids, seed=1)
+    cal = calibration_split(ids, seed=1, share=0.5)
     assert cal.sum() == 20  # half of the ten trajectories, whole trajectories only
     assert all(len(set(cal[ids == t])) == 1 for t in ids.unique())
-    assert np.array_equal(cal, calibration_split(ids, seed=1))
+    assert np.array_equal(cal, calibration_split(ids, seed=1, share=0.5))
+    assert calibration_split(ids, seed=1).sum() == 8  # a quarter of the ten trajectories, rounded: two
 
 
 def _synthetic_run(separation: float, n_traj: int = 40, iterations: int = 6, seed: int = 0) -> pd.DataFrame:

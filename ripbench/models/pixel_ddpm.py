@@ -25,11 +25,11 @@ Example
 >>> from ripbench.models.pixel_ddpm import PixelDDPMInpainter
 >>> from ripbench.datasets.shapes import shapes_images
 >>> model = PixelDDPMInpainter("shapes", num_inference_steps=20)  # doctest: +SKIP
->>> images, _ = shapes_images(2, size=32, seed=0)
->>> masks = torch.zeros(2, 1, 32, 32); masks[..., 8:24, 8:24] = 1
+>>> images, _ = shapes_images(2, seed=0)
+>>> masks = torch.zeros(2, 1, 64, 64); masks[..., :, 21:42] = 1  # repaint the middle column
 >>> out = model.inpaint(images, masks, [0, 1], trajectory_steps=5)  # doctest: +SKIP
 >>> tuple(out.x0_trajectory.shape)  # doctest: +SKIP
-(5, 2, 1, 32, 32)
+(5, 2, 1, 64, 64)
 """
 
 from __future__ import annotations

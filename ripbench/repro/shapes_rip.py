@@ -19,8 +19,9 @@ The detector's score of a generation is the variance of its predicted clean imag
 last denoising steps inside the repainted region (``halluc_score_current``; ``halluc_score`` is
 the whole image). For each band of iterations the report gives the AUROC of duplicates against
 valid generations with a 95% bootstrap interval over trajectories and the counts; a threshold
-calibrated on half of the trajectories (keeping :data:`KEEP` of their valid generations); and
-the shares of valid generations kept and of duplicates removed on the other half, with Wilson
+calibrated on a quarter of the trajectories (:data:`CALIBRATION_SHARE`, keeping :data:`KEEP` of
+their valid generations); and the shares of valid generations kept and of duplicates removed on
+the other trajectories, with Wilson
 intervals.
 
 Run it as ``ripbench repro shapes-rip``; :func:`run_shapes_rip` is the library entry point.
@@ -46,6 +47,8 @@ from .stats import auroc_interval, wilson_interval
 
 #: Share of valid generations the calibrated threshold keeps (the paper's operating point).
 KEEP = 0.96
+#: Share of the trajectories whose valid generations calibrate the threshold (the rest evaluate it).
+CALIBRATION_SHARE = 0.25
 #: What the paper reports that this experiment compares with (Aithal et al., NeurIPS 2024).
 PAPER = ("Aithal et al. (NeurIPS 2024): filtering on the x0 variance over the last 10 of 1000 steps removes over "
          "95% of hallucinations while keeping 96% of in-support samples (their synthetic data sets); they apply "
@@ -91,25 +94,21 @@ def _own_and_other(layout: str) -> tuple[list[int], list[int], list[int]]:
     return own, other, unknown
 
 
-def generation_labels(table: pd.DataFrame, size: int = 64) -> pd.Series:
-    """The label of every generation (row with ``iteration > 0``) of a shapes RIP table.
+def generation_table(table: pd.DataFrame, size: int = 64) -> pd.DataFrame:
+    """Label and shape count of every generation (row with ``iteration > 0``) of a shapes RIP table.
 
     Needs ``shapes_layout``, ``shapes_label`` and the mask box (``mask_x0``, ``mask_x1``,
     ``mask_y0``, ``mask_y1``) of ``size`` px images. A column is *repainted* when the mask
-    touches it, *fully* when the mask covers all of it. See the module docstring for the labels.
-
-    >>> t = pd.DataFrame({"trajectory_id": ["a"] * 3, "iteration": [0, 1, 2],
-    ...     "shapes_layout": ["T|S|", "T|SS|", "T|SS|"], "shapes_label": ["valid", "duplicate", "duplicate"],
-    ...     "mask_x0": [None, 21, 0], "mask_x1": [None, 42, 21], "mask_y0": [None, 0, 0], "mask_y1": [None, 64, 64]})
-    >>> generation_labels(t).tolist()
-    ['duplicate', 'valid']
+    touches it, *fully* when the mask covers all of it. Returns ``generation`` (the label, see
+    the module docstring) and ``region_shapes`` (shapes of any kind now in the repainted columns),
+    indexed like the rows.
     """
     table = table.sort_values(["trajectory_id", "iteration"], kind="stable")
     previous = table.groupby("trajectory_id")["shapes_layout"].shift(1)
     rows = table[table["iteration"] > 0]
     bounds = column_bounds(size)
     content = -(-63 * size // 64)  # the 63 native pixels that can hold a shape, rows and columns
-    out = {}
+    labels, counts = {}, {}
     for index, row in rows.iterrows():
         own, other, unknown = _own_and_other(row["shapes_layout"])
         own_before, _, _ = _own_and_other(previous.loc[index])
@@ -129,8 +128,22 @@ def generation_labels(table: pd.DataFrame, size: int = 64) -> pd.Series:
             label = "empty"
         else:
             label = "valid"
-        out[index] = label
-    return pd.Series(out, dtype=object).reindex(rows.index)
+        labels[index] = label
+        counts[index] = sum(own[k] + other[k] + unknown[k] for k in touched)
+    return pd.DataFrame({"generation": pd.Series(labels, dtype=object), "region_shapes": pd.Series(counts, dtype=int)},
+                        index=rows.index)
+
+
+def generation_labels(table: pd.DataFrame, size: int = 64) -> pd.Series:
+    """The label of every generation of a shapes RIP table (``generation`` of :func:`generation_table`).
+
+    >>> t = pd.DataFrame({"trajectory_id": ["a"] * 3, "iteration": [0, 1, 2],
+    ...     "shapes_layout": ["T|S|", "T|SS|", "T|SS|"], "shapes_label": ["valid", "duplicate", "duplicate"],
+    ...     "mask_x0": [None, 21, 0], "mask_x1": [None, 42, 21], "mask_y0": [None, 0, 0], "mask_y1": [None, 64, 64]})
+    >>> generation_labels(t).tolist()
+    ['duplicate', 'valid']
+    """
+    return generation_table(table, size)["generation"]
 
 
 def iteration_bands(iterations: int, bands: int) -> list[tuple[int, int]]:
@@ -146,12 +159,14 @@ def iteration_bands(iterations: int, bands: int) -> list[tuple[int, int]]:
     return [(int(edges[i]) + 1, int(edges[i + 1])) for i in range(bands)]
 
 
-def calibration_split(trajectories: pd.Series, seed: int = 0) -> np.ndarray:
-    """``True`` for rows whose trajectory falls in the calibration half (a seeded random half of the
-    trajectories; rows of one trajectory stay together because they are correlated)."""
+def calibration_split(trajectories: pd.Series, seed: int = 0, share: float = 0.25) -> np.ndarray:
+    """``True`` for rows whose trajectory is in the calibration set: a seeded random ``share`` of the
+    trajectories (rows of one trajectory stay together because they are correlated). Calibration
+    needs valid generations only, which are plentiful; the rest evaluate the threshold, so that
+    the rare duplicates go mostly to the evaluation."""
     ids = np.array(sorted(trajectories.unique()))
     order = np.random.default_rng(seed).permutation(ids.size)
-    calibration = set(ids[order[: ids.size // 2]])
+    calibration = set(ids[order[: int(round(share * ids.size))]])
     return trajectories.isin(calibration).to_numpy()
 
 
@@ -166,13 +181,15 @@ def detection_by_band(table: pd.DataFrame, *, bands: int = 3, score: str = "hall
     Columns: ``band``, ``generations``, one count per label of :data:`GENERATION_LABELS`,
     ``hallucination_rate`` (duplicates / generations) with ``_lo``/``_hi``; ``auroc`` of
     duplicates vs valid (all trajectories) with a bootstrap interval over trajectories;
-    ``threshold`` calibrated on the valid generations of the calibration half; ``kept`` (valid
-    generations of the evaluation half at or below it) and ``removed`` (duplicates of the
-    evaluation half above it), each with ``n_`` and a Wilson interval.
+    ``threshold`` calibrated on the valid generations of the calibration trajectories; ``kept``
+    (valid generations of the evaluation trajectories at or below it) and ``removed`` (their
+    duplicates above it), each with ``n_`` and a Wilson interval; and, as a control for the
+    amount of shape in the region, ``auroc_vs_shape`` (duplicates vs the ``valid_with_shape``
+    valid generations that left at least one shape in the repainted region) with its interval.
     """
     rows = table[table["iteration"] > 0].copy()
-    rows["generation"] = generation_labels(table)
-    calibration = calibration_split(rows["trajectory_id"], seed)
+    rows[["generation", "region_shapes"]] = generation_table(table)
+    calibration = calibration_split(rows["trajectory_id"], seed, CALIBRATION_SHARE)
     iterations = int(rows["iteration"].max()) if len(rows) else 0
     groups = [(f"{a}-{b}", (rows["iteration"] >= a) & (rows["iteration"] <= b))
               for a, b in iteration_bands(iterations, bands)] if iterations else []
@@ -196,6 +213,17 @@ def detection_by_band(table: pd.DataFrame, *, bands: int = 3, score: str = "hall
             rec.update(auroc_lo=lo, auroc_hi=hi)
         else:
             rec.update(auroc=np.nan, auroc_lo=np.nan, auroc_hi=np.nan)
+        # control: valid generations that left a shape in the repainted region (the x0 variance grows
+        # with the amount of shape edge, and a column left empty scores near zero)
+        shaped = valid & (g["region_shapes"].to_numpy() > 0)
+        both = (dup | shaped) & np.isfinite(s)
+        rec["valid_with_shape"] = int(shaped.sum())
+        if dup[both].any() and shaped[both].any():
+            rec["auroc_vs_shape"] = float(auroc(s[both], dup[both]))
+            rec["auroc_vs_shape_lo"], rec["auroc_vs_shape_hi"] = auroc_interval(
+                s[both], dup[both], groups=g["trajectory_id"].to_numpy()[both], n_boot=n_boot, seed=seed)
+        else:
+            rec.update(auroc_vs_shape=np.nan, auroc_vs_shape_lo=np.nan, auroc_vs_shape_hi=np.nan)
         cal_valid = s[valid & cal & np.isfinite(s)]
         ev_valid, ev_dup = s[valid & ~cal & np.isfinite(s)], s[dup & ~cal & np.isfinite(s)]
         if cal_valid.size:
@@ -244,28 +272,40 @@ def _ci(row: pd.Series, name: str, pct: bool = True) -> str:
 
 def _band_table(det: pd.DataFrame) -> str:
     lines = ["| iterations | generations | duplicates | valid | other (carried / wrong / malformed / empty) "
-             "| duplicate rate | AUROC dup vs valid [95% CI] | kept (valid) | removed (duplicates) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| duplicate rate | AUROC dup vs valid [95% CI] | AUROC dup vs valid with a shape (n) "
+             "| kept (valid) | removed (duplicates) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in det.iterrows():
         lines.append(
             f"| {r['band']} | {r['generations']} | {r['duplicate']} | {r['valid']} "
             f"| {r['carried']} / {r['wrong_shape']} / {r['malformed']} / {r['empty']} "
             f"| {_ci(r, 'hallucination_rate')} | {_ci(r, 'auroc', pct=False)} "
-            f"| {_ci(r, 'kept')} (n={r['n_kept_of']}) | {_ci(r, 'removed')} (n={r['n_removed_of']}) |")
+            f"| {_ci(r, 'auroc_vs_shape', pct=False)} (n={r['valid_with_shape']}) | {_ci(r, 'kept')} (n={r['n_kept_of']}) | {_ci(r, 'removed')} (n={r['n_removed_of']}) |")
     return "\n".join(lines)
 
 
 def _verdict(pooled: pd.Series) -> str:
-    """One sentence on the pooled AUROC against the goal of 0.9, from the measured numbers only."""
+    """A few sentences on the pooled numbers against the goal of AUROC 0.9, from the measured numbers only."""
     value, lo, hi = pooled.get("auroc"), pooled.get("auroc_lo"), pooled.get("auroc_hi")
     if value is None or not np.isfinite(value):
         return ("No AUROC: the run made no duplicate or no valid generation; run more images, seeds or "
                 "iterations.")
     where = ("reaches" if lo >= 0.9 else "may reach" if hi >= 0.9 else "falls short of") if np.isfinite(lo) else (
         "reaches" if value >= 0.9 else "falls short of")
-    return (f"Pooled over all iterations the detector separates duplicates from valid generations with AUROC "
+    text = (f"Pooled over all iterations the detector separates duplicates from valid generations with AUROC "
             f"{_fmt(value)} (95% CI {_fmt(lo)}-{_fmt(hi)}; {pooled['duplicate']} duplicates, {pooled['valid']} valid), "
             f"which {where} the goal of 0.9.")
+    control = pooled.get("auroc_vs_shape")
+    if control is not None and np.isfinite(control):
+        text += (f" Against only the {pooled['valid_with_shape']} valid generations that left a shape in the repainted "
+                 f"region (the score grows with the amount of shape edge, and an emptied column scores near zero) "
+                 f"the AUROC is {_ci(pooled, 'auroc_vs_shape', pct=False)}.")
+    removed, n_removed = pooled.get("removed"), int(pooled.get("n_removed_of", 0))
+    if removed is not None and np.isfinite(removed):
+        text += (f" At the calibrated threshold {_ci(pooled, 'kept')} of the held-out valid generations are kept and "
+                 f"{_ci(pooled, 'removed')} of the {n_removed} held-out duplicates removed (paper: over 95% removed at "
+                 f"96% kept on its toy data).")
+    return text
 
 
 def _figure(kinds: pd.DataFrame, det: dict[str, pd.DataFrame], rows: pd.DataFrame, path: Path) -> None:
@@ -322,7 +362,7 @@ def run_shapes_rip(out_dir: str | Path = "results/shapes-rip", *, images: int = 
     result = run_experiment(cfg, run_dir=out_dir, progress=progress, overwrite=overwrite)
     table = result.table
     rows = table[table["iteration"] > 0].copy()
-    rows["generation"] = generation_labels(table)
+    rows[["generation", "region_shapes"]] = generation_table(table)
     det = {score: detection_by_band(table, bands=bands, score=score) for score in SCORES if score in table}
     kinds = image_kinds_per_iteration(table)
     paths = {"detection": out_dir / "shapes_rip_detection.csv", "kinds": out_dir / "shapes_rip_kinds.csv",
@@ -343,8 +383,8 @@ def run_shapes_rip(out_dir: str | Path = "results/shapes-rip", *, images: int = 
         f"({images} images x {len(seeds)} seeds) x {iterations} iterations; mask: {mask}.", "",
         f"**What counts as a hallucination.** {DEFINITION}", "",
         f"Score: variance of x0 over the last denoising steps inside the repainted region (`{SCORES[0]}`). "
-        f"Threshold: keeps {KEEP:.0%} of the valid generations of a random half of the trajectories (calibration); "
-        "kept and removed are measured on the other half. Intervals: 95%, bootstrap over trajectories for the "
+        f"Threshold: keeps {KEEP:.0%} of the valid generations of a random {CALIBRATION_SHARE:.0%} of the "
+        "trajectories (calibration); kept and removed are measured on the other trajectories. Intervals: 95%, bootstrap over trajectories for the "
         "AUROC, Wilson for rates.", "",
         f"Paper: {PAPER}", "",
         "## Detector against the labeller, by band of iterations", "",
