@@ -37,7 +37,7 @@ class Identity(Inpainter):
     def device(self) -> torch.device:
         return self._device
 
-    def inpaint(self, images, masks, seeds, *, trajectory_steps=0):
+    def inpaint(self, images, masks, seeds):
         return InpaintResult(images=images.clone())
 
 

@@ -1,5 +1,6 @@
-"""``python -m ripbench`` runs the command line."""
+"""``python -m ripbench ...`` (and ``accelerate launch -m ripbench run ...``): the command line."""
 
 from .cli import main
 
-main(prog_name="ripbench")
+if __name__ == "__main__":
+    main(prog_name="ripbench")

@@ -41,8 +41,16 @@ from .errors import ResultsError
 from .metrics.registry import spec_for_column
 from .store import load_table
 
-#: Metrics shown in summaries when present, in this order.
-SUMMARY_METRICS = ("lpips_orig", "ssim_orig", "psnr_orig", "halluc_score")
+
+def summary_metrics(table: pd.DataFrame) -> list[str]:
+    """Columns shown in summaries: every metric's whole-image distance to the original (from its
+    spec, in table order, plug-ins included), then the hallucination score when present.
+
+    >>> summary_metrics(pd.DataFrame(columns=["mse_orig", "mse_prev", "lpips_orig_never", "halluc_score"]))
+    ['mse_orig', 'halluc_score']
+    """
+    found = [c for c in table.columns if c.endswith("_orig") and spec_for_column(c) is not None]
+    return found + [c for c in ("halluc_score",) if c in table.columns]
 
 #: +inf PSNR (identical pixels) is replaced by this many dB. One 8-bit step (1/255) in one
 #: channel of one pixel of a 1024 x 1024 image is already ~113 dB, so 100 dB marks "no visible
@@ -625,9 +633,11 @@ def median_collapse(
 def summary_table(
     table: pd.DataFrame,
     by: Sequence[str] = ("model", "mask_label"),
-    metrics: Sequence[str] = SUMMARY_METRICS,
+    metrics: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One row per group: trajectories, failures, and each metric's mean at the last iteration.
+
+    ``metrics`` default: :func:`summary_metrics`.
 
     >>> t = pd.DataFrame({"model": ["m"] * 4, "mask_label": ["g"] * 4, "trajectory_id": ["a", "a", "b", "b"],
     ...                   "iteration": [0, 1, 0, 1], "lpips_orig": [0, 0.25, 0, 0.75], "failed": [False] * 4})
@@ -637,7 +647,7 @@ def summary_table(
     by = list(by)
     last = table["iteration"].max()
     final = table[table["iteration"] == last].replace([np.inf, -np.inf], np.nan)
-    present = present_metrics(table, metrics)
+    present = present_metrics(table, summary_metrics(table) if metrics is None else metrics)
     out = table.groupby(by).agg(trajectories=("trajectory_id", "nunique")).reset_index()
     if "failed" in table.columns:
         fails = table[table["failed"]].groupby(by)["trajectory_id"].nunique().rename("failed")
@@ -662,7 +672,7 @@ def group_summary(
     table: pd.DataFrame,
     by: Sequence[str] = ("model", "mask_label"),
     *,
-    metrics: Sequence[str] = SUMMARY_METRICS,
+    metrics: Sequence[str] | None = None,
     at: Sequence[int] = (10, 50, 100),
     rule: CollapseRule | str | float | None = None,
     n_boot: int = 1000,
@@ -673,7 +683,8 @@ def group_summary(
     """Everything per group in one row.
 
     Columns: ``*by``, ``trajectories``, ``failed``; ``<metric>@<i>`` (mean at iteration
-    ``i`` of :func:`clip_iterations`, for each of ``metrics`` present); for the rule's metric
+    ``i`` of :func:`clip_iterations`, for each of ``metrics`` present, default
+    :func:`summary_metrics`); for the rule's metric
     ``<m>_slope``/``_lo``/``_hi``, ``<m>_auc``/``_lo``/``_hi``, ``<m>_exp_k``, ``<m>_half_life``
     (see :func:`drift_stats`); ``collapsed``, ``collapsed_share``, ``median_collapse`` and its
     interval (see :func:`median_collapse`); ``halluc_slope`` (``_lo``, ``_hi``; trend of the
@@ -691,7 +702,7 @@ def group_summary(
         out = out.merge(fails, on=by, how="left").fillna({"failed": 0})
         out["failed"] = out["failed"].astype(int)
     iterations = clip_iterations(at, int(table["iteration"].max()))
-    present = present_metrics(table, metrics)
+    present = present_metrics(table, summary_metrics(table) if metrics is None else metrics)
     if present:
         rows = data[data["iteration"].isin(iterations)][[*by, "iteration"]].copy()
         for m in present:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -118,7 +119,7 @@ def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], m
     """
     import yaml
 
-    from .config import apply_overrides, load_config
+    from .config import apply_overrides, load_config, read_yaml
 
     config = load_config(config_file, preset)
     sets: list[str] = []
@@ -128,7 +129,7 @@ def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], m
             key, sep, value = item.partition("=")
             if not sep:
                 raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--model-opt")
-            opts[key.strip()] = yaml.safe_load(value)
+            opts[key.strip()] = read_yaml(value, f"--model-opt {key.strip()}") if value.strip() else None
         base = {m.name: m for m in config.models}
         entries = []
         for m in models:
@@ -171,6 +172,11 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
         click.echo(f"ripbench: run {config.name!r}: {len(config.models)} model(s), {trajectories} trajectories"
                    f"{done}, {config.iterations} iterations -> {run_dir}")
 
+    if os.environ.get("ACCELERATE_USE_CPU") and int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        click.echo("ripbench: note: running as one process: `accelerate launch --cpu` starts a single process "
+                   "unless MPI is set up; for several CPU processes use `accelerate launch --multi_gpu "
+                   "--num_processes N -m ripbench run ...` or `torchrun --nproc_per_node N -m ripbench run ...`",
+                   err=True)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("always")
@@ -182,7 +188,15 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
                        "resume.", err=True)
             sys.exit(130)
     wall = time.perf_counter() - start
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        return  # rank 0 of a multi-process launch reports for all
     table = result.table
+    failed = table[table["failed"]] if "failed" in table.columns else table.iloc[:0]
+    if len(failed):
+        reasons = failed["failure"].value_counts() if "failure" in failed.columns else {}
+        detail = "; ".join(f"{n} x {reason}" for reason, n in list(reasons.items())[:3])
+        click.echo(f"ripbench: warning: {failed['trajectory_id'].nunique()} of {table['trajectory_id'].nunique()} "
+                   f"trajectories ended with a failed output ({detail}); they count as failed, not stable", err=True)
     figure = collapse_curves(table, result.run_dir / "figures" / "collapse_curves.png")
     import pandas as pd
 
@@ -200,16 +214,60 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
 
 
 @main.command()
-def models() -> None:
+@click.option("-v", "--verbose", "verbose", is_flag=True, help="Show each model's options: type, default, help.")
+def models(verbose: bool) -> None:
     """List the available models (built-ins and plug-ins)."""
     from .models import ENTRY_POINT_GROUP, available_inpainters
+    from .models.registry import declared_options, resolve_factory
 
     found = available_inpainters()
     width = max(len(n) for n in found)
     for name, desc in found.items():
         click.echo(f"{name:<{width}}  {desc}")
+        if not verbose:
+            continue
+        try:
+            declared = declared_options(resolve_factory(name))
+        except RipbenchError as exc:
+            click.echo(f"    (cannot load: {exc})")
+            continue
+        if declared is None:
+            click.echo("    (options not declared by this model)")
+            continue
+        for opt in declared:
+            aliases = f"; formerly {', '.join(opt.aliases)}" if opt.aliases else ""
+            choices = f" [{' | '.join(map(str, opt.choices))}]" if opt.choices else ""
+            click.echo(f"    {opt.name} ({opt.type_name}{choices}, default {opt.default!r}): {opt.help}{aliases}")
     click.echo(f"\nAlso: any 'package.module:factory', a Hugging Face id (org/name) or a local diffusers folder; "
-               f"plug-ins register in the entry-point group '{ENTRY_POINT_GROUP}'.")
+               f"plug-ins register in the entry-point group '{ENTRY_POINT_GROUP}'. Options: --model-opt KEY=VALUE.")
+
+
+@main.command()
+@click.option("-v", "--verbose", "verbose", is_flag=True, help="Show direction, range, identity, regions, options.")
+def metrics(verbose: bool) -> None:
+    """List the available metrics (built-ins and plug-ins)."""
+    from .metrics import ENTRY_POINT_GROUP, available_metrics, get_metric_spec
+
+    found = available_metrics()
+    width = max(len(n) for n in found)
+    for name, origin in found.items():
+        try:
+            spec = get_metric_spec(name)
+        except RipbenchError as exc:
+            click.echo(f"{name:<{width}}  (cannot load: {exc})")
+            continue
+        click.echo(f"{name:<{width}}  {spec.label}: {spec.description or '-'} ({origin})")
+        if not verbose:
+            continue
+        low, high = spec.range
+        units = f" {spec.units}" if spec.units else ""
+        click.echo(f"    direction: {spec.direction_word}; range [{low:g}, {high:g}]{units}; "
+                   f"image vs itself = {spec.identity:g}; minimum image side {spec.minimum_size()} px")
+        click.echo(f"    regions: {', '.join(spec.regions) or 'whole image only'} ({spec.region_note})")
+        for key, (default, help_text) in spec.options.items():
+            click.echo(f"    option {key} (default {default!r}): {help_text}")
+    click.echo(f"\nChoose with --set metrics.names=[...]; plug-ins register in the entry-point group "
+               f"'{ENTRY_POINT_GROUP}'.")
 
 
 @main.command("config")
@@ -343,7 +401,7 @@ def train_shapes_eval(model: str, samples: int, steps: int, seed: int) -> None:
     """Label unconditional samples of a Simple Shapes DDPM (MODEL: "shapes" or a folder); writes evaluation.json."""
     from .training.shapes import evaluate_shapes_model
 
-    summary = evaluate_shapes_model(model, samples, seed=seed, save=True, num_inference_steps=steps)
+    summary = evaluate_shapes_model(model, samples, seed=seed, save=True, steps=steps)
     click.echo(json.dumps(summary, indent=2))
 
 

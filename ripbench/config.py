@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -101,7 +102,7 @@ class ModelConfig(_Strict):
             data = dict(data)
             name = data["name"]
             from .models import available_inpainters
-            from .models.diffusers_backend import looks_like_diffusers_model
+            from .models.registry import looks_like_diffusers_model
 
             if name not in available_inpainters() and looks_like_diffusers_model(name):
                 data["options"] = {"model": name, **dict(data.get("options") or {})}
@@ -172,12 +173,28 @@ class MetricsConfig(_Strict):
 class HallucinationConfig(_Strict):
     """Trajectory-variance hallucination score for models that return x0 trajectories.
 
-    ``window``: an int is a number of final denoising steps; a float in (0, 1] is a
-    fraction of the model's steps (see :func:`ripbench.hallucination.resolve_window`).
+    ``window``: the band of noise levels ``t/T`` (0 = clean image, 1 = pure noise, on the
+    model's training schedule) whose denoising steps are scored: a number ``hi`` for
+    ``[0, hi]`` or a pair ``[lo, hi]``; stored as the pair. Default ``[0, 0.2]``
+    (:data:`ripbench.hallucination.DEFAULT_BAND`); the paper's "last 10 of 1000 steps" is
+    ``[0, 0.009]`` (see :func:`ripbench.hallucination.parse_band`). ``min_steps`` (>= 2,
+    default 3): a row whose band holds fewer recorded steps gets no score
+    (``halluc_status = "too-few-steps"``).
     """
 
     enabled: bool = True
-    window: int | float | None = None
+    window: tuple[float, float] = (0.0, 0.2)
+    min_steps: int = Field(default=3, ge=2)
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> tuple[float, float]:
+        from .hallucination import parse_band
+
+        try:
+            return tuple(parse_band(value))  # type: ignore[return-value]
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class ExperimentConfig(_Strict):
@@ -198,6 +215,14 @@ class ExperimentConfig(_Strict):
     batch_size: int = Field(default=8, ge=1)
     device: str = "auto"
     output_dir: Path = Path("results")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 _.+=@,-]{0,127}", name) or name.strip() != name:
+            raise ValueError(f"run name {name!r} must be a plain folder name (letters, digits, ' _.+=@,-'; "
+                             "no '/', '..' or leading '.'), at most 128 characters")
+        return name
 
     @field_validator("masks")
     @classmethod
@@ -299,12 +324,41 @@ def validate_config(data: dict[str, Any], source: str = "") -> ExperimentConfig:
         raise ConfigError(f"invalid config{source}: {exc}") from None
 
 
-def _read_yaml(text: str, where: str) -> dict[str, Any]:
+#: Most values a config may expand to. YAML aliases can make a short text expand exponentially
+#: ("billion laughs"); real configs hold a few hundred values.
+MAX_CONFIG_VALUES = 100_000
+
+
+def _expanded_size(node: Any, memo: dict[int, int]) -> int:
+    """Values ``node`` holds once every alias is expanded (shared sub-trees counted each time)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    if isinstance(node, dict):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.items())
+    elif isinstance(node, (list, tuple)):
+        size = 1 + sum(_expanded_size(v, memo) for v in node)
+    else:
+        size = 1
+    memo[id(node)] = size
+    return size
+
+
+def read_yaml(text: str, where: str) -> dict[str, Any]:
+    """Parse YAML safely: no Python objects, and no alias expansion beyond :data:`MAX_CONFIG_VALUES`."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"cannot parse config {where}: {exc}".replace("\n", " ")) from None
-    return data if data is not None else {}
+    except RecursionError:
+        raise ConfigError(f"cannot parse config {where}: nested too deeply") from None
+    try:
+        size = _expanded_size(data, {})
+    except RecursionError:
+        raise ConfigError(f"config {where} is recursive (a YAML alias refers to itself)") from None
+    if size > MAX_CONFIG_VALUES:
+        raise ConfigError(f"config {where} expands to more than {MAX_CONFIG_VALUES:,} values (YAML aliases / "
+                          "anchors used as a 'billion laughs' bomb?); write the values out")
+    return data
 
 
 def preset_data(name: str) -> dict[str, Any]:
@@ -312,7 +366,7 @@ def preset_data(name: str) -> dict[str, Any]:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
     text = resources.files("ripbench").joinpath("presets", f"{name}.yaml").read_text()
-    return _read_yaml(text, f"preset {name}")
+    return read_yaml(text, f"preset {name}") or {}
 
 
 def load_preset(name: str) -> ExperimentConfig:
@@ -331,7 +385,7 @@ def load_config(path: str | Path | None = None, preset: str | None = None) -> Ex
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    data = _read_yaml(path.read_text(), str(path))
+    data = read_yaml(path.read_text(), str(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"invalid config {path}: expected a mapping of fields")
     return validate_config(_deep_merge(base, data), f" {path}")
@@ -388,8 +442,10 @@ def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> Experimen
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not of the form field=value")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
+            value = read_yaml(text, f"override {key.strip()!r}") if text.strip() else None
+        except ConfigError as exc:
+            if "expands to more than" in str(exc) or "recursive" in str(exc):
+                raise
             value = text
         _set_dotted(data, key.strip(), value)
     return validate_config(data, " (after overrides)")

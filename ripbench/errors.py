@@ -30,3 +30,15 @@ class WeightsError(RipbenchError, RuntimeError):
 
 class ResultsError(RipbenchError, RuntimeError):
     """A results folder is missing, corrupt or incompatible with the requested run."""
+
+
+class ModelContractError(RipbenchError, RuntimeError):
+    """A model broke the plug-in contract (see :mod:`ripbench.models.base`): wrong output shape,
+    undeclared x0 trajectory, values out of range, inputs edited in place, ...
+
+    ``rules`` names the broken rules (see :mod:`ripbench.testing`).
+    """
+
+    def __init__(self, message: str, rules: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.rules = list(rules or [])

@@ -23,13 +23,27 @@ Example
 0.3
 >>> detection_report([0.1, 0.2, 0.9], [False, False, True], t)["detection_rate"]
 1.0
+
+Inside the RIP loop the steps are chosen by **noise level**, not by position: every recorded x0
+carries the noise level ``t/T`` of its step on the model's training schedule (0 = clean,
+1 = pure noise), and the score uses the steps whose level lies in a fixed low-noise band
+(:class:`NoiseBand`, default :data:`DEFAULT_BAND`). The same band then means the same part of
+the denoising process whatever the sampler and its number of steps, so scores of one model are
+comparable across samplers and step counts.
+
+>>> levels = torch.tensor([0.5, 0.1, 0.05, 0.0])     # a 4-step sampler, oldest first
+>>> x0 = torch.tensor([0.0, 1.0, 2.0, 4.0])[:, None].expand(4, 2)  # K=4 steps, B=2 samples
+>>> scores, steps = band_variance(x0, levels, DEFAULT_BAND)
+>>> [round(v, 4) for v in scores.tolist()], steps     # variance of 1, 2, 4 (the 3 in-band steps)
+([1.5556, 1.5556], 3)
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -37,20 +51,33 @@ import torch.nn.functional as F
 
 from ripbench.errors import ConfigError, InputError
 
+if TYPE_CHECKING:
+    from ripbench.models.base import InpaintResult
+
 __all__ = [
+    "HALLUC_STATUSES",
+    "DEFAULT_BAND",
     "DEFAULT_WINDOW",
+    "MIN_BAND_STEPS",
     "MIN_WINDOW_STEPS",
+    "PAPER_BAND",
+    "NoiseBand",
+    "ScoreWindow",
     "auroc",
+    "band_variance",
     "calibrate_threshold",
     "detection_report",
+    "hallucination_columns",
+    "in_band",
+    "parse_band",
     "resolve_window",
     "roc_curve",
     "trajectory_variance",
 ]
 
-#: Default window: the paper's "last 10 of 1000 steps" expressed as a share of the sampler's steps.
+#: Step-count window of a full ``T``-step sampler (the toy reproduction): the paper's "last 10 of 1000".
 DEFAULT_WINDOW: float = 0.01
-#: A fractional window never covers fewer steps than this (a 50-step sampler gets 3 steps, not 0.5).
+#: A fractional step-count window never covers fewer steps than this.
 MIN_WINDOW_STEPS: int = 3
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
@@ -172,6 +199,266 @@ def trajectory_variance(
     count = mask.sum(dim=(1, 2, 3)) * var.shape[1]
     nan = torch.full_like(total, float("nan"))
     return torch.where(count > 0, total / count.clamp_min(1), nan)
+
+
+# --- noise-level band ---------------------------------------------------------------------------------
+
+#: Noise levels closer than this to a band edge count as inside (float round-off of ``t / T``).
+_LEVEL_TOL = 1e-6
+
+
+class NoiseBand(NamedTuple):
+    """A closed band ``[lo, hi]`` of noise levels ``t/T`` (0 = clean image, 1 = pure noise).
+
+    ``t/T`` is the position of a denoising step on the model's *training* noise schedule
+    (``timestep / num_train_timesteps`` in diffusers; the flow-matching sigma for SD3/Flux).
+    A band is a plain ``(lo, hi)`` tuple, which is what models receive as ``x0_band``.
+
+    >>> NoiseBand(0.0, 0.1).contains(0.05), NoiseBand(0.0, 0.1).contains(0.2)
+    (True, False)
+    """
+
+    lo: float
+    hi: float
+
+    def contains(self, level: float) -> bool:
+        """Whether the noise level ``level`` lies in the band (edges included)."""
+        return in_band(level, self)
+
+    def label(self) -> str:
+        """Short text form, e.g. ``"t/T in [0, 0.1]"``."""
+        return f"t/T in [{self.lo:g}, {self.hi:g}]"
+
+
+def in_band(level: float, band: tuple[float, float]) -> bool:
+    """Whether noise level ``level`` (``t/T``) lies in ``band = (lo, hi)``, edges included.
+
+    A helper for models that record x0 only inside the requested band.
+
+    >>> in_band(0.1, (0.0, 0.1)), in_band(0.3, (0.0, 0.1))
+    (True, False)
+    """
+    lo, hi = band
+    return lo - _LEVEL_TOL <= float(level) <= hi + _LEVEL_TOL
+
+
+#: Default band: the last fifth of the training schedule (``t = 0..200`` of ``T = 1000``). It holds
+#: 4 steps of a 20-step sampler, 10 of a 50-step one and 201 of a 1000-step DDPM. The paper's band
+#: (:data:`PAPER_BAND`) holds at most one step of a sampler with fewer than ~100 steps, and a band
+#: holding 2 steps gives scores that depend on the sampler: on a tiny SD pipeline with an exact
+#: denoiser (``tests/test_detector_scale.py``), ``[0, 0.1]`` spread the median scores of 20-step
+#: samplers over a factor of ~36 around the 200-step value, ``[0, 0.2]`` over a factor of ~2.
+DEFAULT_BAND = NoiseBand(0.0, 0.2)
+#: The authors' window, "the last 10 of T = 1000 steps" (``t = 9..0``), as a band: for 1000-step
+#: DDPM samplers (as in the toy reproduction).
+PAPER_BAND = NoiseBand(0.0, 0.009)
+#: Fewest steps a band must hold for a score by default (the variance of one value says nothing,
+#: the variance of two is the square of half their difference: unstable across samplers).
+MIN_BAND_STEPS: int = 3
+
+
+def parse_band(spec: Any = None) -> NoiseBand:
+    """Turn a band specification into a :class:`NoiseBand`.
+
+    Args:
+        spec: ``None`` (:data:`DEFAULT_BAND`); a number ``hi`` in ``(0, 1]`` (the band
+            ``[0, hi]``); or a pair ``(lo, hi)`` with ``0 <= lo < hi <= 1``.
+
+    Raises:
+        ConfigError: for anything else, with what is expected (a number of steps, the old
+            meaning of an integer window, is refused explicitly).
+
+    Example:
+        >>> parse_band(0.1), parse_band([0.02, 0.2])
+        (NoiseBand(lo=0.0, hi=0.1), NoiseBand(lo=0.02, hi=0.2))
+    """
+    what = (
+        "The hallucination window is a band of noise levels t/T (0 = clean image, 1 = pure noise): "
+        "a number hi in (0, 1] for [0, hi] or a pair [lo, hi] with 0 <= lo < hi <= 1"
+    )
+    if spec is None:
+        return DEFAULT_BAND
+    if isinstance(spec, bool):
+        raise ConfigError(f"{what}; got {spec!r}.")
+    if isinstance(spec, (int, float, np.integer, np.floating)):
+        if isinstance(spec, (int, np.integer)) and spec > 1:
+            raise ConfigError(
+                f"{what}; got {spec!r}, which looks like a number of steps: a window counted in steps "
+                "depends on the sampler and its step count, so it is no longer accepted "
+                f"(the default is {list(DEFAULT_BAND)}; the paper's last 10 of 1000 steps is {list(PAPER_BAND)})."
+            )
+        spec = (0.0, spec)
+    if isinstance(spec, str) or not isinstance(spec, (Sequence, np.ndarray)) or len(spec) != 2:
+        raise ConfigError(f"{what}; got {spec!r}.")
+    try:
+        lo, hi = (float(v) for v in spec)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what}; got {spec!r}.") from None
+    if any(isinstance(v, bool) for v in spec) or not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ConfigError(f"{what}; got {spec!r}.")
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ConfigError(f"{what}; got [{lo:g}, {hi:g}].")
+    return NoiseBand(lo, hi)
+
+
+def _levels(noise_levels: Any, steps: int) -> torch.Tensor:
+    levels = torch.as_tensor(noise_levels, dtype=torch.float64).detach().cpu().reshape(-1)
+    if levels.numel() != steps:
+        raise InputError(
+            f"The x0 trajectory has {steps} steps but {levels.numel()} noise levels (one t/T per step is needed)."
+        )
+    return levels
+
+
+def band_variance(
+    x0: torch.Tensor,
+    noise_levels: Any,
+    band: tuple[float, float] = DEFAULT_BAND,
+    region: torch.Tensor | None = None,
+    min_steps: int = MIN_BAND_STEPS,
+) -> tuple[torch.Tensor, int]:
+    """Hallucination score over the steps whose noise level lies in ``band``.
+
+    Args:
+        x0: ``K x B x ...`` recorded x0 predictions (any order).
+        noise_levels: ``K`` noise levels ``t/T``, one per step of ``x0``.
+        band: ``(lo, hi)``; steps with ``lo <= level <= hi`` are used.
+        region: optional region mask, as in :func:`trajectory_variance`.
+        min_steps: fewest in-band steps that give a score.
+
+    Returns:
+        ``(scores, n)``: ``n`` is the number of steps in the band; ``scores`` holds the ``B``
+        :func:`trajectory_variance` scores over those steps, or NaN when ``n < min_steps``.
+
+    Raises:
+        InputError: when the number of noise levels differs from the number of steps.
+
+    Example:
+        >>> x0 = torch.stack([torch.full((2, 3), float(k)) for k in (0, 1, 2, 4)])
+        >>> [round(v, 4) for v in band_variance(x0, [0.5, 0.2, 0.05, 0.0], (0.0, 0.2))[0].tolist()]  # 1, 2, 4
+        [1.5556, 1.5556]
+        >>> band_variance(x0, [0.5, 0.4, 0.3, 0.0], (0.0, 0.2))   # one step in the band: no score
+        (tensor([nan, nan]), 1)
+    """
+    if not isinstance(x0, torch.Tensor) or x0.ndim < 2:
+        raise InputError("The x0 trajectory must be a tensor of shape K x B x ... (at least 2 dimensions).")
+    levels = _levels(noise_levels, x0.shape[0])
+    lo, hi = band
+    keep = (levels >= lo - _LEVEL_TOL) & (levels <= hi + _LEVEL_TOL)
+    n = int(keep.sum())
+    if n < max(2, int(min_steps)):
+        dtype = x0.dtype if x0.dtype == torch.float64 else torch.float32
+        return torch.full((x0.shape[1],), float("nan"), dtype=dtype, device=x0.device), n
+    index = torch.nonzero(keep).reshape(-1).to(x0.device)
+    return trajectory_variance(x0.index_select(0, index), region=region), n
+
+
+@dataclass(frozen=True)
+class ScoreWindow:
+    """Where the harness scores hallucinations: a noise band and the fewest steps it must hold.
+
+    Attributes:
+        band: the noise band (see :class:`NoiseBand`); models receive it as ``x0_band``.
+        min_steps: a row whose model step count in the band is below this gets no score
+            (``halluc_status = "too-few-steps"``), never a score from a single point.
+
+    Example:
+        >>> ScoreWindow.from_spec(0.2)
+        ScoreWindow(band=NoiseBand(lo=0.0, hi=0.2), min_steps=3)
+    """
+
+    band: NoiseBand = DEFAULT_BAND
+    min_steps: int = MIN_BAND_STEPS
+
+    @classmethod
+    def from_spec(cls, window: Any = None, min_steps: int | None = None) -> ScoreWindow:
+        """Validate a band specification (see :func:`parse_band`) and a minimum step count (>= 2,
+        default :data:`MIN_BAND_STEPS`)."""
+        if min_steps is None:
+            min_steps = MIN_BAND_STEPS
+        if isinstance(min_steps, bool) or not isinstance(min_steps, (int, np.integer)) or min_steps < 2:
+            raise ConfigError(f"hallucination.min_steps must be an integer >= 2, got {min_steps!r}.")
+        return cls(parse_band(window), int(min_steps))
+
+    def columns(self, result: InpaintResult, masks: torch.Tensor) -> dict[str, torch.Tensor | list[str]]:
+        """The hallucination columns of one batch; see :func:`hallucination_columns`."""
+        return hallucination_columns(result, masks, self)
+
+
+#: ``halluc_status`` values.
+HALLUC_STATUSES = ("ok", "too-few-steps", "no-trajectory")
+
+
+def hallucination_columns(
+    result: InpaintResult, masks: torch.Tensor, window: ScoreWindow | None = None
+) -> dict[str, torch.Tensor | list[str]]:
+    """Turn a model's output for one batch into the hallucination columns of the results table.
+
+    Args:
+        result: what the model returned (an :class:`~ripbench.models.base.InpaintResult`):
+            ``x0_trajectory`` (``K x B x C x h x w``) and ``x0_noise_levels`` (``K`` values of ``t/T``).
+        masks: ``B x 1 x H x W`` masks of this iteration (1 = repainted).
+        window: band and minimum step count (default :class:`ScoreWindow()`).
+
+    Returns:
+        ``B``-long columns; tensors stay on the trajectory's device:
+
+        * ``halluc_score``: x0 variance over the in-band steps, whole image (NaN when no score);
+        * ``halluc_score_current``: the same inside this iteration's mask;
+        * ``halluc_steps``: number of recorded steps in the band (float; 0 without a trajectory);
+        * ``halluc_band_lo``, ``halluc_band_hi``: the band;
+        * ``halluc_status`` (a list of str): ``"ok"``, ``"too-few-steps"`` (fewer than
+          ``window.min_steps`` steps in the band) or ``"no-trajectory"`` (the model returned none).
+
+    Raises:
+        InputError: a trajectory without noise levels, or with a different number of them.
+
+    Example:
+        >>> from ripbench.models.base import InpaintResult
+        >>> out = InpaintResult(images=torch.zeros(1, 3, 4, 4), x0_trajectory=torch.rand(3, 1, 1, 4, 4),
+        ...                     x0_noise_levels=[0.2, 0.05, 0.0])
+        >>> cols = hallucination_columns(out, torch.ones(1, 1, 4, 4))
+        >>> cols["halluc_steps"].tolist(), cols["halluc_status"]
+        ([3.0], ['ok'])
+    """
+    window = window or ScoreWindow()
+    batch = masks.shape[0]
+    device = masks.device
+    traj = result.x0_trajectory
+    lo, hi = window.band
+
+    def full(value: float, where: torch.device) -> torch.Tensor:
+        return torch.full((batch,), value, dtype=torch.float32, device=where)
+
+    if traj is None:
+        nan = full(float("nan"), device)
+        return {
+            "halluc_score": nan,
+            "halluc_score_current": nan.clone(),
+            "halluc_steps": full(0.0, device),
+            "halluc_band_lo": full(lo, device),
+            "halluc_band_hi": full(hi, device),
+            "halluc_status": ["no-trajectory"] * batch,
+        }
+    levels = getattr(result, "x0_noise_levels", None)
+    if levels is None:
+        raise InputError(
+            "The model returned an x0_trajectory without x0_noise_levels: give the noise level t/T of each "
+            "recorded step (0 = clean, 1 = pure noise) so the score can pick the steps in the band."
+        )
+    if traj.ndim < 2 or traj.shape[1] != batch:
+        raise InputError(f"The x0 trajectory must be K x {batch} x ..., got shape {tuple(traj.shape)}.")
+    score, n = band_variance(traj, levels, window.band, min_steps=window.min_steps)
+    current, _ = band_variance(traj, levels, window.band, region=masks, min_steps=window.min_steps)
+    status = "ok" if n >= window.min_steps else "too-few-steps"
+    return {
+        "halluc_score": score.float(),
+        "halluc_score_current": current.float(),
+        "halluc_steps": full(float(n), score.device),
+        "halluc_band_lo": full(lo, score.device),
+        "halluc_band_hi": full(hi, score.device),
+        "halluc_status": [status] * batch,
+    }
 
 
 def _as_1d(values: ArrayLike) -> np.ndarray:

@@ -24,6 +24,7 @@ Example
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ class InputImage:
         pixels: ``3 x H x W`` float32 tensor in ``[0, 1]`` (CPU).
         source: where it came from (file path or ``skimage:astronaut``).
         notes: conversions applied (greyscale -> RGB, resize, crop, ...).
+        sha256: digest of the file's bytes (of the decoded pixels for built-in and generated
+            images): a resumed run refuses inputs whose digest changed.
     """
 
     id: str
@@ -57,6 +60,11 @@ class InputImage:
     pixels: torch.Tensor
     source: str
     notes: list[str] = field(default_factory=list)
+    sha256: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.sha256:
+            self.sha256 = hashlib.sha256(self.pixels.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -110,8 +118,16 @@ def _to_rgb_uint8_range(arr: np.ndarray, notes: list[str]) -> np.ndarray:
         arr = arr.astype(np.float32) / 255.0
     else:
         arr = arr.astype(np.float32)
-        if arr.max(initial=0.0) > 1.0:
+        finite = arr[np.isfinite(arr)]
+        if finite.size != arr.size:
+            raise InputError("the image holds NaN or Inf values")
+        top = float(finite.max(initial=0.0))
+        if top > 255.0:
+            arr = arr / 65535.0
+            notes.append("float image in 0..65535 -> [0, 1]")
+        elif top > 1.0:
             arr = arr / 255.0
+            notes.append("float image in 0..255 -> [0, 1]")
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
         notes.append("greyscale -> RGB")
@@ -127,29 +143,64 @@ def _to_rgb_uint8_range(arr: np.ndarray, notes: list[str]) -> np.ndarray:
     return np.clip(arr, 0.0, 1.0)
 
 
+def _read_tiff(path: Path) -> np.ndarray | None:
+    """TIFFs that Pillow cannot hold (float or 16-bit RGB) through tifffile; ``None`` to let Pillow try."""
+    try:
+        import tifffile
+    except ImportError:  # pragma: no cover - scikit-image depends on it
+        return None
+    try:
+        arr = np.asarray(tifffile.imread(path))
+    except Exception:  # noqa: BLE001 - anything tifffile cannot read, Pillow gets a go at
+        return None
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # planar -> interleaved
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    return arr
+
+
 def _read_file(path: Path) -> tuple[np.ndarray, list[str]]:
-    from PIL import Image, UnidentifiedImageError
+    """Decode an image file to an array, EXIF orientation applied; :class:`InputError` naming the file otherwise."""
+    import warnings
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not path.is_file():
         raise InputError(f"image not found: {path}")
     notes: list[str] = []
+    if path.suffix.lower() in (".tif", ".tiff"):
+        arr = _read_tiff(path)
+        if arr is not None and (arr.dtype.kind == "f" or arr.dtype.itemsize > 1):
+            notes.append(f"TIFF {arr.dtype} read with tifffile")
+            return arr, notes
     try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode == "P":
-                im = im.convert("RGBA")
-                notes.append("palette -> RGBA")
-            elif im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                notes.append(f"mode {im.mode}")
-                arr = np.asarray(im).astype(np.uint16 if im.mode.startswith("I;16") else np.int64)
-                if arr.dtype != np.uint16:
-                    arr = np.clip(arr, 0, 65535).astype(np.uint16)
-                return arr, notes
-            elif im.mode in ("CMYK", "YCbCr", "HSV", "LAB", "F", "1"):
-                notes.append(f"mode {im.mode} -> RGB")
-                im = im.convert("RGB")
-            arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                opened.load()
+                im = ImageOps.exif_transpose(opened)
+                if im is not opened:
+                    notes.append("EXIF orientation applied")
+                if im.mode in ("P", "PA"):
+                    im = im.convert("RGBA")
+                    notes.append("palette -> RGBA")
+                elif im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                    notes.append(f"mode {im.mode}")
+                    arr = np.asarray(im).astype(np.uint16 if im.mode.startswith("I;16") else np.int64)
+                    if arr.dtype != np.uint16:
+                        arr = np.clip(arr, 0, 65535).astype(np.uint16)
+                    return arr, notes
+                elif im.mode == "F":  # 32-bit float greyscale: keep the values (convert("RGB") clips them)
+                    notes.append("mode F (float)")
+                    return np.asarray(im, dtype=np.float32), notes
+                elif im.mode in ("CMYK", "YCbCr", "HSV", "LAB", "1"):
+                    notes.append(f"mode {im.mode} -> RGB")
+                    im = im.convert("RGB")
+                arr = np.asarray(im)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"image {path} is too large to decode safely ({exc}); shrink it first") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError) as exc:
         raise InputError(f"cannot read image {path}: {exc}") from None
     return arr, notes
 
@@ -214,9 +265,16 @@ def load_sample(name: str, size: int = 512, fit: Fit = "center-crop") -> InputIm
 def load_image(path: str | Path, size: int = 512, fit: Fit = "center-crop", *,
                image_id: str | None = None, category: str = "unknown") -> InputImage:
     """Load an image file, convert it to RGB and fit it to ``size x size``."""
+    from .io import sha256_file
+
     path = Path(path)
     arr, notes = _read_file(path)
-    return _finish(image_id or _safe_id(path.stem), category, arr, notes, str(path), size, fit)
+    try:
+        image = _finish(image_id or _safe_id(path.stem), category, arr, notes, str(path), size, fit)
+    except InputError as exc:
+        raise InputError(f"cannot use image {path}: {exc}") from None
+    image.sha256 = sha256_file(path)
+    return image
 
 
 def _safe_id(text: str) -> str:

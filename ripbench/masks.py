@@ -139,6 +139,10 @@ class MaskPolicy(ABC):
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
+    def provenance(self) -> dict[str, Any]:
+        """What the run manifest records: the parameters (and, for mask files, their sha256)."""
+        return self.params()
+
     def spec(self) -> dict[str, Any]:
         """The dict that rebuilds this policy: ``build_mask_policy(p.spec()) == p``."""
         return {"policy": self.name, **self.params()}
@@ -579,6 +583,12 @@ class FolderMask(MaskPolicy):
 
     def validate(self, height: int, width: int) -> None:
         self.masks(height, width)
+
+    def provenance(self) -> dict[str, Any]:
+        from .io import sha256_file
+
+        files = sorted(p for p in Path(self.path).iterdir() if p.is_file() and p.suffix.lower() == ".png")
+        return {**self.params(), "files": {p.name: sha256_file(p) for p in files}}
 
     def _draw(self, height: int, width: int, iteration: int, rng: np.random.Generator) -> np.ndarray:
         masks = self.masks(height, width)

@@ -185,8 +185,9 @@ def collapse_curves(
     """
     plt = _pyplot()
     present = analysis.present_metrics(table, metrics)
-    if not present:  # e.g. a run without LPIPS and SSIM: show what it has
-        present = analysis.present_metrics(table, ("psnr_orig", "mse_orig"))[:1]
+    if not present:  # e.g. a run without LPIPS and SSIM: show the first metrics it has
+        present = analysis.present_metrics(table, [m for m in analysis.summary_metrics(table)
+                                                   if m.endswith("_orig")])[:2]
     if not present:
         raise ValueError(f"none of the metrics {list(metrics)} is in the table")
     by = list(by)

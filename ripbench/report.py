@@ -35,6 +35,7 @@ import pandas as pd
 from . import __version__, analysis, plots
 from .errors import ResultsError
 from .io import atomic_write_text
+from .metrics.registry import column_label
 
 #: Folder name of the report inside a single run's folder (default output place).
 REPORT_DIR = "report"
@@ -228,6 +229,10 @@ COLUMN_NOTES = {
 
 def _column_notes(columns: Sequence[str]) -> list[tuple[str, str]]:
     notes = []
+    for base in dict.fromkeys(c.split("@")[0] for c in columns if "@" in c):
+        label = column_label(base)
+        if label:
+            notes.append((base, label))
     for pattern, text in COLUMN_NOTES.items():
         match = [c for c in columns if (c == pattern if not pattern.startswith(("_", "@")) else pattern in c)]
         if match:
@@ -281,7 +286,8 @@ def write_report(
     formats = ("svg",)
 
     figures: list[Figure] = []
-    curve_metrics = list(dict.fromkeys([rule.metric, "lpips_orig", "ssim_orig"]))
+    curve_metrics = list(dict.fromkeys([rule.metric, *[m for m in analysis.summary_metrics(table)
+                                                      if m.endswith("_orig")]]))
     path = plots.collapse_curves(table, fig_dir / "collapse_curves.png", curve_metrics, by, rule=rule,
                                  formats=formats, **stats_kw)
     figures.append(Figure("collapse_curves", "Collapse curves", "Mean distance to the original per iteration; "

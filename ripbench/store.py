@@ -12,6 +12,22 @@ so a crash or Ctrl-C never leaves a half-written file under its final name. A pa
 file holds only trajectories whose every iteration finished; the set of trajectory
 ids in the parts *is* the resume state, so there is no separate bookkeeping file
 that could disagree with the data.
+
+**One writer at a time.** A run holds an OS-level lock (``fcntl.flock``) on the file
+``.<name>.lock`` beside its folder for as long as it runs (the ranks of one launch share
+rank 0's). Any other writer is refused with one line naming the holder (host, pid, start
+time). The kernel drops the lock when its process dies, so a stale lock from a killed run
+is taken over by the next one; on a shared filesystem (NFS v4, Lustre) ``flock`` is
+forwarded to the server.
+
+**Overwriting** moves the old folder aside with one atomic rename, then deletes it: a kill
+at any moment leaves either the old run or a clean new one, never a mix (a half-deleted
+``.<name>.discarded-*`` folder is removed by the next run).
+
+**Recovery**: a corrupt or zero-byte part names its file (delete it; the next run
+recomputes those trajectories); result parts without a manifest are refused (which config
+made them is unknown: move the folder aside or use ``--overwrite``); a corrupt manifest is
+refused likewise.
 """
 
 from __future__ import annotations
@@ -19,7 +35,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +67,69 @@ def _json_default(obj: Any) -> Any:
 
 
 def _read_part(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    if path.stat().st_size == 0:
+        raise ResultsError(f"empty results part {path} (0 bytes: a disk or filesystem failure); delete it and "
+                           "run again to recompute those trajectories")
     try:
         return pd.read_parquet(path, columns=columns)
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise ResultsError(f"corrupt results part {path} ({exc}); delete it and run again to recompute "
                            "those trajectories") from None
+
+
+class RunLock:
+    """The exclusive lock of one results folder (a file beside it), held while a run writes.
+
+    >>> import tempfile, pathlib
+    >>> run_dir = pathlib.Path(tempfile.mkdtemp()) / "demo"
+    >>> with RunLock(run_dir):
+    ...     RunLock(run_dir).acquire()
+    Traceback (most recent call last):
+    ...
+    ripbench.errors.ResultsError: ...demo is in use by another ripbench run (host ..., pid ..., started ...); ...
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        run_dir = Path(run_dir)
+        self.path = run_dir.parent / f".{run_dir.name}.lock"
+        self.run_dir = run_dir
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        """Take the lock or raise :class:`ResultsError` naming the holder."""
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "unknown holder"
+            os.close(fd)
+            raise ResultsError(f"{self.run_dir} is in use by another ripbench run ({holder}); wait for it to "
+                               "finish, or write elsewhere with --name") from None
+        info = f"host {socket.gethostname()}, pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info.encode("utf-8"), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Give the lock back (the lock file stays; it is reused)."""
+        if self._fd is not None:
+            import fcntl
+
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 class RunStore:
@@ -62,7 +139,8 @@ class RunStore:
     -------
     >>> import tempfile, pandas as pd
     >>> store = RunStore(tempfile.mkdtemp())
-    >>> store.write_part(pd.DataFrame({"trajectory_id": ["a", "a"], "iteration": [0, 1]}))
+    >>> store.write_part(pd.DataFrame({"trajectory_id": ["a", "a"], "iteration": [0, 1]})).name
+    'part-86f7e437faa5a7fc.parquet'
     >>> sorted(store.finished_trajectories())
     ['a']
     """
@@ -92,9 +170,14 @@ class RunStore:
         if not self.manifest_path.is_file():
             return None
         try:
-            return json.loads(self.manifest_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ResultsError(f"corrupt manifest {self.manifest_path}: {exc}") from None
+            manifest = json.loads(self.manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ResultsError(f"corrupt manifest {self.manifest_path} ({exc}); the results cannot be matched to a "
+                               "config without it: move the folder aside, or pass --overwrite to start again") from None
+        if not isinstance(manifest, dict):
+            raise ResultsError(f"corrupt manifest {self.manifest_path} (not a JSON object); move the folder aside, "
+                               "or pass --overwrite to start again")
+        return manifest
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, default=_json_default) + "\n")
@@ -119,25 +202,52 @@ class RunStore:
         return done
 
     def load_table(self) -> pd.DataFrame:
-        """All rows of the run, sorted by trajectory and iteration."""
+        """All rows of the run, sorted by trajectory and iteration.
+
+        Raises :class:`ResultsError` when two parts hold the same (trajectory, iteration) row:
+        such a folder was written by two runs and its table cannot be trusted.
+        """
         parts = self.part_files()
         if not parts:
             raise ResultsError(f"no results in {self.run_dir} (no {METRICS_DIR}/part-*.parquet files)")
-        table = pd.concat([_read_part(p) for p in parts], ignore_index=True)
+        frames = [_read_part(p) for p in parts]
+        table = pd.concat(frames, ignore_index=True)
+        if {"trajectory_id", "iteration"} <= set(table.columns):
+            dup = table.duplicated(["trajectory_id", "iteration"], keep=False)
+            if dup.any():
+                where = [p.name for p, f in zip(parts, frames)
+                         if f["trajectory_id"].isin(table.loc[dup, "trajectory_id"]).any()]
+                raise ResultsError(
+                    f"{self.run_dir} holds {int(dup.sum())} duplicated (trajectory, iteration) rows, e.g. "
+                    f"{table.loc[dup, 'trajectory_id'].iloc[0]!r}, in parts {', '.join(where[:4])}: it was written "
+                    "by more than one run; delete the extra parts or run again with --overwrite")
         return table.sort_values(["trajectory_id", "iteration"], kind="stable").reset_index(drop=True)
 
-    def clear(self) -> None:
-        """Remove a previous run's results (for ``--overwrite``)."""
+    def discard(self) -> None:
+        """Remove a previous run (for ``--overwrite``): one atomic rename aside, then delete.
+
+        A kill during the deletion leaves a hidden ``.<name>.discarded-*`` folder that no run
+        adopts (and :meth:`sweep` deletes), never a folder mixing old and new results.
+        """
+        if self.run_dir.exists():
+            aside = self.run_dir.parent / f".{self.run_dir.name}.discarded-{os.getpid()}-{time.time_ns()}"
+            os.replace(self.run_dir, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        self.sweep()
+
+    def sweep(self) -> None:
+        """Delete what an interrupted :meth:`discard` left behind (call while holding the lock)."""
+        for leftover in self.run_dir.parent.glob(f".{self.run_dir.name}.discarded-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+    def remove(self) -> None:
+        """Delete everything this run wrote, and the folder itself when it is left empty."""
         for name in (MANIFEST, METRICS_DIR, IMAGES_DIR, FIGURES_DIR):
             p = self.run_dir / name
             if p.is_dir():
                 shutil.rmtree(p)
             elif p.exists():
                 p.unlink()
-
-    def remove(self) -> None:
-        """Delete everything this run wrote, and the folder itself when it is left empty."""
-        self.clear()
         with contextlib.suppress(OSError):
             self.run_dir.rmdir()
 

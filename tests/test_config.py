@@ -93,3 +93,38 @@ def test_fingerprint_ignores_where_lpips_weights_lie():
     a = validate_config({"metrics": {"lpips_weights": "/a/weights"}})
     b = validate_config({"metrics": {"lpips_weights": "/b/weights"}})
     assert a.fingerprint() == b.fingerprint()
+
+
+@pytest.mark.parametrize(("value", "band"), [(0.1, (0.0, 0.1)), ([0.05, 0.3], (0.05, 0.3)), (1, (0.0, 1.0))])
+def test_hallucination_window_is_a_noise_band(value, band):
+    assert validate_config({"hallucination": {"window": value}}).hallucination.window == band
+
+
+def test_hallucination_defaults_and_cli_override():
+    from ripbench.hallucination import DEFAULT_BAND, MIN_BAND_STEPS
+
+    default = validate_config({}).hallucination
+    assert default.window == DEFAULT_BAND and default.min_steps == MIN_BAND_STEPS
+    cfg = apply_overrides(load_config(), ["hallucination.window=[0, 0.009]", "hallucination.min_steps=2"])
+    assert cfg.hallucination.window == (0.0, 0.009) and cfg.hallucination.min_steps == 2
+
+
+@pytest.mark.parametrize(
+    ("window", "fragment"),
+    [
+        (3, "hallucination.window: The hallucination window is a band of noise levels t/T"),
+        (3, "looks like a number of steps"),
+        (1.5, "got [0, 1.5]"),
+        ([0.2, 0.1], "got [0.2, 0.1]"),
+        ("last", "got 'last'"),
+    ],
+)
+def test_bad_hallucination_window_is_explained(window, fragment):
+    with pytest.raises(ConfigError) as info:
+        validate_config({"hallucination": {"window": window}})
+    assert fragment in str(info.value)
+
+
+def test_hallucination_min_steps_needs_two():
+    with pytest.raises(ConfigError, match="hallucination.min_steps"):
+        validate_config({"hallucination": {"min_steps": 1}})

@@ -12,11 +12,8 @@ import torch
 pytest.importorskip("diffusers")
 
 from ripbench.errors import ConfigError, InputError, ModelNotFoundError  # noqa: E402
-from ripbench.models.diffusers_backend import (  # noqa: E402
-    SCHEDULERS,
-    DiffusersInpainter,
-    looks_like_diffusers_model,
-)
+from ripbench.models.diffusers_backend import DiffusersInpainter  # noqa: E402
+from ripbench.models.registry import looks_like_diffusers_model  # noqa: E402
 from ripbench.models.sd_configs import full_size_pipeline  # noqa: E402
 from tests.tiny_pipelines import sample_batch, tiny_sd_inpaint, tiny_sdxl_inpaint  # noqa: E402
 
@@ -48,11 +45,11 @@ def fresh(pipe: Any, **options: Any) -> DiffusersInpainter:
 def test_batch_independence_and_trajectory(sd9: Any) -> None:
     model = fresh(sd9, scheduler="euler-a")  # ancestral: consumes per-item noise every step
     images, masks = sample_batch(3)
-    batch = model.inpaint(images, masks, [5, 6, 7], trajectory_steps=2)
+    batch = model.inpaint(images, masks, [5, 6, 7], x0_band=(0.0, 1.0))
     assert batch.images.shape == images.shape and batch.images.device.type == "cpu"
-    assert batch.x0_trajectory.shape == (2, 3, 4, 16, 16) and batch.x0_space == "latent"
+    assert batch.x0_trajectory.shape == (3, 3, 4, 16, 16) and batch.x0_space == "latent"
     for i, seed in enumerate([5, 6, 7]):
-        single = model.inpaint(images[i : i + 1], masks[i : i + 1], [seed], trajectory_steps=2)
+        single = model.inpaint(images[i : i + 1], masks[i : i + 1], [seed], x0_band=(0.0, 1.0))
         torch.testing.assert_close(single.images[0], batch.images[i], atol=ATOL, rtol=0)
         torch.testing.assert_close(
             single.x0_trajectory[:, 0], batch.x0_trajectory[:, i], atol=1e-4, rtol=1e-4
@@ -75,76 +72,45 @@ def test_paste_back_is_exact_and_off_switch_drifts(sd9: Any) -> None:
 
 def test_redundant_cfg_is_skipped_and_matches_guided_run(sd9: Any) -> None:
     images, masks = sample_batch(2)
-    skipped = fresh(sd9, guidance_scale=7.5)
-    guided = fresh(sd9, guidance_scale=7.5, skip_redundant_cfg=False)
+    skipped = fresh(sd9, guidance=7.5)
+    guided = fresh(sd9, guidance=7.5, skip_redundant_cfg=False)
     assert skipped.identity()["cfg_skipped"] and skipped.identity()["effective_guidance_scale"] == 1.0
     assert not guided.identity()["cfg_skipped"]
-    a = skipped.inpaint(images, masks, [3, 4], trajectory_steps=3)
-    b = guided.inpaint(images, masks, [3, 4], trajectory_steps=3)
+    a = skipped.inpaint(images, masks, [3, 4], x0_band=(0.0, 1.0))
+    b = guided.inpaint(images, masks, [3, 4], x0_band=(0.0, 1.0))
     torch.testing.assert_close(a.images, b.images, atol=ATOL, rtol=0)
     torch.testing.assert_close(a.x0_trajectory, b.x0_trajectory, atol=1e-4, rtol=0)
-    prompted = fresh(sd9, prompt="a cat", guidance_scale=7.5)
+    prompted = fresh(sd9, prompt="a cat", guidance=7.5)
     assert not prompted.cfg_skipped
     assert (prompted.inpaint(images, masks, [3, 4]).images - a.images).abs().max() > 1e-4
 
 
 # --------------------------------------------------------------------------- x0 capture
-class UNetTap:
-    """Records the UNet's latent input and output at every step (independent of the scheduler hook)."""
-
-    def __init__(self, unet: torch.nn.Module) -> None:
-        self.inputs: list[torch.Tensor] = []
-        self.outputs: list[torch.Tensor] = []
-        self.handle = unet.register_forward_hook(self._hook)
-
-    def _hook(self, module: Any, args: tuple[Any, ...], output: Any) -> None:
-        self.inputs.append(args[0][:, :4].clone())
-        self.outputs.append(output[0].clone())
-
-
-@pytest.mark.parametrize("scheduler", ["ddim", "euler"])
-def test_x0_matches_manual_computation(sd9: Any, scheduler: str) -> None:
-    model = fresh(sd9, scheduler=scheduler, steps=4)
-    tap = UNetTap(model.pipe.unet)
-    images, masks = sample_batch(2)
-    out = model.inpaint(images, masks, [0, 1], trajectory_steps=3)
-    sched = model.pipe.scheduler
-    manual = []
-    for i, (x_in, eps) in enumerate(zip(tap.inputs, tap.outputs)):
-        if scheduler == "ddim":  # x_t is the model input; x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)
-            abar = sched.alphas_cumprod[int(sched.timesteps[i])]
-            manual.append((x_in - (1 - abar).sqrt() * eps) / abar.sqrt())
-        else:  # the input is x / sqrt(sigma^2 + 1); x0 = x - sigma eps
-            sigma = sched.sigmas[i]
-            manual.append(x_in * (sigma**2 + 1).sqrt() - sigma * eps)
-    assert len(manual) == model.num_steps == 4
-    torch.testing.assert_close(out.x0_trajectory, torch.stack(manual[-3:]), atol=1e-4, rtol=1e-4)
-
-
+# (one x0 per timestep for every scheduler, checked against a UNet hook: tests/test_x0_capture.py)
 def test_strength_sets_num_steps_and_short_trajectory(sd9: Any) -> None:
     model = fresh(sd9, scheduler="ddim", steps=4, strength=0.5)
-    assert model.num_steps == 2 and model.identity()["strength"] == 0.5
+    assert model.x0_steps == 2 and model.identity()["strength"] == 0.5
     images, masks = sample_batch(1)
-    out = model.inpaint(images, masks, [0], trajectory_steps=10)
-    assert out.x0_trajectory.shape[0] == 2
+    out = model.inpaint(images, masks, [0], x0_band=(0.0, 1.0))
+    assert out.x0_trajectory.shape[0] == 2 and len(out.x0_noise_levels) == 2
 
 
-@pytest.mark.parametrize("name", sorted(SCHEDULERS))
-def test_every_named_scheduler_records_x0(sd9: Any, name: str) -> None:
-    model = fresh(sd9, scheduler=name, steps=3)
-    assert model.supports_trajectory and model.identity()["scheduler"] == SCHEDULERS[name][0]
+def test_band_selects_steps_by_noise_level(sd9: Any) -> None:
+    model = fresh(sd9, scheduler="ddim", steps=10)  # "leading" spacing, offset 1: t = 901, 801, ..., 1
     images, masks = sample_batch(1)
-    out = model.inpaint(images, masks, [0], trajectory_steps=2)
-    assert out.x0_trajectory.shape == (2, 1, 4, 16, 16)
-    assert torch.isfinite(out.x0_trajectory).all() and not out.failed.any()
-    assert model.pipe.scheduler.__dict__.get("step") is None  # wrapper removed after the call
+    out = model.inpaint(images, masks, [0], x0_band=(0.0, 0.25))
+    assert out.x0_noise_levels.tolist() == [0.201, 0.101, 0.001]
+    assert out.x0_trajectory.shape == (3, 1, 4, 16, 16)
+    none = model.inpaint(images, masks, [0], x0_band=(0.95, 1.0))
+    assert none.x0_trajectory.shape[:2] == (0, 1) and len(none.x0_noise_levels) == 0
+    assert model.inpaint(images, masks, [0]).x0_trajectory is None
 
 
 def test_decoded_trajectory_is_pixel_space(sd9: Any) -> None:
     model = fresh(sd9, scheduler="ddim", decode_trajectory=True)
     images, masks = sample_batch(2)
-    out = model.inpaint(images, masks, [0, 1], trajectory_steps=2)
-    assert out.x0_space == "pixel" and out.x0_trajectory.shape == (2, 2, 3, 32, 32)
+    out = model.inpaint(images, masks, [0, 1], x0_band=(0.0, 0.5))
+    assert out.x0_space == "pixel" and out.x0_trajectory.shape == (2, 2, 3, 32, 32)  # t = 334, 1 of 667, 334, 1
 
 
 # --------------------------------------------------------------------------- pipeline kinds
@@ -157,10 +123,10 @@ def test_text_to_image_unet_via_four_channel_mode(sd4: Any) -> None:
     assert ident["pipeline"] == "StableDiffusionInpaintPipeline"
     assert ident["inpaint_mode"] == "4-channel latent blending"
     images, masks = sample_batch(2)
-    out = model.inpaint(images, masks, [0, 1], trajectory_steps=2)
+    out = model.inpaint(images, masks, [0, 1], x0_band=(0.0, 1.0))
     keep = (masks < 0.5).expand_as(images)
     assert torch.equal(out.images[keep], images[keep])
-    assert out.x0_trajectory.shape == (2, 2, 4, 16, 16)
+    assert out.x0_trajectory.shape == (3, 2, 4, 16, 16)
 
 
 def test_sdxl_inpaint(workdir: Path) -> None:
@@ -168,10 +134,10 @@ def test_sdxl_inpaint(workdir: Path) -> None:
     ident = model.identity()
     # the aesthetic-score conditioning differs between the two CFG passes: CFG must run
     assert ident["pipeline"] == "StableDiffusionXLInpaintPipeline" and not ident["cfg_skipped"]
-    assert ident["strength"] == pytest.approx(0.9999) and model.num_steps == 2
+    assert ident["strength"] == pytest.approx(0.9999) and model.x0_steps == 2
     images, masks = sample_batch(2)
-    out = model.inpaint(images, masks, [0, 1], trajectory_steps=2)
-    single = model.inpaint(images[1:], masks[1:], [1], trajectory_steps=2)
+    out = model.inpaint(images, masks, [0, 1], x0_band=(0.0, 1.0))
+    single = model.inpaint(images[1:], masks[1:], [1], x0_band=(0.0, 1.0))
     torch.testing.assert_close(single.images[0], out.images[1], atol=ATOL, rtol=0)
     assert out.x0_trajectory.shape == (2, 2, 4, 16, 16) and not out.failed.any()
 
@@ -213,7 +179,7 @@ def test_full_size_architectures(arch: str, dim: int, unet_params: int) -> None:
     assert sum(p.numel() for p in pipe.vae.parameters()) == 83_653_863
     model = DiffusersInpainter(pipe, device="meta", dtype="fp32")
     assert model.prompt_embeds.shape == (1, 77, dim) and model.cfg_skipped is False
-    assert model.num_steps == 50 + (arch == "sd15-inpainting")  # PNDM's PLMS repeats one step
+    assert model.x0_steps == 50 + (arch == "sd15-inpainting")  # PNDM's PLMS repeats one step
 
 
 # --------------------------------------------------------------------------- failures and errors
@@ -300,7 +266,7 @@ def test_looks_like_diffusers_model(spec: str, expected: bool) -> None:
 
 
 def test_identity_records_output_changing_settings(sd9: Any) -> None:
-    ident = fresh(sd9, scheduler="dpm++", guidance_scale=5.0, eta=0.0).identity()
+    ident = fresh(sd9, scheduler="dpm++", guidance=5.0, eta=0.0).identity()
     for key in (
         "model",
         "pipeline",

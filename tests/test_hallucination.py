@@ -12,14 +12,23 @@ from sklearn.metrics import roc_curve as sk_roc_curve
 
 from ripbench.errors import ConfigError, InputError
 from ripbench.hallucination import (
+    DEFAULT_BAND,
     DEFAULT_WINDOW,
+    PAPER_BAND,
+    NoiseBand,
+    ScoreWindow,
     auroc,
+    band_variance,
     calibrate_threshold,
     detection_report,
+    hallucination_columns,
+    in_band,
+    parse_band,
     resolve_window,
     roc_curve,
     trajectory_variance,
 )
+from ripbench.models.base import InpaintResult
 
 # --- trajectory_variance -------------------------------------------------------------------------------
 
@@ -160,6 +169,128 @@ def test_resolve_window(window: float, steps: int, expected: int) -> None:
 def test_resolve_window_rejects_bad_values(window: object, steps: object) -> None:
     with pytest.raises(ConfigError):
         resolve_window(window, steps)  # type: ignore[arg-type]
+
+
+# --- noise-level band ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (None, DEFAULT_BAND),
+        (0.1, (0.0, 0.1)),
+        (1, (0.0, 1.0)),
+        ([0.02, 0.2], (0.02, 0.2)),
+        ((0, 0.009), PAPER_BAND),
+        (np.array([0.1, 0.5]), (0.1, 0.5)),
+        (NoiseBand(0.0, 0.3), (0.0, 0.3)),
+    ],
+)
+def test_parse_band(spec: object, expected: tuple[float, float]) -> None:
+    band = parse_band(spec)
+    assert isinstance(band, NoiseBand) and band == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        (10, "looks like a number of steps"),
+        (0, r"\[0, 0\]"),
+        (1.5, "1.5"),
+        (-0.1, "-0.1"),
+        ([0.3, 0.1], r"\[0.3, 0.1\]"),
+        ([0.1, 0.2, 0.3], "0.3"),
+        ("0.1", "0.1"),
+        (True, "True"),
+        ([float("nan"), 0.1], "nan"),
+        ([0.0, True], "True"),
+    ],
+)
+def test_parse_band_rejects_bad_values_with_a_clear_message(spec: object, match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as info:
+        parse_band(spec)
+    assert "band of noise levels t/T" in str(info.value)
+
+
+def test_paper_band_is_the_last_10_of_1000_ddpm_steps() -> None:
+    levels = np.arange(1000)[::-1] / 1000  # a 1000-step DDPM, t = 999..0
+    assert sum(in_band(level, PAPER_BAND) for level in levels) == 10
+    assert sum(in_band(level, DEFAULT_BAND) for level in levels) == 201
+    # edges count, whatever the float round-off of t / T
+    assert in_band(200 / 1000, DEFAULT_BAND) and in_band(0.2 + 1e-9, DEFAULT_BAND)
+    assert not in_band(0.2001, DEFAULT_BAND)
+
+
+def test_band_variance_uses_only_in_band_steps_in_any_order() -> None:
+    gen = torch.Generator().manual_seed(1)
+    x0 = torch.randn(6, 3, 2, 4, 4, generator=gen)
+    levels = torch.tensor([0.9, 0.5, 0.2, 0.1, 0.05, 0.0])
+    scores, n = band_variance(x0, levels, (0.0, 0.2))
+    assert n == 4
+    torch.testing.assert_close(scores, trajectory_variance(x0[2:]))
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    shuffled, _ = band_variance(x0[perm], levels[perm].tolist(), (0.0, 0.2))
+    torch.testing.assert_close(shuffled, scores)
+    region = torch.zeros(3, 1, 4, 4)
+    region[:, :, :2] = 1
+    torch.testing.assert_close(band_variance(x0, levels, (0.0, 0.2), region)[0], trajectory_variance(x0[2:], region=region))
+
+
+def test_band_variance_refuses_to_score_too_few_steps() -> None:
+    x0 = torch.rand(4, 2, 5)
+    scores, n = band_variance(x0, [0.6, 0.4, 0.3, 0.05], (0.0, 0.2))
+    assert n == 1 and torch.isnan(scores).all()
+    scores, n = band_variance(x0, [0.6, 0.4, 0.1, 0.05], (0.0, 0.2), min_steps=3)
+    assert n == 2 and torch.isnan(scores).all()
+    scores, n = band_variance(x0, [0.6, 0.4, 0.1, 0.05], (0.0, 0.2), min_steps=2)
+    assert n == 2 and torch.isfinite(scores).all()
+    scores, n = band_variance(torch.zeros(0, 2), [], (0.0, 0.2))  # nothing recorded
+    assert n == 0 and scores.shape == (2,) and torch.isnan(scores).all()
+    with pytest.raises(InputError, match="4 steps but 3 noise levels"):
+        band_variance(x0, [0.3, 0.2, 0.1], (0.0, 0.2))
+
+
+def _result(levels: list[float] | None, steps: int = 5, batch: int = 2) -> InpaintResult:
+    gen = torch.Generator().manual_seed(2)
+    traj = torch.randn(steps, batch, 4, 4, 4, generator=gen)
+    return InpaintResult(images=torch.zeros(batch, 3, 8, 8), x0_trajectory=traj, x0_noise_levels=levels)
+
+
+def test_hallucination_columns_ok_row() -> None:
+    masks = torch.zeros(2, 1, 8, 8)
+    masks[:, :, :4] = 1
+    result = _result([0.4, 0.15, 0.1, 0.05, 0.0])
+    cols = hallucination_columns(result, masks)
+    assert set(cols) == {"halluc_score", "halluc_score_current", "halluc_steps", "halluc_band_lo",
+                         "halluc_band_hi", "halluc_status"}
+    assert cols["halluc_status"] == ["ok", "ok"] and cols["halluc_steps"].tolist() == [4.0, 4.0]
+    assert cols["halluc_band_lo"].tolist() == [0.0, 0.0] and cols["halluc_band_hi"].tolist() == pytest.approx([0.2, 0.2])
+    traj = result.x0_trajectory
+    torch.testing.assert_close(cols["halluc_score"], trajectory_variance(traj[1:]))
+    torch.testing.assert_close(cols["halluc_score_current"], trajectory_variance(traj[1:], region=masks))
+    assert all(v.shape == (2,) for v in cols.values() if isinstance(v, torch.Tensor))
+
+
+def test_hallucination_columns_say_why_there_is_no_score() -> None:
+    masks = torch.ones(2, 1, 8, 8)
+    few = hallucination_columns(_result([0.9, 0.7, 0.5, 0.3, 0.1]), masks)
+    assert few["halluc_status"] == ["too-few-steps"] * 2 and few["halluc_steps"].tolist() == [1.0, 1.0]
+    assert torch.isnan(few["halluc_score"]).all() and torch.isnan(few["halluc_score_current"]).all()
+    relaxed = hallucination_columns(_result([0.9, 0.7, 0.5, 0.2, 0.1]), masks, ScoreWindow.from_spec(None, 2))
+    assert relaxed["halluc_status"] == ["ok", "ok"]
+    none = hallucination_columns(InpaintResult(images=torch.zeros(2, 3, 8, 8)), masks, ScoreWindow.from_spec(0.5))
+    assert none["halluc_status"] == ["no-trajectory"] * 2 and none["halluc_band_hi"].tolist() == [0.5, 0.5]
+    assert torch.isnan(none["halluc_score"]).all() and none["halluc_steps"].tolist() == [0.0, 0.0]
+    with pytest.raises(InputError, match="without x0_noise_levels"):
+        hallucination_columns(_result(None), masks)
+    with pytest.raises(InputError, match="5 steps but 2 noise levels"):
+        hallucination_columns(_result([0.1, 0.0]), masks)
+
+
+@pytest.mark.parametrize("min_steps", [1, 0, 2.5, True, "3"])
+def test_score_window_rejects_bad_min_steps(min_steps: object) -> None:
+    with pytest.raises(ConfigError, match="min_steps"):
+        ScoreWindow.from_spec(0.2, min_steps)  # type: ignore[arg-type]
 
 
 # --- calibration and detection report ------------------------------------------------------------------

@@ -92,7 +92,7 @@ class _Interrupting(Inpainter):
     calls = 0
     stop_at = 0
 
-    def inpaint(self, images, masks, seeds, *, trajectory_steps=0):
+    def inpaint(self, images, masks, seeds):
         type(self).calls += 1
         if type(self).calls == type(self).stop_at:
             raise KeyboardInterrupt
@@ -116,7 +116,7 @@ def test_ctrl_c_keeps_finished_batches(tiny_config_data):
 class _FailsOnSecondItem(Inpainter):
     name = "nan-maker"
 
-    def inpaint(self, images, masks, seeds, *, trajectory_steps=0):
+    def inpaint(self, images, masks, seeds):
         out = images * (1 - masks) + 0.25 * masks
         failed = torch.zeros(len(seeds), dtype=torch.bool)
         failed[1] = True

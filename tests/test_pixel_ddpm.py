@@ -27,7 +27,7 @@ def _tiny_unet(channels: int = 1):
 
 @pytest.fixture(scope="module")
 def tiny_model() -> PixelDDPMInpainter:
-    return PixelDDPMInpainter(_tiny_unet(), num_inference_steps=8, device="cpu")
+    return PixelDDPMInpainter(_tiny_unet(), steps=8, device="cpu")
 
 
 def _inputs(batch: int = 3, size: int = SIZE) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,8 +53,8 @@ def test_output_shape_range_and_known_region_exact(tiny_model: PixelDDPMInpainte
 
 def test_items_do_not_depend_on_the_batch(tiny_model: PixelDDPMInpainter) -> None:
     images, masks = _inputs()
-    batch = tiny_model.inpaint(images, masks, [7, 8, 9], trajectory_steps=2)
-    alone = tiny_model.inpaint(images[1:2], masks[1:2], [8], trajectory_steps=2)
+    batch = tiny_model.inpaint(images, masks, [7, 8, 9], x0_band=(0.0, 0.2))
+    alone = tiny_model.inpaint(images[1:2], masks[1:2], [8], x0_band=(0.0, 0.2))
     torch.testing.assert_close(batch.images[1:2], alone.images, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(batch.x0_trajectory[:, 1:2], alone.x0_trajectory, atol=1e-4, rtol=1e-4)
     again = tiny_model.inpaint(images[1:2], masks[1:2], [8]).images
@@ -63,37 +63,65 @@ def test_items_do_not_depend_on_the_batch(tiny_model: PixelDDPMInpainter) -> Non
     assert not torch.equal(other_seed, alone.images)
 
 
-def test_trajectory_shape_and_last_entry_matches_output(tiny_model: PixelDDPMInpainter) -> None:
+def test_trajectory_band_levels_and_last_entry_matches_output(tiny_model: PixelDDPMInpainter) -> None:
     images, masks = _inputs()
-    result = tiny_model.inpaint(images, masks, [0, 1, 2], trajectory_steps=4)
+    result = tiny_model.inpaint(images, masks, [0, 1, 2], x0_band=(0.0, 0.4))
     assert result.x0_space == "pixel"
+    # 8 of 1000 steps, "leading" spacing: t = 875, 750, ..., 125, 0; the band keeps t <= 400
+    assert result.x0_noise_levels.tolist() == [0.375, 0.25, 0.125, 0.0]
     assert result.x0_trajectory.shape == (4, 3, 1, SIZE, SIZE)
-    assert tiny_model.num_steps == 8
+    assert tiny_model.x0_steps == 8
     last = ((result.x0_trajectory[-1] + 1) / 2).clamp(0, 1)
     hole = masks == 1
     torch.testing.assert_close(last[hole], result.images[:, :1][hole], atol=1e-5, rtol=0)
     assert tiny_model.inpaint(images, masks, [0, 1, 2]).x0_trajectory is None
+    empty = tiny_model.inpaint(images, masks, [0, 1, 2], x0_band=(0.9, 1.0))
+    assert empty.x0_trajectory.shape[:2] == (0, 3) and len(empty.x0_noise_levels) == 0
+
+
+def test_trajectory_matches_unet_hook(tiny_model: PixelDDPMInpainter) -> None:
+    """Every recorded x0 equals (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t) from the UNet's own input and output."""
+    calls: list[tuple[torch.Tensor, int, torch.Tensor]] = []
+
+    def hook(module, args, output):
+        calls.append((args[0].clone(), int(args[1].reshape(-1)[0]), output.sample.clone()))
+
+    handle = tiny_model.unet.register_forward_hook(hook)
+    try:
+        images, masks = _inputs(2)
+        result = tiny_model.inpaint(images, masks, [3, 4], x0_band=(0.0, 1.0))
+    finally:
+        handle.remove()
+    abar = tiny_model.scheduler.alphas_cumprod
+    expected = torch.stack([(x - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt() for x, t, eps in calls])
+    assert result.x0_noise_levels.tolist() == [t / 1000 for _, t, _ in calls]
+    assert tiny_model.scheduler.config.clip_sample is False  # an in-memory UNet's default config too
+    assert expected.abs().max() > 1.5  # unclipped
+    torch.testing.assert_close(result.x0_trajectory, expected, atol=1e-4, rtol=1e-5)
 
 
 def test_repaint_runs_and_keeps_the_known_region() -> None:
-    model = PixelDDPMInpainter(_tiny_unet(), method="repaint", num_inference_steps=6, jump_length=2,
+    model = PixelDDPMInpainter(_tiny_unet(), method="repaint", steps=6, jump_length=2,
                                jump_n_sample=2, device="cpu")
     images, masks = _inputs(2)
-    result = model.inpaint(images, masks, [0, 1], trajectory_steps=3)
+    result = model.inpaint(images, masks, [0, 1], x0_band=(0.0, 1.0))
     keep = (masks == 0).expand_as(images)
     assert torch.equal(result.images[keep], images[keep])
-    assert result.x0_trajectory.shape == (3, 2, 1, SIZE, SIZE)
-    assert model.num_steps > 6  # resampling jumps repeat model calls
+    assert model.x0_steps > 6  # resampling jumps repeat model calls ...
+    # ... but the trajectory holds one x0 per timestep (its last visit), noisiest first
+    timesteps = sorted(set(model.scheduler.timesteps.tolist()), reverse=True)
+    assert result.x0_noise_levels.tolist() == [t / 1000 for t in timesteps if t < 1000]
+    assert result.x0_trajectory.shape == (6, 2, 1, SIZE, SIZE)
     alone = model.inpaint(images[1:], masks[1:], [1]).images
     torch.testing.assert_close(result.images[1:], alone, atol=1e-5, rtol=1e-5)
     assert model.identity()["jump_n_sample"] == 2
 
 
 def test_rgb_model() -> None:
-    model = PixelDDPMInpainter(_tiny_unet(3), num_inference_steps=3, device="cpu")
+    model = PixelDDPMInpainter(_tiny_unet(3), steps=3, device="cpu")
     images, masks = _inputs(2)
-    out = model.inpaint(images, masks, [0, 1], trajectory_steps=1)
-    assert out.x0_trajectory.shape == (1, 2, 3, SIZE, SIZE)
+    out = model.inpaint(images, masks, [0, 1], x0_band=(0.0, 0.4))
+    assert out.x0_trajectory.shape == (2, 2, 3, SIZE, SIZE)  # t = 333, 0 of 666, 333, 0
     assert not torch.equal(out.images[:, 0], out.images[:, 1])
 
 
@@ -109,13 +137,13 @@ def test_size_mismatch_and_bad_options(tiny_model: PixelDDPMInpainter) -> None:
 
 def test_bundled_weights_load_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    model = PixelDDPMInpainter("shapes", num_inference_steps=10, device="cpu")
+    model = PixelDDPMInpainter("shapes", steps=10, device="cpu")
     assert model.name == "shapes-ddpm" and model.sample_size == (64, 64) and model.channels == 1
     ident = model.identity()
     weights = Path(ident["weights_path"])
     assert weights.parent.parent == BUNDLED_SHAPES_DIR and weights.suffix == ".safetensors"
     assert ident["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
-    assert (ident["method"], ident["num_inference_steps"]) == ("replace", 10)
+    assert (ident["method"], ident["steps"]) == ("replace", 10)
     assert model.scheduler.config.clip_sample is False
     for name in ("training_config.json", "loss_curve.csv"):
         assert (BUNDLED_SHAPES_DIR / name).is_file()

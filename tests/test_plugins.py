@@ -55,7 +55,7 @@ def test_register_inpainter_decorator():
     class Identity(Inpainter):
         name = "test-identity"
 
-        def inpaint(self, images, masks, seeds, *, trajectory_steps=0):
+        def inpaint(self, images, masks, seeds):
             return InpaintResult(images=images)
 
     assert available_inpainters()["test-identity"] == "returns its input"

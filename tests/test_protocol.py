@@ -29,7 +29,7 @@ class _Noisy(Inpainter):
     name = "noisy"
     seen: list[int] = []
 
-    def inpaint(self, images, masks, seeds, *, trajectory_steps=0):
+    def inpaint(self, images, masks, seeds):
         type(self).seen.extend(int(s) for s in seeds)
         noise = torch.stack([torch.rand(images.shape[1:], generator=torch.Generator().manual_seed(int(s)))
                              for s in seeds])

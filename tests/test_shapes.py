@@ -294,7 +294,7 @@ def test_train_shapes_writes_a_loadable_pipeline(tmp_path) -> None:
     assert set(written["versions"]) == {"torch", "diffusers"}
     rows = list(csv.DictReader(open(folder / "loss_curve.csv")))
     assert rows[-1]["step"] == "3"
-    model = PixelDDPMInpainter(folder, num_inference_steps=2, device="cpu")
+    model = PixelDDPMInpainter(folder, steps=2, device="cpu")
     assert model.sample_size == (16, 16) and model.sample([0]).shape == (1, 3, 16, 16)
     with pytest.raises(ConfigError):
         train_shapes(tmp_path / "x", steps=1, progress=False, not_an_option=1)

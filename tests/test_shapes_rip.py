@@ -132,7 +132,7 @@ def test_intervals():
 
 @pytest.mark.slow
 def test_short_shapes_rip_run(tmp_path):
-    out = run_shapes_rip(tmp_path / "srip", images=3, seeds=(0, 1), iterations=2, steps=5, batch_size=6,
+    out = run_shapes_rip(tmp_path / "srip", images=3, seeds=(0, 1), iterations=2, steps=10, batch_size=6,
                          bands=2, progress=False)
     table = pd.read_parquet(next((tmp_path / "srip" / "metrics").glob("part-*.parquet")))
     assert {"shapes_valid", "shapes_label", "shapes_layout", "halluc_score", "halluc_score_current"} <= set(table.columns)

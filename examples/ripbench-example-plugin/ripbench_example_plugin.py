@@ -1,11 +1,18 @@
 """An out-of-tree ripbench model: fills the mask with the mean colour of the known pixels
 plus seeded Gaussian noise.
 
-It shows the whole plug-in contract in a few lines: subclass ``Inpainter``, honour the
-mask (1 = regenerate) and the per-item seeds, return an ``InpaintResult``. Install this
+It shows the whole plug-in contract in a few lines: subclass ``Inpainter``, declare the
+options, honour the mask (1 = regenerate) and the per-item seeds, never edit the inputs,
+return an ``InpaintResult``; ``ripbench.testing.check_inpainter(MeanFill())`` checks it. Install this
 folder (``pip install ./examples/ripbench-example-plugin``) and ``ripbench models`` lists
 ``mean-fill``; or use it without installing as
 ``--model ripbench_example_plugin:MeanFill`` with the folder on ``PYTHONPATH``.
+
+A diffusion model would also declare ``returns_x0_trajectory = True`` and accept the keyword
+``x0_band=(lo, hi)``: then it returns, in ``InpaintResult.x0_trajectory`` (``K x B x ...``)
+and ``x0_noise_levels`` (``K`` floats), its predicted clean image at each denoising timestep
+whose noise level ``t/T`` (0 = clean, 1 = pure noise) lies in the band, for the
+hallucination score.
 """
 
 from __future__ import annotations
@@ -14,13 +21,17 @@ from collections.abc import Sequence
 
 import torch
 
-from ripbench.models import Inpainter, InpaintResult
+from ripbench.models import Inpainter, InpaintResult, ModelOption
 
 
 class MeanFill(Inpainter):
     """Mean colour of the known region + N(0, noise^2) per pixel, seeded per item."""
 
     name = "mean-fill"
+    option_specs = (
+        ModelOption("noise", 0.05, "standard deviation of the Gaussian noise added to the fill"),
+        ModelOption("device", "cpu", "torch device"),
+    )
 
     def __init__(self, noise: float = 0.05, device: str = "cpu") -> None:
         self.noise = float(noise)
@@ -30,8 +41,7 @@ class MeanFill(Inpainter):
     def device(self) -> torch.device:
         return self._device
 
-    def inpaint(self, images: torch.Tensor, masks: torch.Tensor, seeds: Sequence[int], *,
-                trajectory_steps: int = 0) -> InpaintResult:
+    def inpaint(self, images: torch.Tensor, masks: torch.Tensor, seeds: Sequence[int]) -> InpaintResult:
         keep = 1.0 - masks
         mean = (images * keep).sum(dim=(2, 3), keepdim=True) / keep.sum(dim=(2, 3), keepdim=True).clamp_min(1.0)
         noise = torch.stack([
@@ -48,3 +58,6 @@ class MeanFill(Inpainter):
 def make_mean_fill(**options: float) -> MeanFill:
     """Factory used by the entry point."""
     return MeanFill(**options)
+
+
+make_mean_fill.option_specs = MeanFill.option_specs  # type: ignore[attr-defined]

@@ -24,8 +24,9 @@ True
 
 from __future__ import annotations
 
+import sys
 import warnings
-from functools import cache, lru_cache
+from functools import lru_cache
 from importlib.metadata import entry_points
 
 from ripbench.errors import ConfigError
@@ -64,12 +65,16 @@ def register_metric(spec: MetricSpec) -> MetricSpec:
     if not isinstance(spec, MetricSpec):
         raise ConfigError(f"register_metric expects a MetricSpec, got {type(spec).__name__}")
     _REGISTERED[spec.name] = spec
-    _lookup.cache_clear()
+    _lookup_for.cache_clear()
     return spec
 
 
-@lru_cache(maxsize=1)
 def _plugin_refs() -> dict[str, str]:
+    return _plugin_refs_for(tuple(sys.path))  # a changed sys.path (a new install) is seen at once
+
+
+@lru_cache(maxsize=4)
+def _plugin_refs_for(path: tuple[str, ...]) -> dict[str, str]:
     found: dict[str, str] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in BUILTIN_METRICS:
@@ -87,8 +92,12 @@ def available_metrics() -> dict[str, str]:
     return out
 
 
-@cache
 def _lookup(name: str) -> MetricSpec:
+    return _lookup_for(name, tuple(sys.path))
+
+
+@lru_cache(maxsize=64)
+def _lookup_for(name: str, path: tuple[str, ...]) -> MetricSpec:
     ref = _REGISTERED.get(name) or BUILTIN_METRICS.get(name) or _plugin_refs().get(name)
     if ref is None:
         raise ConfigError(f"unknown metric {name!r}; available: {', '.join(available_metrics())} "

@@ -4,7 +4,7 @@ Where a model plugs in: subclass :class:`Inpainter` (see :mod:`ripbench.models.b
 and register it (see :mod:`ripbench.models.registry`).
 """
 
-from .base import Inpainter, InpaintResult
+from .base import DEVICE_OPTION, Inpainter, InpaintResult, ModelOption
 from .registry import (
     ENTRY_POINT_GROUP,
     available_inpainters,
@@ -40,7 +40,9 @@ register_inpainter(
 )
 
 __all__ = [
+    "DEVICE_OPTION",
     "ENTRY_POINT_GROUP",
+    "ModelOption",
     "InpaintResult",
     "Inpainter",
     "available_inpainters",

@@ -1,28 +1,38 @@
-"""Record the predicted clean sample ``x0_hat`` of the last denoising steps of a diffusers pipeline.
+"""Record the predicted clean sample ``x0_hat`` of a diffusers pipeline, one per timestep, with its noise level.
 
 diffusers' ``callback_on_step_end`` never sees the noise prediction or ``x0_hat``
 (diffusers issue #3579), so :class:`X0Recorder` wraps ``pipeline.scheduler.step``
 for the duration of one pipeline call and reads ``x0_hat`` from what each step
-computes:
+computes (:func:`x0_source`):
 
 * DDIM, DDPM, Euler, Euler-ancestral, LMS, Heun, KDPM2 (and other schedulers whose
   output carries it): ``pred_original_sample``;
 * LCM: ``denoised``;
-* DPM-Solver++ and UniPC (data-prediction mode): ``scheduler.model_outputs[-1]``, the
-  converted model output, after the step;
-* PNDM (and any other variance-preserving scheduler): computed from the model output,
-  the sample and ``alphas_cumprod[t]``;
-* flow-matching Euler (SD3, Flux): ``sample - sigma_t * v``.
+* DPM-Solver (multistep and singlestep, every ``algorithm_type``), UniPC, DEIS: from the
+  model output, the sample and the scheduler's own ``alpha_t, sigma_t`` at the step
+  (``vp_sigmas``);
+* PNDM (and any other variance-preserving scheduler): from the model output, the
+  sample and ``alphas_cumprod[t]``;
+* flow matching (SD3, Flux; Euler and Heun): ``x0 = x_t - sigma_t * v``.
 
-Only the last ``K`` predictions are kept, in a preallocated ring buffer on the
-pipeline's device (memory ``K x B x C x h x w`` whatever the number of steps).
+**One x0 per timestep.** Multi-evaluation samplers call the model more than once per
+timestep: Heun and DPM-Solver-SDE at the next timestep's noise level from a trial point,
+KDPM2 at a midpoint, PNDM's first PLMS step once more at a trial point. Only the
+evaluation at the sampler's own state ``x_t`` of the timestep is recorded (the call made
+while ``scheduler.state_in_first_order`` is true; for PNDM, not the trial call), so every
+sampler records the same quantity: the model's x0 at the point the trajectory passes
+through, at the timestep's noise level.
+
+**Noise level.** Every record carries ``t/T = timestep / num_train_timesteps``, the
+step's position on the training schedule (for flow matching this is the step's sigma).
+Only steps whose level lies in the requested band are kept (``band=None`` keeps all).
 
 Example
 -------
->>> recorder = X0Recorder(pipe.scheduler, keep=10)          # doctest: +SKIP
+>>> recorder = X0Recorder(pipe.scheduler, band=(0.0, 0.1))    # doctest: +SKIP
 >>> with recorder:                                            # doctest: +SKIP
 ...     pipe(...)
->>> recorder.trajectory().shape  # K x B x C x h x w, oldest first   # doctest: +SKIP
+>>> x0, levels = recorder.trajectory()  # K x B x C x h x w (noisiest first), K levels   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -32,8 +42,10 @@ from typing import Any
 
 import torch
 
+from ..hallucination import in_band
+
 #: How x0 is obtained, per scheduler kind (see :func:`x0_source`).
-X0_SOURCES = ("pred_original_sample", "denoised", "model_outputs", "alphas_cumprod", "flow_sigma")
+X0_SOURCES = ("pred_original_sample", "denoised", "vp_sigmas", "alphas_cumprod", "flow_sigma")
 
 _PRED_ORIGINAL_SCHEDULERS = (
     "DDIMScheduler",
@@ -47,35 +59,71 @@ _PRED_ORIGINAL_SCHEDULERS = (
     "DPMSolverSDEScheduler",
     "DDIMParallelScheduler",
     "DDPMParallelScheduler",
-    "EDMEulerScheduler",
     "RePaintScheduler",
 )
+#: Variance-preserving solvers with ``sigmas``, ``step_index`` and ``_sigma_to_alpha_sigma_t``.
+_VP_SIGMA_SCHEDULERS = (
+    "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler",
+    "UniPCMultistepScheduler",
+    "DEISMultistepScheduler",
+    "SASolverScheduler",
+)
+_FLOW_SCHEDULERS = ("FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteScheduler")
+
+
+def _names(scheduler: Any) -> set[str]:
+    return {cls.__name__ for cls in type(scheduler).__mro__}  # by name: no diffusers import needed
 
 
 def x0_source(scheduler: Any) -> str | None:
     """Return how ``x0_hat`` is read from ``scheduler`` (one of :data:`X0_SOURCES`), or ``None``.
 
-    >>> from diffusers import DDIMScheduler, PNDMScheduler
-    >>> x0_source(DDIMScheduler()), x0_source(PNDMScheduler())
-    ('pred_original_sample', 'alphas_cumprod')
+    >>> from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, PNDMScheduler
+    >>> x0_source(DDIMScheduler()), x0_source(DPMSolverMultistepScheduler()), x0_source(PNDMScheduler())
+    ('pred_original_sample', 'vp_sigmas', 'alphas_cumprod')
     """
-    names = {cls.__name__ for cls in type(scheduler).__mro__}  # by name: no diffusers import needed
+    names = _names(scheduler)
     if names & set(_PRED_ORIGINAL_SCHEDULERS):
         return "pred_original_sample"
     if "LCMScheduler" in names:
         return "denoised"
-    if "DPMSolverMultistepScheduler" in names:
-        # "dpmsolver++" variants convert the model output to x0; plain "dpmsolver" keeps epsilon.
-        if scheduler.config.algorithm_type in ("dpmsolver++", "sde-dpmsolver++"):
-            return "model_outputs"
-        return "alphas_cumprod"
-    if "UniPCMultistepScheduler" in names:
-        return "model_outputs" if scheduler.config.predict_x0 else "alphas_cumprod"
-    if "FlowMatchEulerDiscreteScheduler" in names:
+    if names & set(_VP_SIGMA_SCHEDULERS):
+        return "vp_sigmas"
+    if names & set(_FLOW_SCHEDULERS):
         return "flow_sigma"
     if getattr(scheduler, "alphas_cumprod", None) is not None and not hasattr(scheduler, "sigmas"):
         return "alphas_cumprod"
     return None
+
+
+def noise_level(scheduler: Any, timestep: Any) -> float:
+    """Noise level ``t/T`` of a step: its timestep over the scheduler's ``num_train_timesteps``.
+
+    >>> from diffusers import DDIMScheduler
+    >>> noise_level(DDIMScheduler(), 250)
+    0.25
+    """
+    t = float(timestep.reshape(-1)[0].item() if isinstance(timestep, torch.Tensor) else timestep)
+    return t / float(scheduler.config.num_train_timesteps)
+
+
+def is_committed_call(scheduler: Any) -> bool:
+    """Whether the coming ``step`` call evaluates the model at the sampler's own state of a timestep.
+
+    False for the extra evaluations of multi-evaluation samplers: the second call of Heun,
+    KDPM2, DPM-Solver-SDE and flow-matching Heun (``state_in_first_order`` false), PNDM's
+    trial call at its second PLMS step and its Runge-Kutta intermediate calls.
+    """
+    if hasattr(type(scheduler), "state_in_first_order"):
+        return bool(scheduler.state_in_first_order)
+    if "PNDMScheduler" in _names(scheduler):
+        counter = int(scheduler.counter)
+        prk = scheduler.prk_timesteps
+        if not scheduler.config.skip_prk_steps and prk is not None and counter < len(prk):
+            return counter % 4 == 0
+        return not (scheduler.config.skip_prk_steps and counter == 1)
+    return True
 
 
 def x0_from_alphas_cumprod(
@@ -87,36 +135,45 @@ def x0_from_alphas_cumprod(
     """
     t = int(timestep.item() if isinstance(timestep, torch.Tensor) else timestep)
     abar = scheduler.alphas_cumprod[t].to(device=sample.device, dtype=torch.float32)
-    x_t = sample.float()
-    out = model_output.float()
-    kind = scheduler.config.prediction_type
+    return _x0_vp(scheduler.config.prediction_type, abar.sqrt(), (1 - abar).sqrt(), model_output, sample)
+
+
+def _x0_vp(
+    kind: str, alpha_t: torch.Tensor, sigma_t: torch.Tensor, model_output: torch.Tensor, sample: torch.Tensor
+) -> torch.Tensor:
+    x_t, out = sample.float(), model_output.float()
     if kind == "epsilon":
-        return (x_t - (1 - abar).sqrt() * out) / abar.sqrt()
+        return (x_t - sigma_t * out) / alpha_t
     if kind == "v_prediction":
-        return abar.sqrt() * x_t - (1 - abar).sqrt() * out
+        return alpha_t * x_t - sigma_t * out
     if kind == "sample":
         return out
+    if kind == "flow_prediction":
+        return x_t - sigma_t * out
     raise ValueError(f"cannot compute x0 for prediction_type {kind!r}")
 
 
 class X0Recorder:
-    """Context manager that keeps the last ``keep`` x0 predictions of a scheduler.
+    """Context manager that records one x0 prediction per timestep whose noise level is in a band.
+
+    Args:
+        scheduler: the pipeline's scheduler (its ``step`` is wrapped while active).
+        band: ``(lo, hi)`` noise levels ``t/T`` to keep; ``None`` keeps every timestep.
 
     While active, ``scheduler.step`` is replaced by a wrapper (with the original's
     signature, so pipelines still pass ``eta``/``generator`` where accepted). Leaving
     the context restores the original method.
     """
 
-    def __init__(self, scheduler: Any, keep: int) -> None:
-        if keep < 1:
-            raise ValueError("keep must be >= 1")
+    def __init__(self, scheduler: Any, band: tuple[float, float] | None = None) -> None:
         self.scheduler = scheduler
-        self.keep = keep
+        self.band = band
         self.source = x0_source(scheduler)
         if self.source is None:
             raise ValueError(f"cannot record x0 predictions of {type(scheduler).__name__}")
-        self.count = 0
-        self._buffer: torch.Tensor | None = None
+        self.calls = 0
+        self._x0: list[torch.Tensor] = []
+        self._levels: list[float] = []
         self._previous: Any = None
 
     def __enter__(self) -> X0Recorder:
@@ -128,13 +185,14 @@ class X0Recorder:
             model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, *args: Any, **kwargs: Any
         ) -> Any:
             return_dict = kwargs.pop("return_dict", True)
-            sigma = None
-            if self.source == "flow_sigma":
-                if self.scheduler.step_index is None:
-                    self.scheduler._init_step_index(timestep)
-                sigma = self.scheduler.sigmas[self.scheduler.step_index]
+            self.calls += 1
+            level = noise_level(self.scheduler, timestep)
+            record = is_committed_call(self.scheduler) and (self.band is None or in_band(level, self.band))
+            alpha_sigma = self._alpha_sigma(timestep) if record else None
             out = original(model_output, timestep, sample, *args, return_dict=True, **kwargs)
-            self._record(self._x0(out, model_output, timestep, sample, sigma))
+            if record:
+                self._x0.append(self._x0_of(out, model_output, timestep, sample, alpha_sigma).float().clone())
+                self._levels.append(level)
             return out if return_dict else out.to_tuple()
 
         self.scheduler.step = step
@@ -146,31 +204,39 @@ class X0Recorder:
         else:
             self.scheduler.step = self._previous
 
-    def _x0(
-        self, out: Any, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, sigma: Any
+    def _alpha_sigma(self, timestep: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(alpha_t, sigma_t)`` of the coming step, read before ``step`` advances ``step_index``."""
+        if self.source not in ("vp_sigmas", "flow_sigma"):
+            return None
+        sched = self.scheduler
+        if sched.step_index is None:
+            sched._init_step_index(timestep)
+        sigma = sched.sigmas[sched.step_index]
+        if self.source == "flow_sigma":
+            return 1 - sigma, sigma
+        return sched._sigma_to_alpha_sigma_t(sigma)
+
+    def _x0_of(
+        self,
+        out: Any,
+        model_output: torch.Tensor,
+        timestep: Any,
+        sample: torch.Tensor,
+        alpha_sigma: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> torch.Tensor:
         if self.source == "pred_original_sample":
             return out.pred_original_sample
         if self.source == "denoised":
             return out.denoised
-        if self.source == "model_outputs":
-            return self.scheduler.model_outputs[-1]
-        if self.source == "flow_sigma":
-            return sample.float() - sigma.to(sample.device, torch.float32) * model_output.float()
+        if alpha_sigma is not None:
+            alpha_t, sigma_t = (v.to(sample.device, torch.float32) for v in alpha_sigma)
+            kind = "flow_prediction" if self.source == "flow_sigma" else self.scheduler.config.prediction_type
+            return _x0_vp(kind, alpha_t, sigma_t, model_output, sample)
         return x0_from_alphas_cumprod(self.scheduler, model_output, timestep, sample)
 
-    def _record(self, x0: torch.Tensor) -> None:
-        if self._buffer is None:
-            self._buffer = torch.empty((self.keep, *x0.shape), dtype=torch.float32, device=x0.device)
-        self._buffer[self.count % self.keep].copy_(x0)
-        self.count += 1
-
-    def trajectory(self) -> torch.Tensor | None:
-        """The recorded predictions, ``K x B x C x h x w`` float32, oldest first (``None`` if none)."""
-        if self._buffer is None:
-            return None
-        kept = min(self.count, self.keep)
-        order = [(self.count - kept + i) % self.keep for i in range(kept)]
-        if order == list(range(self.keep)):
-            return self._buffer
-        return self._buffer[torch.tensor(order, device=self._buffer.device)]
+    def trajectory(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(x0, levels)``: ``K x B x ...`` float32 predictions, noisiest first, and their ``K``
+        noise levels (a float64 CPU tensor); ``(None, None)`` when no step was recorded."""
+        if not self._x0:
+            return None, None
+        return torch.stack(self._x0), torch.tensor(self._levels, dtype=torch.float64)

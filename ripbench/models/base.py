@@ -1,9 +1,9 @@
 """The plug-in interface every inpainting model implements.
 
 A model receives a *batch* of images, masks and per-item seeds and returns the
-inpainted images (and, if it is a diffusion model and was asked for it, the
-predicted clean image of the last denoising steps: the "x0 trajectory" that the
-hallucination detector scores).
+inpainted images (and, if it is a diffusion model and was asked for it, its
+predicted clean image x0 at the denoising steps of a low-noise band, each with the
+step's noise level: the "x0 trajectory" that the hallucination detector scores).
 
 Conventions (shared by every model, the harness and the metrics):
 
@@ -11,9 +11,28 @@ Conventions (shared by every model, the harness and the metrics):
 * ``masks``: float tensor ``B x 1 x H x W`` with values in ``{0, 1}``; **1 = regenerate**,
   0 = keep. (Stable Diffusion's convention; RePaint's opposite convention is handled
   inside the model that needs it.)
-* ``seeds``: one integer per item. A model must make its output for item ``i`` depend
-  only on ``images[i]``, ``masks[i]`` and ``seeds[i]``, never on the other items of
-  the batch, so that results do not depend on the batch size.
+* ``seeds``: one integer per item (63-bit, derived by :mod:`ripbench.run.keys`). A model must
+  make its output for item ``i`` depend only on ``images[i]``, ``masks[i]`` and ``seeds[i]``,
+  never on the other items of the batch, so that results do not depend on the batch size.
+* A model must not modify ``images`` or ``masks`` in place, must return finite values in
+  ``[0, 1]`` of the input's shape, and must keep the pixels where ``masks == 0`` (or say in
+  its docs why not, like a latent model without paste-back).
+* noise levels: ``t/T``, the position of a denoising step on the model's training noise
+  schedule (0 = clean image, 1 = pure noise); for diffusers schedulers
+  ``timestep / num_train_timesteps``, for flow matching the sigma of the step.
+
+What a model declares, once, as class attributes (the harness reads them; nothing is inferred):
+
+* :attr:`Inpainter.option_specs` -- the options its constructor takes (name, type, default,
+  one-line help; old spellings as aliases). ``ripbench models -v`` lists them, and options a
+  user gives are checked against them before the model is built.
+* :attr:`Inpainter.returns_x0_trajectory` -- whether :meth:`~Inpainter.inpaint` accepts the
+  keyword ``x0_band`` and then returns the predicted clean image of its denoising timesteps in
+  that noise band with their noise levels (then the hallucination score is computed; the
+  harness passes ``x0_band`` only to such models, so others need not accept it), and
+  :attr:`Inpainter.x0_steps` -- how many denoising steps one call runs (manifest only).
+
+:func:`ripbench.testing.check_inpainter` checks all of these rules on small inputs.
 
 Example
 -------
@@ -21,7 +40,7 @@ Example
 >>> from ripbench.models.base import Inpainter, InpaintResult
 >>> class MeanFill(Inpainter):
 ...     name = "mean-fill"
-...     def inpaint(self, images, masks, seeds, *, trajectory_steps=0):
+...     def inpaint(self, images, masks, seeds):
 ...         mean = images.mean(dim=(2, 3), keepdim=True)
 ...         return InpaintResult(images=images * (1 - masks) + mean * masks)
 >>> model = MeanFill()
@@ -32,10 +51,11 @@ Example
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -75,6 +95,95 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     return _DTYPES[dtype]
 
 
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True)
+class ModelOption:
+    """One constructor option of a model, as ``ripbench models -v`` shows it.
+
+    Attributes:
+        name: the option's name (the keyword the constructor takes).
+        default: its default value (``None`` = "the model's own choice").
+        help: one line saying what it does.
+        type: accepted type(s); ``None`` = derived from ``default`` (any type when the default is ``None``).
+        choices: allowed values, if only some are.
+        aliases: older spellings, still accepted with a warning.
+
+    >>> ModelOption("steps", 50, "denoising steps per call", aliases=("num_inference_steps",)).type_name
+    'int'
+    """
+
+    name: str
+    default: Any
+    help: str
+    type: type | tuple[type, ...] | None = None
+    choices: tuple[Any, ...] | None = None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def types(self) -> tuple[type, ...] | None:
+        """The accepted types (ints count as floats), or ``None`` for any."""
+        declared = self.type if self.type is not None else (None if self.default is None else type(self.default))
+        if declared is None:
+            return None
+        types = declared if isinstance(declared, tuple) else (declared,)
+        return (*types, int) if float in types and int not in types else types
+
+    @property
+    def type_name(self) -> str:
+        declared = self.type if self.type is not None else (None if self.default is None else type(self.default))
+        if declared is None:
+            return "any"
+        return " | ".join(t.__name__ for t in (declared if isinstance(declared, tuple) else (declared,)))
+
+    def check(self, value: Any, model: str) -> Any:
+        """``value`` if it fits this option, else :class:`ConfigError` naming model, option and what fits."""
+        types = self.types
+        ok = value is None and self.default is None
+        if not ok and types is not None:
+            ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+        elif types is None:
+            ok = True
+        if not ok:
+            raise ConfigError(f"model {model!r}: option {self.name!r} must be {self.type_name}, got {value!r}")
+        if self.choices is not None and value not in self.choices and value is not None:
+            raise ConfigError(f"model {model!r}: option {self.name!r} must be one of "
+                              f"{', '.join(map(str, self.choices))}; got {value!r}")
+        return value
+
+
+def check_options(specs: Sequence[ModelOption], given: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """Map old spellings to current names (with a warning), refuse unknown options, check types.
+
+    >>> opts = (ModelOption("steps", 50, "denoising steps", aliases=("num_inference_steps",)),)
+    >>> check_options(opts, {"steps": 25}, "m")
+    {'steps': 25}
+    """
+    by_name = {o.name: o for o in specs}
+    alias = {a: o.name for o in specs for a in o.aliases}
+    out: dict[str, Any] = {}
+    for key, value in given.items():
+        name = key
+        if key in alias:
+            name = alias[key]
+            warnings.warn(f"model {model!r}: option {key!r} is now called {name!r}; please rename it",
+                          FutureWarning, stacklevel=3)
+        if name not in by_name:
+            allowed = ", ".join(by_name) or "none"
+            raise ConfigError(f"model {model!r} has no option {key!r}; its options: {allowed} "
+                              "(see `ripbench models -v`)")
+        if name in out:
+            raise ConfigError(f"model {model!r}: option {name!r} given twice (as {key!r} and {name!r})")
+        out[name] = by_name[name].check(value, model)
+    return out
+
+
+#: The ``device`` option every device-aware model takes.
+DEVICE_OPTION = ModelOption("device", "auto", "torch device: auto (CUDA if available), cpu, cuda, cuda:1, ...",
+                            type=str)
+
+
 @dataclass
 class InpaintResult:
     """What a model returns for one batch.
@@ -82,8 +191,11 @@ class InpaintResult:
     Attributes:
         images: ``B x 3 x H x W`` inpainted images in ``[0, 1]``, on the model's device.
         x0_trajectory: optional ``K x B x C x h x w`` tensor: the model's predicted clean
-            sample at each of the last ``K`` denoising steps (oldest first, the final
-            step last). ``C, h, w`` may be latent dimensions (see ``x0_space``).
+            sample at ``K`` denoising steps, one per scheduler timestep (oldest = noisiest
+            first). ``C, h, w`` may be latent dimensions (see ``x0_space``). Only models that
+            declare :attr:`Inpainter.returns_x0_trajectory` may return it.
+        x0_noise_levels: the noise level ``t/T`` of each of the ``K`` steps (a tensor or a
+            sequence of floats); required with ``x0_trajectory``.
         x0_space: ``"pixel"`` when the trajectory lives in image space (values
             comparable to ``images``, scaled to ``[-1, 1]`` or ``[0, 1]``), ``"latent"``
             when it lives in a VAE latent space.
@@ -95,6 +207,7 @@ class InpaintResult:
 
     images: torch.Tensor
     x0_trajectory: torch.Tensor | None = None
+    x0_noise_levels: torch.Tensor | Sequence[float] | None = None
     x0_space: str = "pixel"
     failed: torch.Tensor | None = None
     extras: dict[str, Sequence[Any]] = field(default_factory=dict)
@@ -103,20 +216,26 @@ class InpaintResult:
 class Inpainter(ABC):
     """Base class of inpainting models.
 
-    Subclasses set :attr:`name`, implement :meth:`inpaint`, and may override
-    :attr:`device`, :attr:`supports_trajectory`, :attr:`num_steps` and :meth:`identity`.
-    Register a subclass (or any factory returning one) with
-    :func:`ripbench.models.register_inpainter`, the ``ripbench.inpainters`` entry-point
-    group, or refer to it as ``"package.module:factory"`` in a config / on the CLI.
+    Subclasses set :attr:`name`, implement :meth:`inpaint`, declare :attr:`option_specs`
+    (and, for diffusion models, :attr:`returns_x0_trajectory` and :attr:`x0_steps`), and may
+    override :attr:`device` and :meth:`identity`. Register a subclass (or any factory
+    returning one) with :func:`ripbench.models.register_inpainter`, the
+    ``ripbench.inpainters`` entry-point group, or refer to it as ``"package.module:factory"``
+    in a config / on the CLI.
     """
 
     #: Short name used in result tables and file names.
     name: str = "inpainter"
-    #: Whether :meth:`inpaint` can return an ``x0_trajectory``.
-    supports_trajectory: bool = False
-    #: Number of denoising steps per call (``None`` for non-iterative models). Used to
-    #: turn a hallucination window given as a fraction into a number of steps.
-    num_steps: int | None = None
+    #: The options the constructor takes; options a user gives are checked against them.
+    option_specs: ClassVar[tuple[ModelOption, ...]] = ()
+    #: Whether :meth:`inpaint` accepts ``x0_band`` and then returns an ``x0_trajectory`` with its
+    #: ``x0_noise_levels``. The harness passes ``x0_band`` only to models that declare this.
+    #: May be set per instance when it depends on the settings (e.g. the scheduler).
+    returns_x0_trajectory: bool = False
+    #: Denoising model calls one :meth:`inpaint` runs (``None`` for non-iterative models);
+    #: recorded in the manifest. The hallucination score does not need it: it picks the
+    #: recorded steps by their noise level.
+    x0_steps: int | None = None
 
     @property
     def device(self) -> torch.device:
@@ -130,7 +249,7 @@ class Inpainter(ABC):
         masks: torch.Tensor,
         seeds: Sequence[int],
         *,
-        trajectory_steps: int = 0,
+        x0_band: tuple[float, float] | None = None,
     ) -> InpaintResult:
         """Inpaint a batch.
 
@@ -138,9 +257,13 @@ class Inpainter(ABC):
             images: ``B x 3 x H x W`` float tensor in ``[0, 1]`` on :attr:`device`.
             masks: ``B x 1 x H x W`` float tensor in ``{0, 1}`` (1 = regenerate).
             seeds: ``B`` integer seeds, one per item.
-            trajectory_steps: keep the x0 predictions of the last this-many denoising
-                steps and return them as ``x0_trajectory`` (0 = do not record).
-                Models without :attr:`supports_trajectory` ignore it.
+            x0_band: ``(lo, hi)`` noise levels ``t/T``: record the predicted clean sample of
+                every denoising timestep whose level lies in ``[lo, hi]`` and return them as
+                ``x0_trajectory`` with their ``x0_noise_levels`` (``None`` = record nothing).
+                One x0 per timestep: the prediction at the sampler's state at that timestep,
+                not at the extra evaluations of multi-evaluation samplers (Heun, KDPM2).
+                Returning steps outside the band is allowed (they are not scored). Only
+                passed to models with :attr:`returns_x0_trajectory`; others may omit it.
 
         Returns:
             An :class:`InpaintResult` whose ``images`` have the input's shape.

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelNotFoundError
-from .base import Inpainter, InpaintResult
+from .base import Inpainter, InpaintResult, ModelOption
 
 
 class _PerImageInpainter(Inpainter):
@@ -31,8 +31,6 @@ class _PerImageInpainter(Inpainter):
         images: torch.Tensor,
         masks: torch.Tensor,
         seeds: Sequence[int],
-        *,
-        trajectory_steps: int = 0,
     ) -> InpaintResult:
         device = images.device
         imgs = images.detach().permute(0, 2, 3, 1).float().cpu().numpy()
@@ -52,6 +50,9 @@ class Biharmonic(_PerImageInpainter):
     """scikit-image biharmonic inpainting (deterministic classical baseline)."""
 
     name = "biharmonic"
+    option_specs = (
+        ModelOption("split_into_regions", True, "solve each connected masked region separately (faster)"),
+    )
 
     def __init__(self, split_into_regions: bool = True) -> None:
         self.split_into_regions = split_into_regions
@@ -75,6 +76,7 @@ class Biharmonic(_PerImageInpainter):
 
 class _OpenCVInpainter(_PerImageInpainter):
     _flag_name = ""
+    option_specs = (ModelOption("radius", 3.0, "neighbourhood radius in pixels considered around each pixel"),)
 
     def __init__(self, radius: float = 3.0) -> None:
         try:

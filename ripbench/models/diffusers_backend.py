@@ -17,15 +17,18 @@ What it does for recursive inpainting (see ``RESEARCH.md`` section 3):
   tensors in and out (no PIL), prompt embeddings computed once; when the prompt and
   negative prompt embeddings are identical (the paper's empty prompt), classifier-free
   guidance cannot change the result and only the conditional pass is run;
-* the x0 predictions of the last ``K`` steps are recorded for the hallucination
-  detector (see :mod:`ripbench.models._x0_capture`).
+* the x0 prediction of every timestep whose noise level lies in the requested band is
+  recorded for the hallucination detector, one per timestep even for multi-evaluation
+  samplers, with its noise level ``t/T`` (see :mod:`ripbench.models._x0_capture`);
+  flow-matching pipelines (SD3 inpainting, Flux Fill / Flux inpainting) give
+  ``x0 = x_t - sigma * v``, Flux's packed latents unpacked to ``C x h x w``.
 
 Example
 -------
 >>> model = DiffusersInpainter("stabilityai/stable-diffusion-2-inpainting", steps=50)  # doctest: +SKIP
->>> out = model.inpaint(images, masks, seeds=[0, 1], trajectory_steps=10)             # doctest: +SKIP
->>> out.images.shape, out.x0_trajectory.shape                                          # doctest: +SKIP
-(torch.Size([2, 3, 512, 512]), torch.Size([10, 2, 4, 64, 64]))
+>>> out = model.inpaint(images, masks, seeds=[0, 1], x0_band=(0.0, 0.1))              # doctest: +SKIP
+>>> out.images.shape, out.x0_trajectory.shape, out.x0_noise_levels.tolist()            # doctest: +SKIP
+(torch.Size([2, 3, 512, 512]), torch.Size([5, 2, 4, 64, 64]), [0.081, 0.061, 0.041, 0.021, 0.001])
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ import torch
 
 from ..errors import ConfigError, InputError, ModelNotFoundError, WeightsError
 from ._x0_capture import X0Recorder, x0_source
-from .base import Inpainter, InpaintResult, resolve_device, resolve_dtype
+from .base import DEVICE_OPTION, Inpainter, InpaintResult, ModelOption, resolve_device, resolve_dtype
+from .registry import PATH_PREFIXES as _PATH_PREFIXES
 
 #: Scheduler short names -> (diffusers class name, extra config). Any diffusers
 #: scheduler class name (e.g. ``"DEISMultistepScheduler"``) is accepted as well.
@@ -56,34 +60,16 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "heun": ("HeunDiscreteScheduler", {}),
     "kdpm2": ("KDPM2DiscreteScheduler", {}),
     "dpm++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
+    "dpm++-sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "dpm++-single": ("DPMSolverSinglestepScheduler", {}),
+    "kdpm2-a": ("KDPM2AncestralDiscreteScheduler", {}),
     "unipc": ("UniPCMultistepScheduler", {}),
     "lcm": ("LCMScheduler", {}),
 }
 
 _ATTENTION = ("sdpa", "eager", "xformers", "default")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_PATH_PREFIXES = ("/", "./", "../", "~", ".\\", "..\\")
 #: Fallback text length when a pipeline has neither tokenizer nor text encoder.
 _DEFAULT_TEXT_LENGTH = 77
-
-
-def looks_like_diffusers_model(spec: str) -> bool:
-    """Whether a model string names a diffusers pipeline (Hub id or local directory).
-
-    True for an existing directory, a path-like string (``./x``, ``/x``, ``~/x``) and a
-    Hugging Face id ``owner/name``; False for registered names (``"biharmonic"``) and
-    ``package.module:factory`` references.
-
-    >>> looks_like_diffusers_model("stabilityai/stable-diffusion-2-inpainting")
-    True
-    >>> looks_like_diffusers_model("biharmonic"), looks_like_diffusers_model("pkg.mod:make")
-    (False, False)
-    """
-    if os.path.isdir(os.path.expanduser(spec)):
-        return True
-    if ":" in spec and not re.match(r"^[A-Za-z]:[\\/]", spec):
-        return False
-    return spec.startswith(_PATH_PREFIXES) or bool(_HUB_ID.match(spec))
 
 
 def make_scheduler(name: str, config: Any) -> Any:
@@ -146,6 +132,13 @@ def load_inpainting_pipeline(
         index = DiffusionPipeline.load_config(spec, revision=revision, local_files_only=local_files_only)
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(_not_found_message(spec, exc)) from exc
+    # A pipeline that is itself an inpainting one (e.g. FluxFillPipeline, which the auto
+    # mapping would turn into FluxInpaintPipeline) is loaded as its own class.
+    import diffusers
+
+    own_class = getattr(diffusers, str(index.get("_class_name", "")), None)
+    is_inpainting = own_class is not None and "mask_image" in inspect.signature(own_class.__call__).parameters
+    loader = DiffusionPipeline if is_inpainting else AutoPipelineForInpainting
     from diffusers.utils import deprecation_utils
 
     dtype_key = "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"  # renamed in 0.4x
@@ -158,7 +151,7 @@ def load_inpainting_pipeline(
     if not safety_checker and "safety_checker" in index:
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     try:
-        return AutoPipelineForInpainting.from_pretrained(spec, **kwargs)
+        return loader.from_pretrained(spec, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         raise WeightsError(f"cannot load the weights of diffusers model {spec!r}: {exc}") from exc
 
@@ -186,7 +179,8 @@ class DiffusersInpainter(Inpainter):
         prompt: text prompt (the RIP paper uses none).
         negative_prompt: negative prompt; ``None`` = the pipeline's own default (SDXL:
             zero embeddings).
-        guidance_scale: classifier-free guidance weight; ``None`` = the pipeline's default.
+        guidance: classifier-free guidance weight (diffusers' ``guidance_scale``); ``None`` = the
+            pipeline's default.
         steps: ``num_inference_steps``.
         strength: ``None`` = the pipeline's default (1.0; SDXL 0.9999). Only the last
             ``int(steps * strength)`` steps run.
@@ -216,7 +210,35 @@ class DiffusersInpainter(Inpainter):
         ...                            scheduler="ddim", steps=25)      # doctest: +SKIP
     """
 
-    supports_trajectory = True
+    returns_x0_trajectory = True  # per instance: False for schedulers that expose no x0
+    option_specs = (
+        ModelOption("model", None, "Hugging Face id or local save_pretrained folder of the pipeline", type=str),
+        ModelOption("prompt", "", "text prompt (the RIP paper uses none)"),
+        ModelOption("negative_prompt", "", "negative prompt; null = the pipeline's default", type=str),
+        ModelOption("guidance", None, "classifier-free guidance weight; null = the pipeline's default",
+                    type=float, aliases=("guidance_scale",)),
+        ModelOption("steps", 50, "denoising steps per inpainting", aliases=("num_inference_steps",)),
+        ModelOption("strength", None, "share of the steps run (< 1 starts from a noised input); null = pipeline's",
+                    type=float),
+        ModelOption("scheduler", None, f"scheduler: {', '.join(SCHEDULERS)} or a diffusers class name", type=str),
+        ModelOption("eta", 0.0, "DDIM eta"),
+        ModelOption("dtype", "auto", "auto (fp16 on CUDA, fp32 on CPU), fp16, bf16 or fp32"),
+        DEVICE_OPTION,
+        ModelOption("revision", None, "from_pretrained revision", type=str),
+        ModelOption("variant", None, "from_pretrained variant (e.g. fp16)", type=str),
+        ModelOption("local_files_only", False, "never contact the Hub"),
+        ModelOption("paste_back", True, "copy unmasked input pixels back after decoding (false = whole output)"),
+        ModelOption("safety_checker", False, "run the safety checker; flagged items end their trajectory"),
+        ModelOption("skip_redundant_cfg", True, "skip the unconditional pass when it cannot change the output"),
+        ModelOption("decode_trajectory", False, "decode the recorded x0 predictions to pixels"),
+        ModelOption("attention", "sdpa", "attention processors", choices=("sdpa", "eager", "xformers", "default")),
+        ModelOption("compile_unet", False, "torch.compile the UNet"),
+        ModelOption("vae_slicing", False, "decode the batch one image at a time"),
+        ModelOption("vae_tiling", False, "decode in tiles (large images)"),
+        ModelOption("cpu_offload", False, "enable_model_cpu_offload"),
+        ModelOption("channels_last", False, "UNet in channels-last memory format"),
+        ModelOption("progress_bar", False, "show diffusers' per-call progress bar"),
+    )
 
     def __init__(
         self,
@@ -224,7 +246,7 @@ class DiffusersInpainter(Inpainter):
         *,
         prompt: str = "",
         negative_prompt: str | None = "",
-        guidance_scale: float | None = None,
+        guidance: float | None = None,
         steps: int = 50,
         strength: float | None = None,
         scheduler: str | None = None,
@@ -281,7 +303,7 @@ class DiffusersInpainter(Inpainter):
         defaults = {k: p.default for k, p in inspect.signature(pipe.__call__).parameters.items()}
         self.strength = float(strength if strength is not None else defaults.get("strength", 1.0))
         self.guidance_scale = float(
-            guidance_scale if guidance_scale is not None else defaults.get("guidance_scale", 7.5)
+            guidance if guidance is not None else defaults.get("guidance_scale", 7.5)
         )
         self.paste_back, self.decode_trajectory = paste_back, decode_trajectory
         self.options = {
@@ -295,9 +317,10 @@ class DiffusersInpainter(Inpainter):
         self._place_and_speed_up(progress_bar)
         self._embeds, self.cfg_skipped, self.zero_prompt_embeddings = self._encode_prompts(skip_redundant_cfg)
         self.effective_guidance_scale = 1.0 if self.cfg_skipped else self.guidance_scale
-        self.supports_trajectory = x0_source(pipe.scheduler) is not None
-        self.num_steps = self._count_steps()
-        self._size_multiple = max(8, int(getattr(pipe, "vae_scale_factor", 8)))
+        self.returns_x0_trajectory = x0_source(pipe.scheduler) is not None
+        self.x0_steps = self._count_steps()
+        self._packed = hasattr(type(pipe), "_unpack_latents")  # Flux: 2 x 2 latent patches packed as tokens
+        self._size_multiple = max(8, int(getattr(pipe, "vae_scale_factor", 8)) * (2 if self._packed else 1))
 
     # ------------------------------------------------------------------ set-up
     @staticmethod
@@ -316,6 +339,9 @@ class DiffusersInpainter(Inpainter):
     def _place_and_speed_up(self, progress_bar: bool) -> None:
         pipe, opts = self.pipe, self.options
         pipe.set_progress_bar_config(disable=not progress_bar)
+        for component in pipe.components.values():  # a pipeline built in memory may be in training mode (dropout)
+            if isinstance(component, torch.nn.Module):
+                component.eval()
         if opts["cpu_offload"]:
             if self._device.type == "cpu":
                 raise ConfigError("cpu_offload needs an accelerator device (e.g. device='cuda')")
@@ -360,43 +386,43 @@ class DiffusersInpainter(Inpainter):
         return torch.device(self.pipe._execution_device)
 
     def _encode_prompts(self, skip_redundant_cfg: bool) -> tuple[dict[str, torch.Tensor] | None, bool, bool]:
-        """Encode prompt and negative prompt once (batch 1); decide whether CFG is redundant."""
+        """Encode prompt and negative prompt once (batch 1); decide whether CFG is redundant.
+
+        Three families: SD (``prompt_embeds``, ``negative_prompt_embeds``), SDXL and SD3 (plus
+        pooled embeddings), and Flux (``prompt_embeds`` and pooled, no negative prompt: its
+        guidance is distilled into the transformer).
+        """
         pipe, params = self.pipe, self._call_params
-        if not {"prompt_embeds", "negative_prompt_embeds"} <= params or not hasattr(pipe, "encode_prompt"):
+        if "prompt_embeds" not in params or not hasattr(pipe, "encode_prompt"):
             return None, False, False  # generic pipeline: it encodes the prompt strings itself
-        sdxl = "pooled_prompt_embeds" in params
-        if sdxl and "negative_pooled_prompt_embeds" not in params:
+        encode_params = set(inspect.signature(pipe.encode_prompt).parameters)
+        pooled = "pooled_prompt_embeds" in params
+        guided = "do_classifier_free_guidance" in encode_params
+        if guided and ("negative_prompt_embeds" not in params or (pooled and "negative_pooled_prompt_embeds" not in params)):
             return None, False, False
-        text_encoders = [getattr(pipe, n, None) for n in ("text_encoder", "text_encoder_2")]
-        tokenizers = [getattr(pipe, n, None) for n in ("tokenizer", "tokenizer_2")]
+        names = ("text_encoder", "text_encoder_2", "text_encoder_3")
+        text_encoders = [getattr(pipe, n, None) for n in names]
+        tokenizers = [getattr(pipe, n.replace("text_encoder", "tokenizer"), None) for n in names]
         if all(m is None for m in text_encoders) or all(t is None for t in tokenizers):
-            return self._zero_embeddings(sdxl), False, True
+            return self._zero_embeddings(pooled, guided), False, True
+        kwargs: dict[str, Any] = {"prompt": self.prompt, "device": self._exec_device, "num_images_per_prompt": 1}
+        kwargs.update({k: None for k in ("prompt_2", "prompt_3") if k in encode_params})  # same prompt everywhere
         with torch.no_grad():
-            if sdxl:
-                pe, ne, pp, npp = pipe.encode_prompt(
-                    prompt=self.prompt,
-                    device=self._exec_device,
-                    num_images_per_prompt=1,
-                    do_classifier_free_guidance=True,
-                    negative_prompt=self.negative_prompt,
-                )
-                embeds = {
-                    "prompt_embeds": pe,
-                    "negative_prompt_embeds": ne,
-                    "pooled_prompt_embeds": pp,
-                    "negative_pooled_prompt_embeds": npp,
-                }
-            else:
-                pe, ne = pipe.encode_prompt(
-                    prompt=self.prompt,
-                    device=self._exec_device,
-                    num_images_per_prompt=1,
-                    do_classifier_free_guidance=True,
-                    negative_prompt=self.negative_prompt,
-                )
-                embeds = {"prompt_embeds": pe, "negative_prompt_embeds": ne}
-        identical = torch.equal(pe, ne) and (
-            not sdxl or torch.equal(embeds["pooled_prompt_embeds"], embeds["negative_pooled_prompt_embeds"])
+            if not guided:  # Flux
+                out = pipe.encode_prompt(**kwargs)
+                embeds = {"prompt_embeds": out[0]}
+                if pooled:
+                    embeds["pooled_prompt_embeds"] = out[1]
+                return embeds, False, False
+            out = pipe.encode_prompt(
+                **kwargs, do_classifier_free_guidance=True, negative_prompt=self.negative_prompt
+            )
+        keys = ["prompt_embeds", "negative_prompt_embeds"]
+        if pooled:
+            keys += ["pooled_prompt_embeds", "negative_pooled_prompt_embeds"]
+        embeds = dict(zip(keys, out))
+        identical = torch.equal(embeds["prompt_embeds"], embeds["negative_prompt_embeds"]) and (
+            not pooled or torch.equal(embeds["pooled_prompt_embeds"], embeds["negative_pooled_prompt_embeds"])
         )
         return embeds, skip_redundant_cfg and self._cfg_is_redundant(identical), False
 
@@ -408,34 +434,56 @@ class DiffusersInpainter(Inpainter):
         aesthetic = bool(self.pipe.config.get("requires_aesthetics_score", False))
         return identical_embeddings and self.guidance_scale > 1 and not guidance_embedded and not aesthetic
 
-    def _zero_embeddings(self, sdxl: bool) -> dict[str, torch.Tensor]:
+    def _zero_embeddings(self, pooled: bool, guided: bool = True) -> dict[str, torch.Tensor]:
         """Zero prompt embeddings of the right shape for pipelines without tokenizer/text encoder."""
         if self.prompt or self.negative_prompt:
             raise ConfigError(
                 "this pipeline has no tokenizer/text encoder: only the empty prompt is supported"
             )
-        unet = self.pipe.unet
-        dim = unet.config.cross_attention_dim
-        dim = dim[0] if isinstance(dim, (list, tuple)) else dim
+        unet = getattr(self.pipe, "unet", None)
+        pooled_dim = 0
+        if unet is not None:
+            dim = unet.config.cross_attention_dim
+            dim = dim[0] if isinstance(dim, (list, tuple)) else dim
+            if pooled:
+                n_time_ids = 5 if self.pipe.config.get("requires_aesthetics_score", False) else 6
+                pooled_dim = (
+                    unet.config.projection_class_embeddings_input_dim
+                    - n_time_ids * unet.config.addition_time_embed_dim
+                )
+        else:  # SD3 / Flux transformer
+            config = self.pipe.transformer.config
+            dim, pooled_dim = config.joint_attention_dim, config.pooled_projection_dim
         zeros = torch.zeros(1, _DEFAULT_TEXT_LENGTH, dim, device=self._exec_device, dtype=self.dtype)
-        embeds = {"prompt_embeds": zeros, "negative_prompt_embeds": zeros}
-        if sdxl:
-            n_time_ids = 5 if self.pipe.config.get("requires_aesthetics_score", False) else 6
-            pooled_dim = (
-                unet.config.projection_class_embeddings_input_dim
-                - n_time_ids * unet.config.addition_time_embed_dim
-            )
-            pooled = torch.zeros(1, pooled_dim, device=self._exec_device, dtype=self.dtype)
-            embeds.update(pooled_prompt_embeds=pooled, negative_pooled_prompt_embeds=pooled)
+        embeds = {"prompt_embeds": zeros}
+        if guided:
+            embeds["negative_prompt_embeds"] = zeros
+        if pooled:
+            zero_pooled = torch.zeros(1, pooled_dim, device=self._exec_device, dtype=self.dtype)
+            embeds["pooled_prompt_embeds"] = zero_pooled
+            if guided:
+                embeds["negative_pooled_prompt_embeds"] = zero_pooled
         return embeds
 
     def _count_steps(self) -> int:
-        """Number of scheduler steps one call runs (``int(steps * strength)`` times the order)."""
-        scheduler = copy.deepcopy(self.pipe.scheduler)
-        scheduler.set_timesteps(self.steps)
-        init = min(int(self.steps * self.strength), self.steps)
-        t_start = max(self.steps - init, 0)
-        return len(scheduler.timesteps[t_start * scheduler.order :])
+        """Number of model calls one pipeline call makes (the timesteps ``strength`` keeps, times the order).
+
+        Uses the pipeline's own ``get_timesteps`` on a copy of the scheduler where it has one
+        (SD rounds ``steps * strength`` down, SD3/Flux do not).
+        """
+        pipe = self.pipe
+        original = pipe.scheduler
+        scheduler = pipe.scheduler = copy.deepcopy(original)
+        try:
+            # resolution-dependent shifting (Flux) moves the sigmas, not their number
+            shift = {"mu": 0.0} if scheduler.config.get("use_dynamic_shifting") else {}
+            scheduler.set_timesteps(self.steps, **shift)
+            if hasattr(pipe, "get_timesteps"):
+                return len(pipe.get_timesteps(self.steps, self.strength, None)[0])
+            init = min(int(self.steps * self.strength), self.steps)
+            return len(scheduler.timesteps[max(self.steps - init, 0) * scheduler.order :])
+        finally:
+            pipe.scheduler = original
 
     # ------------------------------------------------------------------ inference
     @property
@@ -495,21 +543,24 @@ class DiffusersInpainter(Inpainter):
         masks: torch.Tensor,
         seeds: Sequence[int],
         *,
-        trajectory_steps: int = 0,
+        x0_band: tuple[float, float] | None = None,
     ) -> InpaintResult:
         """Inpaint a batch in one pipeline call (see :meth:`Inpainter.inpaint`).
 
         Returns ``failed`` and ``extras["failure"]`` (``""``, ``"nan"``, ``"all-black"`` or
-        ``"nsfw"`` per item), ``extras["nsfw_flagged"]`` when the safety checker is on,
-        and ``x0_trajectory`` (``K x B x C x h x w``) when ``trajectory_steps > 0``.
+        ``"nsfw"`` per item), ``extras["nsfw_flagged"]`` when the safety checker is on, and,
+        when ``x0_band`` is given, ``x0_trajectory`` (``K x B x C x h x w``, one x0 per
+        timestep whose noise level lies in the band, noisiest first; ``K`` may be 0) with
+        ``x0_noise_levels`` (``K`` values of ``t/T``).
         """
         self._check_inputs(images, masks, seeds)
+        b, _, h, w = images.shape
         images = images.to(device=self._exec_device, dtype=torch.float32)
         masks = masks.to(device=self._exec_device, dtype=torch.float32)
         kwargs = self._call_kwargs(images, masks, seeds)
         recorder = (
-            X0Recorder(self.pipe.scheduler, trajectory_steps)
-            if (trajectory_steps > 0 and self.supports_trajectory)
+            X0Recorder(self.pipe.scheduler, tuple(x0_band))  # type: ignore[arg-type]
+            if (x0_band is not None and self.returns_x0_trajectory)
             else None
         )
         with torch.no_grad():  # not inference_mode: callers may update the outputs in place
@@ -522,12 +573,25 @@ class DiffusersInpainter(Inpainter):
             nsfw = getattr(output, "nsfw_content_detected", None)
             result = self._finish(images, masks, raw, nsfw)
             if recorder is not None:
-                trajectory = recorder.trajectory()
-                if trajectory is not None and self.decode_trajectory:
-                    trajectory = self._decode(trajectory)
+                trajectory, levels = recorder.trajectory()
+                if trajectory is None:
+                    trajectory = torch.zeros((0, b), device=self._exec_device)
+                    levels = torch.zeros(0, dtype=torch.float64)
+                else:
+                    if self._packed:
+                        trajectory = self._unpack(trajectory, h, w)
+                    if self.decode_trajectory:
+                        trajectory = self._decode(trajectory)
                 result.x0_trajectory = trajectory
+                result.x0_noise_levels = levels
                 result.x0_space = "pixel" if self.decode_trajectory else "latent"
         return result
+
+    def _unpack(self, packed: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """Flux's ``K x B x tokens x (4 C)`` packed latents as ``K x B x C x h/f x w/f``."""
+        k, b = packed.shape[:2]
+        flat = self.pipe._unpack_latents(packed.flatten(0, 1), h, w, self.pipe.vae_scale_factor)
+        return flat.unflatten(0, (k, b))
 
     def _finish(
         self, images: torch.Tensor, masks: torch.Tensor, raw: torch.Tensor, nsfw: Sequence[bool] | None
@@ -591,18 +655,26 @@ class DiffusersInpainter(Inpainter):
         pipe = self.pipe
         unet = getattr(pipe, "unet", None)
         in_channels = unet.config.in_channels if unet is not None else None
+        if unet is not None:
+            inpaint_mode = {9: "9-channel", 4: "4-channel latent blending"}.get(in_channels, "pipeline")
+        elif getattr(pipe, "transformer", None) is not None and getattr(pipe, "vae", None) is not None:
+            channels = pipe.transformer.config.in_channels
+            latent = pipe.vae.config.latent_channels * (4 if self._packed else 1)
+            inpaint_mode = f"{channels}-channel" + (" latent blending" if channels == latent else "")
+        else:
+            inpaint_mode = "pipeline"
         return {
             **super().identity(),
             "model": self.model_ref,
             "revision": self.revision,
             "variant": self.variant,
             "pipeline": type(pipe).__name__,
-            "inpaint_mode": {9: "9-channel", 4: "4-channel latent blending"}.get(in_channels, "pipeline"),
+            "inpaint_mode": inpaint_mode,
             "scheduler": type(pipe.scheduler).__name__,
             "scheduler_config": _jsonable(pipe.scheduler.config),
             "steps": self.steps,
             "strength": self.strength,
-            "num_steps": self.num_steps,
+            "num_steps": self.x0_steps,
             "eta": self.eta,
             "prompt": self.prompt,
             "negative_prompt": self.negative_prompt,

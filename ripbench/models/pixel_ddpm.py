@@ -11,8 +11,10 @@ Two ways to make an unconditional DDPM inpaint:
   1 = keep; it is converted here, the public convention stays 1 = regenerate.
 
 Either way the known pixels of the output are the input pixels, bit for bit, and the
-predicted clean image x0 of the last denoising steps can be returned, unclipped, for the
-hallucination score. The scheduler's ``clip_sample`` is switched off for that reason.
+predicted clean image x0 of the timesteps in a noise band can be returned, unclipped, with
+their noise levels ``t/T``, for the hallucination score (one x0 per timestep: for RePaint,
+whose resampling jumps visit a timestep several times, the last visit, the one the output
+descends from). The scheduler's ``clip_sample`` is switched off for that reason.
 
 ``model="shapes"`` (the default) loads the small Simple Shapes DDPM bundled with ripbench
 (``ripbench/weights/shapes-ddpm``, see :mod:`ripbench.training.shapes`); a folder written
@@ -24,18 +26,17 @@ Example
 >>> import torch
 >>> from ripbench.models.pixel_ddpm import PixelDDPMInpainter
 >>> from ripbench.datasets.shapes import shapes_images
->>> model = PixelDDPMInpainter("shapes", num_inference_steps=20)  # doctest: +SKIP
+>>> model = PixelDDPMInpainter("shapes", steps=20)  # doctest: +SKIP
 >>> images, _ = shapes_images(2, seed=0)
 >>> masks = torch.zeros(2, 1, 64, 64); masks[..., :, 21:42] = 1  # repaint the middle column
->>> out = model.inpaint(images, masks, [0, 1], trajectory_steps=5)  # doctest: +SKIP
->>> tuple(out.x0_trajectory.shape)  # doctest: +SKIP
-(5, 2, 1, 64, 64)
+>>> out = model.inpaint(images, masks, [0, 1], x0_band=(0.0, 0.1))  # doctest: +SKIP
+>>> tuple(out.x0_trajectory.shape), out.x0_noise_levels.tolist()  # doctest: +SKIP
+((3, 2, 1, 64, 64), [0.1, 0.05, 0.0])
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,9 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, InputError, WeightsError
+from ..hallucination import in_band
 from ..io import sha256_file
-from .base import Inpainter, InpaintResult, resolve_device, resolve_dtype
+from .base import DEVICE_OPTION, Inpainter, InpaintResult, ModelOption, resolve_device, resolve_dtype
 
 #: Folder of the bundled Simple Shapes DDPM.
 BUNDLED_SHAPES_DIR = Path(__file__).resolve().parent.parent / "weights" / "shapes-ddpm"
@@ -107,7 +109,7 @@ class PixelDDPMInpainter(Inpainter):
         model: ``"shapes"`` (bundled Simple Shapes DDPM), a local ``save_pretrained``
             folder, a Hub id, or a ``UNet2DModel`` instance.
         method: ``"replace"`` (one UNet call per step) or ``"repaint"`` (resampling).
-        num_inference_steps: reverse steps (of the ``T`` training steps, evenly strided).
+        steps: reverse steps (of the ``T`` training steps, evenly strided); formerly ``num_inference_steps``.
         jump_length: RePaint: steps per jump back in time.
         jump_n_sample: RePaint: how many times each jump is resampled.
         device: torch device (default: CUDA if available, else CPU).
@@ -121,16 +123,28 @@ class PixelDDPMInpainter(Inpainter):
     its seed, so an item's output does not depend on the batch.
     """
 
-    supports_trajectory = True
+    returns_x0_trajectory = True
+    option_specs = (
+        ModelOption("model", "shapes", "'shapes' (bundled), a save_pretrained folder or a Hub id of a UNet2DModel",
+                    type=(str, Path)),
+        ModelOption("method", "replace", "replace (one UNet call per step) or repaint (resampling)",
+                    choices=("replace", "repaint")),
+        ModelOption("steps", 50, "reverse denoising steps per inpainting", aliases=("num_inference_steps",)),
+        ModelOption("jump_length", 10, "RePaint: steps per jump back in time"),
+        ModelOption("jump_n_sample", 10, "RePaint: resamplings of each jump"),
+        DEVICE_OPTION,
+        ModelOption("dtype", "float32", "fp32, fp16, bf16 or auto"),
+        ModelOption("scheduler_config", None, "overrides of the model's scheduler config", type=dict),
+    )
 
     def __init__(
         self,
         model: str | Path | Any = "shapes",
         method: str = "replace",
-        num_inference_steps: int = 50,
+        steps: int = 50,
         jump_length: int = 10,
         jump_n_sample: int = 10,
-        device: str | torch.device | None = None,
+        device: str | torch.device = "auto",
         dtype: str | torch.dtype = "float32",
         scheduler_config: dict[str, Any] | None = None,
     ) -> None:
@@ -138,12 +152,12 @@ class PixelDDPMInpainter(Inpainter):
 
         if method not in _METHODS:
             raise ConfigError(f"unknown pixel-ddpm method {method!r}; choose one of {', '.join(_METHODS)}")
-        if num_inference_steps < 1 or jump_length < 1 or jump_n_sample < 1:
+        if steps < 1 or jump_length < 1 or jump_n_sample < 1:
             raise ConfigError(
-                "num_inference_steps, jump_length and jump_n_sample must be >= 1, got "
-                f"{num_inference_steps}, {jump_length}, {jump_n_sample}"
+                f"steps, jump_length and jump_n_sample must be >= 1, got {steps}, {jump_length}, {jump_n_sample}"
             )
-        self._device = resolve_device(device if device is not None else "auto")
+        self._device = resolve_device(device)
+        num_inference_steps = steps
         self.dtype = resolve_dtype(dtype, self._device)
         self.method = method
         self.num_inference_steps = num_inference_steps
@@ -172,6 +186,8 @@ class PixelDDPMInpainter(Inpainter):
             self.weights_path, self.weights_sha256 = str(model), _sha256_state_dict(unet)
             self.name = "pixel-ddpm"
         self.model_spec = model if isinstance(model, (str, Path)) else "<UNet2DModel>"
+        # diffusers re-applies its defaults to the keys listed here, overriding what is set below
+        config.pop("_use_default_values", None)
         if scheduler_config:
             config.update(scheduler_config)
         config["clip_sample"] = False  # keep x0 unclipped: its variance is the hallucination score
@@ -189,7 +205,7 @@ class PixelDDPMInpainter(Inpainter):
         self.sample_size: tuple[int, int] = (size, size) if isinstance(size, int) else tuple(size)  # type: ignore[assignment]
         self.channels: int = int(self.unet.config.in_channels)
         self._set_timesteps()
-        self.num_steps = self._num_model_calls
+        self.x0_steps = self._num_model_calls
 
     @property
     def device(self) -> torch.device:
@@ -215,7 +231,7 @@ class PixelDDPMInpainter(Inpainter):
             weights_path=self.weights_path,
             weights_sha256=self.weights_sha256,
             method=self.method,
-            num_inference_steps=self.num_inference_steps,
+            steps=self.num_inference_steps,
             num_model_calls=self._num_model_calls,
             scheduler=type(self.scheduler).__name__,
             sample_size=list(self.sample_size),
@@ -254,13 +270,14 @@ class PixelDDPMInpainter(Inpainter):
         masks: torch.Tensor,
         seeds: Sequence[int],
         *,
-        trajectory_steps: int = 0,
+        x0_band: tuple[float, float] | None = None,
     ) -> InpaintResult:
         """Fill ``masks == 1`` of ``images``; see :class:`PixelDDPMInpainter`.
 
-        ``x0_trajectory`` (when ``trajectory_steps > 0``) is ``K x B x C x H x W`` in the
-        model's ``[-1, 1]`` space, unclipped, ``C`` the UNet's channel count; for RePaint
-        it holds the x0 of the last ``K`` UNet calls.
+        With ``x0_band``, ``x0_trajectory`` is ``K x B x C x H x W`` in the model's ``[-1, 1]``
+        space, unclipped, ``C`` the UNet's channel count: one x0 per timestep whose noise level
+        ``t/T`` lies in the band, noisiest first (for RePaint the last visit of each timestep),
+        with the levels in ``x0_noise_levels``.
         """
         from diffusers.utils.torch_utils import randn_tensor
 
@@ -277,7 +294,13 @@ class PixelDDPMInpainter(Inpainter):
 
         self._set_timesteps()  # RePaint's scheduler state is per call
         x = noise() * self.scheduler.init_noise_sigma
-        trajectory: deque[torch.Tensor] = deque(maxlen=max(trajectory_steps, 1))
+        total = float(self.scheduler.config.num_train_timesteps)
+        recorded: dict[int, torch.Tensor] = {}  # timestep -> x0 of its last visit
+
+        def record(t: torch.Tensor, x0: torch.Tensor) -> None:
+            if x0_band is not None and in_band(int(t) / total, x0_band):
+                recorded[int(t)] = x0.float().clone()
+
         if self.method == "replace":
             for t in self.scheduler.timesteps:
                 t_batch = t.expand(shape[0]).to(self._device)
@@ -286,7 +309,7 @@ class PixelDDPMInpainter(Inpainter):
                 eps = self.unet(x, t_batch).sample
                 step = self.scheduler.step(eps, t, x, generator=generators)
                 x = step.prev_sample
-                trajectory.append(step.pred_original_sample)
+                record(t, step.pred_original_sample)
         else:
             keep = 1 - m  # RePaint: 1 = keep
             t_last = self.scheduler.timesteps[0] + 1
@@ -295,7 +318,7 @@ class PixelDDPMInpainter(Inpainter):
                     eps = self.unet(x, t.expand(shape[0])).sample
                     step = self.scheduler.step(eps, t, x, original, keep, generator=generators)
                     x = step.prev_sample
-                    trajectory.append(step.pred_original_sample)
+                    record(t, step.pred_original_sample)
                 else:
                     x = self.scheduler.undo_step(x, t_last, generator=generators)
                 t_last = t
@@ -305,8 +328,12 @@ class PixelDDPMInpainter(Inpainter):
             filled = filled.expand(-1, images.shape[1], -1, -1)
         out = torch.where(regen, filled.to(images.dtype), images)
         result = InpaintResult(images=out, x0_space="pixel")
-        if trajectory_steps > 0:
-            result.x0_trajectory = torch.stack(list(trajectory)[-trajectory_steps:])
+        if x0_band is not None:
+            order = sorted(recorded, reverse=True)  # noisiest first
+            result.x0_trajectory = (
+                torch.stack([recorded[t] for t in order]) if order else torch.zeros((0, shape[0]), device=self._device)
+            )
+            result.x0_noise_levels = torch.tensor([t / total for t in order], dtype=torch.float64)
         return result
 
     def sample(self, seeds: Sequence[int]) -> torch.Tensor:
@@ -324,5 +351,7 @@ class PixelDDPMInpainter(Inpainter):
 
 def shapes_ddpm(**options: Any) -> PixelDDPMInpainter:
     """Simple Shapes DDPM bundled with ripbench (32 x 32 greyscale), replacement inpainting."""
-    options.setdefault("model", "shapes")
-    return PixelDDPMInpainter(**options)
+    return PixelDDPMInpainter(model="shapes", **options)
+
+
+shapes_ddpm.option_specs = tuple(o for o in PixelDDPMInpainter.option_specs if o.name != "model")  # type: ignore[attr-defined]

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import re
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
-from ..errors import ModelNotFoundError
-from .base import Inpainter
+from ..errors import ConfigError, ModelNotFoundError
+from .base import Inpainter, ModelOption, check_options
 
 ENTRY_POINT_GROUP = "ripbench.inpainters"
 
@@ -78,6 +80,35 @@ def _load_reference(ref: str) -> Factory:
     return obj
 
 
+#: A Hugging Face id ``owner/name``.
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Strings that start like a path.
+PATH_PREFIXES = ("/", "./", "../", "~", ".\\", "..\\")
+
+
+def looks_like_diffusers_model(spec: str) -> bool:
+    """Whether a model string names a diffusers pipeline (Hub id or local directory).
+
+    True for an existing directory, a path-like string (``./x``, ``/x``, ``~/x``) and a
+    Hugging Face id ``owner/name``; False for registered names (``"biharmonic"``) and
+    ``package.module:factory`` references.
+
+    >>> looks_like_diffusers_model("stabilityai/stable-diffusion-2-inpainting")
+    True
+    >>> looks_like_diffusers_model("biharmonic"), looks_like_diffusers_model("pkg.mod:make")
+    (False, False)
+    """
+    if os.path.isdir(os.path.expanduser(spec)):
+        return True
+    if ":" in spec and not re.match(r"^[A-Za-z]:[\\/]", spec):
+        return False
+    return spec.startswith(PATH_PREFIXES) or bool(HUB_ID.match(spec))
+
+
+def _describe(factory: Any) -> str:
+    return f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', repr(factory))}"
+
+
 def _entry_point_factories() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
@@ -107,13 +138,50 @@ def resolve_factory(spec: str) -> Factory:
     raise ModelNotFoundError(f"unknown model {spec!r}; known models: {known}; or use 'package.module:factory'")
 
 
-def create_inpainter(spec: str, **options: Any) -> Inpainter:
-    """Build a model from its name (or ``module:factory``) and keyword options."""
+def declared_options(factory: Factory) -> tuple[ModelOption, ...] | None:
+    """The options a factory declares (``option_specs``), or ``None`` when it declares none.
+
+    A class inherits the declaration of its base; a factory function may carry an
+    ``option_specs`` attribute (see :func:`ripbench.models.pixel_ddpm.shapes_ddpm`).
+    """
+    specs = getattr(factory, "option_specs", None)
+    if specs is None or (specs is Inpainter.option_specs and factory is not Inpainter):
+        return None
+    return tuple(specs)
+
+
+def check_model_options(spec: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` checked against what model ``spec`` declares (old spellings renamed with a warning).
+
+    Undeclared factories are checked against their call signature only. Raises
+    :class:`~ripbench.errors.ConfigError` naming the model and the option.
+    """
     factory = resolve_factory(spec)
+    declared = declared_options(factory)
+    if declared is not None:
+        return check_options(declared, options, spec)
+    try:
+        inspect.signature(factory).bind(**options)
+    except TypeError as exc:
+        raise ConfigError(f"model {spec!r} does not take the option(s) {', '.join(sorted(options))}: {exc}") from None
+    except ValueError:  # no signature to check (builtin callables)
+        pass
+    return dict(options)
+
+
+def create_inpainter(spec: str, **options: Any) -> Inpainter:
+    """Build a model from its name (or ``module:factory``) and keyword options.
+
+    Options are checked first (:func:`check_model_options`); an exception raised by the
+    model's own code then surfaces as itself, with a note naming the model.
+    """
+    factory = resolve_factory(spec)
+    options = check_model_options(spec, options)
     try:
         model = factory(**options)
-    except TypeError as exc:
-        raise ModelNotFoundError(f"model {spec!r} does not accept options {sorted(options)}: {exc}") from exc
+    except Exception as exc:
+        exc.add_note(f"(raised while building model {spec!r} from {_describe(factory)})")
+        raise
     if not isinstance(model, Inpainter):
         raise ModelNotFoundError(
             f"factory for model {spec!r} returned {type(model).__name__}, not a ripbench Inpainter"

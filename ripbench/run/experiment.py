@@ -12,10 +12,13 @@ refused unless ``overwrite`` is set.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,12 +30,15 @@ import torch
 
 from .. import __version__
 from ..config import ExperimentConfig, ModelConfig
-from ..errors import ResultsError, WeightsError
+from ..errors import ConfigError, InputError, ResultsError, RipbenchError, WeightsError
+from ..hallucination import ScoreWindow
 from ..metrics import MetricSuite
 from ..models import Inpainter, create_inpainter, resolve_factory
 from ..models.base import resolve_device
-from ..store import RunStore
+from ..models.registry import check_model_options, declared_options
+from ..store import RunLock, RunStore
 from .annotators import annotator_for
+from .distributed import Ranks, ranks_from_env
 from .keys import KEY_VERSION
 from .loop import run_batch
 from .plan import Trajectory, plan
@@ -53,15 +59,22 @@ class RunResult:
     skipped: int = 0
 
 
-def build_model(mcfg: ModelConfig, device: torch.device) -> Inpainter:
-    """Instantiate a configured model, passing ``device`` when its factory takes one."""
-    options = dict(mcfg.options)
+def build_model(mcfg: ModelConfig, device: torch.device, options: dict[str, Any] | None = None) -> Inpainter:
+    """Instantiate a configured model, passing ``device`` when its factory takes one.
+
+    ``options`` (default: the config's) are the model's options, already checked or not.
+    """
+    options = dict(mcfg.options if options is None else options)
     factory = resolve_factory(mcfg.name)
-    try:
-        params = inspect.signature(factory).parameters
-        takes_device = "device" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-    except (TypeError, ValueError):
-        takes_device = False
+    declared = declared_options(factory)
+    if declared is not None:
+        takes_device = any(o.name == "device" for o in declared)
+    else:
+        try:
+            params = inspect.signature(factory).parameters
+            takes_device = "device" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+        except (TypeError, ValueError):
+            takes_device = False
     if takes_device and "device" not in options:
         options["device"] = str(device)
     return create_inpainter(mcfg.name, **options)
@@ -103,134 +116,294 @@ def _check_same(before: dict[str, Any] | None, current: dict[str, Any], what: st
         )
 
 
-def _batches(trajs: Sequence[Trajectory], size: int) -> Iterator[list[Trajectory]]:
+def _size_groups(trajs: Sequence[Trajectory]) -> list[list[Trajectory]]:
     by_size: dict[tuple[int, int], list[Trajectory]] = {}
     for t in trajs:
         by_size.setdefault(t.size, []).append(t)
-    for group in by_size.values():
-        for i in range(0, len(group), size):
-            yield group[i : i + size]
+    return list(by_size.values())
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers send before a kill), handled like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    before = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _on_main(ranks: Ranks, work: Callable[[], Any]) -> Any:
+    """Run ``work`` on rank 0 and hand its result, or the same one-line error, to every rank."""
+    outcome: tuple[str, Any] = ("ok", None)
+    if ranks.is_main:
+        try:
+            outcome = ("ok", work())
+        except RipbenchError as exc:
+            outcome = (type(exc).__name__, str(exc))
+    kind, value = ranks.from_main(outcome)
+    if kind != "ok":
+        error = {cls.__name__: cls for cls in (ResultsError, ConfigError, InputError)}.get(kind, ResultsError)
+        raise error(value)
+    return value
+
+
+def _check_inputs_unchanged(previous: dict[str, Any], groups: list[tuple[ModelConfig, list[Trajectory]]],
+                            run_dir: Path) -> None:
+    """Refuse to resume when an input image or mask file differs from the one the finished part used."""
+    now_inputs = {t.image.id: t.image for _, ts in groups for t in ts}
+    for image_id, record in (previous.get("inputs") or {}).items():
+        if "sha256" not in record:
+            continue
+        image = now_inputs.get(image_id)
+        if image is None:
+            raise ResultsError(f"cannot resume {run_dir}: input image {image_id!r} ({record.get('source')}) of the "
+                               "finished part is no longer among the inputs; pass --overwrite to start again")
+        if image.sha256 != record["sha256"]:
+            raise ResultsError(f"cannot resume {run_dir}: input image {image.source} changed since the finished "
+                               "part was computed; pass --overwrite to start again or --name to write elsewhere")
+    now_masks = {t.policy.label: t.policy for _, ts in groups for t in ts}
+    for label, record in (previous.get("masks") or {}).items():
+        policy = now_masks.get(label)
+        if policy is not None and "files" in record:
+            files = policy.provenance().get("files", {})
+            changed = sorted(set(record["files"].items()) ^ set(files.items()))
+            if changed:
+                raise ResultsError(f"cannot resume {run_dir}: mask file {changed[0][0]} of policy {label!r} changed, "
+                                   "appeared or disappeared; pass --overwrite to start again")
+
+
+def _prepare_folder(store: RunStore, config: ExperimentConfig, overwrite: bool,
+                    groups: list[tuple[ModelConfig, list[Trajectory]]]) -> dict[str, Any] | None:
+    """Rank 0, holding the lock: the previous manifest to resume, or ``None`` for a fresh run."""
+    store.sweep()
+    try:
+        previous = store.read_manifest()
+    except ResultsError:
+        if not overwrite:
+            raise
+        previous = {}
+    fingerprint = config.fingerprint()
+    if previous is not None and (overwrite and previous.get("fingerprint") != fingerprint or previous == {}):
+        store.discard()
+        return None
+    if previous is not None and (previous.get("fingerprint") != fingerprint
+                                 or previous.get("random_keys") != KEY_VERSION):
+        why = (f"a different config (fingerprint {previous.get('fingerprint')} != {fingerprint})"
+               if previous.get("fingerprint") != fingerprint else
+               f"another ripbench's random streams ({previous.get('random_keys')} != {KEY_VERSION})")
+        raise ResultsError(f"{store.run_dir} holds a run made with {why}; pass --overwrite to replace it "
+                           "or --name to write elsewhere")
+    if previous is None and store.part_files():
+        if overwrite:
+            store.discard()
+            return None
+        raise ResultsError(f"{store.run_dir} holds result parts but no manifest (an interrupted --overwrite, or a "
+                           "deleted manifest?): which config made them is unknown; move the folder aside or pass "
+                           "--overwrite")
+    if previous is not None:
+        _check_inputs_unchanged(previous, groups, store.run_dir)
+        if store.part_files():
+            store.load_table()  # refuses duplicated rows up front
+    return previous
+
+
+def _check_complete(table: pd.DataFrame, groups: list[tuple[ModelConfig, list[Trajectory]]], iterations: int) -> None:
+    """Every planned trajectory has all its rows (or ends at its first failed iteration)."""
+    last = table.groupby("trajectory_id")["iteration"].agg(["max", "count"])
+    failed_at = table[table["failed"]].groupby("trajectory_id")["iteration"].min()
+    missing = []
+    for _, ts in groups:
+        for t in ts:
+            if t.id not in last.index:
+                missing.append(t.id)
+                continue
+            end = int(failed_at.get(t.id, iterations))
+            if last.loc[t.id, "max"] != end or last.loc[t.id, "count"] != end + 1:
+                missing.append(t.id)
+    if missing:
+        raise ResultsError(f"the run is incomplete: {len(missing)} trajectories lack rows (e.g. {missing[0]!r}); "
+                           "run the same command again to compute them")
 
 
 def run_experiment(config: ExperimentConfig, *, run_dir: str | Path | None = None, overwrite: bool = False,
-                   progress: bool = True, on_start: Callable[[Path, int, int], None] | None = None) -> RunResult:
+                   progress: bool = True, on_start: Callable[[Path, int, int], None] | None = None,
+                   ranks: Ranks | None = None) -> RunResult:
     """Run (or resume) an experiment and return its table.
 
     Args:
         config: a validated experiment config.
         run_dir: results folder; default ``config.output_dir / config.name``.
         overwrite: discard an existing run in ``run_dir`` whose config differs.
-        progress: show a progress bar (trajectories x iterations).
+        progress: show a progress bar (trajectories x iterations; rank 0 only).
         on_start: called as ``on_start(run_dir, trajectories, already_finished)`` once every input is
-            checked, just before anything is written.
+            checked, just before anything is written (rank 0 only).
+        ranks: this process's place in a multi-process launch; default from the environment
+            (see :mod:`ripbench.run.distributed`).
     """
+    ranks = ranks if ranks is not None else ranks_from_env()
+    store = RunStore(run_dir if run_dir is not None else config.output_dir / config.name)
+    # nothing is written before every check that needs no model has passed
+    model_options = {m.display_name: check_model_options(m.name, dict(m.options)) for m in config.models}
+    groups = plan(config)
+    fingerprints = ranks.gather((config.fingerprint(), KEY_VERSION, [t.id for _, ts in groups for t in ts]))
+    if any(f != fingerprints[0] for f in fingerprints):
+        raise ConfigError("the processes of this launch were given different configs or inputs; "
+                          "start every rank with the same command")
+    lock = RunLock(store.run_dir)
+    _on_main(ranks, lock.acquire)
+    try:
+        with _sigterm_as_interrupt():
+            return _run_locked(config, store, groups, model_options, overwrite, progress, on_start, ranks)
+    finally:
+        lock.release()
+
+
+def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[ModelConfig, list[Trajectory]]],
+                model_options: dict[str, dict[str, Any]], overwrite: bool, progress: bool,
+                on_start: Callable[[Path, int, int], None] | None, ranks: Ranks) -> RunResult:
     from tqdm.auto import tqdm
 
-    from ..hallucination import DEFAULT_WINDOW, resolve_window
-
-    store = RunStore(run_dir if run_dir is not None else config.output_dir / config.name)
-    previous = store.read_manifest()
-    fingerprint = config.fingerprint()
-    if previous is not None and (previous.get("fingerprint") != fingerprint
-                                 or previous.get("random_keys") != KEY_VERSION):
-        if not overwrite:
-            why = (f"a different config (fingerprint {previous.get('fingerprint')} != {fingerprint})"
-                   if previous.get("fingerprint") != fingerprint else
-                   f"another ripbench's random streams ({previous.get('random_keys')} != {KEY_VERSION})")
-            raise ResultsError(f"{store.run_dir} holds a run made with {why}; pass --overwrite to replace it "
-                               "or --name to write elsewhere")
-        store.clear()
-        previous = None
-
-    device = resolve_device(config.device)
-    for mcfg in config.models:
-        resolve_factory(mcfg.name)  # an unknown or unimportable model fails before anything is written
-    groups = plan(config)  # validates inputs, masks and sizes before anything is written
+    existed = store.run_dir.exists()
+    previous = _on_main(ranks, lambda: _prepare_folder(store, config, overwrite, groups))
     done = store.finished_trajectories() if previous is not None else set()
-    pending = [(m, [t for t in ts if t.id not in done]) for m, ts in groups]
+    ranks.meet()  # every rank has read what is done before anyone writes
+    pending = [(m, [t for t in ts if t.id not in done and ranks.owns(t.id)]) for m, ts in groups]
     planned = {m.display_name: len(ts) for m, ts in groups}
     total = sum(planned.values())
-    skipped = total - sum(len(ts) for _, ts in pending)
-    if on_start is not None:
+    skipped = sum(1 for _, ts in groups for t in ts if t.id in done)
+    if on_start is not None and ranks.is_main:
         on_start(store.run_dir, total, skipped)
 
+    device = resolve_device(ranks.device(config.device))
     manifest: dict[str, Any] = {
         "ripbench_version": __version__,
         "name": config.name,
-        "fingerprint": fingerprint,
+        "fingerprint": config.fingerprint(),
         "random_keys": KEY_VERSION,
         "config": config.model_dump(mode="json"),
         "status": "running",
         "started": (previous or {}).get("started", now()),
         "resumed": [*(previous or {}).get("resumed", []), now()] if previous is not None else [],
+        "world_size": ranks.world_size,
+        "launches": [*(previous or {}).get("launches", []), {"started": now(), "world_size": ranks.world_size}],
         "versions": versions(),
         "git_commit": git_commit(),
         "command": " ".join(sys.argv),
         "device": device_info(device),
         "trajectories": total,
-        "inputs": {t.image.id: {"category": t.image.category, "source": t.image.source, "notes": t.image.notes}
-                   for _, ts in groups for t in ts},
-        "models": (previous or {}).get("models", {}),
-        "masks": {t.policy.label: t.policy.params() for _, ts in groups for t in ts},
+        "inputs": {t.image.id: {"category": t.image.category, "source": t.image.source, "notes": t.image.notes,
+                                "sha256": t.image.sha256} for _, ts in groups for t in ts},
+        "models": dict((previous or {}).get("models", {})),
+        "masks": {t.policy.label: t.policy.provenance() for _, ts in groups for t in ts},
+        "batch_size_run": (previous or {}).get("batch_size_run", {}),
     }
     if previous is not None and previous.get("metrics"):
         manifest["metrics"] = previous["metrics"]
-    existed = store.run_dir.exists()
-    store.write_manifest(manifest)
 
+    def save() -> None:
+        if ranks.is_main:
+            store.write_manifest(manifest)
+
+    save()
     bar = tqdm(total=sum(len(ts) for _, ts in pending) * config.iterations, unit="inpaint",
-               disable=not progress, dynamic_ncols=True, desc="RIP")
+               disable=not (progress and ranks.is_main), dynamic_ncols=True, desc="RIP")
     earlier = (previous or {}).get("timing") or {}
-    model_time = float(earlier.get("model_seconds") or 0.0)
-    overhead_time = float(earlier.get("overhead_seconds") or 0.0)
+    timing = {"model_seconds": 0.0, "overhead_seconds": 0.0}
     suites: dict[str, MetricSuite] = {}
     try:
         for mcfg, trajs in pending:
             if not trajs:
                 continue
-            model = build_model(mcfg, device)
-            window = 0
-            if config.hallucination.enabled and model.supports_trajectory and model.num_steps:
-                window = resolve_window(config.hallucination.window or DEFAULT_WINDOW, model.num_steps)
-            identity = {**model.identity(), "hallucination_window": window or None}
-            _check_same(manifest["models"].get(mcfg.display_name), identity, f"model {mcfg.display_name!r}",
-                        len(trajs) < planned[mcfg.display_name])
-            manifest["models"][mcfg.display_name] = identity
-            store.write_manifest(manifest)
+            label = mcfg.display_name
+            model = build_model(mcfg, device, model_options[label])
+            window = None
+            if config.hallucination.enabled and model.returns_x0_trajectory:
+                window = ScoreWindow.from_spec(config.hallucination.window, config.hallucination.min_steps)
+            identity = {**model.identity(), "hallucination_band": list(window.band) if window else None}
+            _check_same((previous or {}).get("models", {}).get(label), identity, f"model {label!r}",
+                        len(trajs) < planned[label])
+            manifest["models"][label] = identity
+            save()
             dev_key = str(model.device)
             if dev_key not in suites:
                 suites[dev_key] = metric_suite(config, model.device)
                 provenance = suites[dev_key].provenance()
-                _check_same(manifest.get("metrics"), provenance, "metrics", bool(done))
+                _check_same((previous or {}).get("metrics"), provenance, "metrics", bool(done))
                 manifest["metrics"] = provenance
-            bar.set_description(f"RIP {mcfg.display_name}")
+            bar.set_description(f"RIP {label}")
             annotate = annotator_for(mcfg.inputs or config.inputs)
-            for batch in _batches(trajs, config.batch_size):
-                rows = run_batch(model, batch, config, suites[dev_key], window, store.image_dir, bar.update,
-                                 annotate)
-                store.write_part(rows)
-                model_time += float(rows["model_seconds"].sum())
-                overhead_time += float(rows["overhead_seconds"].sum())
+            size = config.batch_size
+            for group in _size_groups(trajs):
+                while group:
+                    batch = group[:size]
+                    try:
+                        rows = run_batch(model, batch, config, suites[dev_key], window, store.image_dir,
+                                         bar.update, annotate)
+                    except torch.cuda.OutOfMemoryError:
+                        if size == 1:
+                            raise
+                        size = max(1, len(batch) // 2)
+                        torch.cuda.empty_cache()
+                        warnings.warn(f"CUDA out of memory with {len(batch)} trajectories per call of model "
+                                      f"{label!r}; retrying with {size}", stacklevel=2)
+                        continue
+                    store.write_part(rows)
+                    group = group[len(batch):]
+                    timing["model_seconds"] += float(rows["model_seconds"].sum())
+                    timing["overhead_seconds"] += float(rows["overhead_seconds"].sum())
+            manifest["batch_size_run"][label] = size
+            save()
             del model
     except KeyboardInterrupt:
         manifest.update(status="interrupted", interrupted=now())
-        store.write_manifest(manifest)
+        save()
         raise
     except BaseException:
-        if previous is None and not existed and not store.part_files():
-            store.remove()  # nothing finished: leave no half-made run folder behind
-        else:
-            manifest.update(status="failed", failed=now())
-            store.write_manifest(manifest)
+        if ranks.is_main:
+            if previous is None and not existed and not store.part_files():
+                store.remove()  # nothing finished: leave no half-made run folder behind
+            else:
+                manifest.update(status="failed", failed=now())
+                save()
         raise
     finally:
         bar.close()
 
+    # meet: every rank's parts are on disk; rank 0 merges what the others learned and checks completeness
+    reports = ranks.gather((manifest["models"], manifest.get("metrics"), timing, manifest["batch_size_run"]))
+    for models, metrics, _, sizes in reports:
+        for name, ident in models.items():
+            manifest["models"].setdefault(name, ident)
+        if metrics and not manifest.get("metrics"):
+            manifest["metrics"] = metrics
+        for name, size in sizes.items():
+            manifest["batch_size_run"][name] = min(size, manifest["batch_size_run"].get(name, size))
+    model_time = float(earlier.get("model_seconds") or 0.0) + sum(r[2]["model_seconds"] for r in reports)
+    overhead_time = float(earlier.get("overhead_seconds") or 0.0) + sum(r[2]["overhead_seconds"] for r in reports)
     table = store.load_table()
-    manifest.update(status="complete", finished=now(), timing={
-        "model_seconds": model_time, "overhead_seconds": overhead_time,
-        "overhead_share": overhead_time / model_time if model_time else None,
-    })
-    store.write_manifest(manifest)
+    if ranks.is_main:
+        try:
+            _check_complete(table, groups, config.iterations)
+        except ResultsError:
+            manifest.update(status="incomplete", finished=now())
+            save()
+            raise
+        manifest.update(status="complete", finished=now(), timing={
+            "model_seconds": model_time, "overhead_seconds": overhead_time,
+            "overhead_share": overhead_time / model_time if model_time else None,
+        })
+        save()
+    ranks.meet()
     table.attrs["manifest"] = manifest
     return RunResult(run_dir=store.run_dir, table=table, manifest=manifest, skipped=skipped)

@@ -24,6 +24,8 @@ import pandas as pd
 import torch
 
 from ..config import ExperimentConfig
+from ..errors import ModelContractError
+from ..hallucination import ScoreWindow
 from ..io import atomic_save
 from ..masks import mask_stats_batch
 from ..metrics import DriftTracker, MetricSuite, column_name
@@ -69,7 +71,8 @@ def _snapshot(trajs: Sequence[Trajectory], image_dir: Callable[[str], Path], k: 
 
 @torch.no_grad()
 def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentConfig, suite: MetricSuite,
-              window: int, image_dir: Callable[[str], Path], on_step: Callable[[int], None] = lambda n: None,
+              window: ScoreWindow | None, image_dir: Callable[[str], Path],
+              on_step: Callable[[int], None] = lambda n: None,
               annotate: Annotator | None = None) -> pd.DataFrame:
     """Run a batch of trajectories through all iterations and return their rows (iteration 0 included).
 
@@ -78,13 +81,12 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
         trajs: trajectories of the same image size.
         config: the experiment (iterations, snapshots).
         suite: the metrics, on the model's device.
-        window: number of final denoising steps whose x0 the model should return (0 = none).
+        window: the noise band (and fewest steps) of the hallucination score; ``None`` = no score
+            (the model is then not asked for x0).
         image_dir: where the snapshots of a trajectory id go.
         on_step: called with the batch size after every iteration (progress).
         annotate: ground-truth annotator of the input source, if any.
     """
-    from ..hallucination import trajectory_variance
-
     trajs = list(trajs)
     device = model.device
     n_iter, b = config.iterations, len(trajs)
@@ -107,25 +109,40 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
         masks = torch.from_numpy(masks_np[:, None]).to(device).to(original.dtype)
         seeds = [t.noise_seed(k) for t in trajs]
         t_model = time.perf_counter()  # the device is idle: the previous iteration ended with a sync
-        result = model.inpaint(tracker.previous, masks, seeds, trajectory_steps=window)
+        try:  # the model gets copies: an in-place edit can never reach the loop's own state
+            record = {"x0_band": tuple(window.band)} if window is not None else {}
+            result = model.inpaint(tracker.previous.clone(), masks.clone(), seeds, **record)
+        except Exception as exc:
+            exc.add_note(f"(raised by model {trajs[0].model_label!r} ({type(model).__module__}."
+                         f"{type(model).__qualname__}) at iteration {k} of {b} trajectories, e.g. {trajs[0].id})")
+            raise
         _sync(device)
+        if result.x0_trajectory is not None and not model.returns_x0_trajectory:
+            raise ModelContractError(f"model {trajs[0].model_label!r} returned an x0_trajectory but does not declare "
+                                     "returns_x0_trajectory = True; see ripbench.models.base")
         model_time = time.perf_counter() - t_model
-        new = result.images.to(device=device, dtype=original.dtype).clamp(0.0, 1.0)
+        new, checks = _checked_output(result.images, original, trajs[0].model_label)
+        for name, v in checks.items():
+            per_iter.setdefault(name, []).append(v)
 
         for name, v in tracker.step(new, masks).items():
             per_iter.setdefault(name, []).append(v)
-        if window and result.x0_trajectory is not None and result.x0_trajectory.shape[0] >= 2:
-            traj = result.x0_trajectory  # a model may run fewer steps than announced (strength < 1)
-            steps = min(window, traj.shape[0])
-            per_iter.setdefault("halluc_score", []).append(trajectory_variance(traj, steps))
-            per_iter.setdefault("halluc_score_current", []).append(trajectory_variance(traj, steps, masks))
+        if window is not None:
+            for name, v in window.columns(result, masks).items():
+                if isinstance(v, torch.Tensor):
+                    per_iter.setdefault(name, []).append(v)
+                else:
+                    extras.setdefault(name, []).append(list(v))
         for name, v in mask_stats_batch(masks).items():
             per_iter.setdefault(f"mask_{name}", []).append(v)
         per_iter.setdefault("cum_mask_area", []).append(tracker.ever.float().mean(dim=(1, 2, 3)))
         fail = no_failure if result.failed is None else result.failed.to(device=device, dtype=torch.bool)
-        per_iter.setdefault("failed", []).append(fail)
+        per_iter.setdefault("model_failed", []).append(fail)
+        reasons = result.extras.get("failure")
+        extras.setdefault("model_failure", []).append(list(reasons) if reasons is not None else [""] * b)
         for name, vals in result.extras.items():
-            extras.setdefault(name, []).append(list(vals))
+            if name != "failure":
+                extras.setdefault(name, []).append(list(vals))
         if annotate:
             for name, vals in annotate(new).items():
                 extras.setdefault(name, []).append(list(vals))
@@ -140,12 +157,56 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
     return _rows(trajs, n_iter, suite, per_iter, host, extras, start_extras)
 
 
+#: Outputs this far outside [0, 1] are rounding and are clamped; further out is a failed output.
+RANGE_TOLERANCE = 1e-3
+
+
+def _checked_output(images: Any, original: torch.Tensor, label: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The model's output on the loop's device, clamped, and per-item checks (kept on the device).
+
+    A wrong shape or type stops the run (the model is unusable); NaN / Inf or values outside
+    ``[0, 1]`` (beyond rounding, e.g. an output in 0-255) mark that item failed, with the reason.
+    """
+    if not isinstance(images, torch.Tensor) or tuple(images.shape) != tuple(original.shape) \
+            or not images.is_floating_point():
+        got = f"{tuple(images.shape)} {images.dtype}" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ModelContractError(f"model {label!r} returned images of {got}; expected a float tensor of shape "
+                                 f"{tuple(original.shape)} (B x 3 x H x W in [0, 1])")
+    out = images.to(device=original.device, dtype=original.dtype)
+    flat = out.flatten(1)
+    finite = torch.isfinite(flat).all(dim=1)
+    low = torch.where(torch.isfinite(flat), flat, torch.zeros_like(flat)).amin(dim=1)
+    high = torch.where(torch.isfinite(flat), flat, torch.zeros_like(flat)).amax(dim=1)
+    out_of_range = (low < -RANGE_TOLERANCE) | (high > 1 + RANGE_TOLERANCE)
+    checks = {"_nonfinite": ~finite, "_out_of_range": out_of_range, "_low": low, "_high": high}
+    return torch.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0), checks
+
+
+def _failures(cols: dict[str, np.ndarray], model_reasons: list[Any]) -> tuple[np.ndarray, list[str]]:
+    """``failed`` and ``failure`` (the reason, "" when fine) from the model's flags and the loop's checks."""
+    failed = cols.pop("model_failed").astype(bool)
+    nonfinite, outside = cols.pop("_nonfinite").astype(bool), cols.pop("_out_of_range").astype(bool)
+    low, high = cols.pop("_low"), cols.pop("_high")
+    reasons = []
+    for i in range(len(failed)):
+        if nonfinite[i]:
+            reasons.append("nan: the output holds NaN or Inf values")
+        elif outside[i]:
+            reasons.append(f"out-of-range: output values in [{low[i]:.4g}, {high[i]:.4g}], expected [0, 1]")
+        elif failed[i]:
+            reasons.append(str(model_reasons[i] or "reported failed by the model"))
+        else:
+            reasons.append("")
+    return failed | nonfinite | outside, reasons
+
+
 def _rows(trajs: list[Trajectory], n_iter: int, suite: MetricSuite, per_iter: dict[str, list[torch.Tensor]],
           host: dict[str, list[float]], extras: dict[str, list[Sequence[Any]]],
           start_extras: dict[str, Sequence[Any]]) -> pd.DataFrame:
     b = len(trajs)
     # one host transfer for all device-side values: (iterations x B) per column
     cols = {name: torch.stack(vals).cpu().numpy().reshape(-1) for name, vals in per_iter.items()}
+    cols["failed"], failure = _failures(cols, [r for per_k in extras.pop("model_failure") for r in per_k])
     item = np.tile(np.arange(b), n_iter)
     frame: dict[str, Any] = {
         "trajectory_id": [trajs[i].id for i in item],
@@ -159,6 +220,7 @@ def _rows(trajs: list[Trajectory], n_iter: int, suite: MetricSuite, per_iter: di
         **host,
         **cols,
     }
+    frame["failure"] = failure
     for name, per_k in extras.items():
         frame[name] = [v for vals in per_k for v in vals]
     body = pd.DataFrame(frame)
@@ -174,6 +236,7 @@ def _rows(trajs: list[Trajectory], n_iter: int, suite: MetricSuite, per_iter: di
         start[col] = identity.get(col, np.nan) if body[col].dtype.kind in "fc" else None
     start[["mask_area", "cum_mask_area"]] = 0.0
     start["failed"] = False
+    start["failure"] = ""
     for name, vals in start_extras.items():
         start[name] = list(vals)
     table = pd.concat([start, body], ignore_index=True)

@@ -12,7 +12,7 @@ Example
 >>> cfg = validate_config({"size": 32, "iterations": 2, "inputs": {"source": "shapes", "count": 2},
 ...                        "masks": [{"policy": "grid", "size": 8}], "metrics": {"names": ["mse"]}})
 >>> [(m.display_name, [t.id for t in ts]) for m, ts in plan(cfg)]
-[('biharmonic', ['biharmonic__shapes-0000__grid-8__s0', 'biharmonic__shapes-0001__grid-8__s0'])]
+[('biharmonic', ['biharmonic__shapes32-s0-00000__grid-8__s0', 'biharmonic__shapes32-s0-00001__grid-8__s0'])]
 """
 
 from __future__ import annotations

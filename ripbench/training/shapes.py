@@ -360,7 +360,7 @@ def evaluate_shapes_model(
         num_samples: number of samples (seeds ``seed .. seed + num_samples - 1``).
         batch_size: samples per batch.
         save: also write the summary to ``evaluation.json`` in the model's folder.
-        **model_options: e.g. ``num_inference_steps``.
+        **model_options: e.g. ``steps``.
 
     Returns:
         :func:`~ripbench.datasets.shapes.summarise_labels` of the samples, with a 95% Wilson
@@ -380,7 +380,7 @@ def evaluate_shapes_model(
     summary: dict[str, Any] = dict(summarise_labels(label_shapes(samples)))
     for name in ("valid_share", "hallucination_rate"):
         summary[f"{name}_ci95"] = list(wilson_interval(round(summary[name] * num_samples), num_samples))
-    summary.update(seeds=f"{seed}..{seed + num_samples - 1}", num_inference_steps=inpainter.num_steps,
+    summary.update(seeds=f"{seed}..{seed + num_samples - 1}", steps=inpainter.x0_steps,
                    samples_per_s=round(num_samples / elapsed, 2), threads=torch.get_num_threads(),
                    written_by="ripbench.training.shapes.evaluate_shapes_model")
     if save:
