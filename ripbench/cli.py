@@ -341,15 +341,18 @@ def _shapes_rip_help() -> str:
 @click.option("--steps", default=25, show_default=True, help="Denoising steps per inpainting.")
 @click.option("--mask", type=click.Choice(["columns", "box"]), default="columns", show_default=True)
 @click.option("--bands", default=3, show_default=True, help="Bands of iterations the detector is evaluated in.")
+@click.option("--band", default=None, help="Noise band t/T of the score, e.g. 0.2 or 0,0.2 (default: the config's).")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier run with other settings.")
 def shapes_rip(out_dir: Path, images: int, seeds: str, iterations: int, steps: int, mask: str, bands: int,
-               overwrite: bool) -> None:
+               band: str | None, overwrite: bool) -> None:
     from .repro import run_shapes_rip
 
     start = time.perf_counter()
     seed_list = tuple(int(x) for x in seeds.split(",") if x.strip())
+    values = [float(x) for x in band.split(",")] if band else None
     out = run_shapes_rip(out_dir, images=images, seeds=seed_list, iterations=iterations, steps=steps, mask=mask,
-                         bands=bands, overwrite=overwrite)
+                         bands=bands, band=(values[0] if values and len(values) == 1 else values),
+                         overwrite=overwrite)
     click.echo(out["paths"]["report"].read_text())
     click.echo(f"wall time {time.perf_counter() - start:.0f} s; tables: {out['paths']['detection']}, "
                f"{out['paths']['kinds']}; figure: {out['paths']['figure']}")

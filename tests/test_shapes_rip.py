@@ -147,4 +147,4 @@ def test_short_shapes_rip_run(tmp_path):
     saved = json.loads(out["paths"]["json"].read_text())
     assert saved["trajectories"] == 6 and "two or more copies" in saved["definition"]
     report = out["paths"]["report"].read_text()
-    assert "ripbench repro shapes-rip --images 3 --seeds 0,1 --iterations 2 --steps 5" in report
+    assert "ripbench repro shapes-rip --images 3 --seeds 0,1 --iterations 2 --steps 10" in report

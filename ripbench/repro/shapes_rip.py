@@ -63,8 +63,12 @@ SCORES = ("halluc_score_current", "halluc_score")
 
 
 def shapes_rip_config(out_dir: Path, *, images: int = 32, iterations: int = 12, steps: int = 25,
-                      seeds: tuple[int, ...] = (0, 1, 2), mask: str = "columns", batch_size: int = 16) -> dict[str, Any]:
-    """The experiment behind :func:`run_shapes_rip` as a plain config dict (64 px, the model's size)."""
+                      seeds: tuple[int, ...] = (0, 1, 2), mask: str = "columns", batch_size: int = 16,
+                      band: Any = None) -> dict[str, Any]:
+    """The experiment behind :func:`run_shapes_rip` as a plain config dict (64 px, the model's size).
+
+    ``band``: the score's noise band (``hallucination.window``; ``None`` = the default band).
+    """
     masks = [{"policy": "columns", "count": 3}] if mask == "columns" else [{"policy": "box", "area": 0.25}]
     return {
         "name": "shapes-rip",
@@ -76,7 +80,7 @@ def shapes_rip_config(out_dir: Path, *, images: int = 32, iterations: int = 12, 
         "masks": masks,
         "models": [{"name": "shapes-ddpm", "options": {"steps": steps}}],
         "metrics": {"names": ["ssim", "mse"]},
-        "hallucination": {"enabled": True},
+        "hallucination": {"enabled": True, **({"window": band} if band is not None else {})},
         "snapshots": [0, 1, iterations // 2, iterations],
         "batch_size": batch_size,
         "output_dir": str(out_dir.parent),
@@ -308,6 +312,16 @@ def _verdict(pooled: pd.Series) -> str:
     return text
 
 
+def _steps_text(rows: pd.DataFrame) -> str:
+    steps = sorted({int(v) for v in rows.get("halluc_steps", pd.Series(dtype=float)).dropna()})
+    return "/".join(map(str, steps)) if steps else "recorded"
+
+
+def _unscored_text(rows: pd.DataFrame) -> str:
+    missing = int((~np.isfinite(rows[SCORES[0]].to_numpy(dtype=float))).sum()) if SCORES[0] in rows else len(rows)
+    return "every generation has a score" if missing == 0 else f"{missing} generations have no score (too few steps in the band)"
+
+
 def _figure(kinds: pd.DataFrame, det: dict[str, pd.DataFrame], rows: pd.DataFrame, path: Path) -> None:
     from matplotlib.figure import Figure
 
@@ -348,7 +362,7 @@ def _figure(kinds: pd.DataFrame, det: dict[str, pd.DataFrame], rows: pd.DataFram
 
 def run_shapes_rip(out_dir: str | Path = "results/shapes-rip", *, images: int = 32, iterations: int = 12,
                    steps: int = 25, seeds: tuple[int, ...] = (0, 1, 2), mask: str = "columns", batch_size: int = 16,
-                   bands: int = 3, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+                   bands: int = 3, band: Any = None, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Run the shapes RIP experiment and write its tables, figure and report into ``out_dir``.
 
     ``images x seeds`` trajectories, each with its own keyed masks and noise, ``iterations``
@@ -358,7 +372,7 @@ def run_shapes_rip(out_dir: str | Path = "results/shapes-rip", *, images: int = 
     """
     out_dir = Path(out_dir)
     cfg = validate_config(shapes_rip_config(out_dir, images=images, iterations=iterations, steps=steps,
-                                            seeds=seeds, mask=mask, batch_size=batch_size))
+                                            seeds=seeds, mask=mask, batch_size=batch_size, band=band))
     result = run_experiment(cfg, run_dir=out_dir, progress=progress, overwrite=overwrite)
     table = result.table
     rows = table[table["iteration"] > 0].copy()
@@ -378,11 +392,14 @@ def run_shapes_rip(out_dir: str | Path = "results/shapes-rip", *, images: int = 
     md = [
         "# Simple Shapes under recursive inpainting (ground-truth hallucinations)", "",
         f"Command: `ripbench repro shapes-rip --images {images} --seeds {','.join(map(str, seeds))} "
-        f"--iterations {iterations} --steps {steps} --mask {mask} --bands {bands}`", "",
+        f"--iterations {iterations} --steps {steps} --mask {mask} --bands {bands}"
+        + (f" --band {band}" if band is not None else "") + "`", "",
         f"Model: bundled shapes DDPM (64 px), replacement inpainting, {steps} denoising steps; {n_traj} trajectories "
         f"({images} images x {len(seeds)} seeds) x {iterations} iterations; mask: {mask}.", "",
         f"**What counts as a hallucination.** {DEFINITION}", "",
-        f"Score: variance of x0 over the last denoising steps inside the repainted region (`{SCORES[0]}`). "
+        f"Score: variance of x0 over the {_steps_text(rows)} denoising steps whose noise level t/T lies in "
+        f"[{cfg.hallucination.window[0]:g}, {cfg.hallucination.window[1]:g}], inside the repainted region "
+        f"(`{SCORES[0]}`); {_unscored_text(rows)}. "
         f"Threshold: keeps {KEEP:.0%} of the valid generations of a random {CALIBRATION_SHARE:.0%} of the "
         "trajectories (calibration); kept and removed are measured on the other trajectories. Intervals: 95%, bootstrap over trajectories for the "
         "AUROC, Wilson for rates.", "",
