@@ -344,6 +344,38 @@ def train_shapes(
     return report
 
 
+def _column_repaints(inpainter: Any, count: int, seed: int, batch_size: int) -> list[str]:
+    """Repaint one random column of ``count`` fresh Simple Shapes images once; the generation labels."""
+    import numpy as np
+    import pandas as pd
+
+    from ..datasets.shapes import column_bounds
+    from ..repro.shapes_rip import generation_labels
+
+    data = generate_shapes(count, inpainter.sample_size[0], seed=seed + 1)
+    images = torch.from_numpy(data.images)[:, None].expand(-1, 3, -1, -1)
+    columns = np.random.default_rng(seed).integers(0, 3, count)
+    bounds = column_bounds(inpainter.sample_size[0])
+    masks = torch.zeros(count, 1, *inpainter.sample_size)
+    for i, k in enumerate(columns):
+        masks[i, :, :, bounds[k][0] : bounds[k][1]] = 1
+    outputs = torch.cat([
+        inpainter.inpaint(images[lo : lo + batch_size], masks[lo : lo + batch_size],
+                          list(range(seed + lo, seed + min(lo + batch_size, count)))).images
+        for lo in range(0, count, batch_size)
+    ])
+    before, after = label_shapes(images), label_shapes(outputs)
+    x0 = [bounds[k][0] for k in columns]
+    x1 = [bounds[k][1] for k in columns]
+    table = pd.DataFrame({
+        "trajectory_id": [f"i{i}" for i in range(count)] * 2, "iteration": [0] * count + [1] * count,
+        "shapes_layout": [lbl.layout for lbl in before + after], "shapes_label": [lbl.kind for lbl in before + after],
+        "mask_x0": [None] * count + x0, "mask_x1": [None] * count + x1,
+        "mask_y0": [None] * count + [0] * count, "mask_y1": [None] * count + [inpainter.sample_size[0]] * count,
+    })
+    return generation_labels(table, inpainter.sample_size[0]).tolist()
+
+
 def evaluate_shapes_model(
     model: str | Path = "shapes",
     num_samples: int = 500,
@@ -353,19 +385,22 @@ def evaluate_shapes_model(
     save: bool = False,
     **model_options: Any,
 ) -> dict[str, Any]:
-    """Draw unconditional samples from a Simple Shapes DDPM and label them.
+    """Label what a Simple Shapes DDPM makes: unconditional samples, and one-column repaints.
 
     Args:
         model: what :class:`~ripbench.models.pixel_ddpm.PixelDDPMInpainter` accepts as ``model``.
-        num_samples: number of samples (seeds ``seed .. seed + num_samples - 1``).
-        batch_size: samples per batch.
-        save: also write the summary to ``evaluation.json`` in the model's folder.
+        num_samples: number of samples, and of repainted images (seeds ``seed ..``).
+        batch_size: images per batch.
+        save: also write the result to ``evaluation.json`` in the model's folder.
         **model_options: e.g. ``steps``.
 
     Returns:
-        :func:`~ripbench.datasets.shapes.summarise_labels` of the samples, with a 95% Wilson
-        interval for the valid share and the hallucination (duplicate) rate, plus the sampler
-        settings and ``samples_per_s`` (machine-dependent).
+        ``{"sample": ..., "column": ..., "settings": ...}``. ``sample``:
+        :func:`~ripbench.datasets.shapes.summarise_labels` of unconditional samples. ``column``:
+        the share of each generation label (:func:`ripbench.repro.shapes_rip.generation_labels`)
+        when one random column of a fresh Simple Shapes image is repainted, what the recursive
+        inpainting loop does. Shares of valid images and duplicates carry 95% Wilson intervals;
+        ``samples_per_s`` is machine-dependent.
     """
     from ..models.pixel_ddpm import BUNDLED_SHAPES_DIR, PixelDDPMInpainter
     from ..repro.stats import wilson_interval
@@ -377,12 +412,23 @@ def evaluate_shapes_model(
         for lo in range(0, num_samples, batch_size)
     ])
     elapsed = time.monotonic() - start
-    summary: dict[str, Any] = dict(summarise_labels(label_shapes(samples)))
+    sample: dict[str, Any] = dict(summarise_labels(label_shapes(samples)))
     for name in ("valid_share", "hallucination_rate"):
-        summary[f"{name}_ci95"] = list(wilson_interval(round(summary[name] * num_samples), num_samples))
-    summary.update(seeds=f"{seed}..{seed + num_samples - 1}", steps=inpainter.x0_steps,
-                   samples_per_s=round(num_samples / elapsed, 2), threads=torch.get_num_threads(),
-                   written_by="ripbench.training.shapes.evaluate_shapes_model")
+        sample[f"{name}_ci95"] = list(wilson_interval(round(sample[name] * num_samples), num_samples))
+    generations = _column_repaints(inpainter, num_samples, seed, batch_size)
+    column: dict[str, Any] = {"n": num_samples}
+    for label in ("valid", "duplicate", "empty", "wrong_shape", "malformed"):
+        hits = sum(g == label for g in generations)
+        column[f"{label}_share"] = hits / max(num_samples, 1)
+        if label in ("valid", "duplicate"):
+            column[f"{label}_share_ci95"] = list(wilson_interval(hits, num_samples))
+    summary = {
+        "sample": sample,
+        "column": column,
+        "settings": {"model": str(model), "seeds": f"{seed}..{seed + num_samples - 1}", "steps": inpainter.x0_steps,
+                     "samples_per_s": round(num_samples / elapsed, 2), "threads": torch.get_num_threads(),
+                     "written_by": "ripbench.training.shapes.evaluate_shapes_model"},
+    }
     if save:
         folder = BUNDLED_SHAPES_DIR if str(model) == "shapes" else Path(model)
         atomic_write_text(folder / "evaluation.json", json.dumps(summary, indent=2) + "\n")
