@@ -350,7 +350,7 @@ def _num(value: float | None) -> str:
 
 def _ci(bounds: Sequence[float | None]) -> str:
     lo, hi = bounds
-    return "" if lo is None or hi is None else f" [{100 * lo:.0f}-{100 * hi:.0f}]"
+    return "" if lo is None or hi is None else f" [{100 * lo:.1f}-{100 * hi:.1f}]"
 
 
 def _markdown(report: dict[str, Any]) -> str:
