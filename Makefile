@@ -48,6 +48,8 @@ examples-quick: setup
 	rm -rf build/examples/quick results/examples/quick
 	$(BIN)/ripbench --threads 1 run --output-dir build/examples --no-progress
 	$(BIN)/ripbench report build/examples/quick --out build/examples/quick-report
+	@size=$$(wc -c < build/examples/quick-report/report.html); test $$size -lt 1000000 || \
+		{ echo "report.html is $$size bytes: over the 1 MB budget"; exit 1; }
 	mkdir -p results/examples/quick
 	cp build/examples/quick-report/summary.md build/examples/quick-report/summary.csv results/examples/quick/
 	cp build/examples/quick/figures/collapse_curves.png results/examples/quick/

@@ -289,8 +289,17 @@ def show_config(config_file: Path | None, preset: str | None) -> None:
               help="Output folder (default RUN_DIR/report, or report-a+b beside several runs).")
 @click.option("--threshold", help="Collapse rule: a number for the default metric (LPIPS to original >= 0.5) "
                                   "or a rule such as 'ssim_orig<=0.4'.")
-def report(run_dirs: tuple[Path, ...], out_dir: Path | None, threshold: str | None) -> None:
-    """Write a self-contained HTML report (and a Markdown summary) of one or more runs."""
+@click.option("--ci", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999),
+              help="Confidence level of every interval.")
+@click.option("--n-boot", default=1000, show_default=True, type=click.IntRange(100, 100_000),
+              help="Bootstrap resamples per interval.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the resampling.")
+def report(run_dirs: tuple[Path, ...], out_dir: Path | None, threshold: str | None, ci: float, n_boot: int,
+           seed: int) -> None:
+    """Write a self-contained HTML report (and Markdown, CSV and LaTeX tables) of one or more runs.
+
+    Several runs are compared on the iterations, images and masks they share; what differs is stated.
+    """
     from .report import write_report
 
     value: str | float | None = threshold
@@ -299,8 +308,10 @@ def report(run_dirs: tuple[Path, ...], out_dir: Path | None, threshold: str | No
             value = float(threshold)
         except ValueError:
             value = threshold
-    paths = write_report(list(run_dirs), out_dir, threshold=value)
+    paths = write_report(list(run_dirs), out_dir, threshold=value, ci=ci, n_boot=n_boot, seed=seed)
     click.echo(f"report: {paths['html']}\nsummary: {paths['markdown']}")
+    if "comparisons_tex" in paths:
+        click.echo(f"paired comparisons: {paths['comparisons_csv']}, {paths['comparisons_tex']}")
 
 
 @main.group(cls=_Group)

@@ -550,8 +550,8 @@ def detection_report(scores: ArrayLike, is_hallucination: ArrayLike, threshold: 
 def roc_curve(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC curve of ``scores`` for detecting ``labels`` (1 = hallucination, higher score = more suspect).
 
-    Every distinct score is one threshold (ties form one point), like scikit-learn's
-    ``roc_curve(..., drop_intermediate=False)``.
+    :func:`sklearn.metrics.roc_curve` with ``drop_intermediate=False``: every distinct score is
+    one threshold (ties form one point).
 
     Returns:
         ``(fpr, tpr, thresholds)``: ``thresholds`` descending, the first ``+inf`` (nothing
@@ -559,33 +559,40 @@ def roc_curve(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndar
 
     Raises:
         InputError: for NaN scores, mismatched labels, or labels of a single class.
+
+    Example:
+        >>> fpr, tpr, thr = roc_curve([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
+        >>> fpr.tolist(), tpr.tolist()
+        ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
     """
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
+    s, y = _checked_roc_input(scores, labels)
+    fpr, tpr, thresholds = sk_roc_curve(y, s, drop_intermediate=False)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    thresholds[0] = np.inf  # older scikit-learn versions use max(score) + 1
+    return np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64), thresholds
+
+
+def _checked_roc_input(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     s = _as_1d(scores)
     if np.isnan(s).any():
         raise InputError("Cannot compute a ROC curve with NaN scores.")
     y = _as_labels(labels, s.size)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
+    if y.all() or not y.any():
         raise InputError("A ROC curve needs both hallucinated and in-support samples.")
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted, y_sorted = s[order], y[order]
-    # Last index of each run of equal scores: the curve moves once per distinct score.
-    last = np.r_[np.nonzero(np.diff(s_sorted))[0], s_sorted.size - 1]
-    tp = np.cumsum(y_sorted)[last]
-    fp = (last + 1) - tp
-    tpr = np.r_[0.0, tp / n_pos]
-    fpr = np.r_[0.0, fp / n_neg]
-    thresholds = np.r_[np.inf, s_sorted[last]]
-    return fpr, tpr, thresholds
+    return s, y
 
 
 def auroc(scores: ArrayLike, labels: ArrayLike) -> float:
-    """Area under the ROC curve: the probability that a random hallucination scores higher than a
-    random in-support sample, ties counting one half (trapezoidal rule over tie groups).
+    """Area under the ROC curve (:func:`sklearn.metrics.roc_auc_score`): the probability that a random
+    hallucination scores higher than a random in-support sample, ties counting one half.
 
     Example:
         >>> auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
         0.75
     """
-    fpr, tpr, _ = roc_curve(scores, labels)
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+    from sklearn.metrics import roc_auc_score
+
+    s, y = _checked_roc_input(scores, labels)
+    return float(roc_auc_score(y, s))

@@ -1,13 +1,19 @@
-"""Figures drawn from a results table (matplotlib, headless).
+"""Figures drawn from a results table (matplotlib, headless), sized for a paper and for the report.
 
 Every function takes the tidy per-iteration table (see ``results/README.md``) or a run
 folder, writes image files atomically and returns the path of the first one. With
-``formats=("png", "svg")`` the same figure is also written beside it in the other format.
+``formats=("pdf", "svg")`` the same figure is also written beside it in those formats (vector
+graphics for papers; PNGs are written at :data:`DPI`). All figures share one style
+(:data:`STYLE`): a text width of :data:`FULL_WIDTH` inches, 8-9 pt fonts, legends outside the
+axes, no titles above the figure (the report and a paper give captions).
 
 * :func:`collapse_curves` - mean metric vs iteration per group, 95% bootstrap band;
 * :func:`survival_curves` - share of trajectories not yet collapsed (Kaplan-Meier);
 * :func:`model_comparison` - one panel per mask size, one line per model;
-* :func:`image_strips` - snapshots of trajectories side by side, each iteration's mask outlined;
+* :func:`region_curves` - drift in the whole image / current mask / ever- / never-masked pixels;
+* :func:`hallucination_bands` - hallucination score per iteration band (and the rate where known);
+* :func:`roc_curves` - ROC of the hallucination scores against ground truth, AUROC with CI;
+* :func:`image_strips` - one trajectory per row at chosen iterations next to the original;
 * :func:`drift_heatmap` - where in the image the change accumulated.
 
 Example
@@ -18,8 +24,9 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +36,7 @@ import pandas as pd
 from . import analysis
 from .errors import ResultsError
 from .io import atomic_save
-from .metrics.registry import column_label
+from .metrics.registry import column_label, spec_for_column
 from .store import IMAGES_DIR, load_table
 
 #: Axis labels of the table's columns that are not metrics (metric labels come from their specs).
@@ -39,13 +46,26 @@ OTHER_LABELS = {
     "cum_mask_area": "share of pixels ever repainted",
 }
 
+
 def axis_label(column: str) -> str:
     """Axis label of a results column: the metric's spec, else :data:`OTHER_LABELS`, else the name."""
     return column_label(column) or OTHER_LABELS.get(column, column)
 
 
-#: Resolution of PNG figures.
-DPI = 110
+#: Resolution of PNG figures (dots per inch): sharp when printed at the figure's size.
+DPI = 200
+#: Width of a full-width figure in inches (a paper's text width); half-width figures use half.
+FULL_WIDTH = 7.0
+#: Shared matplotlib settings of every figure.
+STYLE: dict[str, Any] = {
+    "font.size": 8.5, "axes.titlesize": 8.5, "axes.labelsize": 8.5, "xtick.labelsize": 7.5,
+    "ytick.labelsize": 7.5, "legend.fontsize": 7.5, "legend.frameon": False, "axes.spines.top": False,
+    "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.6,
+    "lines.linewidth": 1.5, "svg.hashsalt": "ripbench", "svg.fonttype": "none", "pdf.fonttype": 42,
+    "figure.constrained_layout.use": True,
+    # labels come from the data (model labels, categories): a '$' is a dollar, never mathtext
+    "text.parse_math": False,
+}
 
 
 def _pyplot() -> Any:
@@ -57,12 +77,22 @@ def _pyplot() -> Any:
     return plt
 
 
+@contextlib.contextmanager
+def figure_style() -> Iterator[Any]:
+    """Context in which figures get :data:`STYLE`; yields ``matplotlib.pyplot``."""
+    import matplotlib
+
+    plt = _pyplot()
+    with matplotlib.rc_context(STYLE):
+        yield plt
+
+
 def save_figure(fig: Any, path: str | Path, formats: Sequence[str] | None = None) -> Path:
     """Write ``fig`` to ``path`` (format from its suffix, PNG without one) and to each of
     ``formats`` beside it (same name, other suffix), atomically; close the figure.
 
-    SVGs are written without a date and with fixed element ids, so that the same figure
-    gives the same file.
+    SVG and PDF files are written without a date (and SVGs with fixed element ids), so that
+    the same figure gives the same file.
     """
     import matplotlib
 
@@ -71,13 +101,13 @@ def save_figure(fig: Any, path: str | Path, formats: Sequence[str] | None = None
     if not path.suffix:
         path = path.with_suffix(".png")
     wanted = [path.suffix.lstrip(".").lower()] + [f.lower().lstrip(".") for f in formats or ()]
+    meta_for = {"svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": None}}
     try:
         with matplotlib.rc_context({"svg.hashsalt": "ripbench"}):
             for fmt in dict.fromkeys(wanted):
                 target = path.with_suffix(f".{fmt}")
-                meta = {"Date": None} if fmt == "svg" else None
-                atomic_save(target, lambda tmp, fmt=fmt, meta=meta: fig.savefig(
-                    tmp, dpi=DPI, format=fmt, bbox_inches="tight", metadata=meta))
+                atomic_save(target, lambda tmp, fmt=fmt: fig.savefig(
+                    tmp, dpi=DPI, format=fmt, bbox_inches=None, metadata=meta_for.get(fmt)))
     finally:
         plt.close(fig)
     return path
@@ -115,11 +145,15 @@ def _colours(n: int) -> list[Any]:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _select(frame: pd.DataFrame, by: Sequence[str], key: tuple[Any, ...]) -> pd.DataFrame:
+def select(frame: pd.DataFrame, by: Sequence[str], key: tuple[Any, ...]) -> pd.DataFrame:
+    """The rows of ``frame`` whose ``by`` columns equal ``key``."""
     sel = np.ones(len(frame), dtype=bool)
     for col, value in zip(by, key):
         sel &= (frame[col] == value).to_numpy()
     return frame[sel]
+
+
+_select = select  # the name used before it was public
 
 
 def curve_stats(table: pd.DataFrame, metric: str, by: Sequence[str]) -> pd.DataFrame:
@@ -129,10 +163,10 @@ def curve_stats(table: pd.DataFrame, metric: str, by: Sequence[str]) -> pd.DataF
 
 
 def _band_stats(table: pd.DataFrame, metric: str, by: Sequence[str], band: str, n_boot: int,
-                seed: int) -> pd.DataFrame:
+                seed: int, ci: float = 0.95) -> pd.DataFrame:
     """Columns ``*by, iteration, mean, lo, hi, n`` for a band of kind ``ci`` or ``std``."""
     if band == "ci":
-        return analysis.bootstrap_curves(table, metric, by, n_boot=n_boot, seed=seed)
+        return analysis.bootstrap_curves(table, metric, by, n_boot=n_boot, ci=ci, seed=seed)
     if band != "std":
         raise ValueError(f"band must be 'ci' or 'std', got {band!r}")
     stats = curve_stats(analysis.observed(table), metric, by)
@@ -146,21 +180,43 @@ def _iteration_axis(ax: Any) -> None:
 
     ax.set_xlabel("iteration")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(left=0)
 
 
 def _draw_threshold(ax: Any, rule: analysis.CollapseRule | None, metric: str) -> None:
     if rule is not None and rule.metric == metric:
-        ax.axhline(rule.threshold, color="0.3", ls="--", lw=1, label=f"collapse: {rule.describe()}")
+        ax.axhline(rule.threshold, color="0.35", ls="--", lw=0.9, label=f"collapse: {rule.describe()}")
 
 
 def _draw_lines(ax: Any, stats: pd.DataFrame, by: Sequence[str], keys: Sequence[tuple[Any, ...]],
-                colours: dict[tuple[Any, ...], Any]) -> None:
+                colours: dict[tuple[Any, ...], Any], with_n: bool = True) -> None:
     for key in keys:
-        s = _select(stats, by, key).sort_values("iteration")
+        s = select(stats, by, key).sort_values("iteration")
         if s.empty or s["mean"].isna().all():
             continue
-        ax.plot(s["iteration"], s["mean"], color=colours[key], lw=1.8, label=f"{_label(key)} (n={int(s['n'].max())})")
+        label = f"{_label(key)} (n={int(s['n'].max())})" if with_n else _label(key)
+        ax.plot(s["iteration"], s["mean"], color=colours[key], label=label)
         ax.fill_between(s["iteration"], s["lo"], s["hi"], color=colours[key], alpha=0.18, lw=0)
+
+
+def _grid(plt: Any, panels: int, ncols: int, panel_height: float, width: float = FULL_WIDTH,
+          **kwargs: Any) -> tuple[Any, np.ndarray]:
+    ncols = max(1, min(panels, ncols))
+    nrows = -(-panels // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, panel_height * nrows), squeeze=False, **kwargs)
+    for ax in axes.flat[panels:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def _legend_below(fig: Any, ncol: int = 3) -> None:
+    """One legend for the figure (every panel's entries, once each), below its panels, never over a curve."""
+    found: dict[str, Any] = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            found.setdefault(label, handle)
+    if found:
+        fig.legend(list(found.values()), list(found), loc="outside lower center", ncol=min(ncol, len(found)))
 
 
 def collapse_curves(
@@ -171,11 +227,12 @@ def collapse_curves(
     *,
     band: str = "ci",
     n_boot: int = 1000,
+    ci: float = 0.95,
     seed: int = 0,
     rule: analysis.CollapseRule | None = None,
     formats: Sequence[str] | None = None,
 ) -> Path:
-    """Plot mean metric vs iteration, one line per group, one panel per metric.
+    """Plot mean metric vs iteration, one line per group, one panel per metric (two per row).
 
     ``band="ci"``: 95% bootstrap confidence band of the mean (trajectories resampled,
     ``seed``); ``band="std"``: mean +- 1 standard deviation across trajectories. With a
@@ -183,7 +240,6 @@ def collapse_curves(
     (e.g. LPIPS when it was not computed) are skipped. Written atomically as ``path`` (format
     from its suffix) and each of ``formats``.
     """
-    plt = _pyplot()
     present = analysis.present_metrics(table, metrics)
     if not present:  # e.g. a run without LPIPS and SSIM: show the first metrics it has
         present = analysis.present_metrics(table, [m for m in analysis.summary_metrics(table)
@@ -193,19 +249,19 @@ def collapse_curves(
     by = list(by)
     keys = ordered_groups(table, by)
     colours = dict(zip(keys, _colours(len(keys))))
-    fig, axes = plt.subplots(1, len(present), figsize=(5.4 * len(present), 4.0), squeeze=False)
-    for ax, metric in zip(axes[0], present):
-        _draw_lines(ax, _band_stats(table, metric, by, band, n_boot, seed), by, keys, colours)
-        _draw_threshold(ax, rule, metric)
-        _iteration_axis(ax)
-        ax.set_ylabel(axis_label(metric))
-        ax.grid(alpha=0.3)
-        ax.set_xlim(left=0)
-    axes[0][0].legend(fontsize=8, frameon=False)
-    what = "95% bootstrap CI of the mean" if band == "ci" else "+-1 std across trajectories"
-    fig.suptitle(f"Recursive inpainting: drift from the original (band: {what})", fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, path, formats)
+    with figure_style() as plt:
+        fig, axes = _grid(plt, len(present), 2, 2.5)
+        for ax, metric in zip(axes.flat, present):
+            stats = _band_stats(table, metric, by, band, n_boot, seed, ci)
+            spec = spec_for_column(metric)
+            if spec is not None and not np.isfinite(spec.identity):  # PSNR: the original is +inf, start at 1
+                stats = stats[stats["iteration"] > 0]
+            _draw_lines(ax, stats, by, keys, colours)
+            _draw_threshold(ax, rule, metric)
+            _iteration_axis(ax)
+            ax.set_ylabel(axis_label(metric))
+        _legend_below(fig)
+        return save_figure(fig, path, formats)
 
 
 def survival_curves(
@@ -214,41 +270,36 @@ def survival_curves(
     rule: analysis.CollapseRule | str | float | None = None,
     by: Sequence[str] = ("model", "mask_label"),
     *,
-    n_boot: int = 1000,
-    seed: int = 0,
+    ci: float = 0.95,
     formats: Sequence[str] | None = None,
 ) -> Path:
     """Kaplan-Meier share of trajectories not yet collapsed vs iteration, one step line per group.
 
-    Band: 95% bootstrap interval; the dotted line at 0.5 crosses each curve at its median
-    collapse iteration. See :func:`ripbench.analysis.survival_curves`.
+    Band: pointwise 95% interval (Greenwood, log-log); the dotted line at 0.5 crosses each curve
+    at its median collapse iteration. See :func:`ripbench.analysis.survival_curves`.
     """
-    plt = _pyplot()
     rule = analysis.collapse_rule(table, rule)
     by = list(by)
-    stats = analysis.survival_curves(table, rule, by, n_boot=n_boot, seed=seed)
-    stats = stats.rename(columns={"at_risk": "n"})
+    stats = analysis.survival_curves(table, rule, by, ci=ci)
+    events = analysis.collapse_events(table, rule)
     keys = ordered_groups(table, by)
     colours = dict(zip(keys, _colours(len(keys))))
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for key in keys:
-        s = _select(stats, by, key)
-        if s.empty:
-            continue
-        events = analysis.collapse_events(_select(table, by, key), rule)
-        label = f"{_label(key)} ({int(events['collapsed'].sum())}/{len(events)} collapsed)"
-        ax.step(s["iteration"], s["survival"], where="post", color=colours[key], lw=1.8, label=label)
-        ax.fill_between(s["iteration"], s["lo"], s["hi"], step="post", color=colours[key], alpha=0.15, lw=0)
-    ax.axhline(0.5, color="0.4", ls=":", lw=1)
-    ax.set_ylim(-0.02, 1.05)
-    ax.set_xlim(left=0)
-    _iteration_axis(ax)
-    ax.set_ylabel("share not yet collapsed")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, loc="lower left")
-    ax.set_title(f"Survival (Kaplan-Meier), collapse = first iteration with {rule.describe()}", fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, path, formats)
+    with figure_style() as plt:
+        fig, ax = plt.subplots(figsize=(FULL_WIDTH * 0.75, 3.2))
+        for key in keys:
+            s = select(stats, by, key)
+            if s.empty:
+                continue
+            ev = select(events, by, key)
+            label = f"{_label(key)} ({int(ev['collapsed'].sum())}/{len(ev)} collapsed)"
+            ax.step(s["iteration"], s["survival"], where="post", color=colours[key], label=label)
+            ax.fill_between(s["iteration"], s["lo"], s["hi"], step="post", color=colours[key], alpha=0.13, lw=0)
+        ax.axhline(0.5, color="0.4", ls=":", lw=0.9)
+        ax.set_ylim(-0.02, 1.04)
+        _iteration_axis(ax)
+        ax.set_ylabel(f"share not yet collapsed\n({rule.describe()})")
+        _legend_below(fig, ncol=2)
+        return save_figure(fig, path, formats)
 
 
 def model_comparison(
@@ -259,6 +310,7 @@ def model_comparison(
     line_by: str | Sequence[str] = "model",
     *,
     n_boot: int = 1000,
+    ci: float = 0.95,
     seed: int = 0,
     rule: analysis.CollapseRule | None = None,
     formats: Sequence[str] | None = None,
@@ -268,32 +320,152 @@ def model_comparison(
     ``metric`` defaults to the collapse rule's metric (LPIPS when present). Bands: 95%
     bootstrap CI of the mean. Panels share the y axis so they compare at a glance.
     """
-    plt = _pyplot()
     rule = rule or analysis.collapse_rule(table)
     metric = metric or rule.metric
     line_by = [line_by] if isinstance(line_by, str) else list(line_by)
     panels = [p[0] for p in ordered_groups(table, [panel_by])]
     keys = ordered_groups(table, line_by)
     colours = dict(zip(keys, _colours(len(keys))))
-    stats = analysis.bootstrap_curves(table, metric, [panel_by, *line_by], n_boot=n_boot, seed=seed)
-    ncols = min(len(panels), 4)
-    nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.3 * ncols, 3.6 * nrows), squeeze=False, sharey=True)
-    for ax, panel in zip(axes.flat, panels):
-        _draw_lines(ax, stats[stats[panel_by] == panel], line_by, keys, colours)
-        _draw_threshold(ax, rule, metric)
-        ax.set_title(f"{panel_by} = {panel}", fontsize=10)
-        _iteration_axis(ax)
-        ax.grid(alpha=0.3)
-        ax.set_xlim(left=0)
-    for ax in axes.flat[len(panels):]:
-        ax.set_visible(False)
-    for row in axes:
-        row[0].set_ylabel(axis_label(metric))
-    axes.flat[0].legend(fontsize=8, frameon=False)
-    fig.suptitle(f"{' / '.join(line_by)} compared per {panel_by} (band: 95% bootstrap CI)", fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, path, formats)
+    stats = analysis.bootstrap_curves(table, metric, [panel_by, *line_by], n_boot=n_boot, ci=ci, seed=seed)
+    with figure_style() as plt:
+        fig, axes = _grid(plt, len(panels), 3, 2.2, sharey=True)
+        for ax, panel in zip(axes.flat, panels):
+            _draw_lines(ax, stats[stats[panel_by] == panel], line_by, keys, colours, with_n=False)
+            _draw_threshold(ax, rule, metric)
+            ax.set_title(f"{panel_by} = {panel}")
+            _iteration_axis(ax)
+        for row in axes:
+            row[0].set_ylabel(axis_label(metric))
+        _legend_below(fig, ncol=4)
+        return save_figure(fig, path, formats)
+
+
+#: Line styles of the regions in :func:`region_curves`.
+_REGION_STYLES = {"whole": ("0.25", "-"), "current": ("tab:orange", "--"), "outside": ("tab:green", ":"),
+                  "ever": ("tab:red", "-"), "never": ("tab:blue", "-")}
+
+
+def region_curves(
+    table: pd.DataFrame,
+    path: str | Path,
+    metric: str,
+    by: Sequence[str] = ("model", "mask_label"),
+    *,
+    regions: Sequence[str] = ("whole", "current", "ever", "never"),
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    formats: Sequence[str] | None = None,
+) -> Path:
+    """Drift of ``metric`` to the original per region, one panel per group (three per row).
+
+    Lines: the whole image, the current mask, pixels ever masked (denoiser drift) and pixels
+    never masked so far (VAE / pipeline drift), each with its 95% bootstrap band. A region
+    that is empty (``never`` once everything has been repainted) ends its line.
+    """
+    columns = {r: c for r, c in analysis.region_columns(table, metric).items() if r in regions}
+    if len(columns) < 2:
+        raise ResultsError(f"the table has no region columns of {metric}")
+    by = list(by)
+    keys = ordered_groups(table, by)
+    stats = {r: analysis.bootstrap_curves(table, c, by, n_boot=n_boot, ci=ci, seed=seed) for r, c in columns.items()}
+    with figure_style() as plt:
+        fig, axes = _grid(plt, len(keys), 3, 2.1, sharey=True)
+        for ax, key in zip(axes.flat, keys):
+            for region, frame in stats.items():
+                s = select(frame, by, key).sort_values("iteration")
+                colour, style = _REGION_STYLES.get(region, ("0.5", "-"))
+                ax.plot(s["iteration"], s["mean"], color=colour, ls=style, label=analysis.REGION_MEANINGS[region])
+                ax.fill_between(s["iteration"], s["lo"], s["hi"], color=colour, alpha=0.12, lw=0)
+            ax.set_title(_label(key))
+            _iteration_axis(ax)
+        base = columns.get("whole") or next(iter(columns.values()))
+        for row in axes:
+            row[0].set_ylabel(axis_label(base).replace(" to original", "\nto original"))
+        _legend_below(fig, ncol=2)
+        return save_figure(fig, path, formats)
+
+
+def hallucination_bands(
+    table: pd.DataFrame,
+    path: str | Path,
+    score: str = "halluc_score",
+    by: Sequence[str] = ("model",),
+    *,
+    bands: int = 4,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    formats: Sequence[str] | None = None,
+) -> Path:
+    """Box plots of ``score`` per iteration band and group; beside them, where the run has ground
+    truth, the hallucination rate per band with its 95% interval (trajectories resampled)."""
+    from .hallucination_stats import _scored, score_bands
+
+    frame = score_bands(table, score, by, bands=bands, n_boot=n_boot, ci=ci, seed=seed)
+    if frame.empty:
+        raise ResultsError(f"the table has no {score} values")
+    by = list(by)
+    data = _scored(table, score)
+    keys = [k for k in ordered_groups(data, by)]
+    colours = dict(zip(keys, _colours(len(keys))))
+    rated = "halluc_rate" in frame.columns
+    band_list = frame[["first", "last", "band"]].drop_duplicates().sort_values("first")
+    width = 0.8 / max(1, len(keys))
+    with figure_style() as plt:
+        fig, axes = plt.subplots(1, 2 if rated else 1, figsize=(FULL_WIDTH if rated else FULL_WIDTH * 0.6, 2.6),
+                                 squeeze=False)
+        ax = axes[0][0]
+        for g, key in enumerate(keys):
+            part = select(data, by, key)
+            series = [pd.to_numeric(part.loc[(part["iteration"] >= f) & (part["iteration"] <= last), score])
+                      .dropna().to_numpy() for f, last in zip(band_list["first"], band_list["last"])]
+            positions = np.arange(len(series)) + (g - (len(keys) - 1) / 2) * width
+            box = ax.boxplot(series, positions=positions, widths=width * 0.85, patch_artist=True, showfliers=True,
+                             flierprops={"markersize": 2, "alpha": 0.5}, medianprops={"color": "black"})
+            for patch in box["boxes"]:
+                patch.set(facecolor=colours[key], alpha=0.55)
+            ax.plot([], [], color=colours[key], lw=6, alpha=0.55, label=_label(key))
+        ax.set_xticks(np.arange(len(band_list)), [f"it. {b}" for b in band_list["band"]])
+        ax.set_ylabel(axis_label(score))
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+        if rated:
+            ax2 = axes[0][1]
+            for key in keys:
+                s = select(frame, by, key).sort_values("first")
+                centre = (s["first"] + s["last"]) / 2
+                ax2.errorbar(centre, s["halluc_rate"], yerr=[s["halluc_rate"] - s["halluc_rate_lo"],
+                                                             s["halluc_rate_hi"] - s["halluc_rate"]],
+                             color=colours[key], marker="o", ms=3.5, capsize=2.5, label=_label(key))
+            _iteration_axis(ax2)
+            ax2.set_ylim(bottom=0)
+            ax2.set_ylabel(f"hallucination rate\n(ground truth, {ci:.0%} CI)")
+        _legend_below(fig, ncol=4)
+        return save_figure(fig, path, formats)
+
+
+def roc_curves(results: Sequence[dict[str, Any]], path: str | Path, *,
+               formats: Sequence[str] | None = None) -> Path:
+    """ROC curves of :func:`ripbench.hallucination_stats.roc_analysis` results, AUROC [95% CI] in the legend."""
+    shown = [r for r in results if r.get("status") == "ok"]
+    if not shown:
+        raise ResultsError("no ROC curve to draw (no ground truth with both classes)")
+    with figure_style() as plt:
+        fig, ax = plt.subplots(figsize=(FULL_WIDTH * 0.55, 3.4))
+        for r, colour in zip(shown, _colours(len(shown))):
+            ax.step(r["fpr"], r["tpr"], where="post", color=colour,
+                    label=f"{r['score']}: AUROC {r['auroc']:.2f} [{r['auroc_lo']:.2f}, {r['auroc_hi']:.2f}]")
+        ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=0.9, label="chance")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.01)
+        ax.set_aspect("equal")
+        ax.set_xlabel("false positive rate (in-support flagged)")
+        ax.set_ylabel("true positive rate\n(hallucinations flagged)")
+        first = shown[0]
+        ax.set_title(f"n = {first['outputs']} outputs ({first['hallucinated']} hallucinated), "
+                     f"{first['trajectories']} trajectories")
+        _legend_below(fig, ncol=1)
+        return save_figure(fig, path, formats)
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -310,29 +482,46 @@ def snapshot_iterations(run_dir: str | Path, trajectory_id: str) -> list[int]:
     return sorted(int(m.group(1)) for m in found if m)
 
 
+def choose_iterations(available: Sequence[int], count: int = 5) -> list[int]:
+    """The original plus at most ``count`` later iterations of ``available``, spread out, the last included.
+
+    >>> choose_iterations([0, 1, 2, 3, 4, 5, 10, 20], 3)
+    [0, 5, 10, 20]
+    """
+    later = sorted(i for i in set(available) if i > 0)
+    if len(later) > count:
+        chosen: list[int] = []
+        for target in np.linspace(later[-1] / count, later[-1], count):
+            free = [i for i in later if i not in chosen]
+            chosen.append(min(free, key=lambda i: (abs(i - target), i)))
+        later = sorted(chosen)
+    return ([0] if 0 in set(available) else []) + later
+
+
 def image_strips(
     run_dir: str | Path,
     trajectory_ids: str | Sequence[str],
     path: str | Path,
     *,
     iterations: Sequence[int] | None = None,
+    max_columns: int = 5,
     table: pd.DataFrame | None = None,
     metric: str | None = None,
     formats: Sequence[str] | None = None,
 ) -> Path:
-    """One row per trajectory: the original and its snapshots side by side.
+    """One row per trajectory: the original and its snapshots at chosen iterations side by side.
 
     The region repainted at each shown iteration is outlined in red (from the saved mask).
-    ``iterations`` limits the columns (default: every saved snapshot). With a ``table`` (rows
-    of this run), each image is titled with ``metric`` to the original at that iteration
-    (default: the collapse rule's metric) and rows are labelled model / image / mask / seed.
+    ``iterations`` limits the columns (default: the original and at most ``max_columns`` saved
+    snapshots, spread over the run, see :func:`choose_iterations`). With a ``table`` (rows of
+    this run), each image is captioned with ``metric`` to the original at that iteration
+    (default: the collapse rule's metric) and rows are labelled model / mask / image / seed.
     """
-    plt = _pyplot()
     ids = [trajectory_ids] if isinstance(trajectory_ids, str) else list(trajectory_ids)
     available = {tid: snapshot_iterations(run_dir, tid) for tid in ids}
     columns = sorted({i for its in available.values() for i in its})
-    if iterations is not None:
-        columns = [i for i in columns if i in set(iterations)]
+    columns = [i for i in columns if i in set(iterations)] if iterations is not None else \
+        choose_iterations(columns, max_columns)
     if not ids or not columns:
         raise ResultsError(f"no saved snapshots for {ids[:3]} in {Path(run_dir) / IMAGES_DIR}")
     values: dict[tuple[str, int], float] = {}
@@ -344,38 +533,39 @@ def image_strips(
             values[(tid, int(it))] = v
         for tid, g in rows.groupby("trajectory_id"):
             r = g.iloc[0]
-            info[str(tid)] = f"{r['model']}\n{r['image_id']} | {r['mask_label']} | seed {r['seed']}"
-    short = (metric or "").split("_")[0].upper()
-    size = 1.75
-    fig, axes = plt.subplots(len(ids), len(columns), figsize=(size * len(columns) + 0.8, size * len(ids) + 0.3),
-                             squeeze=False)
+            info[str(tid)] = f"{r['model']}\n{r['mask_label']}\n{r['image_id']}, seed {r['seed']}"
+    spec_label = (axis_label(metric).split(" ")[0] if metric else "")
+    cell = min(1.05, (FULL_WIDTH - 1.0) / len(columns))
     folder = Path(run_dir) / IMAGES_DIR
-    for r, tid in enumerate(ids):
-        for c, it in enumerate(columns):
-            ax = axes[r][c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            image_path = folder / tid / f"iter_{it:04d}.png"
-            if not image_path.is_file():
-                ax.set_axis_off()
-                continue
-            ax.imshow(_read_png(image_path), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            mask_path = folder / tid / f"mask_{it:04d}.png"
-            if mask_path.is_file():
-                mask = _read_png(mask_path)
-                mask = mask.mean(axis=-1) if mask.ndim == 3 else mask
-                if mask.max() > 0.5:
-                    ax.contour(mask > 0.5, levels=[0.5], colors="red", linewidths=0.9)
-            title = "original" if it == 0 else f"iteration {it}"
-            value = values.get((tid, it))
-            if value is not None and np.isfinite(value) and it > 0:
-                title += f"\n{short} {value:.3f}"
-            ax.set_title(title, fontsize=7.5)
-        axes[r][0].set_ylabel(info.get(tid, tid.replace("__", "\n")), fontsize=7, rotation=0, ha="right",
-                              va="center", labelpad=4)
-    fig.suptitle("Snapshots (red outline: region repainted at that iteration)", fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, path, formats)
+    with figure_style() as plt:
+        fig, axes = plt.subplots(len(ids), len(columns), figsize=(cell * len(columns) + 1.0, cell * len(ids) * 1.12),
+                                 squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.0})
+        for r, tid in enumerate(ids):
+            for c, it in enumerate(columns):
+                ax = axes[r][c]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.grid(False)
+                for side in ax.spines.values():
+                    side.set_visible(False)
+                image_path = folder / tid / f"iter_{it:04d}.png"
+                if not image_path.is_file():
+                    continue
+                ax.imshow(_read_png(image_path), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+                mask_path = folder / tid / f"mask_{it:04d}.png"
+                if mask_path.is_file():
+                    mask = _read_png(mask_path)
+                    mask = mask.mean(axis=-1) if mask.ndim == 3 else mask
+                    if mask.max() > 0.5:
+                        ax.contour(mask > 0.5, levels=[0.5], colors="red", linewidths=0.7)
+                value = values.get((tid, it))
+                text = "original" if it == 0 else f"it. {it}"
+                if value is not None and np.isfinite(value) and it > 0:
+                    text += f"  {spec_label} {value:.2f}"
+                ax.set_xlabel(text, fontsize=6.5, labelpad=1.5)
+            axes[r][0].set_ylabel(info.get(tid, tid.replace("__", "\n")), fontsize=6.5, rotation=0, ha="right",
+                                  va="center", labelpad=3)
+        return save_figure(fig, path, formats)
 
 
 def drift_heatmap(
@@ -385,7 +575,7 @@ def drift_heatmap(
     table: pd.DataFrame | None = None,
     column_by: str = "mask_label",
     iteration: int | None = None,
-    max_images: int = 12,
+    max_images: int = 4,
     formats: Sequence[str] | None = None,
 ) -> Path:
     """Where change accumulated: per-pixel ``|last snapshot - original|``, averaged.
@@ -396,7 +586,6 @@ def drift_heatmap(
     trajectories of that image and column (models, seeds). All maps share one colour scale.
     ``table`` (rows of this run) defaults to the run's table.
     """
-    plt = _pyplot()
     run_dir = Path(run_dir)
     table = load_table(run_dir) if table is None else table
     info = table.groupby("trajectory_id")[["image_id", column_by]].first()
@@ -426,28 +615,32 @@ def drift_heatmap(
     cols = [c for (c,) in ordered_groups(table, [column_by]) if any((i, c) in sums for i in images)]
     maps = {k: sums[k] / counts[k] for k in sums}
     vmax = float(np.percentile(np.concatenate([m.ravel() for m in maps.values()]), 99.5)) or 1.0
-    size = 1.9
-    fig, axes = plt.subplots(len(images), len(cols) + 1, figsize=(size * (len(cols) + 1) + 0.9, size * len(images)),
-                             squeeze=False, layout="constrained")
-    mappable = None
-    for r, image_id in enumerate(images):
-        axes[r][0].imshow(originals[image_id], cmap="gray", vmin=0, vmax=1)
-        axes[r][0].set_ylabel(str(image_id), fontsize=8)
-        if r == 0:
-            axes[r][0].set_title("original", fontsize=8)
-        for c, col in enumerate(cols, start=1):
-            ax = axes[r][c]
-            if (image_id, col) in maps:
-                mappable = ax.imshow(maps[(image_id, col)], cmap="magma", vmin=0, vmax=vmax)
-                its = sorted(shown_iter[(image_id, col)])
-                ax.set_title(f"{col}, it {its[-1]} (n={counts[(image_id, col)]})", fontsize=7.5)
-            else:
-                ax.set_axis_off()
-        for ax in axes[r]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-    if mappable is not None:
-        bar = fig.colorbar(mappable, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02, shrink=0.6)
-        bar.set_label("mean |last snapshot - original| (pixel scale 0-1)", fontsize=8)
-    fig.suptitle("Where the image changed (averaged over the trajectories of each image)", fontsize=9)
-    return save_figure(fig, path, formats)
+    cell = min(1.1, (FULL_WIDTH - 1.2) / (len(cols) + 1))
+    with figure_style() as plt:
+        fig, axes = plt.subplots(len(images), len(cols) + 1, figsize=(cell * (len(cols) + 1) + 1.2,
+                                                                      cell * len(images) + 0.3), squeeze=False)
+        mappable = None
+        for r, image_id in enumerate(images):
+            axes[r][0].imshow(originals[image_id], cmap="gray", vmin=0, vmax=1)
+            axes[r][0].set_ylabel(str(image_id), fontsize=7)
+            if r == 0:
+                axes[r][0].set_title("original", fontsize=7)
+            for c, col in enumerate(cols, start=1):
+                ax = axes[r][c]
+                if (image_id, col) in maps:
+                    mappable = ax.imshow(maps[(image_id, col)], cmap="magma", vmin=0, vmax=vmax)
+                    its = sorted(shown_iter[(image_id, col)])
+                    ax.set_xlabel(f"it. {its[-1]}, n={counts[(image_id, col)]}", fontsize=6.5, labelpad=1.5)
+                if r == 0:
+                    ax.set_title(str(col), fontsize=7)
+            for ax in axes[r]:
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.grid(False)
+                for side in ax.spines.values():
+                    side.set_visible(False)
+        if mappable is not None:
+            bar = fig.colorbar(mappable, ax=axes.ravel().tolist(), fraction=0.04, pad=0.02, shrink=0.7)
+            bar.set_label("mean |last snapshot - original|\n(pixel values 0-1)", fontsize=7)
+            bar.ax.tick_params(labelsize=6.5)
+        return save_figure(fig, path, formats)

@@ -77,15 +77,21 @@ def test_kaplan_meier_with_censoring():
               "d": [0, .1, .1, .1, .1, .1, .1]}
     table = make_table(curves)
     table.loc[(table["trajectory_id"] == "b") & (table["iteration"] == 4), "failed"] = True
-    surv = analysis.survival_curves(table, 0.5, by=["model"], n_boot=200).set_index("iteration")
+    surv = analysis.survival_curves(table, 0.5, by=["model"]).set_index("iteration")
     # S(2) = 3/4; b leaves the risk set after 3 without an event; S(5) = 3/4 * (1 - 1/2)
     expected = [1, 1, 0.75, 0.75, 0.75, 0.375, 0.375]
     np.testing.assert_allclose(surv["survival"].to_numpy(), expected)
     assert surv.loc[5, "at_risk"] == 2 and surv.loc[5, "collapsed"] == 1 and surv.loc[4, "at_risk"] == 2
     assert (surv["lo"] <= surv["survival"] + 1e-12).all() and (surv["hi"] >= surv["survival"] - 1e-12).all()
-    med = analysis.median_collapse(table, 0.5, by=["model"], n_boot=200).iloc[0]
+    # Greenwood log-log band, as scipy.stats.ecdf(...).sf.confidence_interval gives it (pinned)
+    assert surv.loc[2, "lo"] == pytest.approx(0.12794692, rel=1e-6) and surv.loc[2, "hi"] == pytest.approx(0.96054864)
+    assert surv.loc[0, "lo"] == surv.loc[0, "hi"] == 1.0  # undefined at S = 1: the estimate itself
+    med = analysis.median_collapse(table, 0.5, by=["model"]).iloc[0]
     assert med["median_collapse"] == 5 and med["collapsed"] == 2 and med["trajectories"] == 4
-    assert med["median_collapse_lo"] <= 5 <= med["median_collapse_hi"]
+    # the band's upper edge never reaches 0.5 with 4 trajectories: the interval is open-ended
+    assert med["median_collapse_lo"] == 2 and math.isinf(med["median_collapse_hi"])
+    assert med["collapsed_share"] == 0.5
+    assert (med["collapsed_share_lo"], med["collapsed_share_hi"]) == pytest.approx((0.15003899, 0.84996101))
     # fewer than half collapse -> median not reached (inf)
     few = make_table({"a": [0, .6], "b": [0, .1], "c": [0, .1]})
     assert math.isinf(analysis.median_collapse(few, 0.5, by=["model"]).loc[0, "median_collapse"])
@@ -145,7 +151,8 @@ def test_slope_and_auc_of_linear_curves():
     stats = analysis.drift_stats(table, "lpips_orig", n_boot=200).set_index("mask_label")
     assert stats.loc["g", "slope"] == pytest.approx(0.03)  # the jump at iteration 1 does not bias it
     assert stats.loc["h", "slope"] == pytest.approx(0.01)
-    assert stats.loc["h", "slope_lo"] == pytest.approx(0.01) and stats.loc["h", "slope_hi"] == pytest.approx(0.01)
+    assert stats.loc["g", "slope_lo"] == pytest.approx(0.03) and stats.loc["g", "slope_hi"] == pytest.approx(0.03)
+    assert math.isnan(stats.loc["h", "slope_lo"])  # one trajectory: no interval
     assert stats.loc["h", "auc"] == pytest.approx(0.01 * 10 / 2)  # area 0.5 over 10 iterations
     assert math.isnan(stats.loc["h", "exp_k"])  # no saturation: exponential not identifiable
     np.testing.assert_allclose(analysis.trajectory_slopes(np.array([[1.0, np.nan, 5.0]]), np.arange(3.0)), [2.0])
@@ -212,23 +219,97 @@ def _write_run(folder, name: str, iterations: int, size: int = 32, metrics=("lpi
                           "metrics": {"lpips": {"net": "alex"}}})
 
 
-def test_load_runs_combines_and_refuses_incompatible(tmp_path):
+def test_load_runs_combines_and_compares_on_what_runs_share(tmp_path):
     _write_run(tmp_path / "a", "alpha", 6)
     _write_run(tmp_path / "b", "beta", 6)
     table = analysis.load_runs(tmp_path / "a", tmp_path / "b")
     assert sorted(table["run"].unique()) == ["alpha", "beta"]
     assert set(table.attrs["manifests"]) == {"alpha", "beta"} and table.attrs["manifest"]["name"] == "alpha"
     assert table.attrs["run_dirs"]["beta"] == str(tmp_path / "b")
+    assert table.attrs["differences"] == [] and table.attrs["pairing"] == {"alpha": 0, "beta": 0}
     # same trajectory ids in both runs stay distinct trajectories
     summary = analysis.group_summary(table, by=["mask_label"], n_boot=50)
     assert summary["trajectories"].tolist() == [2, 2]
     assert analysis.load_runs([tmp_path / "a"])["run"].unique().tolist() == ["alpha"]
 
+    # another size, more iterations, fewer metrics: compared on iterations 0-6, differences stated
     _write_run(tmp_path / "c", "gamma", 9, size=64, metrics=("lpips",))
+    both = analysis.load_runs(tmp_path / "a", tmp_path / "c")
+    assert both.groupby("run")["iteration"].max().to_dict() == {"alpha": 6, "gamma": 6}
+    text = " ".join(both.attrs["differences"])
+    for words in ("Iterations differ ('alpha' 0-6, 'gamma' 0-9)", "image size differ ('alpha' 32, 'gamma' 64)",
+                  "no trajectory is paired", "metrics differ", "compared on iterations 0-6"):
+        assert words in text, words
+    assert both.attrs["pairing"] == {"alpha": 0, "gamma": 1}
     with pytest.raises(ResultsError) as err:
-        analysis.load_runs(tmp_path / "a", tmp_path / "c")
-    message = str(err.value)
+        analysis.load_runs(tmp_path / "a", tmp_path / "c", strict=True)
     for word in ("iterations", "'alpha' 6", "'gamma' 9", "image size", "metrics"):
-        assert word in message
+        assert word in str(err.value)
     with pytest.raises(ResultsError, match="not found"):
         analysis.load_runs(tmp_path / "missing")
+
+
+def test_load_runs_keeps_only_shared_images_and_masks(tmp_path):
+    _write_run(tmp_path / "a", "alpha", 4)
+    table = RunStore(tmp_path / "a").load_table()
+    other = table[table["mask_label"] == "grid-8"].copy()
+    extra = other.assign(image_id="other", trajectory_id=lambda f: f["trajectory_id"].str.replace("img", "other"))
+    store = RunStore(tmp_path / "b")
+    store.write_part(pd.concat([other, extra], ignore_index=True))
+    store.write_manifest({"name": "beta", "config": {"iterations": 4, "size": 32, "fit": "pad"}})
+    both = analysis.load_runs(tmp_path / "a", tmp_path / "b")
+    assert set(zip(both["run"], both["image_id"], both["mask_label"])) == {("alpha", "img", "grid-8"),
+                                                                          ("beta", "img", "grid-8")}
+    text = " ".join(both.attrs["differences"])
+    assert "Left out of run 'alpha': 1 trajectories" in text and "Left out of run 'beta': 1 trajectories" in text
+
+
+# -- exponential fit, log-rank, regions, failures ----------------------------------------------------
+
+def test_exponential_fit_is_refused_where_it_does_not_fit():
+    t = np.arange(0, 21.0)
+    rng = np.random.default_rng(1)
+    saturating = 0.5 * (1 - np.exp(-0.3 * t)) + rng.normal(0, 0.01, (12, t.size)) * (t > 0)
+    fit = analysis.exponential_approach("lpips_orig", saturating, t, n_boot=200)
+    assert fit["fit"] == "ok" and fit["exp_r2"] > 0.99
+    assert fit["half_life_lo"] <= fit["half_life"] <= fit["half_life_hi"]
+    assert fit["half_life"] == pytest.approx(math.log(2) / 0.3, rel=0.05)
+    # a slow curve whose fitted half-life lies far beyond the run (the "1023 iterations from 20" case)
+    slow = 0.9 * (1 - np.exp(-0.0007 * t)) + 0.0 * saturating
+    assert analysis.exponential_approach("lpips_orig", slow, t, n_boot=20)["fit"].startswith("no saturation")
+    short = analysis.exponential_approach("lpips_orig", saturating[:, :6], t[:6], n_boot=20)
+    assert short["fit"] == "too few iterations (5 < 8)" and math.isnan(short["half_life"])
+    noisy = rng.normal(0.2, 0.1, (3, t.size)) * (t > 0)
+    assert analysis.exponential_approach("lpips_orig", noisy, t, n_boot=20)["fit"].startswith(("poor fit", "no sat"))
+    assert analysis.exponential_approach("psnr_orig", 30 - t + 0 * saturating, t)["fit"] == "no fixed starting value"
+
+
+def test_logrank_between_models():
+    fast = {f"f{i}": [0, .6, .7] for i in range(6)}
+    slow = {f"s{i}": [0, .1, .2] for i in range(6)}
+    table = make_table({**fast, **slow}, model={**{k: "fast" for k in fast}, **{k: "slow" for k in slow}})
+    tests = analysis.logrank_tests(table, 0.5)
+    row = tests.iloc[0]
+    assert (row["a"], row["b"], row["collapsed_a"], row["collapsed_b"]) == ("fast", "slow", 6, 0)
+    assert row["pvalue"] < 0.01
+    same = analysis.logrank_tests(make_table(slow, model={k: ("x" if k < "s3" else "y") for k in slow}), 0.5)
+    assert math.isnan(same.loc[0, "pvalue"])  # no collapse anywhere: nothing to test
+
+
+def test_region_summary_and_failures():
+    table = make_table({"a": [0, .2, .4], "b": [0, .4, .6]})
+    table["lpips_orig_never"] = [0, 0.1, np.nan, 0, 0.2, 0.3]  # 'a' has no never-masked pixels left at 2
+    table["lpips_orig_ever"] = [np.nan, 0.3, 0.5, np.nan, 0.5, 0.7]
+    regions = analysis.region_summary(table, "lpips", n_boot=50).set_index("region")
+    assert regions.loc["whole", "mean"] == pytest.approx(0.5) and regions.loc["whole", "n"] == 2
+    assert regions.loc["never", "n"] == 1 and regions.loc["never", "mean"] == pytest.approx(0.3)
+    assert regions.loc["ever", "mean"] == pytest.approx(0.6)
+    assert list(analysis.region_columns(table, "lpips_orig")) == ["whole", "ever", "never"]
+    table.loc[(table["trajectory_id"] == "b") & (table["iteration"] == 2), "failed"] = True
+    table["failure"] = np.where(table["failed"], "nan", None)
+    table.loc[(table["trajectory_id"] == "a") & (table["iteration"] == 2), "lpips_orig"] = np.nan
+    found = analysis.failures(table, "lpips_orig").set_index("trajectory_id")
+    assert found.loc["b", "problem"] == "failed model call" and found.loc["b", "reason"] == "nan"
+    assert found.loc["b", "iteration"] == 2 and found.loc["b", "last_good"] == 1
+    assert found.loc["a", "problem"] == "metric missing"
+    assert analysis.failures(make_table({"x": [0, 1]}), "lpips_orig").empty

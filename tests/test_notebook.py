@@ -21,6 +21,7 @@ def test_notebook_is_stored_without_outputs():
     assert code and all(c["outputs"] == [] and c["execution_count"] is None for c in code)
     source = "".join("".join(c["source"]) for c in code)
     assert "RIPBENCH_RUN_DIR" in source and "results/quick" in source
+    assert "run_experiment" in source  # without a run it makes a short one (offline, shipped model)
 
 
 @pytest.mark.slow
@@ -41,6 +42,8 @@ def test_notebook_executes_against_a_tiny_run(tiny_config_data, monkeypatch):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 5  # collapse curves, survival, models, image strips, heat map
+    assert len(images) == 6  # collapse curves, survival, models, regions, image strips, heat map
     text = "".join(o.get("text", "") for o in outputs)
     assert "ssim_orig <= 0.5" in text and "8 trajectories" in text
+    assert "LPIPS is not in this run" in text and "Fastest drift:" in text
+    assert "no hallucination scores in this run" in text and "No failed model call" in text

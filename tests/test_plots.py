@@ -40,7 +40,12 @@ def synthetic_run(folder: Path, iterations: int = 6, snapshots: tuple[int, ...] 
                                      "mask_policy": "grid", "mask_label": label, "seed": seed, "iteration": it,
                                      "lpips_orig": min(rate * it + rng.normal(0, 0.01) * (it > 0), 1.0),
                                      "ssim_orig": 1 - 0.8 * rate * it, "psnr_orig": np.inf if it == 0 else 30 - it,
-                                     "mask_area": 0.0 if it == 0 else cell_px**2 / SIZE**2, "failed": False})
+                                     "mask_area": 0.0 if it == 0 else cell_px**2 / SIZE**2, "failed": False,
+                                     "lpips_orig_never": 0.0 if it == 0 else 0.3 * rate * it,
+                                     "lpips_orig_ever": np.nan if it == 0 else min(1.2 * rate * it, 1.0),
+                                     "lpips_orig_current": np.nan if it == 0 else 0.5,
+                                     "halluc_score": np.nan if it == 0 else rng.gamma(2.0, 1e-4 * (1 + it / 3)),
+                                     "shapes_reason": "ok" if it == 0 or rng.random() > 0.3 else "duplicate"})
                         if it in snapshots:
                             out = folder / "images" / tid
                             out.mkdir(parents=True, exist_ok=True)
@@ -86,7 +91,7 @@ def test_collapse_curves_bands_and_threshold(run, tmp_path):
 
 def test_survival_and_model_comparison(run, tmp_path):
     _, table = run
-    assert_image(plots.survival_curves(table, tmp_path / "surv.png", 0.2, formats=["svg"], n_boot=100))
+    assert_image(plots.survival_curves(table, tmp_path / "surv.png", 0.2, formats=["svg"]))
     path = plots.model_comparison(table, tmp_path / "cmp.png", formats=["svg"], n_boot=100)
     assert_image(path, min_size=(700, 200))
     svg = (tmp_path / "cmp.svg").read_text()
@@ -125,3 +130,41 @@ def test_drift_heatmap_written_and_refuses_runs_without_snapshots(run, tmp_path)
     RunStore(empty).write_part(table[table["trajectory_id"] == "alpha__cat__grid-8__s0"])
     with pytest.raises(ResultsError, match="no trajectory"):
         plots.drift_heatmap(empty, tmp_path / "none.png")
+
+
+def test_figures_share_one_width_and_come_as_pdf(run, tmp_path):
+    _, table = run
+    curves = plots.collapse_curves(table, tmp_path / "c.png", formats=["pdf"], n_boot=50)
+    regions = plots.region_curves(table, tmp_path / "r.png", "lpips", formats=["pdf"], n_boot=50)
+    widths = []
+    for path in (curves, regions):
+        assert path.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
+        with Image.open(path) as img:
+            widths.append(img.width)
+    # a full-width figure is FULL_WIDTH inches at DPI (tight bounding box: within a few percent)
+    for width in widths:
+        assert width == pytest.approx(plots.FULL_WIDTH * plots.DPI, rel=0.06)
+
+
+def test_region_hallucination_and_roc_figures(run, tmp_path):
+    from ripbench import hallucination_stats
+
+    _, table = run
+    assert_image(plots.region_curves(table, tmp_path / "regions.png", "lpips_orig", formats=["svg"], n_boot=50))
+    assert "pixels never masked so far" in (tmp_path / "regions.svg").read_text()
+    assert_image(plots.hallucination_bands(table, tmp_path / "bands.png", formats=["svg"], n_boot=50))
+    assert "hallucination rate" in (tmp_path / "bands.svg").read_text()  # ground truth panel
+    roc = hallucination_stats.roc_analysis(table, n_boot=50)
+    assert roc["status"] == "ok"
+    assert_image(plots.roc_curves([roc], tmp_path / "roc.png", formats=["svg"]))
+    assert "AUROC" in (tmp_path / "roc.svg").read_text()
+    with pytest.raises(ResultsError, match="no ROC"):
+        plots.roc_curves([{"status": "no ground truth"}], tmp_path / "none.png")
+    with pytest.raises(ResultsError, match="no region columns"):
+        plots.region_curves(table, tmp_path / "x.png", "ssim_orig")
+
+
+def test_choose_iterations_spreads_over_the_run():
+    assert plots.choose_iterations([0, 1, 5, 10, 20], 5) == [0, 1, 5, 10, 20]
+    assert plots.choose_iterations(list(range(0, 101)), 4) == [0, 25, 50, 75, 100]
+    assert plots.choose_iterations([3, 7], 5) == [3, 7]

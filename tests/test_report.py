@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 
 from ripbench.config import validate_config
-from ripbench.errors import ResultsError
 from ripbench.harness import run_experiment
 from ripbench.report import write_report
 
@@ -37,11 +36,28 @@ def _tiny(output_dir: Path, name: str, **changes: object) -> dict:
     return {**data, **changes}
 
 
+#: The shipped diffusion model on a few Simple Shapes images: hallucination scores and ground truth. Six
+#: steps put four in the noise band [0, 0.5] (levels 0, 1/6, 2/6, 3/6), enough for a score.
+SHAPES = {"name": "shapes-ddpm", "options": {"steps": 6}, "inputs": {"source": "shapes", "count": 4}, "size": 32,
+          "masks": [{"policy": "columns", "count": 3}]}
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("report")
-    run = run_experiment(validate_config(_tiny(out, "tiny")), progress=False)
+    config = _tiny(out, "tiny", models=[{"name": "biharmonic"}, SHAPES], hallucination={"window": 0.5})
+    run = run_experiment(validate_config(config), progress=False)
     return write_report([run.run_dir], n_boot=200)
+
+
+@pytest.fixture(scope="module")
+def two_models(report: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny run and the same images, masks and seeds with another model: a paired comparison."""
+    out = tmp_path_factory.mktemp("telea")
+    first = report["html"].parents[1]
+    second = run_experiment(validate_config(_tiny(out, "tiny-telea", models=[{"name": "telea"}])),
+                            progress=False).run_dir
+    return write_report([first, second], out / "cmp", n_boot=200, max_strips=4)
 
 
 class _Refs(HTMLParser):
@@ -59,46 +75,72 @@ class _Refs(HTMLParser):
                 self.refs.append((tag, name, value or ""))
 
 
+FIGURES = ("collapse_curves", "model_comparison", "survival", "regions", "hallucination_bands", "roc",
+           "image_strips", "drift_heatmap")
+
+
 def test_report_files_and_self_contained_html(report):
     html_path = report["html"]
     assert html_path.name == "report.html" and html_path.parent.name == "report"
-    for key in ("markdown", "summary_csv", "collapse_curves", "survival", "model_comparison", "image_strips",
-                "drift_heatmap"):
+    for key in ("markdown", "summary_csv", "collapse_curves", "survival", "model_comparison", "regions",
+                "hallucination_bands", "image_strips", "drift_heatmap"):
         assert report[key].is_file() and report[key].stat().st_size > 0, key
         if report[key].suffix == ".png":
-            assert report[key].with_suffix(".svg").is_file()
+            assert report[key].with_suffix(".pdf").read_bytes()[:5] == b"%PDF-", key
     text = html_path.read_text()
     parser = _Refs()
     parser.feed(text)
     images = [v for tag, name, v in parser.refs if tag == "img"]
-    assert len(images) == sum(k in report for k in ("collapse_curves", "survival", "model_comparison",
-                                                    "categories", "image_strips", "drift_heatmap"))
+    assert len(images) == sum(k in report for k in FIGURES)
     for tag, name, value in parser.refs:  # nothing outside the file: data URIs and in-page anchors only
         assert value.startswith(("data:", "#")), (tag, name, value[:80])
     for uri in images:
-        assert base64.b64decode(uri.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+        head, data = uri.split(",", 1)
+        magic = base64.b64decode(data)[:8]
+        assert (head == "data:image/png;base64" and magic == b"\x89PNG\r\n\x1a\n") or \
+            (head == "data:image/jpeg;base64" and magic[:3] == b"\xff\xd8\xff")
+        assert len(data) < 300_000  # thumbnails, not the full-resolution files
     assert "script" not in parser.tags and "@import" not in text and "url(" not in text
     for words in ("How to read this", "ssim_orig &lt;= 0.5", "Kaplan-Meier", "Full manifest.json", "biharmonic",
-                  "grid-16", "fingerprint"):
+                  "grid-16", "fingerprint", "Drift by region", "VAE / pipeline drift", "Hallucination",
+                  "Ground truth: Simple Shapes labeller", "Failures", "No failed model call",
+                  "Scores use the denoising steps whose noise level t/T lies in the band: shapes-ddpm [0, 0.5]",
+                  "SSIM to original (higher is better)", "MSE to original (lower is better)",
+                  "LPIPS is not in this run"):
         assert words in text, words
+    assert html_path.stat().st_size < 1_000_000
     summary = pd.read_csv(report["summary_csv"])
-    assert summary["trajectories"].tolist() == [4, 4] and "median_collapse" in summary.columns
+    assert summary["trajectories"].tolist() == [4, 4, 8] and "median_collapse" in summary.columns
+    assert {"ssim_orig_half_life_lo", "ssim_orig_fit", "collapsed_share_lo", "ssim_orig@3_lo"} <= set(summary.columns)
     md = report["markdown"].read_text()
     assert md.startswith("# ripbench report: tiny") and "| model | mask_label |" in md
-    assert "(figures/collapse_curves.png)" in md
+    assert "(figures/collapse_curves.png)" in md and "## Drift by region" in md
 
 
-def test_report_compares_runs_and_refuses_incompatible(tmp_path, report):
+def test_report_pairs_models_across_runs(two_models):
+    text = two_models["html"].read_text()
+    assert "Runs compared" in text and "Paired comparisons" in text
+    assert "Left out of run &#x27;tiny&#x27;: 8 trajectories" in text  # the shapes trajectories: not in both runs
+    comparisons = pd.read_csv(two_models["comparisons_csv"])
+    assert set(comparisons["a"]) == {"tiny / biharmonic"} and set(comparisons["b"]) == {"tiny-telea / telea"}
+    assert comparisons["n"].tolist() == [4, 4, 4, 4]  # 2 images x 2 seeds per mask
+    assert comparisons["p"].between(0, 1).all() and (comparisons["p_holm"] >= comparisons["p"]).all()
+    assert "\\toprule" in two_models["comparisons_tex"].read_text()
+    assert "no two-sided test can reach p &lt; 0.05" in text  # 4 pairs: stated plainly
+    assert "image_strips_tiny-telea" in two_models and "drift_heatmap_tiny" in two_models
+
+
+def test_report_compares_runs_of_different_lengths_on_what_they_share(tmp_path, report):
     first = report["html"].parents[1]
-    second = run_experiment(validate_config(_tiny(tmp_path, "tiny-b", seeds=[3])), progress=False).run_dir
-    paths = write_report([first, second], tmp_path / "cmp", threshold="ssim_orig<=0.9", n_boot=50, max_strips=2)
+    other = run_experiment(validate_config(_tiny(tmp_path, "long", iterations=4, seeds=[3])), progress=False).run_dir
+    paths = write_report([first, other], tmp_path / "cmp", threshold="ssim_orig<=0.9", n_boot=50, max_strips=2)
     text = paths["html"].read_text()
-    assert "ssim_orig &lt;= 0.9" in text and "Run tiny-b" in text
-    assert "image_strips_tiny-b" in paths and "drift_heatmap_tiny" in paths
-    assert pd.read_csv(paths["summary_csv"])["run"].tolist() == ["tiny", "tiny", "tiny-b", "tiny-b"]
-    other = run_experiment(validate_config(_tiny(tmp_path, "long", iterations=4)), progress=False).run_dir
-    with pytest.raises(ResultsError, match="iterations differ"):
-        write_report([first, other], tmp_path / "bad")
+    assert "ssim_orig &lt;= 0.9" in text and "Run long" in text
+    assert "Iterations differ (&#x27;tiny&#x27; 0-3, &#x27;long&#x27; 0-4): everything is compared on iterations 0-3" \
+        in text
+    summary = pd.read_csv(paths["summary_csv"])
+    assert summary["run"].tolist() == ["long", "long", "tiny", "tiny"] and "ssim_orig@3" in summary.columns
+    assert "comparisons_csv" not in paths  # other seeds: nothing to pair
 
 
 # -- the browser check ----------------------------------------------------------------------------------
@@ -146,6 +188,22 @@ class DevTools:
         self.ws.close()
 
 
+#: What the page looks like to a reader: title, images (loaded? shown how wide?), and every element that
+#: sticks out to the right of the viewport or scrolls sideways inside its box.
+OVERFLOW_PROBE = """JSON.stringify((() => {
+  const vw = document.documentElement.clientWidth;
+  const name = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : '');
+  const all = Array.from(document.querySelectorAll('body *'));
+  return {title: document.title, h1: document.querySelector('h1').textContent, viewport: vw,
+    pageWidth: document.documentElement.scrollWidth, tables: document.querySelectorAll('table').length,
+    images: Array.from(document.images).map(i => ({alt: i.alt, complete: i.complete, width: i.naturalWidth,
+      height: i.naturalHeight, shown: Math.round(i.getBoundingClientRect().width)})),
+    outside: all.filter(e => e.getBoundingClientRect().right > vw + 1).map(name).slice(0, 10),
+    scrolling: all.filter(e => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'visible')
+      .map(name).slice(0, 10)};
+})())"""
+
+
 def browse(binary: str, page: Path, screenshot: Path, timeout: float = 60.0) -> dict:
     """Load ``page`` in headless chromium; return image sizes, errors and requests; save a screenshot."""
     profile = tempfile.mkdtemp(prefix="ripbench-chromium-")
@@ -168,10 +226,7 @@ def browse(binary: str, page: Path, screenshot: Path, timeout: float = 60.0) -> 
             tools.call(f"{domain}.enable")
         tools.call("Page.navigate", url=page.resolve().as_uri())
         tools.wait_for("Page.loadEventFired")
-        found = tools.call("Runtime.evaluate", returnByValue=True, expression=(
-            "JSON.stringify({title: document.title, h1: document.querySelector('h1').textContent,"
-            " images: Array.from(document.images).map(i => ({alt: i.alt, complete: i.complete,"
-            " width: i.naturalWidth, height: i.naturalHeight})), tables: document.querySelectorAll('table').length})"))
+        found = tools.call("Runtime.evaluate", returnByValue=True, expression=OVERFLOW_PROBE)
         info = json.loads(found["result"]["value"])
         shot = tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
         screenshot.write_bytes(base64.b64decode(shot["data"]))
@@ -194,7 +249,11 @@ def browse(binary: str, page: Path, screenshot: Path, timeout: float = 60.0) -> 
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def test_report_renders_in_headless_chromium(report, tmp_path):
+@pytest.mark.parametrize("which", ["one_run", "two_runs"])
+def test_report_renders_in_headless_chromium(which, report, two_models, tmp_path):
+    """Every image loads, nothing sticks out or scrolls sideways at 1280 px, no console error, no request.
+
+    Set RIPBENCH_SCREENSHOT_DIR to keep the full-page screenshots (to look at them)."""
     binary = _chromium()
     if binary is None:
         _need("chromium is not installed (Debian: apt-get install chromium)")
@@ -202,17 +261,54 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
         import websocket  # noqa: F401
     except ImportError:
         _need("the websocket-client package is not installed (pip install websocket-client)")
-    screenshot = tmp_path / "report.png"
-    info = browse(binary, report["html"], screenshot)
+    paths = report if which == "one_run" else two_models
+    keep = os.environ.get("RIPBENCH_SCREENSHOT_DIR")
+    screenshot = (Path(keep) if keep else tmp_path) / f"report-{which}.png"
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    info = browse(binary, paths["html"], screenshot)
     assert info["title"].startswith("ripbench report") and info["h1"] == info["title"]
-    assert len(info["images"]) >= 5
+    assert len(info["images"]) == sum(k in paths for k in FIGURES if k in paths) + sum(
+        1 for k in paths if k.startswith(("image_strips_", "drift_heatmap_")))
     for img in info["images"]:
         assert img["complete"] and img["width"] > 0 and img["height"] > 0, img
-    assert info["tables"] >= 3
+        assert 0 < img["shown"] <= info["viewport"], img
+    assert info["viewport"] >= 1200 and info["pageWidth"] <= info["viewport"], info
+    assert info["outside"] == [] and info["scrolling"] == [], info
+    assert info["tables"] >= 4
     assert info["errors"] == []
-    page_url = report["html"].resolve().as_uri()
+    page_url = paths["html"].resolve().as_uri()
     assert [u for u in info["requests"] if u != page_url and not u.startswith("data:")] == []
     from PIL import Image
 
     with Image.open(screenshot) as shot:
-        assert shot.width >= 1000 and shot.height > 2000
+        assert shot.width >= 1200 and shot.height > 3000
+
+
+def test_report_of_a_synthetic_run_with_failures_and_ground_truth(tmp_path):
+    """Every section from a synthetic run folder (no model runs): pairs, regions, ROC, a failed trajectory."""
+    from ripbench.store import RunStore
+    from tests.test_plots import synthetic_run
+
+    folder = tmp_path / "synthetic"
+    table = synthetic_run(folder)
+    failed = (table["trajectory_id"] == "beta__dog__grid-16__s1") & (table["iteration"] >= 5)
+    table.loc[failed, "failed"] = True
+    table["failure"] = table["failed"].map({True: "nan: 3 NaN values", False: ""})
+    for part in RunStore(folder).part_files():
+        part.unlink()
+    RunStore(folder).write_part(table.drop(columns="run"))
+    paths = write_report(folder, tmp_path / "out", n_boot=100)
+    text = paths["html"].read_text()
+    for words in ("Fastest drift: beta / grid-128", "LPIPS to original (lower is better)", "Paired comparisons",
+                  "Detecting hallucinated outputs by halluc_score: AUROC", "1 of 24 trajectories had a failed model "
+                  "call", "nan: 3 NaN values", "never-masked pixels (VAE / pipeline drift)"):
+        assert words in text, words
+    failures = pd.read_csv(paths["failures_csv"])
+    assert failures[["model", "image_id", "mask_label", "seed", "iteration", "last_good"]].values.tolist() == [
+        ["beta", "dog", "grid-16", 1, 5, 4]]
+    comparisons = pd.read_csv(paths["comparisons_csv"])
+    assert comparisons["mask_label"].tolist() == ["grid-8"] * 2 + ["grid-16"] * 2 + ["grid-128"] * 2  # by area
+    assert comparisons.loc[comparisons["mask_label"] == "grid-16", "n"].tolist() == [3, 3]  # the failed pair left out
+    assert (comparisons["worse"][:4] == "beta").all()  # beta drifts 1.5 times as fast...
+    assert comparisons["worse"][4:].tolist() == ["neither", "beta"]  # ...but both end at LPIPS 1 on grid-128
+    assert paths["html"].stat().st_size < 1_000_000

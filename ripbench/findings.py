@@ -1,0 +1,255 @@
+"""Plain-language findings generated from the numbers, for the report.
+
+Every sentence reads the metric's label and direction from its spec
+(:func:`ripbench.metrics.registry.spec_for_column`), carries its ``n`` and a confidence
+interval, and says so plainly when a result is weak (intervals that overlap, a test that
+cannot reach significance with so few pairs, an AUROC interval that includes chance). No
+number in a sentence is fixed text: all come from the data passed in.
+
+Example
+-------
+>>> summary = pd.DataFrame({"model": ["a", "b"], "trajectories": [4, 4], "ssim_orig@5": [0.9, 0.4],
+...                         "ssim_orig@5_lo": [0.85, 0.3], "ssim_orig@5_hi": [0.95, 0.5]})
+>>> summary.attrs["final"] = "ssim_orig@5"
+>>> fastest_drift(summary, ["model"])
+'Fastest drift: b, with the worst final SSIM to original (higher is better): 0.400 (95% CI 0.300 to 0.500, n = 4 trajectories) at iteration 5. Slowest: a, 0.900 (95% CI 0.850 to 0.950, n = 4).'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from . import analysis
+from .metrics.registry import column_label, spec_for_column
+from .stats import fmt, fmt_interval, proportion_ci
+
+__all__ = ["collapse_sentences", "comparison_sentences", "failure_sentences", "fastest_drift", "fmt", "fmt_interval",
+           "group_name", "hallucination_sentences", "metric_phrase", "region_sentences"]
+
+
+def _pct(share: float) -> str:
+    return "n/a" if share is None or math.isnan(share) else f"{100 * share:.0f}%"
+
+
+def _value_ci(value: Any, lo: Any, hi: Any, ci: float = 0.95, digits: int = 3) -> str:
+    """``"0.852 (95% CI 0.816 to 0.880"`` - the caller closes the parenthesis after adding n."""
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return f"{fmt(value, digits)} (no {ci:.0%} CI"
+    v, a, b = fmt_interval(value, lo, hi, digits)
+    return f"{v} ({ci:.0%} CI {a} to {b}"
+
+
+def group_name(row: pd.Series | dict[str, Any], by: Sequence[str]) -> str:
+    """``"biharmonic / grid-16"``; ``"all trajectories"`` without grouping columns."""
+    return " / ".join(str(row[c]) for c in by) or "all trajectories"
+
+
+def metric_phrase(metric: str) -> str:
+    """The metric's label and direction from its spec: ``"SSIM to original (higher is better)"``."""
+    return column_label(metric) or metric
+
+
+def _direction(metric: str) -> int:
+    return analysis.metric_direction(metric)
+
+
+def fastest_drift(summary: pd.DataFrame, by: Sequence[str], ci: float = 0.95,
+                  table: pd.DataFrame | None = None) -> str | None:
+    """The group with the worst final value of the summary's final metric, in that metric's direction.
+
+    "Worst" is the largest value for a metric where lower is better (LPIPS, MSE) and the smallest
+    where higher is better (SSIM, PSNR). Says plainly when the worst group's interval overlaps the
+    runner-up's, and when the groups saw different images (``table`` given). ``None`` with fewer
+    than two groups.
+    """
+    final = summary.attrs.get("final")
+    if not final or final not in summary.columns or len(summary) < 2:
+        return None
+    metric, _, iteration = final.partition("@")
+    values = summary[final].astype(float)
+    if values.notna().sum() < 2:
+        return None
+    direction = _direction(metric)
+    order = (values * direction).sort_values(ascending=False, na_position="last").index
+    order = [i for i in order if not math.isnan(values[i])]
+    worst, runner, best = order[0], order[1], order[-1]
+    lo, hi = f"{final}_lo", f"{final}_hi"
+    row = summary.loc[worst]
+    text = (f"Fastest drift: {group_name(row, by)}, with the worst final {metric_phrase(metric)}: "
+            f"{_value_ci(row[final], row.get(lo), row.get(hi), ci)}, n = {int(row['trajectories'])} trajectories) "
+            f"at iteration {iteration}.")
+    other = summary.loc[best]
+    text += (f" Slowest: {group_name(other, by)}, {_value_ci(other[final], other.get(lo), other.get(hi), ci)}, "
+             f"n = {int(other['trajectories'])}).")
+    second = summary.loc[runner]
+    if lo in summary.columns and not any(pd.isna(v) for v in (row[lo], row[hi], second[lo], second[hi])):
+        if row[lo] <= second[hi] and second[lo] <= row[hi]:
+            text += (f" Its interval overlaps that of {group_name(second, by)} ({fmt(second[final])}), so this run "
+                     "does not establish which of the two drifts fastest.")
+    if table is not None and by and all(c in table.columns for c in by) and "image_id" in table.columns:
+        sets = {k: frozenset(g["image_id"].astype(str)) for k, g in table.groupby(list(by))}
+        if len(set(sets.values())) > 1:
+            text += " The groups did not all see the same images, so this ranking mixes inputs."
+    return text
+
+
+def collapse_sentences(summary: pd.DataFrame, by: Sequence[str], rule: analysis.CollapseRule,
+                       ci: float = 0.95) -> list[str]:
+    """Per group: final value with CI, collapses (share with CI), median collapse with CI, the
+    exponential approach where it fits, failures."""
+    lines = []
+    final = summary.attrs.get("final") or ""
+    metric = rule.metric
+    for _, row in summary.iterrows():
+        n = int(row["trajectories"])
+        parts = [f"{group_name(row, by)}:"]
+        if final in summary.columns:
+            parts.append(f"mean {metric_phrase(metric)} at iteration {final.partition('@')[2]} = "
+                         f"{_value_ci(row[final], row.get(f'{final}_lo'), row.get(f'{final}_hi'), ci)}, n = {n});")
+        k = int(row["collapsed"])
+        share, s_lo, s_hi = proportion_ci(k, n, ci)
+        parts.append(f"{k} of {n} collapsed ({_pct(share)}, {ci:.0%} CI {_pct(s_lo)} to {_pct(s_hi)}),")
+        med = row["median_collapse"]
+        if math.isfinite(med):
+            hi = row["median_collapse_hi"]
+            parts.append(f"median collapse at iteration {med:.0f} ({ci:.0%} CI {row['median_collapse_lo']:.0f} to "
+                         f"{f'{hi:.0f}' if math.isfinite(hi) else 'beyond the run'})")
+        else:
+            parts.append("median collapse not reached within the run")
+        text = " ".join(parts)
+        fit = row.get(f"{metric}_fit")
+        if fit == "ok":
+            hl_hi = row[f"{metric}_half_life_hi"]
+            text += (f"; the drift approaches its level exponentially with a half-life of "
+                     f"{row[f'{metric}_half_life']:.1f} iterations ({ci:.0%} CI {row[f'{metric}_half_life_lo']:.1f} to "
+                     f"{f'{hl_hi:.1f}' if math.isfinite(hl_hi) else 'beyond the run'}, R² {row[f'{metric}_exp_r2']:.2f})")
+        failed = int(row.get("failed", 0) or 0)
+        if failed:
+            text += f"; {failed} of {n} trajectories had a failed model call (censored there)"
+        lines.append(text + ".")
+    return lines
+
+
+def comparison_sentences(comparisons: pd.DataFrame, alpha: float = 0.05, ci: float = 0.95,
+                         measure: str = "final") -> list[str]:
+    """One sentence per paired comparison of ``measure`` (see :func:`ripbench.compare.paired_comparisons`)."""
+    if comparisons.empty:
+        return []
+    metric = comparisons.attrs.get("metric", "")
+    spec = spec_for_column(metric)
+    label = spec.label if spec else metric
+    lines = []
+    rows = comparisons[comparisons["measure"] == measure]
+    keys = [c for c in rows.columns if c not in ("a", "b") and c in ("mask_label", "category")]
+    for _, r in rows.iterrows():
+        where = f" ({', '.join(str(r[k]) for k in keys)})" if keys else ""
+        n = int(r["n"])
+        if r["diff"] == 0 and r["diff_lo"] == 0 and r["diff_hi"] == 0:
+            lines.append(f"Paired{where}: {r['a']} and {r['b']} give identical final {label} on all {n} matched "
+                         "trajectories.")
+            continue
+        worse, better = (r["b"], r["a"]) if r["worse"] == r["b"] else (r["a"], r["b"])
+        text = (f"Paired{where}, {n} matched trajectories (same image, mask, seed): {worse} ends further from the "
+                f"original than {better}; final {label} {r['b']} - {r['a']} = "
+                f"{_value_ci(r['diff'], r['diff_lo'], r['diff_hi'], ci)}); Wilcoxon p = {fmt(r['p'])}, Holm-adjusted "
+                f"{fmt(r['p_holm'])}.")
+        if r["min_p"] > alpha:
+            text += (f" With {n - int(r['zero'])} non-zero pairs no two-sided test can reach p < {alpha:g}: "
+                     "more images or seeds are needed to tell these models apart.")
+        elif not r["p_holm"] < alpha:
+            text += f" Not significant at {alpha:g} after Holm correction: no difference is established."
+        lines.append(text)
+    return lines
+
+
+def hallucination_sentences(rocs: Sequence[dict[str, Any]], threshold: dict[str, Any] | None,
+                            summary: pd.DataFrame | None = None, by: Sequence[str] = (),
+                            ci: float = 0.95) -> list[str]:
+    """AUROC per score with its CI and counts, the calibrated threshold's effect, the score's trend."""
+    lines = []
+    for roc in rocs:
+        if roc.get("status") != "ok":
+            lines.append(f"{roc['score']}: no ROC ({roc.get('status')}).")
+            continue
+        text = (f"Detecting hallucinated outputs by {roc['score']}: AUROC "
+                f"{_value_ci(roc['auroc'], roc['auroc_lo'], roc['auroc_hi'], ci, 2)}; n = {roc['outputs']} outputs of "
+                f"{roc['trajectories']} trajectories, {roc['hallucinated']} hallucinated).")
+        if not roc["auroc_lo"] > 0.5:
+            text += " The interval includes 0.5 (chance): this run does not show that the score detects them."
+        lines.append(text)
+    if threshold and threshold.get("status") == "ok":
+        det, ret = threshold["detection"], threshold["retention"]
+        before, after = threshold["rate_before"], threshold["rate_after"]
+
+        def share(d: dict[str, Any]) -> str:
+            return f"{_pct(d['share'])}, {ci:.0%} CI {_pct(d['lo'])} to {_pct(d['hi'])}"
+
+        head = (f"Threshold calibrated to keep {_pct(threshold['keep'])} of the in-support outputs: "
+                f"{fmt(threshold['threshold'])}. ")
+        kept = f"keeps {ret['k']} of {ret['n']} in-support outputs ({share(ret)})"
+        if det["n"] == 0:
+            lines.append(head + f"No output is hallucinated by the ground truth (rate {share(before)}, n = "
+                         f"{before['n']}), so its detection rate is undefined; it {kept}.")
+        else:
+            lines.append(head + f"It removes {det['k']} of {det['n']} hallucinations ({share(det)}) and {kept}; the "
+                         f"hallucination rate goes from {share(before)} (n = {before['n']}) to {share(after)} "
+                         f"(n = {after['n']}). Calibrated and measured on the same outputs, so these shares are "
+                         "optimistic.")
+    elif threshold:
+        lines.append(f"No calibrated threshold: {threshold.get('status')}.")
+    if summary is not None and "halluc_slope" in summary.columns:
+        for _, row in summary[summary["halluc_slope"].notna()].iterrows():
+            lo, hi = row["halluc_slope_lo"], row["halluc_slope_hi"]
+            trend = ("rises" if lo > 0 else "falls" if hi < 0 else "shows no clear trend") if not pd.isna(lo) \
+                else "has no interval (one trajectory)"
+            lines.append(f"{group_name(row, by)}: the hallucination score {trend} over the iterations (slope "
+                         f"per iteration {_value_ci(row['halluc_slope'], lo, hi, ci)}, n = {int(row['trajectories'])}).")
+    return lines
+
+
+def region_sentences(regions: pd.DataFrame, by: Sequence[str], metric: str, ci: float = 0.95) -> list[str]:
+    """Per group: drift in never-masked pixels (VAE) vs ever-masked pixels (denoiser) at the region
+    table's iteration, each with its CI and n; says when a region had no pixels left."""
+    if regions.empty or not {"ever", "never"} <= set(regions["region"]):
+        return []
+    iteration = regions.attrs.get("iteration")
+    phrase = metric_phrase(metric)
+    lines = []
+    for key, part in regions.groupby(list(by), sort=False) if by else [((), regions)]:
+        key = key if isinstance(key, tuple) else (key,)
+        cells = {r["region"]: r for _, r in part.iterrows()}
+        never, ever = cells["never"], cells["ever"]
+        name = " / ".join(map(str, key)) or "all trajectories"
+
+        def cell(r: pd.Series) -> str:
+            if r["n"] == 0:
+                return "none left"
+            return f"{_value_ci(r['mean'], r['lo'], r['hi'], ci)}, n = {int(r['n'])})"
+
+        text = (f"{name}, {phrase} at iteration {iteration}: never-masked pixels (VAE / pipeline drift) "
+                f"{cell(never)}; ever-masked pixels (denoiser drift) {cell(ever)}.")
+        identity = spec_for_column(metric).identity if spec_for_column(metric) else None
+        if never["n"] and identity is not None and math.isfinite(identity) and never["mean"] == identity:
+            text += " The never-masked pixels are unchanged: this model adds no drift outside its masks."
+        lines.append(text)
+    return lines
+
+
+def failure_sentences(table: pd.DataFrame, found: pd.DataFrame, ci: float = 0.95) -> list[str]:
+    """How many trajectories failed or miss a metric value, with the share's CI."""
+    n = int(analysis.trajectory_uid(table).nunique())
+    if found.empty:
+        return [f"No failed model call and no missing metric value in {n} trajectories."]
+    lines = []
+    for problem, part in found.groupby("problem", sort=False):
+        k = int(part[analysis.trajectory_keys(part)].drop_duplicates().shape[0])
+        share, lo, hi = proportion_ci(k, n, ci)
+        what = "had a failed model call" if problem == "failed model call" else "miss a metric value"
+        lines.append(f"{k} of {n} trajectories {what} ({_pct(share)}, {ci:.0%} CI {_pct(lo)} to {_pct(hi)}); "
+                     "they are listed under Failures.")
+    return lines
+
