@@ -38,12 +38,13 @@ import pandas as pd
 
 from ..config import validate_config
 from ..datasets.shapes import SHAPE_NAMES, column_bounds
-from ..hallucination import auroc, calibrate_threshold
+from ..hallucination import calibrate_threshold
+from ..hallucination_stats import iteration_bands, roc_analysis
 from ..io import atomic_save, atomic_write_text
 from ..report import markdown_table
 from ..run import run_experiment
+from ..stats import proportion_ci
 from . import SHAPES_HALLUCINATION
-from .stats import auroc_interval, wilson_interval
 
 #: Share of valid generations the calibrated threshold keeps (the paper's operating point).
 KEEP = 0.96
@@ -150,19 +151,6 @@ def generation_labels(table: pd.DataFrame, size: int = 64) -> pd.Series:
     return generation_table(table, size)["generation"]
 
 
-def iteration_bands(iterations: int, bands: int) -> list[tuple[int, int]]:
-    """Split iterations ``1..iterations`` into ``bands`` contiguous, nearly equal bands.
-
-    >>> iteration_bands(12, 3)
-    [(1, 4), (5, 8), (9, 12)]
-    >>> iteration_bands(5, 2)
-    [(1, 2), (3, 5)]
-    """
-    bands = max(1, min(bands, iterations))
-    edges = np.linspace(0, iterations, bands + 1).round().astype(int)
-    return [(int(edges[i]) + 1, int(edges[i + 1])) for i in range(bands)]
-
-
 def calibration_split(trajectories: pd.Series, seed: int = 0, share: float = 0.25) -> np.ndarray:
     """``True`` for rows whose trajectory is in the calibration set: a seeded random ``share`` of the
     trajectories (rows of one trajectory stay together because they are correlated). Calibration
@@ -178,8 +166,15 @@ def _interval(lo_hi: tuple[float, float]) -> list[float | None]:
     return [None if not np.isfinite(v) else float(v) for v in lo_hi]
 
 
+def _auroc(rows: pd.DataFrame, labels: np.ndarray, score: str, n_boot: int, seed: int) -> tuple[float, float, float]:
+    """AUROC of ``score`` for ``duplicate`` against ``valid`` labels (others left out), with its interval
+    from resampling whole trajectories (:func:`ripbench.hallucination_stats.roc_analysis`)."""
+    result = roc_analysis(rows.assign(shapes_label=labels), score, n_boot=n_boot, seed=seed)
+    return float(result["auroc"]), float(result["auroc_lo"]), float(result["auroc_hi"])
+
+
 def detection_by_band(table: pd.DataFrame, *, bands: int = 3, score: str = "halluc_score_current",
-                      keep: float = KEEP, seed: int = 0, n_boot: int = 2000) -> pd.DataFrame:
+                      keep: float = KEEP, seed: int = 0, n_boot: int = 1000) -> pd.DataFrame:
     """Detector quality per band of iterations (and pooled, band ``"all"``) against the generation labels.
 
     Columns: ``band``, ``generations``, one count per label of :data:`GENERATION_LABELS`,
@@ -195,7 +190,7 @@ def detection_by_band(table: pd.DataFrame, *, bands: int = 3, score: str = "hall
     rows[["generation", "region_shapes"]] = generation_table(table)
     calibration = calibration_split(rows["trajectory_id"], seed, CALIBRATION_SHARE)
     iterations = int(rows["iteration"].max()) if len(rows) else 0
-    groups = [(f"{a}-{b}", (rows["iteration"] >= a) & (rows["iteration"] <= b))
+    groups = [(f"{a}-{b}" if a != b else str(a), (rows["iteration"] >= a) & (rows["iteration"] <= b))
               for a, b in iteration_bands(iterations, bands)] if iterations else []
     groups.append(("all", pd.Series(True, index=rows.index)))
     out = []
@@ -207,41 +202,27 @@ def detection_by_band(table: pd.DataFrame, *, bands: int = 3, score: str = "hall
         dup, valid = labels == "duplicate", labels == "valid"
         n = len(g)
         rec: dict[str, Any] = {"band": name, "generations": n, **{k: int((labels == k).sum()) for k in GENERATION_LABELS}}
-        lo, hi = wilson_interval(int(dup.sum()), n)
+        _, lo, hi = proportion_ci(int(dup.sum()), n)
         rec.update(hallucination_rate=dup.sum() / n if n else np.nan, hallucination_rate_lo=lo, hallucination_rate_hi=hi)
-        both = (dup | valid) & np.isfinite(s)
-        if dup[both].any() and valid[both].any():
-            rec["auroc"] = float(auroc(s[both], dup[both]))
-            lo, hi = auroc_interval(s[both], dup[both], groups=g["trajectory_id"].to_numpy()[both], n_boot=n_boot,
-                                    seed=seed)
-            rec.update(auroc_lo=lo, auroc_hi=hi)
-        else:
-            rec.update(auroc=np.nan, auroc_lo=np.nan, auroc_hi=np.nan)
+        rec["auroc"], rec["auroc_lo"], rec["auroc_hi"] = _auroc(g, labels, score, n_boot, seed)
         # control: valid generations that left a shape in the repainted region (the x0 variance grows
         # with the amount of shape edge, and a column left empty scores near zero)
         shaped = valid & (g["region_shapes"].to_numpy() > 0)
-        both = (dup | shaped) & np.isfinite(s)
         rec["valid_with_shape"] = int(shaped.sum())
-        if dup[both].any() and shaped[both].any():
-            rec["auroc_vs_shape"] = float(auroc(s[both], dup[both]))
-            rec["auroc_vs_shape_lo"], rec["auroc_vs_shape_hi"] = auroc_interval(
-                s[both], dup[both], groups=g["trajectory_id"].to_numpy()[both], n_boot=n_boot, seed=seed)
-        else:
-            rec.update(auroc_vs_shape=np.nan, auroc_vs_shape_lo=np.nan, auroc_vs_shape_hi=np.nan)
+        control = np.where(valid & ~shaped, "left_out", labels)
+        rec["auroc_vs_shape"], rec["auroc_vs_shape_lo"], rec["auroc_vs_shape_hi"] = _auroc(g, control, score, n_boot,
+                                                                                         seed)
         cal_valid = s[valid & cal & np.isfinite(s)]
         ev_valid, ev_dup = s[valid & ~cal & np.isfinite(s)], s[dup & ~cal & np.isfinite(s)]
-        if cal_valid.size:
-            threshold = calibrate_threshold(cal_valid, keep=keep)
-            kept, removed = int((ev_valid <= threshold).sum()), int((ev_dup > threshold).sum())
-            rec.update(n_calibration_valid=int(cal_valid.size), threshold=threshold,
-                       n_kept_of=int(ev_valid.size), kept=kept / ev_valid.size if ev_valid.size else np.nan,
-                       n_removed_of=int(ev_dup.size), removed=removed / ev_dup.size if ev_dup.size else np.nan)
-            rec["kept_lo"], rec["kept_hi"] = wilson_interval(kept, int(ev_valid.size))
-            rec["removed_lo"], rec["removed_hi"] = wilson_interval(removed, int(ev_dup.size))
-        else:
-            rec.update(n_calibration_valid=0, threshold=np.nan, n_kept_of=int(ev_valid.size), kept=np.nan,
-                       kept_lo=np.nan, kept_hi=np.nan, n_removed_of=int(ev_dup.size), removed=np.nan,
-                       removed_lo=np.nan, removed_hi=np.nan)
+        threshold = calibrate_threshold(cal_valid, keep=keep) if cal_valid.size else np.nan
+        kept = proportion_ci(int((ev_valid <= threshold).sum()), int(ev_valid.size))
+        removed = proportion_ci(int((ev_dup > threshold).sum()), int(ev_dup.size))
+        rec.update(n_calibration_valid=int(cal_valid.size), threshold=threshold,
+                   n_kept_of=int(ev_valid.size), kept=kept[0], kept_lo=kept[1], kept_hi=kept[2],
+                   n_removed_of=int(ev_dup.size), removed=removed[0], removed_lo=removed[1], removed_hi=removed[2])
+        if not cal_valid.size:
+            rec.update(kept=np.nan, kept_lo=np.nan, kept_hi=np.nan, removed=np.nan, removed_lo=np.nan,
+                       removed_hi=np.nan)
         out.append(rec)
     return pd.DataFrame(out)
 

@@ -77,7 +77,7 @@ from ripbench.hallucination import (
     trajectory_variance,
 )
 from ripbench.repro._ddpm import DDPMSchedule, ToyDenoiser, train_denoiser
-from ripbench.repro.stats import wilson_interval
+from ripbench.stats import proportion_ci
 
 __all__ = [
     "DATASETS",
@@ -223,7 +223,7 @@ def label_hallucinations(x: torch.Tensor, mixture: Mixture, k: float = K_STD) ->
 
 def _wilson(successes: int, n: int) -> list[float | None]:
     """95% Wilson interval as a JSON-friendly list (``[None, None]`` when ``n == 0``)."""
-    return [None if math.isnan(v) else v for v in wilson_interval(successes, n)]
+    return [None if math.isnan(v) else v for v in proportion_ci(successes, n)[1:]]
 
 
 def _evaluate(

@@ -403,7 +403,7 @@ def evaluate_shapes_model(
         ``samples_per_s`` is machine-dependent.
     """
     from ..models.pixel_ddpm import BUNDLED_SHAPES_DIR, PixelDDPMInpainter
-    from ..repro.stats import wilson_interval
+    from ..stats import proportion_ci
 
     inpainter = PixelDDPMInpainter(model=model, **model_options)
     start = time.monotonic()
@@ -414,14 +414,14 @@ def evaluate_shapes_model(
     elapsed = time.monotonic() - start
     sample: dict[str, Any] = dict(summarise_labels(label_shapes(samples)))
     for name in ("valid_share", "hallucination_rate"):
-        sample[f"{name}_ci95"] = list(wilson_interval(round(sample[name] * num_samples), num_samples))
+        sample[f"{name}_ci95"] = list(proportion_ci(round(sample[name] * num_samples), num_samples)[1:])
     generations = _column_repaints(inpainter, num_samples, seed, batch_size)
     column: dict[str, Any] = {"n": num_samples}
     for label in ("valid", "duplicate", "empty", "wrong_shape", "malformed"):
         hits = sum(g == label for g in generations)
         column[f"{label}_share"] = hits / max(num_samples, 1)
         if label in ("valid", "duplicate"):
-            column[f"{label}_share_ci95"] = list(wilson_interval(hits, num_samples))
+            column[f"{label}_share_ci95"] = list(proportion_ci(hits, num_samples)[1:])
     summary = {
         "sample": sample,
         "column": column,
