@@ -177,7 +177,7 @@ class ToySetting:
     ema_decay: float = 0.0
 
 
-#: Full run (about half an hour on two CPU cores). The sample counts give enough hallucinations (about
+#: Full run (about 8 minutes on one CPU core). The sample counts give enough hallucinations (about
 #: 0.15% of the 1D samples and 0.4% of the 2D samples) for +-10-point intervals on the removed share.
 FULL_SETTINGS: dict[str, ToySetting] = {
     "gaussian1d": ToySetting(n_data=20_000, train_steps=1500, batch_size=1000, n_samples=32_000),
