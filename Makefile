@@ -9,7 +9,7 @@ ifneq ($(LPIPS_WEIGHTS),)
 export RIPBENCH_LPIPS_WEIGHTS ?= $(abspath $(LPIPS_WEIGHTS))
 endif
 
-.PHONY: setup quick test test-fast lint bench bench-device clean-results examples examples-quick
+.PHONY: setup quick test test-fast lint bench bench-device clean-results examples examples-quick examples-shapes-rip examples-toy
 
 setup: $(STAMP)
 
@@ -45,7 +45,7 @@ clean-results:
 	find results -mindepth 1 -maxdepth 1 ! -name README.md ! -name examples -exec rm -rf {} +
 
 ## Regenerate the committed example outputs under results/examples/ (each target names its command).
-examples: examples-quick
+examples: examples-quick examples-shapes-rip examples-toy
 
 ## results/examples/quick: the quick preset (`ripbench run`), its summary and collapse curves.
 examples-quick: setup
@@ -58,3 +58,25 @@ examples-quick: setup
 	cp build/examples/quick-report/summary.md build/examples/quick-report/summary.csv results/examples/quick/
 	cp build/examples/quick/figures/collapse_curves.png results/examples/quick/
 	cp build/examples/quick/manifest.json results/examples/quick/
+
+## results/examples/shapes-rip-{columns,box}: `ripbench repro shapes-rip` with each mask policy (README
+## "Hallucinations and reproductions"): reports, tables, figure.
+SHAPES_RIP_ARGS  ?= --images 32 --seeds 0,1,2 --iterations 12 --steps 25 --bands 3
+SHAPES_RIP_FILES  = shapes_rip.md shapes_rip.json shapes_rip_detection.csv shapes_rip_kinds.csv figures/shapes_rip.png
+examples-shapes-rip: setup
+	for mask in columns box; do \
+	  rm -rf build/examples/shapes-rip-$$mask results/examples/shapes-rip-$$mask && \
+	  mkdir -p results/examples/shapes-rip-$$mask && \
+	  $(BIN)/python -m ripbench --threads 1 repro shapes-rip --mask $$mask $(SHAPES_RIP_ARGS) \
+	    --out build/examples/shapes-rip-$$mask && \
+	  for f in $(SHAPES_RIP_FILES); do cp build/examples/shapes-rip-$$mask/$$f results/examples/shapes-rip-$$mask/; done \
+	  || exit 1; \
+	done
+
+## results/examples/hallucination-toy: `ripbench repro hallucination-toy` (Aithal et al.'s Gaussian toy data).
+examples-toy: setup
+	rm -rf build/examples/hallucination-toy results/examples/hallucination-toy
+	$(BIN)/python -m ripbench --threads 1 repro hallucination-toy --out build/examples/hallucination-toy
+	mkdir -p results/examples/hallucination-toy
+	cp build/examples/hallucination-toy/report.md build/examples/hallucination-toy/report.json \
+	  build/examples/hallucination-toy/*.png results/examples/hallucination-toy/

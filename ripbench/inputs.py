@@ -333,7 +333,7 @@ def load_list(list_file: str | Path, size: int = 512, fit: Fit = "center-crop") 
 
 def load_shapes(count: int, size: int, seed: int = 0) -> list[InputImage]:
     """Simple Shapes images (valid ones: one shape at most per column) as RGB inputs."""
-    from .shapes import shapes_images
+    from .datasets.shapes import shapes_images
 
     pixels, ids = shapes_images(count, size, seed)
     return [

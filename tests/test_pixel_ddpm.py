@@ -138,7 +138,7 @@ def test_size_mismatch_and_bad_options(tiny_model: PixelDDPMInpainter) -> None:
 def test_bundled_weights_load_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model = PixelDDPMInpainter("shapes", steps=10, device="cpu")
-    assert model.name == "shapes-ddpm" and model.sample_size == (32, 32) and model.channels == 1
+    assert model.name == "shapes-ddpm" and model.sample_size == (64, 64) and model.channels == 1
     ident = model.identity()
     weights = Path(ident["weights_path"])
     assert weights.parent.parent == BUNDLED_SHAPES_DIR and weights.suffix == ".safetensors"
@@ -150,10 +150,14 @@ def test_bundled_weights_load_offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.slow
-def test_bundled_model_samples_are_mostly_valid() -> None:
-    from ripbench.shapes import label_shapes
+def test_bundled_model_repaints_a_column_validly() -> None:
+    """What the recursive loop asks of the bundled model: repaint one column of a Simple Shapes image.
 
-    model = PixelDDPMInpainter("shapes", device="cpu")
-    samples = model.sample(list(range(24)))
-    valid = sum(lbl.is_valid for lbl in label_shapes(samples))
-    assert valid >= 14, valid
+    (Its unconditional samples are mostly invalid, see the README; inpainting is anchored by the
+    two known columns.)
+    """
+    from ripbench.training.shapes import _column_repaints
+
+    model = PixelDDPMInpainter("shapes", steps=25, device="cpu")
+    labels = _column_repaints(model, 24, seed=0, batch_size=24)
+    assert sum(label == "valid" for label in labels) >= 18, labels

@@ -38,7 +38,7 @@ def _tiny(output_dir: Path, name: str, **changes: object) -> dict:
 
 #: The shipped diffusion model on a few Simple Shapes images: hallucination scores and ground truth. Six
 #: steps put four in the noise band [0, 0.5] (levels 0, 1/6, 2/6, 3/6), enough for a score.
-SHAPES = {"name": "shapes-ddpm", "options": {"steps": 6}, "inputs": {"source": "shapes", "count": 4}, "size": 32,
+SHAPES = {"name": "shapes-ddpm", "options": {"steps": 6}, "inputs": {"source": "shapes", "count": 4}, "size": 64,
           "masks": [{"policy": "columns", "count": 3}]}
 
 

@@ -205,7 +205,8 @@ def test_fast_1d_reproduction_scores_hallucinations_higher(tmp_path) -> None:
     assert res["detection"]["retention"] == pytest.approx(0.96, abs=0.06)
     on_disk = json.loads((tmp_path / "report.json").read_text())
     assert on_disk["results"]["gaussian1d"]["window_steps"] == 10
-    assert "| gaussian1d |" in (tmp_path / "report.md").read_text()
+    text = (tmp_path / "report.md").read_text()
+    assert "| gaussian1d |" in text and "Precision (half-width of the 95% intervals" in text
     for name in report["figures"]:
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
     assert not list(tmp_path.glob(".*tmp"))

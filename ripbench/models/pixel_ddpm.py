@@ -17,7 +17,7 @@ whose resampling jumps visit a timestep several times, the last visit, the one t
 descends from). The scheduler's ``clip_sample`` is switched off for that reason.
 
 ``model="shapes"`` (the default) loads the small Simple Shapes DDPM bundled with ripbench
-(``ripbench/weights/shapes-ddpm``, see :mod:`ripbench.shapes_training`); a folder written
+(``ripbench/weights/shapes-ddpm``, see :mod:`ripbench.training.shapes`); a folder written
 by ``save_pretrained`` (pipeline layout with ``unet/`` and ``scheduler/``, or a bare UNet
 folder) or a Hub id (needs internet the first time) works too.
 
@@ -25,13 +25,13 @@ Example
 -------
 >>> import torch
 >>> from ripbench.models.pixel_ddpm import PixelDDPMInpainter
->>> from ripbench.shapes import shapes_images
+>>> from ripbench.datasets.shapes import shapes_images
 >>> model = PixelDDPMInpainter("shapes", steps=20)  # doctest: +SKIP
->>> images, _ = shapes_images(2, size=32, seed=0)
->>> masks = torch.zeros(2, 1, 32, 32); masks[..., 8:24, 8:24] = 1
+>>> images, _ = shapes_images(2, seed=0)
+>>> masks = torch.zeros(2, 1, 64, 64); masks[..., :, 21:42] = 1  # repaint the middle column
 >>> out = model.inpaint(images, masks, [0, 1], x0_band=(0.0, 0.1))  # doctest: +SKIP
 >>> tuple(out.x0_trajectory.shape), out.x0_noise_levels.tolist()  # doctest: +SKIP
-((3, 2, 1, 32, 32), [0.1, 0.05, 0.0])
+((3, 2, 1, 64, 64), [0.1, 0.05, 0.0])
 """
 
 from __future__ import annotations

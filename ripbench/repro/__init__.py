@@ -16,7 +16,15 @@ if TYPE_CHECKING:
     from ripbench.repro.shapes_rip import run_shapes_rip
     from ripbench.repro.toy_gaussians import run_toy_repro
 
-__all__ = ["run_shapes_rip", "run_toy_repro"]
+__all__ = ["SHAPES_HALLUCINATION", "run_shapes_rip", "run_toy_repro"]
+
+#: What ``shapes-rip`` counts as a hallucination (its ``--help``, its report and the README say this).
+SHAPES_HALLUCINATION = (
+    "A hallucination is a generation whose repainted column holds two or more copies of its own shape (the "
+    "paper's mode interpolation). Empty images, shapes in another shape's column and unreadable blobs are "
+    "invalid but not hallucinations: they are counted apart and left out of the AUROC, which compares "
+    "duplicates with valid generations."
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,11 +1,28 @@
 """Recursive inpainting with ground truth: the bundled Simple Shapes DDPM repainting its own output.
 
 Every iteration one of the three shape columns (or a random box) of a Simple Shapes image is
-removed and repainted by the shapes diffusion model. The labeller says whether the result is
-still a valid Simple Shapes image (one correct shape per column at most, at least one shape),
-so the hallucination rate per iteration is measured, not guessed; and the trajectory-variance
-score of each inpainting is compared with that ground truth (AUROC, and the share of
-hallucinations removed at a threshold that keeps 96% of the valid images of that iteration).
+removed and repainted by the shapes diffusion model, and the labeller
+(:func:`ripbench.datasets.shapes.label_shapes`) reads the result. Each *generation* (one
+inpainting) gets one of these labels (:func:`generation_labels`):
+
+* ``duplicate``: a repainted column now holds two or more copies of its own shape, which it did
+  not hold before (or the whole column was repainted). This, and only this, is a
+  **hallucination** in the paper's sense (Aithal et al., NeurIPS 2024: mode interpolation).
+* ``valid``: the repainted columns hold at most one copy of their own shape, well formed, and
+  the image is not empty.
+* ``carried``: a duplicate that was already there and was only partly repainted (box masks);
+  the generation did not make it, so it counts on neither side.
+* ``wrong_shape``, ``malformed``, ``empty``: invalid images that are not hallucinations (a shape
+  in another shape's column, an unreadable blob, no shape at all). Counted and reported apart.
+
+The detector's score of a generation is the variance of its predicted clean image x0 over the
+last denoising steps inside the repainted region (``halluc_score_current``; ``halluc_score`` is
+the whole image). For each band of iterations the report gives the AUROC of duplicates against
+valid generations with a 95% bootstrap interval over trajectories and the counts; a threshold
+calibrated on a quarter of the trajectories (:data:`CALIBRATION_SHARE`, keeping :data:`KEEP` of
+their valid generations); and the shares of valid generations kept and of duplicates removed on
+the other trajectories, with Wilson
+intervals.
 
 Run it as ``ripbench repro shapes-rip``; :func:`run_shapes_rip` is the library entry point.
 """
@@ -20,137 +37,370 @@ import numpy as np
 import pandas as pd
 
 from ..config import validate_config
-from ..hallucination import auroc, calibrate_threshold, detection_report
+from ..datasets.shapes import SHAPE_NAMES, column_bounds
+from ..hallucination import calibrate_threshold
+from ..hallucination_stats import iteration_bands, roc_analysis
 from ..io import atomic_save, atomic_write_text
 from ..report import markdown_table
 from ..run import run_experiment
+from ..stats import proportion_ci
+from . import SHAPES_HALLUCINATION
 
-#: Share of valid images the detector's threshold keeps (the paper's operating point).
+#: Share of valid generations the calibrated threshold keeps (the paper's operating point).
 KEEP = 0.96
+#: Share of the trajectories whose valid generations calibrate the threshold (the rest evaluate it).
+CALIBRATION_SHARE = 0.25
+#: What the paper reports that this experiment compares with (Aithal et al., NeurIPS 2024).
+PAPER = ("Aithal et al. (NeurIPS 2024): filtering on the x0 variance over the last 10 of 1000 steps removes over "
+         "95% of hallucinations while keeping 96% of in-support samples (their synthetic data sets); they apply "
+         "the same score to unconditional Simple Shapes samples (64 px DDPM, 5,000 training images), not to "
+         "recursive inpainting.")
+#: What counts as a hallucination (shown by ``--help`` and in the report).
+DEFINITION = SHAPES_HALLUCINATION
+#: Generation labels, in the order the report lists them.
+GENERATION_LABELS = ("duplicate", "valid", "carried", "wrong_shape", "malformed", "empty")
+#: Scores compared in the report: inside the repainted region (the headline) and the whole image.
+SCORES = ("halluc_score_current", "halluc_score")
 
 
-def shapes_rip_config(out_dir: Path, *, images: int = 16, iterations: int = 12, steps: int = 25,
-                      seeds: tuple[int, ...] = (0, 1, 2), mask: str = "columns", batch_size: int = 16) -> dict[str, Any]:
-    """The experiment behind :func:`run_shapes_rip` as a plain config dict."""
+def shapes_rip_config(out_dir: Path, *, images: int = 32, iterations: int = 12, steps: int = 25,
+                      seeds: tuple[int, ...] = (0, 1, 2), mask: str = "columns", batch_size: int = 16,
+                      band: Any = None) -> dict[str, Any]:
+    """The experiment behind :func:`run_shapes_rip` as a plain config dict (64 px, the model's size).
+
+    ``band``: the score's noise band (``hallucination.window``; ``None`` = the default band).
+    """
     masks = [{"policy": "columns", "count": 3}] if mask == "columns" else [{"policy": "box", "area": 0.25}]
     return {
         "name": "shapes-rip",
         "description": "Simple Shapes DDPM under recursive inpainting, with labeller ground truth",
         "iterations": iterations,
-        "size": 32,
+        "size": 64,
         "seeds": list(seeds),
         "inputs": {"source": "shapes", "count": images},
         "masks": masks,
-        "models": [{"name": "shapes-ddpm", "options": {"num_inference_steps": steps}}],
+        "models": [{"name": "shapes-ddpm", "options": {"steps": steps}}],
         "metrics": {"names": ["ssim", "mse"]},
-        "hallucination": {"enabled": True},
+        "hallucination": {"enabled": True, **({"window": band} if band is not None else {})},
         "snapshots": [0, 1, iterations // 2, iterations],
         "batch_size": batch_size,
         "output_dir": str(out_dir.parent),
     }
 
 
-def per_iteration_detection(table: pd.DataFrame, keep: float = KEEP) -> pd.DataFrame:
-    """Hallucination rate and detector quality per iteration.
+def _own_and_other(layout: str) -> tuple[list[int], list[int], list[int]]:
+    """Per column: copies of its own shape, of other shapes, and unreadable blobs, from a layout string."""
+    own, other, unknown = [], [], []
+    for k, column in enumerate((layout or "||").split("|")):
+        letter = SHAPE_NAMES[k][0].upper()
+        own.append(column.count(letter))
+        unknown.append(column.count("?"))
+        other.append(len(column) - own[-1] - unknown[-1])
+    return own, other, unknown
 
-    Ground truth: ``shapes_valid`` (labeller). Score: ``halluc_score_current`` (x0 variance inside
-    the repainted region). At each iteration the threshold keeps ``keep`` of that iteration's
-    valid images; ``removed`` is the share of hallucinations scoring above it.
 
-    >>> t = pd.DataFrame({"iteration": [1] * 4, "shapes_valid": [True, True, False, False],
-    ...                   "halluc_score_current": [0.1, 0.2, 0.9, 0.8]})
-    >>> per_iteration_detection(t)[["hallucination_rate", "auroc"]].to_dict("records")
-    [{'hallucination_rate': 0.5, 'auroc': 1.0}]
+def generation_table(table: pd.DataFrame, size: int = 64) -> pd.DataFrame:
+    """Label and shape count of every generation (row with ``iteration > 0``) of a shapes RIP table.
+
+    Needs ``shapes_layout``, ``shapes_label`` and the mask box (``mask_x0``, ``mask_x1``,
+    ``mask_y0``, ``mask_y1``) of ``size`` px images. A column is *repainted* when the mask
+    touches it, *fully* when the mask covers all of it. Returns ``generation`` (the label, see
+    the module docstring) and ``region_shapes`` (shapes of any kind now in the repainted columns),
+    indexed like the rows.
     """
-    rows = []
-    for k, g in table[table["iteration"] > 0].groupby("iteration"):
-        valid = g["shapes_valid"].astype(bool).to_numpy()
-        score = g["halluc_score_current"].to_numpy(dtype=float)
-        row: dict[str, Any] = {"iteration": int(k), "images": len(g), "hallucinations": int((~valid).sum()),
-                               "hallucination_rate": float((~valid).mean())}
-        if valid.any() and (~valid).any():
-            threshold = calibrate_threshold(score[valid], keep=keep)
-            rep = detection_report(score, ~valid, threshold)
-            row.update(auroc=float(auroc(score, ~valid)), threshold=threshold,
-                       removed=float(rep["detection_rate"]), kept=float(rep["retention"]))
+    table = table.sort_values(["trajectory_id", "iteration"], kind="stable")
+    previous = table.groupby("trajectory_id")["shapes_layout"].shift(1)
+    rows = table[table["iteration"] > 0]
+    bounds = column_bounds(size)
+    content = -(-63 * size // 64)  # the 63 native pixels that can hold a shape, rows and columns
+    labels, counts = {}, {}
+    for index, row in rows.iterrows():
+        own, other, unknown = _own_and_other(row["shapes_layout"])
+        own_before, _, _ = _own_and_other(previous.loc[index])
+        x0, x1, y0, y1 = (int(row[c]) for c in ("mask_x0", "mask_x1", "mask_y0", "mask_y1"))
+        touched = [k for k, (lo, hi) in enumerate(bounds) if x0 < hi and x1 > lo]
+        full = {k: x0 <= bounds[k][0] and x1 >= min(bounds[k][1], content) and y0 == 0 and y1 >= content
+                for k in touched}
+        if any(own[k] >= 2 and (full[k] or own_before[k] < 2) for k in touched):
+            label = "duplicate"
+        elif any(own[k] >= 2 for k in touched):
+            label = "carried"
+        elif any(other[k] for k in touched):
+            label = "wrong_shape"
+        elif any(unknown[k] for k in touched):
+            label = "malformed"
+        elif row["shapes_label"] == "empty":
+            label = "empty"
         else:
-            row.update(auroc=np.nan, threshold=np.nan, removed=np.nan, kept=np.nan)
-        rows.append(row)
-    return pd.DataFrame(rows)
+            label = "valid"
+        labels[index] = label
+        counts[index] = sum(own[k] + other[k] + unknown[k] for k in touched)
+    return pd.DataFrame({"generation": pd.Series(labels, dtype=object), "region_shapes": pd.Series(counts, dtype=int)},
+                        index=rows.index)
 
 
-def _figure(per_iter: pd.DataFrame, table: pd.DataFrame, path: Path) -> None:
+def generation_labels(table: pd.DataFrame, size: int = 64) -> pd.Series:
+    """The label of every generation of a shapes RIP table (``generation`` of :func:`generation_table`).
+
+    >>> t = pd.DataFrame({"trajectory_id": ["a"] * 3, "iteration": [0, 1, 2],
+    ...     "shapes_layout": ["T|S|", "T|SS|", "T|SS|"], "shapes_label": ["valid", "duplicate", "duplicate"],
+    ...     "mask_x0": [None, 21, 0], "mask_x1": [None, 42, 21], "mask_y0": [None, 0, 0], "mask_y1": [None, 64, 64]})
+    >>> generation_labels(t).tolist()
+    ['duplicate', 'valid']
+    """
+    return generation_table(table, size)["generation"]
+
+
+def calibration_split(trajectories: pd.Series, seed: int = 0, share: float = 0.25) -> np.ndarray:
+    """``True`` for rows whose trajectory is in the calibration set: a seeded random ``share`` of the
+    trajectories (rows of one trajectory stay together because they are correlated). Calibration
+    needs valid generations only, which are plentiful; the rest evaluate the threshold, so that
+    the rare duplicates go mostly to the evaluation."""
+    ids = np.array(sorted(trajectories.unique()))
+    order = np.random.default_rng(seed).permutation(ids.size)
+    calibration = set(ids[order[: int(round(share * ids.size))]])
+    return trajectories.isin(calibration).to_numpy()
+
+
+def _interval(lo_hi: tuple[float, float]) -> list[float | None]:
+    return [None if not np.isfinite(v) else float(v) for v in lo_hi]
+
+
+def _auroc(rows: pd.DataFrame, labels: np.ndarray, score: str, n_boot: int, seed: int) -> tuple[float, float, float]:
+    """AUROC of ``score`` for ``duplicate`` against ``valid`` labels (others left out), with its interval
+    from resampling whole trajectories (:func:`ripbench.hallucination_stats.roc_analysis`)."""
+    result = roc_analysis(rows.assign(shapes_label=labels), score, n_boot=n_boot, seed=seed)
+    return float(result["auroc"]), float(result["auroc_lo"]), float(result["auroc_hi"])
+
+
+def detection_by_band(table: pd.DataFrame, *, bands: int = 3, score: str = "halluc_score_current",
+                      keep: float = KEEP, seed: int = 0, n_boot: int = 1000) -> pd.DataFrame:
+    """Detector quality per band of iterations (and pooled, band ``"all"``) against the generation labels.
+
+    Columns: ``band``, ``generations``, one count per label of :data:`GENERATION_LABELS`,
+    ``hallucination_rate`` (duplicates / generations) with ``_lo``/``_hi``; ``auroc`` of
+    duplicates vs valid (all trajectories) with a bootstrap interval over trajectories;
+    ``threshold`` calibrated on the valid generations of the calibration trajectories; ``kept``
+    (valid generations of the evaluation trajectories at or below it) and ``removed`` (their
+    duplicates above it), each with ``n_`` and a Wilson interval; and, as a control for the
+    amount of shape in the region, ``auroc_vs_shape`` (duplicates vs the ``valid_with_shape``
+    valid generations that left at least one shape in the repainted region) with its interval.
+    """
+    rows = table[table["iteration"] > 0].copy()
+    rows[["generation", "region_shapes"]] = generation_table(table)
+    calibration = calibration_split(rows["trajectory_id"], seed, CALIBRATION_SHARE)
+    iterations = int(rows["iteration"].max()) if len(rows) else 0
+    groups = [(f"{a}-{b}" if a != b else str(a), (rows["iteration"] >= a) & (rows["iteration"] <= b))
+              for a, b in iteration_bands(iterations, bands)] if iterations else []
+    groups.append(("all", pd.Series(True, index=rows.index)))
+    out = []
+    for name, selected in groups:
+        g = rows[selected.to_numpy()]
+        cal = calibration[selected.to_numpy()]
+        labels = g["generation"].to_numpy()
+        s = g[score].to_numpy(dtype=float)
+        dup, valid = labels == "duplicate", labels == "valid"
+        n = len(g)
+        rec: dict[str, Any] = {"band": name, "generations": n, **{k: int((labels == k).sum()) for k in GENERATION_LABELS}}
+        _, lo, hi = proportion_ci(int(dup.sum()), n)
+        rec.update(hallucination_rate=dup.sum() / n if n else np.nan, hallucination_rate_lo=lo, hallucination_rate_hi=hi)
+        rec["auroc"], rec["auroc_lo"], rec["auroc_hi"] = _auroc(g, labels, score, n_boot, seed)
+        # control: valid generations that left a shape in the repainted region (the x0 variance grows
+        # with the amount of shape edge, and a column left empty scores near zero)
+        shaped = valid & (g["region_shapes"].to_numpy() > 0)
+        rec["valid_with_shape"] = int(shaped.sum())
+        control = np.where(valid & ~shaped, "left_out", labels)
+        rec["auroc_vs_shape"], rec["auroc_vs_shape_lo"], rec["auroc_vs_shape_hi"] = _auroc(g, control, score, n_boot,
+                                                                                         seed)
+        cal_valid = s[valid & cal & np.isfinite(s)]
+        ev_valid, ev_dup = s[valid & ~cal & np.isfinite(s)], s[dup & ~cal & np.isfinite(s)]
+        threshold = calibrate_threshold(cal_valid, keep=keep) if cal_valid.size else np.nan
+        kept = proportion_ci(int((ev_valid <= threshold).sum()), int(ev_valid.size))
+        removed = proportion_ci(int((ev_dup > threshold).sum()), int(ev_dup.size))
+        rec.update(n_calibration_valid=int(cal_valid.size), threshold=threshold,
+                   n_kept_of=int(ev_valid.size), kept=kept[0], kept_lo=kept[1], kept_hi=kept[2],
+                   n_removed_of=int(ev_dup.size), removed=removed[0], removed_lo=removed[1], removed_hi=removed[2])
+        if not cal_valid.size:
+            rec.update(kept=np.nan, kept_lo=np.nan, kept_hi=np.nan, removed=np.nan, removed_lo=np.nan,
+                       removed_hi=np.nan)
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def image_kinds_per_iteration(table: pd.DataFrame) -> pd.DataFrame:
+    """Share of images of each labeller kind per iteration (the collapse curve), with ``n``.
+
+    >>> t = pd.DataFrame({"iteration": [0, 0, 1, 1], "shapes_label": ["valid", "valid", "duplicate", "empty"]})
+    >>> image_kinds_per_iteration(t)[["iteration", "n", "duplicate", "empty"]].to_dict("records")
+    [{'iteration': 0, 'n': 2, 'duplicate': 0.0, 'empty': 0.0}, {'iteration': 1, 'n': 2, 'duplicate': 0.5, 'empty': 0.5}]
+    """
+    from ..datasets.shapes import KINDS
+
+    counts = pd.crosstab(table["iteration"], table["shapes_label"]).reindex(columns=list(KINDS), fill_value=0)
+    shares = counts.div(counts.sum(axis=1), axis=0)
+    shares.insert(0, "n", counts.sum(axis=1))
+    return shares.reset_index().rename_axis(columns=None)
+
+
+def _fmt(value: Any, pct: bool = False) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "n/a"
+    return f"{100 * value:.0f}%" if pct else f"{value:.2f}"
+
+
+def _ci(row: pd.Series, name: str, pct: bool = True) -> str:
+    lo, hi = row.get(f"{name}_lo"), row.get(f"{name}_hi")
+    if lo is None or hi is None or not np.isfinite(lo) or not np.isfinite(hi):
+        return _fmt(row.get(name), pct)
+    return f"{_fmt(row.get(name), pct)} [{_fmt(lo, pct)}, {_fmt(hi, pct)}]"
+
+
+def _band_table(det: pd.DataFrame) -> str:
+    lines = ["| iterations | generations | duplicates | valid | other (carried / wrong / malformed / empty) "
+             "| duplicate rate | AUROC dup vs valid [95% CI] | AUROC dup vs valid with a shape (n) "
+             "| kept (valid) | removed (duplicates) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for _, r in det.iterrows():
+        lines.append(
+            f"| {r['band']} | {r['generations']} | {r['duplicate']} | {r['valid']} "
+            f"| {r['carried']} / {r['wrong_shape']} / {r['malformed']} / {r['empty']} "
+            f"| {_ci(r, 'hallucination_rate')} | {_ci(r, 'auroc', pct=False)} "
+            f"| {_ci(r, 'auroc_vs_shape', pct=False)} (n={r['valid_with_shape']}) | {_ci(r, 'kept')} (n={r['n_kept_of']}) | {_ci(r, 'removed')} (n={r['n_removed_of']}) |")
+    return "\n".join(lines)
+
+
+def _verdict(pooled: pd.Series) -> str:
+    """A few sentences on the pooled numbers against the goal of AUROC 0.9, from the measured numbers only."""
+    value, lo, hi = pooled.get("auroc"), pooled.get("auroc_lo"), pooled.get("auroc_hi")
+    if value is None or not np.isfinite(value):
+        return ("No AUROC: the run made no duplicate or no valid generation; run more images, seeds or "
+                "iterations.")
+    where = ("reaches" if lo >= 0.9 else "may reach" if hi >= 0.9 else "falls short of") if np.isfinite(lo) else (
+        "reaches" if value >= 0.9 else "falls short of")
+    text = (f"Pooled over all iterations the detector separates duplicates from valid generations with AUROC "
+            f"{_fmt(value)} (95% CI {_fmt(lo)}-{_fmt(hi)}; {pooled['duplicate']} duplicates, {pooled['valid']} valid), "
+            f"which {where} the goal of 0.9.")
+    control = pooled.get("auroc_vs_shape")
+    if control is not None and np.isfinite(control):
+        text += (f" Against only the {pooled['valid_with_shape']} valid generations that left a shape in the repainted "
+                 f"region (the score grows with the amount of shape edge, and an emptied column scores near zero) "
+                 f"the AUROC is {_ci(pooled, 'auroc_vs_shape', pct=False)}.")
+    removed, n_removed = pooled.get("removed"), int(pooled.get("n_removed_of", 0))
+    if removed is not None and np.isfinite(removed):
+        text += (f" At the calibrated threshold {_ci(pooled, 'kept')} of the held-out valid generations are kept and "
+                 f"{_ci(pooled, 'removed')} of the {n_removed} held-out duplicates removed (paper: over 95% removed at "
+                 f"96% kept on its toy data).")
+    return text
+
+
+def _steps_text(rows: pd.DataFrame) -> str:
+    steps = sorted({int(v) for v in rows.get("halluc_steps", pd.Series(dtype=float)).dropna()})
+    return "/".join(map(str, steps)) if steps else "recorded"
+
+
+def _unscored_text(rows: pd.DataFrame) -> str:
+    missing = int((~np.isfinite(rows[SCORES[0]].to_numpy(dtype=float))).sum()) if SCORES[0] in rows else len(rows)
+    return "every generation has a score" if missing == 0 else f"{missing} generations have no score (too few steps in the band)"
+
+
+def _figure(kinds: pd.DataFrame, det: dict[str, pd.DataFrame], rows: pd.DataFrame, path: Path) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 3.6))
+    fig = Figure(figsize=(12, 3.8))
     ax1, ax2, ax3 = fig.subplots(1, 3)
-    start = table[table["iteration"] == 0]
-    rate0 = float((~start["shapes_valid"].astype(bool)).mean()) if len(start) else 0.0
-    ax1.plot([0, *per_iter["iteration"]], [rate0, *per_iter["hallucination_rate"]], marker="o", color="tab:red")
-    ax1.set(xlabel="iteration", ylabel="share of images hallucinated", title="Collapse curve (ground truth)",
-            ylim=(0, 1))
-    ax2.plot(per_iter["iteration"], per_iter["auroc"], marker="o", label="AUROC")
-    ax2.plot(per_iter["iteration"], per_iter["removed"], marker="s", label=f"removed at {KEEP:.0%} kept")
+    for kind, colour in (("duplicate", "tab:red"), ("empty", "tab:grey"), ("wrong_shape", "tab:orange"),
+                         ("malformed", "tab:purple"), ("valid", "tab:green")):
+        ax1.plot(kinds["iteration"], kinds[kind], marker="o", ms=3, color=colour, label=kind)
+    ax1.set(xlabel="iteration", ylabel="share of images", title="Images by label (collapse curve)", ylim=(0, 1))
+    ax1.legend(frameon=False, fontsize=7)
+    for score, marker in zip(SCORES, ("o", "s")):
+        d = det[score]
+        bands = d[d["band"] != "all"]
+        x = np.arange(len(bands))
+        ax2.errorbar(x, bands["auroc"], yerr=[bands["auroc"] - bands["auroc_lo"], bands["auroc_hi"] - bands["auroc"]],
+                     marker=marker, capsize=3, label=score)
+        ax2.set_xticks(x, bands["band"])
     ax2.axhline(0.5, color="grey", lw=0.8, ls=":")
-    ax2.set(xlabel="iteration", ylim=(0, 1.02), title="Variance detector vs labeller")
-    ax2.legend(frameon=False, fontsize=8)
-    later = table[table["iteration"] > 0]
-    valid = later["shapes_valid"].astype(bool)
-    bins = np.linspace(0, np.nanpercentile(later["halluc_score_current"], 99.5), 40)
-    for selected, label in ((valid, "valid"), (~valid, "hallucinated")):
-        if selected.any():
-            ax3.hist(later.loc[selected, "halluc_score_current"], bins=bins, alpha=0.6, density=True, label=label)
-    ax3.set(xlabel="x0 variance inside the mask", title="Score distribution (all iterations)")
-    ax3.legend(frameon=False, fontsize=8)
+    ax2.axhline(0.9, color="tab:green", lw=0.8, ls="--")
+    ax2.set(xlabel="iterations", ylim=(0, 1.02), title="AUROC, duplicates vs valid (95% CI)")
+    ax2.legend(frameon=False, fontsize=7)
+    score = rows[SCORES[0]]
+    finite = score[np.isfinite(score) & (score > 0)]
+    if len(finite):
+        bins = np.logspace(np.log10(finite.min()), np.log10(finite.max()), 40)
+        for label in ("valid", "duplicate"):
+            selected = score[(rows["generation"] == label) & np.isfinite(score) & (score > 0)]
+            if len(selected):
+                ax3.hist(selected, bins=bins, alpha=0.6, density=True, label=f"{label} (n={len(selected)})")
+        ax3.set_xscale("log")
+    ax3.set(xlabel="x0 variance inside the mask", title="Score by generation label (all iterations)")
+    ax3.legend(frameon=False, fontsize=7)
     for ax in (ax1, ax2, ax3):
         ax.grid(alpha=0.3)
     fig.tight_layout()
     atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
 
 
-def run_shapes_rip(out_dir: str | Path = "results/shapes-rip", *, images: int = 16, iterations: int = 12,
+def run_shapes_rip(out_dir: str | Path = "results/shapes-rip", *, images: int = 32, iterations: int = 12,
                    steps: int = 25, seeds: tuple[int, ...] = (0, 1, 2), mask: str = "columns", batch_size: int = 16,
-                   progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
-    """Run the shapes RIP experiment and write its table, figure and report into ``out_dir``.
+                   bands: int = 3, band: Any = None, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+    """Run the shapes RIP experiment and write its tables, figure and report into ``out_dir``.
 
-    Each seed gives every image its own sequence of repainted regions (``images x seeds``
-    trajectories); the mask sequence depends on the seed only, so images of one seed are paired.
-    Returns a dict with the per-iteration table (``per_iteration``), overall numbers and paths.
+    ``images x seeds`` trajectories, each with its own keyed masks and noise, ``iterations``
+    inpaintings each. Returns a dict with the per-band detection tables (``detection``, one per
+    score of :data:`SCORES`), the image kinds per iteration (``kinds``) and the paths.
     Resumable like any run: calling it again skips finished trajectories.
     """
     out_dir = Path(out_dir)
     cfg = validate_config(shapes_rip_config(out_dir, images=images, iterations=iterations, steps=steps,
-                                            seeds=seeds, mask=mask, batch_size=batch_size))
+                                            seeds=seeds, mask=mask, batch_size=batch_size, band=band))
     result = run_experiment(cfg, run_dir=out_dir, progress=progress, overwrite=overwrite)
     table = result.table
-    per_iter = per_iteration_detection(table)
-    later = table[table["iteration"] > 0]
-    valid = later["shapes_valid"].astype(bool).to_numpy()
-    overall: dict[str, Any] = {"trajectories": int(table["trajectory_id"].nunique()), "iterations": iterations,
-                               "steps": steps, "hallucination_rate_final": float(per_iter["hallucination_rate"].iloc[-1])}
-    if valid.any() and (~valid).any():
-        score = later["halluc_score_current"].to_numpy(dtype=float)
-        threshold = calibrate_threshold(score[valid], keep=KEEP)
-        rep = detection_report(score, ~valid, threshold)
-        overall.update(auroc=float(auroc(score, ~valid)), removed=float(rep["detection_rate"]),
-                       kept=float(rep["retention"]))
-    paths = {"table": out_dir / "shapes_rip_per_iteration.csv", "figure": out_dir / "figures" / "shapes_rip.png",
-             "report": out_dir / "shapes_rip.md", "json": out_dir / "shapes_rip.json"}
-    atomic_write_text(paths["table"], per_iter.to_csv(index=False))
-    _figure(per_iter, table, paths["figure"])
-    reasons = later.loc[~valid, "shapes_reason"].value_counts().to_dict()
+    rows = table[table["iteration"] > 0].copy()
+    rows[["generation", "region_shapes"]] = generation_table(table)
+    det = {score: detection_by_band(table, bands=bands, score=score) for score in SCORES if score in table}
+    kinds = image_kinds_per_iteration(table)
+    paths = {"detection": out_dir / "shapes_rip_detection.csv", "kinds": out_dir / "shapes_rip_kinds.csv",
+             "figure": out_dir / "figures" / "shapes_rip.png", "report": out_dir / "shapes_rip.md",
+             "json": out_dir / "shapes_rip.json"}
+    atomic_write_text(paths["detection"], pd.concat([d.assign(score=s) for s, d in det.items()]).to_csv(index=False))
+    atomic_write_text(paths["kinds"], kinds.to_csv(index=False))
+    _figure(kinds, det, rows, paths["figure"])
+    headline = det[SCORES[0]]
+    pooled = headline[headline["band"] == "all"].iloc[0]
+    n_traj = int(table["trajectory_id"].nunique())
+    final = kinds[kinds["iteration"] == kinds["iteration"].max()].iloc[0]
     md = [
         "# Simple Shapes under recursive inpainting (ground-truth hallucinations)", "",
-        f"Model: bundled shapes DDPM, replacement inpainting, {steps} steps; {overall['trajectories']} "
-        f"trajectories ({images} images x {len(seeds)} seeds) x {iterations} iterations; mask: {mask}. Ground truth: the Simple Shapes labeller. Score: variance of x0 "
-        f"over the last steps, inside the repainted region; threshold keeps {KEEP:.0%} of each iteration's valid images.",
-        "", markdown_table(per_iter.round(4)),
-        "", f"All iterations pooled: AUROC {overall.get('auroc', float('nan')):.3f}, hallucinations removed "
-        f"{overall.get('removed', float('nan')):.1%} at {overall.get('kept', float('nan')):.1%} of valid kept.",
-        f"Kinds of hallucination (all iterations): {reasons}", "",
+        f"Command: `ripbench repro shapes-rip --images {images} --seeds {','.join(map(str, seeds))} "
+        f"--iterations {iterations} --steps {steps} --mask {mask} --bands {bands}"
+        + (f" --band {band}" if band is not None else "") + "`", "",
+        f"Model: bundled shapes DDPM (64 px), replacement inpainting, {steps} denoising steps; {n_traj} trajectories "
+        f"({images} images x {len(seeds)} seeds) x {iterations} iterations; mask: {mask}.", "",
+        f"**What counts as a hallucination.** {DEFINITION}", "",
+        f"Score: variance of x0 over the {_steps_text(rows)} denoising steps whose noise level t/T lies in "
+        f"[{cfg.hallucination.window[0]:g}, {cfg.hallucination.window[1]:g}], inside the repainted region "
+        f"(`{SCORES[0]}`); {_unscored_text(rows)}. "
+        f"Threshold: keeps {KEEP:.0%} of the valid generations of a random {CALIBRATION_SHARE:.0%} of the "
+        "trajectories (calibration); kept and removed are measured on the other trajectories. Intervals: 95%, bootstrap over trajectories for the "
+        "AUROC, Wilson for rates.", "",
+        f"Paper: {PAPER}", "",
+        "## Detector against the labeller, by band of iterations", "",
+        _band_table(headline), "",
+        _verdict(pooled), "",
+    ]
+    if SCORES[1] in det:
+        md += [f"Whole-image score (`{SCORES[1]}`) for comparison:", "", _band_table(det[SCORES[1]]), ""]
+    md += [
+        "## Images by label per iteration", "",
+        f"After {int(final['iteration'])} iterations: "
+        + ", ".join(f"{k} {final[k]:.0%}" for k in ("valid", "duplicate", "empty", "wrong_shape", "malformed"))
+        + f" of {int(final['n'])} images.", "",
+        markdown_table(kinds.round(3)), "",
     ]
     atomic_write_text(paths["report"], "\n".join(md))
-    atomic_write_text(paths["json"], json.dumps({"overall": overall, "per_iteration": per_iter.to_dict("records"),
-                                                 "reasons": reasons}, indent=2, default=float))
-    return {"per_iteration": per_iter, "overall": overall, "paths": paths, "run_dir": result.run_dir}
-
+    atomic_write_text(paths["json"], json.dumps(
+        {"definition": DEFINITION, "keep": KEEP, "trajectories": n_traj, "iterations": iterations, "steps": steps,
+         "mask": mask, "detection": {s: d.to_dict("records") for s, d in det.items()},
+         "kinds": kinds.to_dict("records")}, indent=2, default=lambda v: None if v is None else float(v)))
+    return {"detection": det, "kinds": kinds, "paths": paths, "run_dir": result.run_dir, "table": table}

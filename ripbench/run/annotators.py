@@ -2,7 +2,7 @@
 
 An *annotator* maps a batch of images (``B x 3 x H x W`` in ``[0, 1]``) to named columns of
 ``B`` values each. Input sources that know what a valid image looks like provide one:
-Simple Shapes images are labelled by :func:`ripbench.shapes.label_shapes`.
+Simple Shapes images are labelled by :func:`ripbench.datasets.shapes.label_shapes`.
 """
 
 from __future__ import annotations
@@ -23,13 +23,19 @@ Annotator = Callable[[torch.Tensor], dict[str, Sequence[Any]]]
 def shapes_annotations(images: torch.Tensor) -> dict[str, list[Any]]:
     """Ground truth for Simple Shapes images: the labeller's verdict per image.
 
-    ``shapes_valid`` is False for a hallucination (a duplicated shape in a column, a shape in
-    the wrong column, a malformed blob, or no shape at all); ``shapes_reason`` says which.
+    ``shapes_label`` is the image's kind (:data:`~ripbench.datasets.shapes.KINDS`):
+    ``"duplicate"`` is the paper's hallucination (a column holding two or more copies of its
+    shape); ``"empty"``, ``"wrong_shape"`` and ``"malformed"`` are other invalid images, not
+    hallucinations; ``"valid"`` could come from the data set. ``shapes_valid`` is
+    ``shapes_label == "valid"``; ``shapes_reason`` lists every problem found (``"ok"`` if none);
+    ``shapes_layout`` says what each column holds (:attr:`~ripbench.datasets.shapes.ShapeLabel.layout`,
+    e.g. ``"T|SS|"``), so a reader can tell which column a duplicate is in.
     """
-    from ..shapes import label_shapes
+    from ..datasets.shapes import label_shapes
 
     labels = label_shapes(images.float().mean(dim=1).cpu().numpy())
-    return {"shapes_valid": [lab.is_valid for lab in labels], "shapes_reason": [lab.reason for lab in labels]}
+    return {"shapes_label": [lab.kind for lab in labels], "shapes_valid": [lab.is_valid for lab in labels],
+            "shapes_reason": [lab.reason for lab in labels], "shapes_layout": [lab.layout for lab in labels]}
 
 
 def annotator_for(inputs: InputsConfig) -> Annotator | None:
