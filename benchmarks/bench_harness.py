@@ -26,8 +26,8 @@ from contextlib import contextmanager
 import torch
 
 from ripbench.config import apply_overrides, load_preset
-from ripbench.harness import run_experiment
 from ripbench.models import Inpainter, InpaintResult
+from ripbench.run import run_experiment
 
 
 class Identity(Inpainter):

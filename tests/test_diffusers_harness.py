@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from ripbench.cli import main
 from ripbench.config import validate_config
-from ripbench.harness import run_experiment
+from ripbench.run import run_experiment
 from tests.tiny_pipelines import tiny_flux_fill, tiny_sd3_inpaint, tiny_sd_inpaint, tiny_sdxl_inpaint
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ripbench.config import validate_config
-from ripbench.harness import run_experiment
+from ripbench.run import run_experiment
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
 

@@ -7,8 +7,8 @@ import torch
 
 from ripbench.config import validate_config
 from ripbench.errors import ModelNotFoundError
-from ripbench.harness import run_experiment
 from ripbench.models import available_inpainters, create_inpainter, register_inpainter
+from ripbench.run import run_experiment
 
 
 def _install_entry_point(site, plugin_dir):

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from ripbench.config import validate_config
-from ripbench.harness import run_experiment
 from ripbench.report import write_report
+from ripbench.run import run_experiment
 
 pytestmark = pytest.mark.slow  # a real run plus report: ~15-25 s on a loaded 2-core machine
 

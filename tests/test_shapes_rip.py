@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from ripbench.datasets.shapes import paste_shape
-from ripbench.harness import shapes_annotations
 from ripbench.inputs import load_shapes
 from ripbench.repro.shapes_rip import (
     calibration_split,
@@ -19,6 +18,7 @@ from ripbench.repro.shapes_rip import (
     image_kinds_per_iteration,
     run_shapes_rip,
 )
+from ripbench.run.annotators import shapes_annotations
 
 
 def test_annotations_tell_duplicates_from_other_invalid_images():
