@@ -1016,7 +1016,8 @@ def summary_table(
     by: Sequence[str] = ("model", "mask_label"),
     metrics: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """One row per group: trajectories, failures, and each metric's mean at the last iteration.
+    """One row per group: trajectories, failures, each metric's mean at the last iteration and the
+    number of trajectories that mean rests on (``n@<last>``: those observed there, failed ones left out).
 
     ``metrics`` default: :func:`summary_metrics`.
 
@@ -1027,16 +1028,23 @@ def summary_table(
     """
     by = list(by)
     last = table["iteration"].max()
-    final = table[table["iteration"] == last].replace([np.inf, -np.inf], np.nan)
     present = present_metrics(table, summary_metrics(table) if metrics is None else metrics)
     out = table.groupby(by).agg(trajectories=("trajectory_id", "nunique")).reset_index()
     if "failed" in table.columns:
         fails = table[table["failed"]].groupby(by)["trajectory_id"].nunique().rename("failed")
         out = out.merge(fails, on=by, how="left").fillna({"failed": 0})
         out["failed"] = out["failed"].astype(int)
+    final = observed(table)  # a failed output's row holds no valid image
+    final = final[final["iteration"] == last]
     if present:
-        means = final.groupby(by)[present].mean().add_suffix(f"@{last}").reset_index()
+        values = final[by].copy()
+        for m in present:
+            values[m] = metric_values(final, m)  # +inf PSNR capped as everywhere else
+        means = values.groupby(by)[present].mean().add_suffix(f"@{last}").reset_index()
         out = out.merge(means, on=by, how="left")
+        counts = final.groupby(by)["trajectory_id"].nunique().rename(f"n@{last}").reset_index()
+        out = out.merge(counts, on=by, how="left").fillna({f"n@{last}": 0})
+        out[f"n@{last}"] = out[f"n@{last}"].astype(int)
     return out
 
 
@@ -1066,7 +1074,8 @@ def group_summary(
     Columns: ``*by``, ``trajectories``, ``failed``; ``<metric>@<i>`` (mean at iteration
     ``i`` of :func:`clip_iterations`, for each of ``metrics`` present, default
     :func:`summary_metrics`), with a bootstrap interval (``_lo``, ``_hi``) for the rule's metric
-    at the last iteration; for the rule's metric ``<m>_slope``/``_lo``/``_hi``,
+    at the last iteration and the number of trajectories that mean rests on (``_n``: those
+    observed there); for the rule's metric ``<m>_slope``/``_lo``/``_hi``,
     ``<m>_auc``/``_lo``/``_hi``, ``<m>_exp_k``, ``<m>_exp_r2``, ``<m>_half_life``/``_lo``/``_hi``
     and ``<m>_fit`` (see :func:`drift_stats`); ``collapsed``, ``collapsed_share`` (Wilson
     interval), ``median_collapse`` and its interval (see :func:`median_collapse`);
@@ -1099,14 +1108,17 @@ def group_summary(
     final = f"{rule.metric}@{last}"
     band = region_summary(table, rule.metric, by, iteration=last, regions=["whole"], n_boot=n_boot, ci=ci, seed=seed,
                           psnr_cap=psnr_cap)
-    band = band[[*by, "lo", "hi"]].rename(columns={"lo": f"{final}_lo", "hi": f"{final}_hi"})
+    band = band[[*by, "lo", "hi", "n"]].rename(columns={"lo": f"{final}_lo", "hi": f"{final}_hi",
+                                                        "n": f"{final}_n"})
     if final in out.columns:
         out = out.merge(band, on=by, how="left")
+        out[f"{final}_n"] = out[f"{final}_n"].fillna(0).astype(int)
         cols = list(out.columns)
-        for extra in (f"{final}_lo", f"{final}_hi"):
+        extras = [f"{final}_lo", f"{final}_hi", f"{final}_n"]
+        for extra in extras:
             cols.remove(extra)
         at_final = cols.index(final) + 1
-        out = out[cols[:at_final] + [f"{final}_lo", f"{final}_hi"] + cols[at_final:]]
+        out = out[cols[:at_final] + extras + cols[at_final:]]
     drift = drift_stats(table, rule.metric, by, **stats_kw).drop(columns=["trajectories", "exp_a"])
     drift = drift.rename(columns={c: f"{rule.metric}_{c}" for c in drift.columns if c not in by})
     out = out.merge(drift, on=by, how="left")

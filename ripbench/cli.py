@@ -48,7 +48,16 @@ def parse_mask_option(text: str) -> dict[str, Any]:
     return spec
 
 
-def _fail(exc: BaseException) -> None:
+def _numbers(text: str, kind: type, option: str) -> tuple[Any, ...]:
+    """``"0,1,2"`` -> ``(0, 1, 2)``; a bad item is a usage error naming the option."""
+    try:
+        return tuple(kind(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of {kind.__name__}s",
+                                 param_hint=option) from None
+
+
+def _fail(exc: BaseException | str) -> None:
     click.echo(f"ripbench: error: {exc}", err=True)
     sys.exit(2)
 
@@ -61,6 +70,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except RipbenchError as exc:
             _fail(exc)
+        except OSError as exc:  # an unwritable output folder, a full disk: the user's to fix, one line
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            _fail(f"{exc.strerror or exc}{where}")
 
 
 @click.group(cls=_Group)
@@ -359,8 +371,8 @@ def shapes_rip(out_dir: Path, images: int, seeds: str, iterations: int, steps: i
     from .repro import run_shapes_rip
 
     start = time.perf_counter()
-    seed_list = tuple(int(x) for x in seeds.split(",") if x.strip())
-    values = [float(x) for x in band.split(",")] if band else None
+    seed_list = _numbers(seeds, int, "--seeds")
+    values = list(_numbers(band, float, "--band")) if band else None
     out = run_shapes_rip(out_dir, images=images, seeds=seed_list, iterations=iterations, steps=steps, mask=mask,
                          bands=bands, band=(values[0] if values and len(values) == 1 else values),
                          overwrite=overwrite)

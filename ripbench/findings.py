@@ -80,11 +80,11 @@ def fastest_drift(summary: pd.DataFrame, by: Sequence[str], ci: float = 0.95,
     lo, hi = f"{final}_lo", f"{final}_hi"
     row = summary.loc[worst]
     text = (f"Fastest drift: {group_name(row, by)}, with the worst final {metric_phrase(metric)}: "
-            f"{_value_ci(row[final], row.get(lo), row.get(hi), ci)}, n = {int(row['trajectories'])} trajectories) "
+            f"{_value_ci(row[final], row.get(lo), row.get(hi), ci)}, n = {_n_final(row, final)} trajectories) "
             f"at iteration {iteration}.")
     other = summary.loc[best]
     text += (f" Slowest: {group_name(other, by)}, {_value_ci(other[final], other.get(lo), other.get(hi), ci)}, "
-             f"n = {int(other['trajectories'])}).")
+             f"n = {_n_final(other, final)}).")
     second = summary.loc[runner]
     if lo in summary.columns and not any(pd.isna(v) for v in (row[lo], row[hi], second[lo], second[hi])):
         if row[lo] <= second[hi] and second[lo] <= row[hi]:
@@ -95,6 +95,12 @@ def fastest_drift(summary: pd.DataFrame, by: Sequence[str], ci: float = 0.95,
         if len(set(sets.values())) > 1:
             text += " The groups did not all see the same images, so this ranking mixes inputs."
     return text
+
+
+def _n_final(row: pd.Series, final: str) -> int:
+    """Trajectories a final mean rests on: observed at that iteration (failed ones ended earlier)."""
+    n = row.get(f"{final}_n")
+    return int(row["trajectories"] if n is None or pd.isna(n) else n)
 
 
 def collapse_sentences(summary: pd.DataFrame, by: Sequence[str], rule: analysis.CollapseRule,
@@ -109,7 +115,8 @@ def collapse_sentences(summary: pd.DataFrame, by: Sequence[str], rule: analysis.
         parts = [f"{group_name(row, by)}:"]
         if final in summary.columns:
             parts.append(f"mean {metric_phrase(metric)} at iteration {final.partition('@')[2]} = "
-                         f"{_value_ci(row[final], row.get(f'{final}_lo'), row.get(f'{final}_hi'), ci)}, n = {n});")
+                         f"{_value_ci(row[final], row.get(f'{final}_lo'), row.get(f'{final}_hi'), ci)}, "
+                         f"n = {_n_final(row, final)});")
         k = int(row["collapsed"])
         share, s_lo, s_hi = proportion_ci(k, n, ci)
         parts.append(f"{k} of {n} collapsed ({_pct(share)}, {ci:.0%} CI {_pct(s_lo)} to {_pct(s_hi)}),")

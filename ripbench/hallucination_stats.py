@@ -34,7 +34,8 @@ from .analysis import iter_groups, observed, trajectory_uid
 from .hallucination import auroc, calibrate_threshold, roc_curve
 from .stats import proportion_ci, resample_ci
 
-__all__ = ["SCORE_COLUMNS", "ground_truth", "iteration_bands", "roc_analysis", "score_bands", "threshold_analysis"]
+__all__ = ["SCORE_COLUMNS", "ground_truth", "iteration_bands", "pooled_share", "roc_analysis", "score_bands",
+           "threshold_analysis"]
 
 #: Hallucination score columns, whole image first.
 SCORE_COLUMNS = ("halluc_score", "halluc_score_current")
@@ -90,7 +91,7 @@ def _cluster_ratio(k: np.ndarray, n: np.ndarray) -> Any:
     return statistic
 
 
-def _pooled_share(flags: pd.Series, clusters: pd.Series, *, n_boot: int, ci: float, seed: int) -> dict[str, Any]:
+def pooled_share(flags: pd.Series, clusters: pd.Series, *, n_boot: int, ci: float, seed: int) -> dict[str, Any]:
     """Share of ``True`` among ``flags`` (NA ignored) with its interval: the union of the Wilson interval
     and a cluster bootstrap (trajectories resampled). Wilson alone ignores that outputs of one
     trajectory are alike; the bootstrap alone collapses to a point when no (or every) output is flagged."""
@@ -143,7 +144,7 @@ def score_bands(
                       "q1": q1, "median": median, "q3": q3, "mean": float(mean), "mean_lo": float(lo),
                       "mean_hi": float(hi)}
             if labels is not None:
-                share = _pooled_share(labels.loc[chunk.index], clusters, n_boot=n_boot, ci=ci, seed=seed)
+                share = pooled_share(labels.loc[chunk.index], clusters, n_boot=n_boot, ci=ci, seed=seed)
                 record.update(labelled=share["n"], hallucinated=share["k"], halluc_rate=share["share"],
                               halluc_rate_lo=share["lo"], halluc_rate_hi=share["hi"])
             rows.append(record)
@@ -219,7 +220,7 @@ def threshold_analysis(table: pd.DataFrame, score: str = "halluc_score", keep: f
     clusters = trajectory_uid(chosen)
     kw: dict[str, Any] = {"n_boot": n_boot, "ci": ci, "seed": seed}
     return {**out, "status": "ok", "threshold": threshold,
-            "detection": _pooled_share(removed.where(y), clusters, **kw),
-            "retention": _pooled_share((~removed).where(~y), clusters, **kw),
-            "rate_before": _pooled_share(y.astype("boolean"), clusters, **kw),
-            "rate_after": _pooled_share(y.astype("boolean").where(~removed), clusters, **kw)}
+            "detection": pooled_share(removed.where(y), clusters, **kw),
+            "retention": pooled_share((~removed).where(~y), clusters, **kw),
+            "rate_before": pooled_share(y.astype("boolean"), clusters, **kw),
+            "rate_after": pooled_share(y.astype("boolean").where(~removed), clusters, **kw)}

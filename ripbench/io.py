@@ -125,14 +125,18 @@ class BackgroundWriter:
                         fn(*args)
                     except BaseException as exc:  # handed to the caller's thread
                         self._error = exc
-                        self._failed_write = getattr(fn, "__qualname__", repr(fn))
+                        target = next((a for a in args if isinstance(a, (str, os.PathLike))), None)
+                        self._failed_write = str(target) if target is not None else getattr(fn, "__qualname__", "?")
             finally:
                 self._queue.task_done()
 
     def _raise(self) -> None:
+        """Raise the failed write's error (again at every call: once failed, the writer stays failed)."""
         if self._error is not None:
-            error, self._error = self._error, None
-            raise RuntimeError(f"background write {self._failed_write} failed: {error}") from error
+            from .errors import ResultsError
+
+            detail = getattr(self._error, "strerror", None) or self._error
+            raise ResultsError(f"cannot write {self._failed_write}: {detail}") from self._error
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Queue ``fn(*args)`` (blocks while ``max_pending`` writes wait); raise an earlier write's error."""

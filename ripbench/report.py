@@ -205,6 +205,8 @@ def display_summary(summary: pd.DataFrame, by: Sequence[str], rule: analysis.Col
     short = spec.label if spec else m
     out = pd.DataFrame({c: summary[c].astype(str) for c in by})
     out["n"] = summary["trajectories"].astype(int)
+    if f"{final}_n" in summary.columns and (summary[f"{final}_n"] != summary["trajectories"]).any():
+        out[f"n at it. {final.partition('@')[2]}"] = summary[f"{final}_n"].astype(int)  # the mean rests on these
     if "failed" in summary.columns and summary["failed"].any():
         out["failed"] = summary["failed"].astype(int)
     if final in summary.columns:
@@ -495,10 +497,19 @@ def _hallucination_section(c: _Context, keep: float) -> Section | None:
     scores = [s for s in hallucination_stats.SCORE_COLUMNS if analysis.present_metrics(table, [s])]
     if not scores:
         return None
-    rocs = [hallucination_stats.roc_analysis(table, s, **c.kw) for s in scores]
-    cut = hallucination_stats.threshold_analysis(table, scores[0], keep, **c.kw)
+    # a score is not comparable across models (or runs): ROC and threshold per arm, never pooled
+    arms = [(key, rows) for key, rows in analysis.iter_groups(table, models)
+            if analysis.present_metrics(rows, scores[:1])]
+    rocs, lines = [], []
+    for i, (key, rows) in enumerate(arms):
+        arm_rocs = [hallucination_stats.roc_analysis(rows, s, **c.kw) for s in scores]
+        if len(arms) > 1:
+            for roc in arm_rocs:
+                roc["score"] = f"{roc['score']} of {' / '.join(map(str, key))}"
+        cut = hallucination_stats.threshold_analysis(rows, scores[0], keep, **c.kw)
+        lines += findings.hallucination_sentences(arm_rocs, cut, c.summary if i == 0 else None, c.by, c.ci)
+        rocs += arm_rocs
     _, source = hallucination_stats.ground_truth(table)
-    lines = findings.hallucination_sentences(rocs, cut, c.summary, c.by, c.ci)
     c.top += [line for line in lines if "AUROC" in line][:1]
     bands = hallucination_stats.score_bands(table, scores[0], models, **c.kw)
     section = Section("hallucination", "Hallucination", lines,
@@ -605,6 +616,11 @@ def write_report(
     kw: dict[str, Any] = {"n_boot": n_boot, "ci": ci, "seed": seed}
     summary = in_reading_order(analysis.group_summary(table, by, at=at, rule=rule, **kw), table, by)
     c = _Context(table, rule, by, models, summary, out, ci, kw)
+    for run, manifest in (table.attrs.get("manifests") or {}).items():
+        status = (manifest or {}).get("status")
+        if status != "complete":
+            c.top.append(f"Run {run} is {status or 'of unknown status'}, not complete: its numbers cover only the "
+                         "trajectories finished so far (run the same command again to finish it).")
     note = analysis.collapse_rule_note(table, rule)
     c.top += [note] if note else []
     sections: list[Section] = []

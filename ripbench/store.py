@@ -97,20 +97,30 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         """Take the lock or raise :class:`ResultsError` naming the holder."""
+        import errno
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "unknown holder"
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise ResultsError(f"cannot create the lock file {self.path}: {exc.strerror or exc}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise ResultsError(f"cannot lock {self.path} ({exc.strerror or exc}): the filesystem may not "
+                                       "support file locks; put the results on one that does") from None
+                holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "unknown holder"
+                raise ResultsError(f"{self.run_dir} is in use by another ripbench run ({holder}); wait for it to "
+                                   "finish, or write elsewhere with --name") from None
+            info = f"host {socket.gethostname()}, pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, info.encode("utf-8"), 0)
+        except BaseException:
             os.close(fd)
-            raise ResultsError(f"{self.run_dir} is in use by another ripbench run ({holder}); wait for it to "
-                               "finish, or write elsewhere with --name") from None
-        info = f"host {socket.gethostname()}, pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, info.encode("utf-8"), 0)
+            raise
         self._fd = fd
         return self
 
@@ -223,16 +233,34 @@ class RunStore:
                     "by more than one run; delete the extra parts or run again with --overwrite")
         return table.sort_values(["trajectory_id", "iteration"], kind="stable").reset_index(drop=True)
 
-    def discard(self) -> None:
-        """Remove a previous run (for ``--overwrite``): one atomic rename aside, then delete.
+    def set_aside(self) -> Path | None:
+        """Move the whole run folder aside in one atomic rename (for ``--overwrite``); its new name.
 
-        A kill during the deletion leaves a hidden ``.<name>.discarded-*`` folder that no run
-        adopts (and :meth:`sweep` deletes), never a folder mixing old and new results.
+        Until :meth:`drop` or :meth:`restore`, the old run survives under a hidden
+        ``.<name>.discarded-*`` name that no run adopts (and :meth:`sweep` deletes): a kill at any
+        moment leaves the old run or a clean new one, never a folder mixing the two.
         """
+        if not self.run_dir.exists():
+            return None
+        aside = self.run_dir.parent / f".{self.run_dir.name}.discarded-{os.getpid()}-{time.time_ns()}"
+        os.replace(self.run_dir, aside)
+        return aside
+
+    def restore(self, aside: Path) -> None:
+        """Put a folder moved aside by :meth:`set_aside` back (the new run wrote no results)."""
         if self.run_dir.exists():
-            aside = self.run_dir.parent / f".{self.run_dir.name}.discarded-{os.getpid()}-{time.time_ns()}"
-            os.replace(self.run_dir, aside)
+            shutil.rmtree(self.run_dir)
+        os.replace(aside, self.run_dir)
+
+    @staticmethod
+    def drop(aside: Path | None) -> None:
+        """Delete a folder moved aside by :meth:`set_aside`."""
+        if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
+
+    def discard(self) -> None:
+        """Remove a previous run at once: :meth:`set_aside`, then :meth:`drop`."""
+        self.drop(self.set_aside())
         self.sweep()
 
     def sweep(self) -> None:

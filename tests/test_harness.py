@@ -187,9 +187,10 @@ def test_background_writer_raises_a_failed_write_in_the_callers_thread(tmp_path)
     writer.submit(atomic_write_text, tmp_path / "first.txt", "ok")
     writer.submit(broken, tmp_path / "second.txt")
     writer.submit(atomic_write_text, tmp_path / "third.txt", "skipped")  # may still be queued
-    with pytest.raises(RuntimeError, match="background write .*broken failed: disk full"):
+    with pytest.raises(ResultsError, match=r"cannot write .*second\.txt: disk full"):
         writer.flush()
-    writer.close()
+    with pytest.raises(ResultsError, match="second.txt"):  # once failed, the writer stays failed
+        writer.close()
     assert (tmp_path / "first.txt").read_text() == "ok" and not (tmp_path / "third.txt").exists()
     # leaving a block on an exception waits for the queue and keeps the original exception
     with pytest.raises(KeyError) as info:

@@ -77,10 +77,51 @@ def test_duplicated_rows_are_refused(tiny_config_data: dict) -> None:
 # ---------------------------------------------------------------------------- overwrite and resume
 
 
-def test_killed_overwrite_never_leaves_a_mixed_folder(tiny_config_data: dict, monkeypatch) -> None:
+def _consistent(run_dir: Path) -> tuple[int, int]:
+    """(iterations in the manifest, iterations in the table): one run, never a mix."""
+    store = RunStore(run_dir)
+    table = store.load_table()  # refuses duplicated rows
+    return store.read_manifest()["config"]["iterations"], int(table["iteration"].max())
+
+
+def test_overwrite_killed_midway_leaves_a_clean_new_run(tiny_config_data: dict, monkeypatch) -> None:
+    import ripbench.run.experiment as experiment
+
     first = _run(tiny_config_data)
-    old_parts = {p.name for p in RunStore(first.run_dir).part_files()}
     tiny_config_data["iterations"] = 2  # another config: needs --overwrite
+    real, calls = experiment.run_batch, []
+
+    def killed_on_second_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(experiment, "run_batch", killed_on_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_config_data, overwrite=True)
+    monkeypatch.undo()
+    assert _consistent(first.run_dir) == (2, 2)  # the new run's first batch, not the old rows
+    assert RunStore(first.run_dir).read_manifest()["status"] == "interrupted"
+    assert not list(first.run_dir.parent.glob(".tiny.discarded-*"))  # the old run is gone once new rows exist
+    result = _run(tiny_config_data)  # resumes the new run
+    assert result.table["trajectory_id"].nunique() == 8 and _consistent(first.run_dir) == (2, 2)
+
+
+def test_overwrite_that_fails_before_any_result_keeps_the_old_run(tiny_config_data: dict) -> None:
+    first = _run(tiny_config_data)
+    before = first.table.drop(columns=TIMING_COLUMNS)
+    tiny_config_data["models"] = [{"name": f"{__name__}:_Bad"}]
+    _Bad.mode = "shape"  # unusable model: stops at its first call
+    with pytest.raises(ModelContractError):
+        _run(tiny_config_data, overwrite=True)
+    pd.testing.assert_frame_equal(RunStore(first.run_dir).load_table().drop(columns=TIMING_COLUMNS), before)
+    assert RunStore(first.run_dir).read_manifest()["status"] == "complete"
+
+
+def test_kill_while_deleting_the_old_run_is_swept_later(tiny_config_data: dict, monkeypatch) -> None:
+    first = _run(tiny_config_data)
+    tiny_config_data["iterations"] = 2
 
     def killed(path, *a, **k):  # the kill lands while the old folder is being deleted
         raise KeyboardInterrupt
@@ -89,12 +130,27 @@ def test_killed_overwrite_never_leaves_a_mixed_folder(tiny_config_data: dict, mo
     with pytest.raises(KeyboardInterrupt):
         _run(tiny_config_data, overwrite=True)
     monkeypatch.undo()
-    # the old run was moved aside in one rename: the folder is gone or fresh, never old parts under a new manifest
-    assert not first.run_dir.exists() or not old_parts & {p.name for p in RunStore(first.run_dir).part_files()}
-    assert list(first.run_dir.parent.glob(".tiny.discarded-*"))
-    result = _run(tiny_config_data)
-    assert result.table["iteration"].max() == 2 and result.table["trajectory_id"].nunique() == 8
+    assert _consistent(first.run_dir) == (2, 2) and list(first.run_dir.parent.glob(".tiny.discarded-*"))
+    _run(tiny_config_data)
     assert not list(first.run_dir.parent.glob(".tiny.discarded-*"))  # swept by the next run
+
+
+def test_refused_resume_leaves_the_finished_run_as_it_was(tiny_config_data: dict) -> None:
+    first = _run(tiny_config_data)
+    store = RunStore(first.run_dir)
+    manifest = store.read_manifest()
+    manifest["models"]["biharmonic"]["class"] = "another.version.Biharmonic"  # made by another ripbench
+    store.write_manifest(manifest)
+    store.part_files()[0].unlink()  # interrupted earlier; now resumed by this version
+    with pytest.raises(ResultsError, match=r"cannot resume: model 'biharmonic' differs .*\(class\)"):
+        _run(tiny_config_data)
+    assert RunStore(first.run_dir).read_manifest() == manifest  # not marked failed, provenance untouched
+
+
+def test_trajectory_ids_unique_across_models(tiny_config_data: dict) -> None:
+    tiny_config_data["models"] = [{"name": "biharmonic", "label": "bh+1"}, {"name": "biharmonic", "label": "bh-1"}]
+    with pytest.raises(ConfigError, match="would share trajectory ids"):
+        _run(tiny_config_data)
 
 
 def test_parts_without_manifest_are_refused(tiny_config_data: dict) -> None:
@@ -188,6 +244,8 @@ class _Bad(Inpainter):
             out = out[:, :1]
         elif self.mode == "raises":
             raise RuntimeError("the plug-in's own bug")
+        elif self.mode == "extras":
+            return InpaintResult(images=out, extras={"score": [1.0]})  # one value for a batch of 8
         elif self.mode == "in-place":
             images.mul_(0.0)  # edits its input: must not reach the loop's state
             out = images.clone() + 0.5 * masks
@@ -221,6 +279,11 @@ def test_out_of_range_output_is_recorded_with_its_range(tiny_config_data: dict) 
 def test_wrong_shape_stops_the_run_with_one_line(tiny_config_data: dict) -> None:
     with pytest.raises(ModelContractError, match=r"returned images of \(8, 1, 32, 32\)"):
         _bad_run(tiny_config_data, "shape")
+
+
+def test_extras_of_the_wrong_length_stop_the_run_with_one_line(tiny_config_data: dict) -> None:
+    with pytest.raises(ModelContractError, match=r"extras\['score'\] must hold 8 values .* got 1"):
+        _bad_run(tiny_config_data, "extras")
 
 
 def test_plugin_exception_surfaces_as_itself(tiny_config_data: dict) -> None:

@@ -39,11 +39,10 @@ import pandas as pd
 from ..config import validate_config
 from ..datasets.shapes import SHAPE_NAMES, column_bounds
 from ..hallucination import calibrate_threshold
-from ..hallucination_stats import iteration_bands, roc_analysis
+from ..hallucination_stats import iteration_bands, pooled_share, roc_analysis
 from ..io import atomic_save, atomic_write_text
 from ..report import markdown_table
 from ..run import run_experiment
-from ..stats import proportion_ci
 from . import SHAPES_HALLUCINATION
 
 #: Share of valid generations the calibrated threshold keeps (the paper's operating point).
@@ -202,8 +201,10 @@ def detection_by_band(table: pd.DataFrame, *, bands: int = 3, score: str = "hall
         dup, valid = labels == "duplicate", labels == "valid"
         n = len(g)
         rec: dict[str, Any] = {"band": name, "generations": n, **{k: int((labels == k).sum()) for k in GENERATION_LABELS}}
-        _, lo, hi = proportion_ci(int(dup.sum()), n)
-        rec.update(hallucination_rate=dup.sum() / n if n else np.nan, hallucination_rate_lo=lo, hallucination_rate_hi=hi)
+        clusters = g["trajectory_id"]  # generations of one trajectory are alike: intervals resample trajectories
+        rate = pooled_share(pd.Series(dup, index=g.index), clusters, n_boot=n_boot, ci=0.95, seed=seed)
+        rec.update(hallucination_rate=dup.sum() / n if n else np.nan, hallucination_rate_lo=rate["lo"],
+                   hallucination_rate_hi=rate["hi"])
         rec["auroc"], rec["auroc_lo"], rec["auroc_hi"] = _auroc(g, labels, score, n_boot, seed)
         # control: valid generations that left a shape in the repainted region (the x0 variance grows
         # with the amount of shape edge, and a column left empty scores near zero)
@@ -213,13 +214,17 @@ def detection_by_band(table: pd.DataFrame, *, bands: int = 3, score: str = "hall
         rec["auroc_vs_shape"], rec["auroc_vs_shape_lo"], rec["auroc_vs_shape_hi"] = _auroc(g, control, score, n_boot,
                                                                                          seed)
         cal_valid = s[valid & cal & np.isfinite(s)]
-        ev_valid, ev_dup = s[valid & ~cal & np.isfinite(s)], s[dup & ~cal & np.isfinite(s)]
+        in_valid, in_dup = valid & ~cal & np.isfinite(s), dup & ~cal & np.isfinite(s)
+        ev_valid, ev_dup = s[in_valid], s[in_dup]
         threshold = calibrate_threshold(cal_valid, keep=keep) if cal_valid.size else np.nan
-        kept = proportion_ci(int((ev_valid <= threshold).sum()), int(ev_valid.size))
-        removed = proportion_ci(int((ev_dup > threshold).sum()), int(ev_dup.size))
+        kw = {"n_boot": n_boot, "ci": 0.95, "seed": seed}
+        kept = pooled_share(pd.Series(s <= threshold, index=g.index)[in_valid], clusters[in_valid], **kw)
+        removed = pooled_share(pd.Series(s > threshold, index=g.index)[in_dup], clusters[in_dup], **kw)
         rec.update(n_calibration_valid=int(cal_valid.size), threshold=threshold,
-                   n_kept_of=int(ev_valid.size), kept=kept[0], kept_lo=kept[1], kept_hi=kept[2],
-                   n_removed_of=int(ev_dup.size), removed=removed[0], removed_lo=removed[1], removed_hi=removed[2])
+                   n_kept_of=int(ev_valid.size), kept=kept["k"] / kept["n"] if kept["n"] else np.nan,
+                   kept_lo=kept["lo"], kept_hi=kept["hi"], n_removed_of=int(ev_dup.size),
+                   removed=removed["k"] / removed["n"] if removed["n"] else np.nan, removed_lo=removed["lo"],
+                   removed_hi=removed["hi"])
         if not cal_valid.size:
             rec.update(kept=np.nan, kept_lo=np.nan, kept_hi=np.nan, removed=np.nan, removed_lo=np.nan,
                        removed_hi=np.nan)

@@ -444,40 +444,36 @@ def _precision(report: dict[str, Any]) -> str:
 
 
 def _verdict(report: dict[str, Any]) -> str:
-    """One paragraph: does our reproduction match the paper's numbers, and if not, why."""
+    """One paragraph: how our numbers compare with the paper's, read from the intervals, not the point estimates."""
+    removed_claim, kept_claim = PAPER["hallucinations_removed"], PAPER["in_support_kept"]
+    claim = f"the paper's > {_pct(removed_claim)} removed at {_pct(kept_claim)} kept"
     parts = []
     for name, res in report["results"].items():
         det = res.get("detection")
         if not det or det["n_hallucinated"] == 0:
-            parts.append(
-                f"{name}: no hallucination in the evaluation set, so the detection rate is undefined."
-            )
+            parts.append(f"{name}: no hallucination in the evaluation set, so the detection rate is undefined.")
             continue
-        rate = det["detection_rate"]
-        if rate >= PAPER["hallucinations_removed"]:
-            parts.append(
-                f"{name}: {_pct(rate)} of hallucinations removed at {_pct(det['retention'])} retention, "
-                f"in line with the paper's > 95% at 96% ({det['n_hallucinated']} hallucinations evaluated, "
-                f"95% interval {_ci(det['detection_rate_ci95']).strip()})."
-            )
+        rate, (lo, hi) = det["detection_rate"], det["detection_rate_ci95"]
+        head = (f"{name}: {_pct(rate)} of hallucinations removed (95% interval {_ci((lo, hi)).strip()}, "
+                f"{det['n_hallucinated']} hallucinations evaluated) at {_pct(det['retention'])} retention")
+        if lo >= removed_claim:
+            parts.append(f"{head}: consistent with {claim}, and the whole interval lies above it.")
+        elif hi >= removed_claim:
+            parts.append(f"{head}: consistent with {claim}, but the interval reaches below "
+                         f"{_pct(removed_claim)}, so this run does not establish it.")
         else:
             ratio = (res["median_score_hallucinated"] or float("nan")) / (
-                res["median_score_in_support"] or float("nan")
-            )
-            parts.append(
-                f"{name}: {_pct(rate)} of hallucinations removed at {_pct(det['retention'])} retention, "
-                "below the paper's > 95%. The score still ranks the samples "
-                f"(AUROC {_num(res.get('auroc'))}; "
-                f"the median hallucination scores {_num(ratio)}x the median in-support sample), but "
-                f"{_pct(1 - rate)} of the hallucinations score below the top 4% of in-support samples. "
-                "The likely cause is the training budget: in our 2D budget study (module docstring of "
-                "ripbench.repro.toy_gaussians) every increase in training raised the AUROC and cut the "
-                "hallucination rate, and our model still sees "
-                f"{_num(res['paper_training_items_ratio'])}x fewer training items than the paper's (its "
-                f"learned modes are {res['model_spread_over_data_std']:.2f}x as wide as the data's). With "
-                f"{det['n_hallucinated']} hallucinations evaluated, the 95% interval of the rate is "
-                f"{_ci(det['detection_rate_ci95']).strip()}."
-            )
+                res["median_score_in_support"] or float("nan"))
+            text = (f"{head}: below {claim} (the whole interval lies under {_pct(removed_claim)}). The score "
+                    f"still ranks the samples (AUROC {_num(res.get('auroc'))}; the median hallucination scores "
+                    f"{_num(ratio)}x the median in-support sample), but {_pct(1 - rate)} of the hallucinations "
+                    f"score below the top {_pct(1 - KEEP)} of in-support samples.")
+            items = res.get("paper_training_items_ratio")
+            if items and items > 1:
+                text += (f" Our model saw {_num(items)}x fewer training items than the paper's and its learned "
+                         f"modes are {res['model_spread_over_data_std']:.2f}x as wide as the data's; the 2D budget "
+                         "study in this module's docstring is the evidence that more training helps.")
+            parts.append(text)
     return " ".join(parts)
 
 

@@ -145,14 +145,23 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _on_main(ranks: Ranks, work: Callable[[], Any]) -> Any:
-    """Run ``work`` on rank 0 and hand its result, or the same one-line error, to every rank."""
+    """Run ``work`` on rank 0 and hand its result, or the same one-line error, to every rank.
+
+    Rank 0 re-raises its own exception; the other ranks raise the same message (so no rank is
+    left waiting for the others).
+    """
     outcome: tuple[str, Any] = ("ok", None)
+    failure: BaseException | None = None
     if ranks.is_main:
         try:
             outcome = ("ok", work())
-        except RipbenchError as exc:
-            outcome = (type(exc).__name__, str(exc))
+        except Exception as exc:
+            failure = exc
+            outcome = (type(exc).__name__, str(exc) if isinstance(exc, RipbenchError) else
+                       f"rank 0 failed: {type(exc).__name__}: {exc}")
     kind, value = ranks.from_main(outcome)
+    if failure is not None:
+        raise failure
     if kind != "ok":
         error = {cls.__name__: cls for cls in (ResultsError, ConfigError, InputError)}.get(kind, ResultsError)
         raise error(value)
@@ -185,19 +194,18 @@ def _check_inputs_unchanged(previous: dict[str, Any], groups: list[tuple[ModelCo
 
 
 def _prepare_folder(store: RunStore, config: ExperimentConfig, overwrite: bool,
-                    groups: list[tuple[ModelConfig, list[Trajectory]]]) -> dict[str, Any] | None:
-    """Rank 0, holding the lock: the previous manifest to resume, or ``None`` for a fresh run."""
+                    groups: list[tuple[ModelConfig, list[Trajectory]]]) -> tuple[dict[str, Any] | None, str | None]:
+    """Rank 0, holding the lock: ``(previous manifest to resume or None, folder moved aside or None)``.
+
+    ``overwrite`` always starts again: the old folder is moved aside (restored if this launch
+    fails before writing any result, deleted once it has).
+    """
     store.sweep()
-    try:
-        previous = store.read_manifest()
-    except ResultsError:
-        if not overwrite:
-            raise
-        previous = {}
+    if overwrite:
+        aside = store.set_aside()
+        return None, str(aside) if aside is not None else None
+    previous = store.read_manifest()
     fingerprint = config.fingerprint()
-    if previous is not None and (overwrite and previous.get("fingerprint") != fingerprint or previous == {}):
-        store.discard()
-        return None
     if previous is not None and (previous.get("fingerprint") != fingerprint
                                  or previous.get("random_keys") != KEY_VERSION):
         why = (f"a different config (fingerprint {previous.get('fingerprint')} != {fingerprint})"
@@ -206,9 +214,6 @@ def _prepare_folder(store: RunStore, config: ExperimentConfig, overwrite: bool,
         raise ResultsError(f"{store.run_dir} holds a run made with {why}; pass --overwrite to replace it "
                            "or --name to write elsewhere")
     if previous is None and store.part_files():
-        if overwrite:
-            store.discard()
-            return None
         raise ResultsError(f"{store.run_dir} holds result parts but no manifest (an interrupted --overwrite, or a "
                            "deleted manifest?): which config made them is unknown; move the folder aside or pass "
                            "--overwrite")
@@ -216,7 +221,7 @@ def _prepare_folder(store: RunStore, config: ExperimentConfig, overwrite: bool,
         _check_inputs_unchanged(previous, groups, store.run_dir)
         if store.part_files():
             store.load_table()  # refuses duplicated rows up front
-    return previous
+    return previous, None
 
 
 def _check_complete(table: pd.DataFrame, groups: list[tuple[ModelConfig, list[Trajectory]]], iterations: int) -> None:
@@ -283,8 +288,9 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
                 on_start: Callable[[Path, int, int], None] | None, ranks: Ranks) -> RunResult:
     from tqdm.auto import tqdm
 
+    previous, aside = _on_main(ranks, lambda: _prepare_folder(store, config, overwrite, groups))
     existed = store.run_dir.exists()
-    previous = _on_main(ranks, lambda: _prepare_folder(store, config, overwrite, groups))
+    parts_before = len(store.part_files())
     done = store.finished_trajectories() if previous is not None else set()
     ranks.meet()  # every rank has read what is done before anyone writes
     pending = [(m, [t for t in ts if t.id not in done and ranks.owns(t.id)]) for m, ts in groups]
@@ -305,7 +311,6 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
         "started": (previous or {}).get("started", now()),
         "resumed": [*(previous or {}).get("resumed", []), now()] if previous is not None else [],
         "world_size": ranks.world_size,
-        "launches": [*(previous or {}).get("launches", []), {"started": now(), "world_size": ranks.world_size}],
         "versions": versions(),
         "git_commit": git_commit(),
         "command": " ".join(sys.argv),
@@ -317,12 +322,27 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
         "masks": {t.policy.label: t.policy.provenance() for _, ts in groups for t in ts},
         "batch_size_run": (previous or {}).get("batch_size_run", {}),
     }
+    # every launch keeps its own provenance: rows resumed by another version stay attributable
+    launch = {key: manifest[key] for key in ("world_size", "versions", "git_commit", "command", "device")}
+    manifest["launches"] = [*(previous or {}).get("launches", []), {"started": now(), **launch}]
     if previous is not None and previous.get("metrics"):
         manifest["metrics"] = previous["metrics"]
 
     def save() -> None:
         if ranks.is_main:
             store.write_manifest(manifest)
+
+    def wrote_nothing() -> bool:
+        return len(store.part_files()) == parts_before
+
+    def undo_launch() -> None:
+        """This launch wrote no results: leave the folder as it found it (rank 0, single process)."""
+        if aside is not None:
+            store.restore(Path(aside))
+        elif previous is not None:
+            store.write_manifest(previous)
+        elif not existed:
+            store.remove()  # nothing finished: leave no half-made run folder behind
 
     save()
     bar = tqdm(total=sum(len(ts) for _, ts in pending) * config.iterations, unit="inpaint",
@@ -377,19 +397,17 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
             save()
             del model
         writer.close()
-    except KeyboardInterrupt as exc:
-        _finish_writes(writer, exc)  # finished batches still reach the disk (each file atomically)
-        manifest.update(status="interrupted", interrupted=now())
-        save()
-        raise
     except BaseException as exc:
-        _finish_writes(writer, exc)
+        _finish_writes(writer, exc)  # finished batches still reach the disk (each file atomically)
         if ranks.is_main:
-            if previous is None and not existed and not store.part_files():
-                store.remove()  # nothing finished: leave no half-made run folder behind
+            if not ranks.distributed and wrote_nothing():
+                undo_launch()  # a refusal or early failure leaves the old run (or nothing) as it was
             else:
-                manifest.update(status="failed", failed=now())
+                interrupted = isinstance(exc, KeyboardInterrupt)
+                manifest.update(status="interrupted" if interrupted else "failed",
+                                **{"interrupted" if interrupted else "failed": now()})
                 save()
+                store.drop(Path(aside) if aside else None)
         raise
     finally:
         bar.close()
@@ -418,6 +436,7 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
             "overhead_share": overhead_time / model_time if model_time else None,
         })
         save()
+        store.drop(Path(aside) if aside else None)  # the new run is complete: the old one goes
     ranks.meet()
     table.attrs["manifest"] = manifest
     return RunResult(run_dir=store.run_dir, table=table, manifest=manifest, skipped=skipped)

@@ -134,6 +134,24 @@ def _keep(values: Any) -> Any:
     return list(values) if isinstance(values, (list, tuple)) else values
 
 
+def _check_extras(given: dict[str, Any], first: set[str] | None, b: int, k: int, label: str) -> set[str]:
+    """Every extra of a model holds one value per item, with the same names at every iteration (else the
+    table cannot be built); returns the names."""
+    for name, vals in given.items():
+        try:
+            n = len(vals)
+        except TypeError:
+            n = -1
+        if n != b:
+            raise ModelContractError(f"model {label!r}: extras[{name!r}] must hold {b} values (one per item) at "
+                                     f"iteration {k}, got {n if n >= 0 else type(vals).__name__}")
+    names = set(given)
+    if first is not None and names != first:
+        raise ModelContractError(f"model {label!r}: extras must have the same names at every iteration; "
+                                 f"iteration {k} gave {sorted(names)}, earlier ones {sorted(first)}")
+    return names
+
+
 def _host_list(values: Any) -> list[Any]:
     return values.tolist() if isinstance(values, torch.Tensor) else list(values)
 
@@ -181,6 +199,7 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
 
     per_iter: dict[str, list[torch.Tensor]] = {}
     extras: dict[str, list[Any]] = {}
+    model_extras: set[str] | None = None
     start_extras = annotate(original) if annotate else {}
     no_failure = torch.zeros(b, dtype=torch.bool, device=device)
     clock = _Clock(device)
@@ -217,6 +236,7 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
         per_iter.setdefault("cum_mask_area", []).append(tracker.ever_fraction())
         fail = no_failure if result.failed is None else result.failed.to(device=device, dtype=torch.bool)
         per_iter.setdefault("model_failed", []).append(fail)
+        model_extras = _check_extras(result.extras, model_extras, b, k, trajs[0].model_label)
         reasons = result.extras.get("failure")
         extras.setdefault("model_failure", []).append(_keep(reasons) if reasons is not None else [""] * b)
         for name, vals in result.extras.items():

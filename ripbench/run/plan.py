@@ -120,4 +120,12 @@ def plan(config: ExperimentConfig) -> list[tuple[ModelConfig, list[Trajectory]]]
             raise ConfigError(f"two trajectories would share the id {dupe!r}: give each mask policy of model "
                               f"{mcfg.display_name!r} different settings (labels: {[p.label for _, p in policies]})")
         out.append((mcfg, trajs))
+    # model labels become file-name-safe ids: two labels may collapse to one ("bh+1", "bh-1")
+    owner: dict[str, str] = {}
+    for mcfg, trajs in out:
+        for t in trajs:
+            if owner.setdefault(t.id, mcfg.display_name) != mcfg.display_name:
+                raise ConfigError(f"models {owner[t.id]!r} and {mcfg.display_name!r} would share trajectory ids "
+                                  f"(e.g. {t.id!r}): their labels differ only in characters that ids drop; "
+                                  "give them labels made of letters, digits, '_', '.', '=' and '-'")
     return out
