@@ -7,7 +7,7 @@ Public API::
 
     from ripbench import load_config, run_experiment, load_table
     result = run_experiment(load_config())          # the quick preset
-    result.table.groupby(["model", "mask_label", "iteration"])["lpips_orig"].mean()
+    result.table.groupby(["model", "mask_label", "iteration"])["ssim_orig"].mean()  # lpips_orig with weights
 
 Where things live: models plug in at :mod:`ripbench.models`; metrics are computed in
 :mod:`ripbench.metrics`; results are written by :mod:`ripbench.store`; the loop is

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ResultsError
-from .metrics.registry import spec_for_column
+from .metrics.registry import adopt_recorded_specs, spec_for_column
 from .stats import proportion_ci, resample_ci
 from .store import load_table
 
@@ -289,6 +289,8 @@ def load_runs(*run_dirs: str | Path | Sequence[str | Path], labels: Sequence[str
         raise ResultsError("no results folder given")
     tables = [load_table(d) for d in flat]
     manifests = [t.attrs.get("manifest") or {} for t in tables]
+    for manifest in manifests:  # plug-in metrics not installed here: their recorded specs give direction and label
+        adopt_recorded_specs(manifest.get("metrics"))
     if labels is None:
         labels = _run_labels(flat, manifests)
     elif len(labels) != len(flat) or len(set(labels)) != len(labels):

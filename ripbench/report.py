@@ -118,8 +118,9 @@ def how_to_read(rule: analysis.CollapseRule, ci: float) -> list[tuple[str, str]]
         ("Regions", "the metric to the original restricted to pixels: in the current mask, outside it, ever masked "
                     "so far (denoiser drift) and never masked so far (VAE / pipeline drift). A region with no pixels "
                     "has no value (n counts the trajectories that have one)."),
-        ("Hallucination", "the variance of the model's predicted clean image over the last denoising steps (Aithal et "
-                          "al. 2024). Where the run has ground truth (Simple Shapes), the ROC and AUROC say how well it "
+        ("Hallucination", "the variance of the model's predicted clean image over the denoising steps whose noise "
+                          "level lies in a fixed low-noise band (Aithal et al. 2024; the band and the number of "
+                          "steps in it are columns of the table). Where the run has ground truth (Simple Shapes), the ROC and AUROC say how well it "
                           "separates hallucinated outputs; intervals resample whole trajectories."),
         ("PSNR", f"identical images have infinite PSNR; it is counted as {analysis.PSNR_CAP_DB:g} dB so that means "
                  "stay finite."),

@@ -68,3 +68,23 @@ def test_plugin_metric_in_table_listing_and_report(plugin: Path, tiny_config_dat
     paths = write_report(result.run_dir, tmp_path / "report", n_boot=50)
     html = paths["html"].read_text()
     assert "mae_orig" in html and "MAE to original (lower is better)" in html
+
+
+def test_run_with_a_plugin_metric_is_analysed_where_the_plugin_is_missing(
+        installed_site: Path, tiny_config_data: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ripbench import analysis
+    from ripbench.metrics import spec_for_column
+    from ripbench.metrics.registry import unregister_metric
+
+    monkeypatch.syspath_prepend(str(installed_site))
+    tiny_config_data["metrics"] = {"names": ["mae", "mse"]}
+    run_dir = run_experiment(validate_config(tiny_config_data), progress=False).run_dir
+    monkeypatch.undo()  # the plug-in is gone
+    assert spec_for_column("mae_orig") is None
+    try:
+        table = analysis.load_runs(run_dir)
+        spec = spec_for_column("mae_orig")
+        assert spec is not None and spec.label == "MAE" and analysis.metric_direction("mae_orig") == 1
+        assert "mae_orig" in analysis.summary_metrics(table)
+    finally:
+        unregister_metric("mae")

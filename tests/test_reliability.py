@@ -428,3 +428,15 @@ def test_resumed_table_equals_uninterrupted(tiny_config_data: dict, tmp_path: Pa
     part = _run(tiny_config_data)
     RunStore(part.run_dir).part_files()[-1].unlink()
     pd.testing.assert_frame_equal(whole, _run(tiny_config_data).table.drop(columns=TIMING_COLUMNS))
+
+
+def test_report_says_when_a_run_is_not_complete(tiny_config_data: dict, tmp_path: Path) -> None:
+    from ripbench.report import write_report
+
+    run_dir = _run(tiny_config_data).run_dir
+    store = RunStore(run_dir)
+    manifest = store.read_manifest()
+    manifest["status"] = "interrupted"
+    store.write_manifest(manifest)
+    html = write_report(run_dir, tmp_path / "report", n_boot=20)["html"].read_text()
+    assert "is interrupted, not complete" in html

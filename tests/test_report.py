@@ -300,7 +300,7 @@ def test_report_of_a_synthetic_run_with_failures_and_ground_truth(tmp_path):
     paths = write_report(folder, tmp_path / "out", n_boot=100)
     text = paths["html"].read_text()
     for words in ("Fastest drift: beta / grid-128", "LPIPS to original (lower is better)", "Paired comparisons",
-                  "Detecting hallucinated outputs by halluc_score: AUROC", "1 of 24 trajectories had a failed model "
+                  "Detecting hallucinated outputs by halluc_score", "1 of 24 trajectories had a failed model "
                   "call", "nan: 3 NaN values", "never-masked pixels (VAE / pipeline drift)"):
         assert words in text, words
     failures = pd.read_csv(paths["failures_csv"])

@@ -9,12 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from ripbench.datasets.shapes import paste_shape
+from ripbench.datasets.shapes import generation_labels, paste_shape
 from ripbench.inputs import load_shapes
 from ripbench.repro.shapes_rip import (
     calibration_split,
     detection_by_band,
-    generation_labels,
     image_kinds_per_iteration,
     run_shapes_rip,
 )

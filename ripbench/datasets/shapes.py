@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy import ndimage
 from scipy.signal import correlate
@@ -549,3 +550,72 @@ def summarise_labels(labels: Sequence[ShapeLabel]) -> dict[str, float]:
     out["valid_share"] = out.pop("valid_rate")
     out["hallucination_rate"] = out["duplicate_rate"]
     return out
+
+
+# --------------------------------------------------------------------------- generations in a RIP table
+
+#: Labels of one generation (one inpainting of a shapes RIP trajectory), in the order reports list them.
+GENERATION_LABELS = ("duplicate", "valid", "carried", "wrong_shape", "malformed", "empty")
+
+
+def _own_and_other(layout: str) -> tuple[list[int], list[int], list[int]]:
+    """Per column: copies of its own shape, of other shapes, and unreadable blobs, from a layout string."""
+    own, other, unknown = [], [], []
+    for k, column in enumerate((layout or "||").split("|")):
+        letter = SHAPE_NAMES[k][0].upper()
+        own.append(column.count(letter))
+        unknown.append(column.count("?"))
+        other.append(len(column) - own[-1] - unknown[-1])
+    return own, other, unknown
+
+
+def generation_table(table: pd.DataFrame, size: int = 64) -> pd.DataFrame:
+    """Label and shape count of every generation (row with ``iteration > 0``) of a shapes RIP table.
+
+    Needs ``shapes_layout``, ``shapes_label`` and the mask box (``mask_x0``, ``mask_x1``,
+    ``mask_y0``, ``mask_y1``) of ``size`` px images. A column is *repainted* when the mask
+    touches it, *fully* when the mask covers all of it. Returns ``generation`` (the label, see
+    the module docstring) and ``region_shapes`` (shapes of any kind now in the repainted columns),
+    indexed like the rows.
+    """
+    table = table.sort_values(["trajectory_id", "iteration"], kind="stable")
+    previous = table.groupby("trajectory_id")["shapes_layout"].shift(1)
+    rows = table[table["iteration"] > 0]
+    bounds = column_bounds(size)
+    content = -(-63 * size // 64)  # the 63 native pixels that can hold a shape, rows and columns
+    labels, counts = {}, {}
+    for index, row in rows.iterrows():
+        own, other, unknown = _own_and_other(row["shapes_layout"])
+        own_before, _, _ = _own_and_other(previous.loc[index])
+        x0, x1, y0, y1 = (int(row[c]) for c in ("mask_x0", "mask_x1", "mask_y0", "mask_y1"))
+        touched = [k for k, (lo, hi) in enumerate(bounds) if x0 < hi and x1 > lo]
+        full = {k: x0 <= bounds[k][0] and x1 >= min(bounds[k][1], content) and y0 == 0 and y1 >= content
+                for k in touched}
+        if any(own[k] >= 2 and (full[k] or own_before[k] < 2) for k in touched):
+            label = "duplicate"
+        elif any(own[k] >= 2 for k in touched):
+            label = "carried"
+        elif any(other[k] for k in touched):
+            label = "wrong_shape"
+        elif any(unknown[k] for k in touched):
+            label = "malformed"
+        elif row["shapes_label"] == "empty":
+            label = "empty"
+        else:
+            label = "valid"
+        labels[index] = label
+        counts[index] = sum(own[k] + other[k] + unknown[k] for k in touched)
+    return pd.DataFrame({"generation": pd.Series(labels, dtype=object), "region_shapes": pd.Series(counts, dtype=int)},
+                        index=rows.index)
+
+
+def generation_labels(table: pd.DataFrame, size: int = 64) -> pd.Series:
+    """The label of every generation of a shapes RIP table (``generation`` of :func:`generation_table`).
+
+    >>> t = pd.DataFrame({"trajectory_id": ["a"] * 3, "iteration": [0, 1, 2],
+    ...     "shapes_layout": ["T|S|", "T|SS|", "T|SS|"], "shapes_label": ["valid", "duplicate", "duplicate"],
+    ...     "mask_x0": [None, 21, 0], "mask_x1": [None, 42, 21], "mask_y0": [None, 0, 0], "mask_y1": [None, 64, 64]})
+    >>> generation_labels(t).tolist()
+    ['duplicate', 'valid']
+    """
+    return generation_table(table, size)["generation"]

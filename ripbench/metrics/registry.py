@@ -24,10 +24,12 @@ True
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from functools import lru_cache
 from importlib.metadata import entry_points
+from typing import Any
 
 from ripbench.errors import ConfigError
 from ripbench.metrics.regions import REGIONS
@@ -35,6 +37,7 @@ from ripbench.metrics.spec import MetricSpec, _resolve
 
 __all__ = [
     "BUILTIN_METRICS",
+    "adopt_recorded_specs",
     "ENTRY_POINT_GROUP",
     "REFERENCES",
     "available_metrics",
@@ -44,6 +47,7 @@ __all__ = [
     "metric_columns",
     "register_metric",
     "spec_for_column",
+    "unregister_metric",
 ]
 
 ENTRY_POINT_GROUP = "ripbench.metrics"
@@ -71,6 +75,12 @@ def register_metric(spec: MetricSpec) -> MetricSpec:
 
 def _plugin_refs() -> dict[str, str]:
     return _plugin_refs_for(tuple(sys.path))  # a changed sys.path (a new install) is seen at once
+
+
+def unregister_metric(name: str) -> None:
+    """Forget a metric registered with :func:`register_metric` (built-ins and plug-ins stay)."""
+    _REGISTERED.pop(name, None)
+    _lookup_for.cache_clear()
 
 
 @lru_cache(maxsize=4)
@@ -164,3 +174,41 @@ def spec_for_column(column: str) -> MetricSpec | None:
         if head in available_metrics():
             return get_metric_spec(head)
     return None
+
+
+def _not_installed(name: str) -> Any:
+    def compute(a: Any, b: Any) -> Any:
+        raise ConfigError(f"metric {name!r} is known only from a run's manifest (its plug-in is not installed here): "
+                          "it can be analysed but not computed")
+
+    return compute
+
+
+def adopt_recorded_specs(record: dict[str, Any] | None) -> list[str]:
+    """Make metrics known from a run's manifest (``manifest["metrics"]``) when their plug-in is missing.
+
+    A table made with a plug-in metric can then be analysed where the plug-in is not installed:
+    direction, label and range come from the spec recorded with the run, never from a guess.
+    Returns the names adopted.
+
+    >>> adopt_recorded_specs({"metrics": ["gone"], "gone": {"spec": {"name": "gone", "label": "Gone",
+    ...     "higher_is_better": True, "range": [0, "inf"], "identity": "inf"}}})
+    ['gone']
+    >>> get_metric_spec("gone").direction
+    -1
+    >>> unregister_metric("gone")
+    """
+    adopted = []
+    for name in (record or {}).get("metrics") or []:
+        recorded = ((record or {}).get(name) or {}).get("spec")
+        if name in available_metrics() or not recorded:
+            continue
+        low, high = (float(v) for v in recorded.get("range", (-math.inf, math.inf)))
+        register_metric(MetricSpec(
+            name=name, label=recorded.get("label", name), higher_is_better=bool(recorded["higher_is_better"]),
+            range=(low, high), identity=float(recorded.get("identity", "nan")) if "identity" in recorded else low,
+            compute=_not_installed(name), units=recorded.get("units", ""),
+            regions=tuple(recorded.get("regions", ())), description=recorded.get("description", "") +
+            " (from a run's manifest; plug-in not installed)"))
+        adopted.append(name)
+    return adopted

@@ -223,13 +223,6 @@ def ssim_map_from_stats(a: SSIMStats, b: SSIMStats) -> torch.Tensor:
     return out
 
 
-def ssim_map_from_moments(
-    a: tuple[torch.Tensor, torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-) -> torch.Tensor:
-    """:func:`ssim_map` from two :func:`ssim_moments` results (one more filtering: the cross term)."""
-    return ssim_map_from_stats(_stats_from_moments(*a), _stats_from_moments(*b))
-
-
 def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Full (uncropped) per-pixel, per-channel SSIM map, ``B x 3 x H x W`` float32.
 

@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..datasets.shapes import generate_shapes, label_shapes, summarise_labels
+from ..datasets.shapes import generate_shapes, generation_labels, label_shapes, summarise_labels
 from ..errors import ConfigError
 from ..io import atomic_write_text
 
@@ -350,7 +350,6 @@ def _column_repaints(inpainter: Any, count: int, seed: int, batch_size: int) -> 
     import pandas as pd
 
     from ..datasets.shapes import column_bounds
-    from ..repro.shapes_rip import generation_labels
 
     data = generate_shapes(count, inpainter.sample_size[0], seed=seed + 1)
     images = torch.from_numpy(data.images)[:, None].expand(-1, 3, -1, -1)
@@ -397,7 +396,7 @@ def evaluate_shapes_model(
     Returns:
         ``{"sample": ..., "column": ..., "settings": ...}``. ``sample``:
         :func:`~ripbench.datasets.shapes.summarise_labels` of unconditional samples. ``column``:
-        the share of each generation label (:func:`ripbench.repro.shapes_rip.generation_labels`)
+        the share of each generation label (:func:`ripbench.datasets.shapes.generation_labels`)
         when one random column of a fresh Simple Shapes image is repainted, what the recursive
         inpainting loop does. Shares of valid images and duplicates carry 95% Wilson intervals;
         ``samples_per_s`` is machine-dependent.
