@@ -47,7 +47,7 @@ import pandas as pd
 
 from .errors import ResultsError
 from .metrics.registry import adopt_recorded_specs, spec_for_column
-from .stats import proportion_ci, resample_ci
+from .stats import nanmean_rows, proportion_ci, resample_ci
 from .store import load_table
 
 
@@ -371,15 +371,6 @@ def trajectory_matrix(rows: pd.DataFrame, metric: str, iterations: np.ndarray,
     return wide.reindex(columns=iterations).to_numpy(dtype=float)
 
 
-def _nanmean_rows(values: np.ndarray) -> Any:
-    """``statistic(idx)`` for :func:`~ripbench.stats.resample_ci`: NaN-aware mean of the chosen rows."""
-    def statistic(idx: np.ndarray) -> np.ndarray:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanmean(values[idx], axis=1)
-    return statistic
-
-
 def _with_keys(by: Sequence[str], key: tuple[Any, ...], frame: pd.DataFrame) -> pd.DataFrame:
     for col, value in reversed(list(zip(by, key))):
         frame.insert(0, col, value)
@@ -416,7 +407,7 @@ def bootstrap_curves(
     for key, rows in iter_groups(data, by):
         iterations = np.sort(rows["iteration"].unique())
         y = trajectory_matrix(rows, metric, iterations, psnr_cap)
-        mean, lo, hi = resample_ci(_nanmean_rows(y), len(y), n_boot=n_boot, ci=ci, seed=seed)
+        mean, lo, hi = resample_ci(nanmean_rows(y), len(y), n_boot=n_boot, ci=ci, seed=seed)
         frame = pd.DataFrame({"iteration": iterations, "mean": mean, "lo": lo, "hi": hi,
                               "n": (~np.isnan(y)).sum(axis=0)})
         out.append(_with_keys(by, key, frame))
@@ -636,7 +627,7 @@ def drift_stats(
         record: dict[str, Any] = {"trajectories": len(y)}
         for name, values in (("slope", trajectory_slopes(np.where(t > 0, y, np.nan), t)),
                              ("auc", trajectory_auc(y, t))):
-            est, lo, hi = resample_ci(_nanmean_rows(values[:, None]), len(values), n_boot=n_boot, ci=ci, seed=seed)
+            est, lo, hi = resample_ci(nanmean_rows(values[:, None]), len(values), n_boot=n_boot, ci=ci, seed=seed)
             record.update({name: float(est[0]), f"{name}_lo": float(lo[0]), f"{name}_hi": float(hi[0])})
         record.update(exponential_approach(metric, y, t, n_boot=n_boot, ci=ci, seed=seed))
         out.append(_with_keys(by, key, pd.DataFrame([record])))
@@ -960,7 +951,7 @@ def region_summary(
         for key, part in iter_groups(at, by):
             values = metric_values(part, column, psnr_cap)
             values = values[~np.isnan(values)]
-            est, lo, hi = resample_ci(_nanmean_rows(values[:, None]), len(values), n_boot=n_boot, ci=ci, seed=seed)
+            est, lo, hi = resample_ci(nanmean_rows(values[:, None]), len(values), n_boot=n_boot, ci=ci, seed=seed)
             rows.append({**dict(zip(by, key)), "region": region, "column": column, "n": len(values),
                          "mean": float(est[0]) if len(values) else math.nan, "lo": float(lo[0]) if len(values) else
                          math.nan, "hi": float(hi[0]) if len(values) else math.nan})

@@ -39,7 +39,7 @@ import pandas as pd
 
 from . import analysis
 from .metrics.registry import spec_for_column
-from .stats import fmt_interval, holm, resample_ci
+from .stats import fmt_interval, fmt_p, holm, nanmean_rows, resample_ci
 
 __all__ = ["MATCH_COLUMNS", "MEASURES", "display_table", "matched_pairs", "paired_comparisons", "to_latex"]
 
@@ -152,7 +152,7 @@ def paired_comparisons(
                 d = vb - va
                 if len(d) == 0:
                     continue
-                diff, diff_lo, diff_hi = resample_ci(analysis._nanmean_rows(d[:, None]), len(d), n_boot=n_boot,
+                diff, diff_lo, diff_hi = resample_ci(nanmean_rows(d[:, None]), len(d), n_boot=n_boot,
                                                      ci=ci, seed=seed)
                 r_rb, r_lo, r_hi = resample_ci(_rank_biserial(d), len(d), n_boot=n_boot, ci=ci, seed=seed)
                 stat, p = _wilcoxon(d)
@@ -191,12 +191,6 @@ def _interval(value: float, lo: float, hi: float, digits: int) -> str:
     return f"{v} [{a}, {b}]"
 
 
-def _p(value: float) -> str:
-    if value is None or math.isnan(value):
-        return "n/a"
-    return "< 0.001" if value < 0.001 else f"{value:.3f}"
-
-
 def display_table(comparisons: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """Readable version of :func:`paired_comparisons`: intervals in brackets, p-values rounded."""
     keys = [c for c in comparisons.columns if c not in ("a", "b") and c in ("mask_label", "category", "run")]
@@ -210,7 +204,7 @@ def display_table(comparisons: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
                                            zip(comparisons["diff"], comparisons["diff_lo"], comparisons["diff_hi"])],
                         f"r_rb [{level} CI]": [_interval(r, lo, hi, 2) for r, lo, hi in
                                           zip(comparisons["r_rb"], comparisons["r_rb_lo"], comparisons["r_rb_hi"])],
-                        "p": [_p(v) for v in comparisons["p"]], "p (Holm)": [_p(v) for v in comparisons["p_holm"]]})
+                        "p": [fmt_p(v) for v in comparisons["p"]], "p (Holm)": [fmt_p(v) for v in comparisons["p_holm"]]})
     return out
 
 

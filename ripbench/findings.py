@@ -25,14 +25,10 @@ import pandas as pd
 
 from . import analysis
 from .metrics.registry import column_label, spec_for_column
-from .stats import fmt, fmt_interval, proportion_ci
+from .stats import fmt, fmt_interval, pct, proportion_ci
 
 __all__ = ["collapse_sentences", "comparison_sentences", "failure_sentences", "fastest_drift", "fmt", "fmt_interval",
            "group_name", "hallucination_sentences", "metric_phrase", "region_sentences"]
-
-
-def _pct(share: float) -> str:
-    return "n/a" if share is None or math.isnan(share) else f"{100 * share:.0f}%"
 
 
 def _value_ci(value: Any, lo: Any, hi: Any, ci: float = 0.95, digits: int = 3) -> str:
@@ -119,7 +115,7 @@ def collapse_sentences(summary: pd.DataFrame, by: Sequence[str], rule: analysis.
                          f"n = {_n_final(row, final)});")
         k = int(row["collapsed"])
         share, s_lo, s_hi = proportion_ci(k, n, ci)
-        parts.append(f"{k} of {n} collapsed ({_pct(share)}, {ci:.0%} CI {_pct(s_lo)} to {_pct(s_hi)}),")
+        parts.append(f"{k} of {n} collapsed ({pct(share)}, {ci:.0%} CI {pct(s_lo)} to {pct(s_hi)}),")
         med = row["median_collapse"]
         if math.isfinite(med):
             hi = row["median_collapse_hi"]
@@ -193,9 +189,9 @@ def hallucination_sentences(rocs: Sequence[dict[str, Any]], threshold: dict[str,
         before, after = threshold["rate_before"], threshold["rate_after"]
 
         def share(d: dict[str, Any]) -> str:
-            return f"{_pct(d['share'])}, {ci:.0%} CI {_pct(d['lo'])} to {_pct(d['hi'])}"
+            return f"{pct(d['share'])}, {ci:.0%} CI {pct(d['lo'])} to {pct(d['hi'])}"
 
-        head = (f"Threshold calibrated to keep {_pct(threshold['keep'])} of the in-support outputs: "
+        head = (f"Threshold calibrated to keep {pct(threshold['keep'])} of the in-support outputs: "
                 f"{fmt(threshold['threshold'])}. ")
         kept = f"keeps {ret['k']} of {ret['n']} in-support outputs ({share(ret)})"
         if det["n"] == 0:
@@ -256,7 +252,7 @@ def failure_sentences(table: pd.DataFrame, found: pd.DataFrame, ci: float = 0.95
         k = int(part[analysis.trajectory_keys(part)].drop_duplicates().shape[0])
         share, lo, hi = proportion_ci(k, n, ci)
         what = "had a failed model call" if problem == "failed model call" else "miss a metric value"
-        lines.append(f"{k} of {n} trajectories {what} ({_pct(share)}, {ci:.0%} CI {_pct(lo)} to {_pct(hi)}); "
+        lines.append(f"{k} of {n} trajectories {what} ({pct(share)}, {ci:.0%} CI {pct(lo)} to {pct(hi)}); "
                      "they are listed under Failures.")
     return lines
 

@@ -246,12 +246,12 @@ def fit_image(pixels: torch.Tensor, size: int, fit: Fit = "center-crop") -> tupl
 
 
 def _finish(image_id: str, category: str, arr: np.ndarray, notes: list[str], source: str,
-            size: int, fit: Fit) -> InputImage:
+            size: int, fit: Fit, sha256: str = "") -> InputImage:
     rgb = _to_rgb_uint8_range(arr, notes)
     pixels = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float()
     pixels, how = fit_image(pixels, size, fit)
     notes.append(how)
-    return InputImage(id=image_id, category=category, pixels=pixels, source=source, notes=notes)
+    return InputImage(id=image_id, category=category, pixels=pixels, source=source, notes=notes, sha256=sha256)
 
 
 def load_sample(name: str, size: int = 512, fit: Fit = "center-crop") -> InputImage:
@@ -269,12 +269,11 @@ def load_image(path: str | Path, size: int = 512, fit: Fit = "center-crop", *,
 
     path = Path(path)
     arr, notes = _read_file(path)
-    try:
-        image = _finish(image_id or _safe_id(path.stem), category, arr, notes, str(path), size, fit)
+    try:  # the file's bytes identify the input (the pixels would also change with the size or fit)
+        return _finish(image_id or _safe_id(path.stem), category, arr, notes, str(path), size, fit,
+                       sha256_file(path))
     except InputError as exc:
         raise InputError(f"cannot use image {path}: {exc}") from None
-    image.sha256 = sha256_file(path)
-    return image
 
 
 def _safe_id(text: str) -> str:

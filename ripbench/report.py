@@ -44,7 +44,7 @@ from . import __version__, analysis, compare, findings, hallucination_stats, plo
 from .errors import ResultsError
 from .io import atomic_write_text
 from .metrics.registry import column_label, spec_for_column
-from .stats import holm
+from .stats import fmt_p, holm, pct
 
 #: Folder name of the report inside a single run's folder (default output place).
 REPORT_DIR = "report"
@@ -218,7 +218,7 @@ def display_summary(summary: pd.DataFrame, by: Sequence[str], rule: analysis.Col
                                                            summary[f"{m}_slope_hi"])]
     out["AUC / it."] = [_iv(v, a, b) for v, a, b in zip(summary[f"{m}_auc"], summary[f"{m}_auc_lo"],
                                                          summary[f"{m}_auc_hi"])]
-    out["collapsed"] = [f"{int(k)}/{int(n)} [{findings._pct(lo)}, {findings._pct(hi)}]"
+    out["collapsed"] = [f"{int(k)}/{int(n)} [{pct(lo)}, {pct(hi)}]"
                         for k, n, lo, hi in zip(summary["collapsed"], summary["trajectories"],
                                                 summary["collapsed_share_lo"], summary["collapsed_share_hi"])]
     out["median collapse it."] = [
@@ -323,7 +323,7 @@ def _band_table(bands: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     out["mean [CI]"] = [_iv(v, a, b) for v, a, b in zip(bands["mean"], bands["mean_lo"], bands["mean_hi"])]
     if "halluc_rate" in bands.columns:
         out["hallucinated"] = [f"{int(k)}/{int(n)}" for k, n in zip(bands["hallucinated"], bands["labelled"])]
-        out["rate [CI]"] = [f"{findings._pct(v)} [{findings._pct(a)}, {findings._pct(b)}]"
+        out["rate [CI]"] = [f"{pct(v)} [{pct(a)}, {pct(b)}]"
                             for v, a, b in zip(bands["halluc_rate"], bands["halluc_rate_lo"], bands["halluc_rate_hi"])]
     return out
 
@@ -335,8 +335,8 @@ def _logrank_table(tests: pd.DataFrame) -> pd.DataFrame:
     out["a"], out["b"] = tests["a"], tests["b"]
     out["collapsed a"] = [f"{int(k)}/{int(n)}" for k, n in zip(tests["collapsed_a"], tests["n_a"])]
     out["collapsed b"] = [f"{int(k)}/{int(n)}" for k, n in zip(tests["collapsed_b"], tests["n_b"])]
-    out["log-rank p"] = [compare._p(p) for p in tests["pvalue"]]
-    out["p (Holm)"] = [compare._p(p) for p in tests["p_holm"]]
+    out["log-rank p"] = [fmt_p(p) for p in tests["pvalue"]]
+    out["p (Holm)"] = [fmt_p(p) for p in tests["p_holm"]]
     return out
 
 

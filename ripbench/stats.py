@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["decimals_for", "fmt", "fmt_interval", "holm", "proportion_ci", "resample_ci"]
+__all__ = ["decimals_for", "fmt", "fmt_interval", "fmt_p", "holm", "nanmean_rows", "pct", "proportion_ci",
+           "resample_ci"]
 
 
 def _rng_keyword() -> str:
@@ -181,3 +182,34 @@ def fmt_interval(value: Any, lo: Any, hi: Any, digits: int = 3) -> tuple[str, st
         return f"{float(v):.1e}" if places is None else f"{float(v):.{places}f}"
 
     return one(value), one(lo), one(hi)
+
+
+def pct(share: Any, decimals: int = 0) -> str:
+    """A share as a percentage for text and tables; ``"n/a"`` for a missing or infinite value.
+
+    >>> pct(0.8667), pct(0.8667, 1), pct(float("nan"))
+    ('87%', '86.7%', 'n/a')
+    """
+    if share is None or pd.isna(share) or not math.isfinite(float(share)):
+        return "n/a"
+    return f"{100 * float(share):.{decimals}f}%"
+
+
+def fmt_p(value: Any) -> str:
+    """A p-value for tables: three decimals, ``"< 0.001"`` below that.
+
+    >>> fmt_p(0.0312), fmt_p(2e-5)
+    ('0.031', '< 0.001')
+    """
+    if value is None or pd.isna(value):
+        return "n/a"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def nanmean_rows(values: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """``statistic(idx)`` for :func:`resample_ci`: the NaN-aware mean of the chosen rows of ``values``."""
+    def statistic(idx: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(values[idx], axis=1)
+    return statistic

@@ -43,6 +43,7 @@ from ..hallucination_stats import iteration_bands, pooled_share, roc_analysis
 from ..io import atomic_save, atomic_write_text
 from ..report import markdown_table
 from ..run import run_experiment
+from ..stats import pct as percent
 from . import SHAPES_HALLUCINATION
 
 #: Share of valid generations the calibrated threshold keeps (the paper's operating point).
@@ -185,7 +186,7 @@ def image_kinds_per_iteration(table: pd.DataFrame) -> pd.DataFrame:
 def _fmt(value: Any, pct: bool = False) -> str:
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "n/a"
-    return f"{100 * value:.0f}%" if pct else f"{value:.2f}"
+    return percent(value) if pct else f"{value:.2f}"
 
 
 def _ci(row: pd.Series, name: str, pct: bool = True) -> str:

@@ -77,7 +77,7 @@ from ripbench.hallucination import (
     trajectory_variance,
 )
 from ripbench.repro._ddpm import DDPMSchedule, ToyDenoiser, train_denoiser
-from ripbench.stats import proportion_ci
+from ripbench.stats import pct, proportion_ci
 
 __all__ = [
     "DATASETS",
@@ -340,10 +340,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
-
-
 def _num(value: float | None) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.3g}"
 
@@ -374,14 +370,14 @@ def _markdown(report: dict[str, Any]) -> str:
     for name, res in report["results"].items():
         det = res.get("detection", {})
         lines.append(
-            f"| {name} | {res['setting']['n_samples']} | {_pct(res['hallucination_rate'])} "
+            f"| {name} | {res['setting']['n_samples']} | {pct(res['hallucination_rate'], 1)} "
             f"| {_num(det.get('threshold'))} "
-            f"| {_pct(det.get('detection_rate'))}{_ci(det.get('detection_rate_ci95', [None, None]))} "
+            f"| {pct(det.get('detection_rate'), 1)}{_ci(det.get('detection_rate_ci95', [None, None]))} "
             f"of n={det.get('n_hallucinated', 0)} "
-            f"| {_pct(det.get('retention'))}{_ci(det.get('retention_ci95', [None, None]))} "
+            f"| {pct(det.get('retention'), 1)}{_ci(det.get('retention_ci95', [None, None]))} "
             f"of n={det.get('n_in_support', 0)} "
             f"| {_num(res.get('auroc'))} "
-            f"| > {_pct(PAPER['hallucinations_removed'])} | {_pct(PAPER['in_support_kept'])} |"
+            f"| > {pct(PAPER['hallucinations_removed'], 1)} | {pct(PAPER['in_support_kept'], 1)} |"
         )
     lines += ["", _precision(report)]
     lines += [
@@ -395,8 +391,8 @@ def _markdown(report: dict[str, Any]) -> str:
         for row in res["sensitivity"]:
             det = row.get("detection", {})
             lines.append(
-                f"| {name} | {row['k']:g} | {_pct(row['hallucination_rate'])} "
-                f"| {_pct(det.get('detection_rate'))} | {_pct(det.get('retention'))} "
+                f"| {name} | {row['k']:g} | {pct(row['hallucination_rate'], 1)} "
+                f"| {pct(det.get('detection_rate'), 1)} | {pct(det.get('retention'), 1)} "
                 f"| {_num(row.get('auroc'))} |"
             )
     lines += ["", "## Training and model", ""]
@@ -446,7 +442,7 @@ def _precision(report: dict[str, Any]) -> str:
 def _verdict(report: dict[str, Any]) -> str:
     """One paragraph: how our numbers compare with the paper's, read from the intervals, not the point estimates."""
     removed_claim, kept_claim = PAPER["hallucinations_removed"], PAPER["in_support_kept"]
-    claim = f"the paper's > {_pct(removed_claim)} removed at {_pct(kept_claim)} kept"
+    claim = f"the paper's > {pct(removed_claim, 1)} removed at {pct(kept_claim, 1)} kept"
     parts = []
     for name, res in report["results"].items():
         det = res.get("detection")
@@ -454,20 +450,20 @@ def _verdict(report: dict[str, Any]) -> str:
             parts.append(f"{name}: no hallucination in the evaluation set, so the detection rate is undefined.")
             continue
         rate, (lo, hi) = det["detection_rate"], det["detection_rate_ci95"]
-        head = (f"{name}: {_pct(rate)} of hallucinations removed (95% interval {_ci((lo, hi)).strip()}, "
-                f"{det['n_hallucinated']} hallucinations evaluated) at {_pct(det['retention'])} retention")
+        head = (f"{name}: {pct(rate, 1)} of hallucinations removed (95% interval {_ci((lo, hi)).strip()}, "
+                f"{det['n_hallucinated']} hallucinations evaluated) at {pct(det['retention'], 1)} retention")
         if lo >= removed_claim:
             parts.append(f"{head}: consistent with {claim}, and the whole interval lies above it.")
         elif hi >= removed_claim:
             parts.append(f"{head}: consistent with {claim}, but the interval reaches below "
-                         f"{_pct(removed_claim)}, so this run does not establish it.")
+                         f"{pct(removed_claim, 1)}, so this run does not establish it.")
         else:
             ratio = (res["median_score_hallucinated"] or float("nan")) / (
                 res["median_score_in_support"] or float("nan"))
-            text = (f"{head}: below {claim} (the whole interval lies under {_pct(removed_claim)}). The score "
+            text = (f"{head}: below {claim} (the whole interval lies under {pct(removed_claim, 1)}). The score "
                     f"still ranks the samples (AUROC {_num(res.get('auroc'))}; the median hallucination scores "
-                    f"{_num(ratio)}x the median in-support sample), but {_pct(1 - rate)} of the hallucinations "
-                    f"score below the top {_pct(1 - KEEP)} of in-support samples.")
+                    f"{_num(ratio)}x the median in-support sample), but {pct(1 - rate, 1)} of the hallucinations "
+                    f"score below the top {pct(1 - KEEP, 1)} of in-support samples.")
             items = res.get("paper_training_items_ratio")
             if items and items > 1:
                 text += (f" Our model saw {_num(items)}x fewer training items than the paper's and its learned "
