@@ -336,12 +336,16 @@ def repro() -> None:
               type=click.Path(path_type=Path))
 @click.option("--fast", is_flag=True, help="A ~30 s smoke version (tiny training; numbers not meaningful).")
 @click.option("--seed", default=0, show_default=True, type=int)
-def hallucination_toy(out_dir: Path, fast: bool, seed: int) -> None:
+@click.option("--train", is_flag=True, help="Retrain the 2D model on the authors' recipe (hours on a CPU; "
+              "resumable: run the same command again) instead of evaluating the shipped weights.")
+@click.option("--samples", type=click.IntRange(min=1000), default=None,
+              help="Samples drawn to evaluate the 2D model [default: 200000].")
+def hallucination_toy(out_dir: Path, fast: bool, seed: int, train: bool, samples: int | None) -> None:
     """Aithal et al. (NeurIPS 2024) toy experiments: 1D and 2D Gaussian mixtures, variance detector."""
     from .repro import run_toy_repro
 
     start = time.perf_counter()
-    report = run_toy_repro(out_dir, fast=fast, seed=seed, progress=True)
+    report = run_toy_repro(out_dir, fast=fast, seed=seed, progress=True, train=train, samples=samples)
     click.echo((out_dir / "report.md").read_text() if (out_dir / "report.md").is_file() else report)
     click.echo(f"wall time {time.perf_counter() - start:.0f} s; report: {out_dir / 'report.md'}")
 

@@ -210,3 +210,65 @@ def test_fast_1d_reproduction_scores_hallucinations_higher(tmp_path) -> None:
     for name in report["figures"]:
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
     assert not list(tmp_path.glob(".*tmp"))
+
+
+# --- the authors' recipe: resumable training, shipped weights -----------------------------------------
+
+
+def _tiny_recipe(**kw):
+    from ripbench.repro.toy_training import AuthorsRecipe
+
+    return AuthorsRecipe(**{"n_data": 400, "batch_size": 100, "steps": 8, "checkpoint_every": 2,
+                            "snapshot_every": 4, **kw})
+
+
+def test_authors_recipe_resumes_to_the_same_weights(tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    from ripbench.repro.toy_training import train
+
+    recipe = _tiny_recipe()
+    whole = train(tmp_path / "a", recipe, progress=False)
+    train(tmp_path / "b", recipe, until_step=4, progress=False)  # an interrupted session
+    resumed = train(tmp_path / "b", recipe, progress=False)
+    for name in ("model.safetensors", "ema.safetensors"):
+        a, b = load_file(tmp_path / "a" / name), load_file(tmp_path / "b" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert whole["loss"] == resumed["loss"] and resumed["step"] == 8 and resumed["items"] == 800
+    assert resumed["snapshots"] == ["snapshots/step-000004.safetensors", "snapshots/step-000008.safetensors"]
+    # a different recipe in the same folder is refused, naming what differs; file cadence is not a difference
+    with pytest.raises(ConfigError, match="lr"):
+        train(tmp_path / "b", _tiny_recipe(lr=2e-3), progress=False)
+    assert train(tmp_path / "b", _tiny_recipe(checkpoint_every=4), progress=False)["step"] == 8
+
+
+def test_authors_recipe_uses_xavier_init_and_fixed_order_batches() -> None:
+    from ripbench.repro.toy_training import AuthorsRecipe, xavier_init_
+
+    model = xavier_init_(ToyDenoiser(2))
+    bound = math.sqrt(6.0 / (128 + 128))
+    assert model.fc1.weight.abs().max() <= bound and model.t_proj.bias.abs().max() == 0
+    with pytest.raises(ConfigError, match="multiple"):
+        AuthorsRecipe(n_data=1000, batch_size=300)
+    assert AuthorsRecipe().steps * AuthorsRecipe().batch_size == 10**9  # the released code's 1e9 items
+
+
+@pytest.mark.slow
+def test_toy_report_on_authors_weights(tmp_path, monkeypatch) -> None:
+    import ripbench.repro.toy_gaussians as toy
+    from ripbench.repro.toy_training import train
+
+    folder = tmp_path / "weights"
+    train(folder, _tiny_recipe(), progress=False)
+    monkeypatch.setattr(toy, "AUTHORS_WEIGHTS_DIR", folder)
+    monkeypatch.setattr(toy, "ABLATION_SAMPLES", 500)
+    curve = toy.snapshot_curve(folder, n_samples=500)
+    assert [row["step"] for row in curve] == [4, 8] and (folder / "curve.json").is_file()
+    report = toy.run_toy_repro(tmp_path / "out", datasets=("grid2d",), samples=2000, progress=False)
+    res = report["results"]["grid2d"]
+    assert res["recipe"] == "authors" and res["n_samples"] + res["n_nonfinite"] == 2000
+    assert [row["band"] for row in res.get("by_distance", [])] in ([], ["near-mode tail", "intermediate",
+                                                                     "between modes"])
+    assert res["curve"] == curve and res["ema_ablation"]["n_samples"] is not None
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "the authors' recipe" in text and "detector against training items" in text
