@@ -405,26 +405,35 @@ def snapshot_curve(folder: str | os.PathLike[str], *, n_samples: int = CURVE_SAM
                    device: str | torch.device = "cpu", progress: bool = False) -> list[dict[str, Any]]:
     """The detector's removed share against training items: every snapshot of an authors'-recipe training
     folder (:func:`ripbench.repro.toy_training.train`) evaluated on ``n_samples`` (same seed for all);
-    written to ``curve.json`` in the folder and returned."""
+    written to ``curve.json`` in the folder after every point and returned. Points already in
+    ``curve.json`` with the same ``n_samples`` and seed are kept, not recomputed."""
     from ripbench.io import atomic_write_text
     from ripbench.repro.toy_training import AuthorsRecipe, load_model
 
     folder, mixture = Path(folder), grid2d()
     log = json.loads((folder / "training.json").read_text())
     recipe = AuthorsRecipe(**log["recipe"])
+    curve_file = folder / "curve.json"
+    done = {(r["step"], r["n_samples"], r.get("seed", seed)): r
+            for r in (json.loads(curve_file.read_text()) if curve_file.is_file() else [])}
     rows = []
     for name in log["snapshots"]:
         step = int(Path(name).stem.split("-")[1])
+        if (step, n_samples, seed) in done:  # evaluated before with the same settings: same numbers
+            rows.append(done[(step, n_samples, seed)])
+            continue
         res, _ = _evaluate_model(mixture, load_model(folder / name, recipe), n_samples, seed=seed,
                                  device=torch.device(device), progress=progress)
         det = res.get("detection", {})
-        rows.append({"step": step, "items": step * recipe.batch_size, "n_samples": n_samples,
+        rows.append({"step": step, "items": step * recipe.batch_size, "n_samples": n_samples, "seed": seed,
                      "hallucination_rate": res["hallucination_rate"], "auroc": res.get("auroc"),
                      "n_hallucinated": det.get("n_hallucinated"), "removed": det.get("detection_rate"),
                      "removed_ci95": det.get("detection_rate_ci95"), "kept": det.get("retention"),
                      "spread_over_data_std": res["model_spread_over_data_std"]})
-    rows = _jsonable(rows)
-    atomic_write_text(folder / "curve.json", json.dumps(rows, indent=1) + "\n")
+        rows[-1] = _jsonable(rows[-1])
+        atomic_write_text(curve_file, json.dumps(rows + [r for r in done.values() if r not in rows], indent=1)
+                          + "\n")  # after each point, keeping the others: an interrupted curve resumes
+    atomic_write_text(curve_file, json.dumps(rows, indent=1) + "\n")
     return rows
 
 
