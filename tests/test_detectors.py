@@ -121,6 +121,10 @@ def test_whole_and_current_variants_are_band_variance() -> None:
     var = in_band_variance_map(batch)
     assert var is not None and tuple(var.shape) == (2, 1, 8, 8)
     assert torch.allclose((var * mask).sum((1, 2, 3)) / mask.sum((1, 2, 3)), current.float(), rtol=1e-5)
+    # the eroded variant is band_variance in the eroded region
+    eroded, _ = band_variance(x0, _levels(), WINDOW.band, region=erode(mask, ERODE_CELLS),
+                              min_steps=WINDOW.min_steps)
+    assert torch.allclose(get_detector("x0-variance-eroded")(batch), eroded.float(), rtol=1e-5)
 
 
 def test_too_few_steps_or_no_trajectory_give_nan() -> None:

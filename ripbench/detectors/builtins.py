@@ -138,20 +138,26 @@ def _in_band(batch: DetectorBatch) -> tuple[torch.Tensor, int, bool]:
 def in_band_variance_map(batch: DetectorBatch) -> torch.Tensor | None:
     """Per-cell x0 variance over the in-band steps, averaged over channels: ``B x 1 x h x w`` float32.
 
-    The population variance over the steps per coordinate, as in
-    :func:`ripbench.hallucination.trajectory_variance`, so its mean over a region equals
-    ``band_variance(..., region=...)``. ``None`` when the band holds too few steps.
+    The population variance over the steps per coordinate (two-pass: the mean of the squared
+    deviations from the mean), as in :func:`ripbench.hallucination.trajectory_variance`, so its
+    mean over a region equals ``band_variance(..., region=...)`` up to float round-off.
+    ``None`` when the band holds too few steps. Computed once per batch (kept in ``batch.cache``).
     """
-    if batch.x0_trajectory is None or batch.window is None:
-        return None
-    x0, _, enough = _in_band(batch)
-    if not enough:
-        return None
-    if x0.ndim == 4:  # K x B x h x w: one channel
-        x0 = x0.unsqueeze(2)
-    if x0.ndim != 5:
-        raise InputError(f"A map-based detector needs a K x B x C x h x w trajectory, got {tuple(x0.shape)}.")
-    return x0.float().var(dim=0, unbiased=False).mean(dim=1, keepdim=True)
+    if "variance_map" in batch.cache:
+        return batch.cache["variance_map"]
+    var = None
+    if batch.x0_trajectory is not None and batch.window is not None:
+        x0, _, enough = _in_band(batch)
+        if enough:
+            if x0.ndim == 4:  # K x B x h x w: one channel
+                x0 = x0.unsqueeze(2)
+            if x0.ndim != 5:
+                raise InputError(f"A map-based detector needs a K x B x C x h x w trajectory, got {tuple(x0.shape)}.")
+            x0 = x0.float()
+            # two passes instead of Tensor.var(dim=0): the same values, ~30x faster on the CPU
+            var = (x0 - x0.mean(dim=0)).square().mean(dim=0).mean(dim=1, keepdim=True)
+    batch.cache["variance_map"] = var
+    return var
 
 
 def _region_at(batch: DetectorBatch, spatial: tuple[int, int], device: torch.device) -> torch.Tensor:
@@ -179,13 +185,16 @@ def x0_variance_current(batch: DetectorBatch) -> torch.Tensor:
 
 
 def x0_variance_eroded(batch: DetectorBatch) -> torch.Tensor:
-    """x0 variance over the in-band steps inside the mask eroded by :data:`ERODE_CELLS` trajectory cells."""
-    traj = batch.x0_trajectory
-    if traj is None or batch.window is None:
+    """x0 variance over the in-band steps inside the mask eroded by :data:`ERODE_CELLS` trajectory cells.
+
+    The mean of :func:`in_band_variance_map` over the eroded region (what
+    ``band_variance(..., region=eroded)`` gives); NaN when the eroded region is empty.
+    """
+    var = in_band_variance_map(batch)
+    if var is None:
         return batch.nan()
-    spatial = (int(traj.shape[-2]), int(traj.shape[-1]))
-    region = erode(_region_at(batch, spatial, traj.device), ERODE_CELLS)
-    return _band(batch, region=region)
+    region = erode(_region_at(batch, (int(var.shape[-2]), int(var.shape[-1])), var.device), ERODE_CELLS)
+    return region_mean(var, region)
 
 
 def _foreground_at(batch: DetectorBatch, spatial: tuple[int, int], device: torch.device) -> torch.Tensor:

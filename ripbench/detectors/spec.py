@@ -103,6 +103,8 @@ class DetectorBatch:
     x0_trajectory: torch.Tensor | None = None
     noise_levels: Any = None
     window: ScoreWindow | None = None
+    #: Work shared by the detectors of one batch (e.g. the in-band variance map), keyed by name.
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -173,7 +175,7 @@ class DetectorSpec:
     needs: tuple[str, ...] = ("output", "mask")
     direction: str = "higher-is-suspect"
     description: str = ""
-    _fn: list[Callable[..., Any]] = field(default_factory=list, repr=False, compare=False)
+    _fn: list[Callable[..., Any]] = field(default_factory=list, repr=False, compare=False, init=False)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_-]*", self.name or ""):
