@@ -219,6 +219,16 @@ def test_registry_names_columns_and_errors() -> None:
             DetectorSpec(**{"name": "ok", "label": "ok", "kind": "detector", "compute": len, **bad})
 
 
+def test_cli_lists_the_built_ins() -> None:
+    listing = CliRunner().invoke(main, ["detectors"])
+    assert listing.exit_code == 0, listing.output
+    lines = listing.output.splitlines()
+    for name in BUILTIN_DETECTORS:
+        line = next(x for x in lines if x.startswith(name + " "))
+        assert ("[baseline, a control with no model]" in line) == (get_detector(name).kind == "baseline"), line
+    assert "hallucination.detectors" in listing.output
+
+
 def test_registered_and_referenced_detectors_and_bad_output() -> None:
     spec = DetectorSpec(name="ones", label="ones", kind="baseline", needs=("output",),
                         compute=lambda b: torch.ones(b.size))

@@ -185,7 +185,8 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
         annotate: ground-truth annotator of the input source, if any.
         writer: writes the snapshots in the background (default: written before going on).
         detectors: the enabled detectors (one ``det_*`` column each; ``halluc_score*`` alias their
-            ``x0-variance`` columns); ``None`` = none.
+            ``x0-variance`` columns); ``None`` = none. ``x0-variance-component`` labels components
+            on the CPU, so with it the loop waits for the device once per iteration.
 
     Nothing inside the loop waits for the device: masks are uploaded asynchronously, checks and
     metrics stay on the device, timings are device events, and values reach the host once, at
