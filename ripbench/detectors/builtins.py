@@ -11,7 +11,10 @@ than the run's ``min_steps`` steps, as :func:`ripbench.hallucination.band_varian
   touches it).
 * ``x0-variance-eroded``: the same inside the mask eroded by :data:`ERODE_CELLS` cells of the
   trajectory's resolution (pixels for a pixel-space model, latent cells -- 8 image pixels each
-  for SD -- for a latent one), so the seam between repainted and kept content does not count.
+  for SD -- for a latent one), so the seam between repainted and kept content does not count;
+  beyond the image's edge counts as inside (see :func:`erode`). Computed as the mean of
+  :func:`in_band_variance_map` over the eroded region (= ``band_variance(..., region=eroded)``);
+  NaN when nothing is left.
 * ``x0-variance-component``: the largest per-component mean variance: the components are the
   8-connected components of the output's foreground (greyscale > 0.5) inside the mask, at the
   trajectory's resolution, with at least :data:`MIN_COMPONENT_CELLS` cells. For Simple Shapes
