@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .detectors import adopt_recorded_detectors
 from .errors import ResultsError
 from .metrics.registry import adopt_recorded_specs, spec_for_column
 from .stats import nanmean_rows, proportion_ci, resample_ci
@@ -291,6 +292,7 @@ def load_runs(*run_dirs: str | Path | Sequence[str | Path], labels: Sequence[str
     manifests = [t.attrs.get("manifest") or {} for t in tables]
     for manifest in manifests:  # plug-in metrics not installed here: their recorded specs give direction and label
         adopt_recorded_specs(manifest.get("metrics"))
+        adopt_recorded_detectors(manifest)
     if labels is None:
         labels = _run_labels(flat, manifests)
     elif len(labels) != len(flat) or len(set(labels)) != len(labels):

@@ -282,6 +282,30 @@ def metrics(verbose: bool) -> None:
                f"'{ENTRY_POINT_GROUP}'.")
 
 
+@main.command()
+@click.option("-v", "--verbose", "verbose", is_flag=True, help="Show kind, direction, needs and column.")
+def detectors(verbose: bool) -> None:
+    """List the hallucination detectors and content baselines (built-ins and plug-ins)."""
+    from .detectors import ENTRY_POINT_GROUP, available_detectors, get_detector
+
+    found = available_detectors()
+    width = max(len(n) for n in found)
+    for name, origin in found.items():
+        try:
+            spec = get_detector(name)
+        except RipbenchError as exc:
+            click.echo(f"{name:<{width}}  (cannot load: {exc})")
+            continue
+        kind = "baseline, a control with no model" if spec.kind == "baseline" else spec.kind
+        click.echo(f"{name:<{width}}  {spec.label} [{kind}] ({origin})")
+        if not verbose:
+            continue
+        click.echo(f"    {spec.description or '-'}")
+        click.echo(f"    column {spec.column}; {spec.direction}; needs {', '.join(spec.needs)}")
+    click.echo(f"\nChoose with --set hallucination.detectors=[...] (names or 'module:attr'); plug-ins register in "
+               f"the entry-point group '{ENTRY_POINT_GROUP}'.")
+
+
 @main.command("config")
 @click.argument("config_file", required=False, type=click.Path(path_type=Path))
 @click.option("--preset", help="Show a built-in preset: quick, rip-paper, rip-paper-pasteback.")

@@ -170,6 +170,12 @@ class MetricsConfig(_Strict):
         return self
 
 
+def _builtin_detectors() -> list[str]:
+    from .detectors import BUILTIN_DETECTORS
+
+    return list(BUILTIN_DETECTORS)
+
+
 class HallucinationConfig(_Strict):
     """Trajectory-variance hallucination score for models that return x0 trajectories.
 
@@ -180,11 +186,27 @@ class HallucinationConfig(_Strict):
     ``[0, 0.009]`` (see :func:`ripbench.hallucination.parse_band`). ``min_steps`` (>= 2,
     default 3): a row whose band holds fewer recorded steps gets no score
     (``halluc_status = "too-few-steps"``).
+
+    ``detectors``: the detectors and content baselines whose columns (``det_<name>``) the run
+    writes, by name or ``"module:attr"`` (see ``ripbench detectors -v``); default every built-in.
+    ``enabled: false`` turns them all off.
     """
 
     enabled: bool = True
     window: tuple[float, float] = (0.0, 0.2)
     min_steps: int = Field(default=3, ge=2)
+    detectors: list[str] = Field(default_factory=lambda: _builtin_detectors())
+
+    @field_validator("detectors")
+    @classmethod
+    def _detectors(cls, names: list[str]) -> list[str]:
+        from .detectors import resolve_detectors
+
+        try:
+            resolve_detectors(names)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return list(names)
 
     @field_validator("window", mode="before")
     @classmethod

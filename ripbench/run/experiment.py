@@ -30,6 +30,7 @@ import torch
 
 from .. import __version__
 from ..config import ExperimentConfig, ModelConfig
+from ..detectors import DetectorSuite
 from ..errors import ConfigError, InputError, ResultsError, RipbenchError, WeightsError
 from ..hallucination import ScoreWindow
 from ..io import BackgroundWriter
@@ -327,6 +328,8 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
     manifest["launches"] = [*(previous or {}).get("launches", []), {"started": now(), **launch}]
     if previous is not None and previous.get("metrics"):
         manifest["metrics"] = previous["metrics"]
+    detectors = DetectorSuite(config.hallucination.detectors) if config.hallucination.enabled else None
+    manifest["detectors"] = detectors.describe() if detectors is not None else []
 
     def save() -> None:
         if ranks.is_main:
@@ -379,7 +382,7 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
                     batch = group[:size]
                     try:
                         rows = run_batch(model, batch, config, suites[dev_key], window, store.image_dir,
-                                         bar.update, annotate, writer)
+                                         bar.update, annotate, writer, detectors)
                     except torch.cuda.OutOfMemoryError:
                         if size == 1:
                             raise

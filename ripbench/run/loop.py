@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from ..config import ExperimentConfig
+from ..detectors import ALIASES, DetectorSuite
 from ..errors import ModelContractError
 from ..hallucination import ScoreWindow
 from ..io import BackgroundWriter, atomic_save
@@ -168,7 +169,8 @@ def _masks_to(masks_np: np.ndarray, device: torch.device, dtype: torch.dtype) ->
 def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentConfig, suite: MetricSuite,
               window: ScoreWindow | None, image_dir: Callable[[str], Path],
               on_step: Callable[[int], None] = lambda n: None,
-              annotate: Annotator | None = None, writer: BackgroundWriter | None = None) -> pd.DataFrame:
+              annotate: Annotator | None = None, writer: BackgroundWriter | None = None,
+              detectors: DetectorSuite | None = None) -> pd.DataFrame:
     """Run a batch of trajectories through all iterations and return their rows (iteration 0 included).
 
     Args:
@@ -182,6 +184,9 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
         on_step: called with the batch size after every iteration (progress).
         annotate: ground-truth annotator of the input source, if any.
         writer: writes the snapshots in the background (default: written before going on).
+        detectors: the enabled detectors (one ``det_*`` column each; ``halluc_score*`` alias their
+            ``x0-variance`` columns); ``None`` = none. ``x0-variance-component`` labels components
+            on the CPU, so with it the loop waits for the device once per iteration.
 
     Nothing inside the loop waits for the device: masks are uploaded asynchronously, checks and
     metrics stay on the device, timings are device events, and values reach the host once, at
@@ -220,17 +225,21 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
             raise ModelContractError(f"model {trajs[0].model_label!r} returned an x0_trajectory but does not declare "
                                      "returns_x0_trajectory = True; see ripbench.models.base")
         new, checks = _checked_output(result.images, original, trajs[0].model_label)
+        given = tracker.previous  # the model's input (the tracker replaces, never edits, it)
         for name, v in checks.items():
             per_iter.setdefault(name, []).append(v)
 
         for name, v in tracker.step(new, masks).items():
             per_iter.setdefault(name, []).append(v)
+        dets = detectors.columns(result, masks, new, given, window) if detectors is not None else {}
         if window is not None:
             for name, v in window.columns(result, masks).items():
                 if isinstance(v, torch.Tensor):
-                    per_iter.setdefault(name, []).append(v)
+                    per_iter.setdefault(name, []).append(dets.get(ALIASES.get(name, ""), v))
                 else:
                     extras.setdefault(name, []).append(list(v))
+        for name, v in dets.items():
+            per_iter.setdefault(name, []).append(v)
         for name, v in mask_stats_batch(masks).items():
             per_iter.setdefault(f"mask_{name}", []).append(v)
         per_iter.setdefault("cum_mask_area", []).append(tracker.ever_fraction())
