@@ -578,6 +578,7 @@ def test_band_step_counts(step_table: dict[tuple[str, int], dict[str, int]]) -> 
     # the bundled shapes DDPM and flow matching keep >= min_steps at 25 steps already
     for name in ("shapes-ddpm", "flow-sd3", "flow"):
         assert t[(name, 25)]["default"] >= MIN_BAND_STEPS, name
+    assert t[("shapes-ddpm", 25)]["default"] == 4  # the quick preset's 25 steps
     # the shapes DDPM at 100 steps holds enough steps in the paper's band (shapes-rip reports both bands)
     assert t[("shapes-ddpm", 100)]["paper"] == 4 and t[("shapes-ddpm", 50)]["paper"] == 2
 
