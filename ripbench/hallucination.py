@@ -32,7 +32,7 @@ units), and the score uses the steps whose level lies in a fixed low-noise band
 means the same amount of noise whatever the sampler, its number of steps and the training
 schedule, so scores of one model are comparable across samplers and step counts.
 
->>> levels = torch.tensor([0.5, 0.25, 0.1, 0.03])    # sigma levels of a 4-step sampler, oldest first
+>>> levels = torch.tensor([0.9, 0.5, 0.2, 0.03])     # sigma levels of a 4-step sampler, oldest first
 >>> x0 = torch.tensor([0.0, 1.0, 2.0, 4.0])[:, None].expand(4, 2)  # K=4 steps, B=2 samples
 >>> scores, steps = band_variance(x0, levels, DEFAULT_BAND)
 >>> [round(v, 4) for v in scores.tolist()], steps     # variance of 1, 2, 4 (the 3 in-band steps)
