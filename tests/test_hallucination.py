@@ -273,6 +273,10 @@ def test_paper_band_is_derived_from_the_authors_schedule() -> None:
     # its 10 steps and nothing more: t = 9..0 inside, t = 10 outside
     assert all(in_band(v, PAPER_BAND) for v in window) and not in_band(sigma[10], PAPER_BAND)
     assert window[0] == pytest.approx(0.0316, abs=5e-5) and PAPER_BAND.hi == pytest.approx(0.138, abs=5e-4)
+    # the lower edge is 0, not sigma(t = 0) of the toy: other schedules end with less noise than that
+    sd_beta0 = 0.00085  # scaled-linear: (sqrt(0.00085) ... sqrt(0.012))^2 starts at 0.00085
+    for beta0 in (sd_beta0, 1e-4):  # Stable Diffusion, the shapes DDPM
+        assert math.sqrt(beta0 / (1 - beta0)) < window[0] and in_band(math.sqrt(beta0 / (1 - beta0)), PAPER_BAND)
     # in t/T it is the old PAPER_BAND: the last 10 of a 1000-step DDPM
     in_t = paper_band("t/T")
     assert in_t == NoiseBand(0.0, 0.009, "t/T")
