@@ -337,8 +337,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     if config.hallucination.enabled and model.returns_x0_trajectory:
                         from ripbench.hallucination import ScoreWindow
 
-                        band = tuple(ScoreWindow.from_spec(config.hallucination.window,
-                                                           config.hallucination.min_steps).band)
+                        band = ScoreWindow.from_spec(config.hallucination.band, config.hallucination.min_steps,
+                                                     unit=config.hallucination.unit).band
                     trajs = trajectories(config)
                     warm = time.perf_counter()
                     model_alone(model, trajs, argparse.Namespace(**{**vars(args), "iterations": 1}), band)

@@ -28,6 +28,7 @@ from pydantic import (
     Field,
     NonNegativeInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -179,13 +180,17 @@ def _builtin_detectors() -> list[str]:
 class HallucinationConfig(_Strict):
     """Trajectory-variance hallucination score for models that return x0 trajectories.
 
-    ``window``: the band of noise levels ``t/T`` (0 = clean image, 1 = pure noise, on the
-    model's training schedule) whose denoising steps are scored: a number ``hi`` for
-    ``[0, hi]`` or a pair ``[lo, hi]``; stored as the pair. Default ``[0, 0.2]``
-    (:data:`ripbench.hallucination.DEFAULT_BAND`); the paper's "last 10 of 1000 steps" is
-    ``[0, 0.009]`` (see :func:`ripbench.hallucination.parse_band`). ``min_steps`` (>= 2,
-    default 3): a row whose band holds fewer recorded steps gets no score
-    (``halluc_status = "too-few-steps"``).
+    ``band``: the band of noise levels whose denoising steps are scored (see
+    :func:`ripbench.hallucination.parse_band`): a name, ``default`` (:data:`~ripbench.hallucination.DEFAULT_BAND`)
+    or ``paper`` (the authors' last 10 of 1000 steps, :func:`~ripbench.hallucination.paper_band`),
+    a number ``hi`` for ``[0, hi]`` or a pair ``[lo, hi]``; stored as the pair. ``unit``: ``sigma``
+    (default; ``sigma/sqrt(alpha_bar)`` on each model's own schedule, ``s/(1-s)`` for flow
+    matching) or ``t/T`` (position on the training schedule, the unit before bands had units).
+    **A bare number or pair is read in ``unit``**, so an old config's ``window: [0, 0.2]`` (which
+    meant ``t/T``) needs ``unit: t/T`` to mean what it meant; with it, old runs are reproduced
+    exactly (``band: default`` in ``t/T`` is the old default ``[0, 0.2]``). ``window`` is accepted
+    as the old spelling of ``band``. ``min_steps`` (>= 2, default 3): a row whose band holds fewer
+    recorded steps gets no score (``halluc_status = "too-few-steps"``).
 
     ``detectors``: the detectors and content baselines whose columns (``det_<name>``) the run
     writes, by name or ``"module:attr"`` (see ``ripbench detectors -v``); default every built-in.
@@ -193,7 +198,8 @@ class HallucinationConfig(_Strict):
     """
 
     enabled: bool = True
-    window: tuple[float, float] = (0.0, 0.2)
+    unit: Literal["sigma", "t/T"] = "sigma"
+    band: tuple[float, float] = (0.0, 0.0)
     min_steps: int = Field(default=3, ge=2)
     detectors: list[str] = Field(default_factory=lambda: _builtin_detectors())
 
@@ -208,15 +214,38 @@ class HallucinationConfig(_Strict):
             raise ValueError(str(exc)) from None
         return list(names)
 
-    @field_validator("window", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _window(cls, value: Any) -> tuple[float, float]:
+    def _old_window(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "window" in data:  # the old spelling (a dump never holds it)
+            data = dict(data)
+            data["band"] = data.pop("window")
+        if isinstance(data, dict) and data.get("band") is None:
+            data = {**data, "band": "default"}
+        return data
+
+    @field_validator("band", mode="before")
+    @classmethod
+    def _band(cls, value: Any, info: ValidationInfo) -> tuple[float, float]:
         from .hallucination import parse_band
 
+        unit = info.data.get("unit", "sigma")
         try:
-            return tuple(parse_band(value))  # type: ignore[return-value]
+            return tuple(parse_band(value, unit))  # type: ignore[return-value]
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+
+    @property
+    def window(self) -> tuple[float, float]:
+        """The band's ``(lo, hi)`` (old name of :attr:`band`)."""
+        return self.band
+
+    @property
+    def noise_band(self) -> Any:
+        """The band with its unit, a :class:`ripbench.hallucination.NoiseBand`."""
+        from .hallucination import NoiseBand
+
+        return NoiseBand(self.band[0], self.band[1], self.unit)
 
 
 class ExperimentConfig(_Strict):

@@ -21,7 +21,10 @@ rule                      what is checked
 ``batch-independent``     item ``i`` of a batch equals the same item run alone with its seed
 ``trajectory``            x0 trajectories are returned exactly as declared (``returns_x0_trajectory``):
                           asked with ``x0_band``, ``K x B x ...``, finite, with ``K`` distinct
-                          noise levels ``x0_noise_levels`` inside the band; none when not asked
+                          noise levels ``x0_noise_levels`` inside the band, in its unit
+                          (``x0_noise_unit == x0_band.unit``; asked for all steps in ``sigma``
+                          and in ``t/T``, the same steps with different numbers: a model that
+                          ignores the unit fails); none when not asked
 ``per-item-fields``       ``failed`` is ``B`` booleans; every ``extras`` entry has ``B`` values
 ``options``               declared options match the constructor (names, defaults)
 ``identity``              ``identity()`` is a JSON-serialisable dict with the model's name
@@ -50,11 +53,13 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from collections.abc import Sequence
 
 import torch
 
 from .errors import ModelContractError
+from .hallucination import NoiseBand
 from .models.base import Inpainter, InpaintResult
 
 __all__ = ["ModelContractError", "check_inpainter", "sample_inputs"]
@@ -80,8 +85,9 @@ def sample_inputs(batch: int = 3, size: int | tuple[int, int] = 32, seed: int = 
     return images.to(device), masks.to(device), [1001 + i for i in range(batch)]
 
 
-#: The band the trajectory rule asks for: every denoising step.
-_ALL_STEPS = (0.0, 1.0)
+#: The bands the trajectory rule asks for: every denoising step, in each unit.
+_ALL_STEPS = NoiseBand(0.0, math.inf, "sigma")
+_ALL_STEPS_T = NoiseBand(0.0, 1.0, "t/T")
 
 
 def _call(model: Inpainter, images: torch.Tensor, masks: torch.Tensor, seeds: Sequence[int],
@@ -102,7 +108,11 @@ def _trajectory_problem(result: InpaintResult, batch: int, band: tuple[float, fl
     if not torch.isfinite(traj).all():
         return "x0_trajectory holds NaN/Inf"
     if result.x0_noise_levels is None:
-        return "x0_trajectory comes without x0_noise_levels (the noise level t/T of each step)"
+        return "x0_trajectory comes without x0_noise_levels (the noise level of each step)"
+    unit = getattr(band, "unit", "sigma")
+    if result.x0_noise_unit != unit:
+        return (f"x0_noise_unit is {result.x0_noise_unit!r} when asked for a band in {unit!r}: report "
+                "x0_noise_levels in x0_band.unit and set x0_noise_unit (None = the old t/T contract)")
     levels = torch.as_tensor(result.x0_noise_levels, dtype=torch.float64).reshape(-1)
     if levels.numel() != traj.shape[0]:
         return f"x0_noise_levels holds {levels.numel()} values for {traj.shape[0]} steps"
@@ -203,6 +213,18 @@ def check_inpainter(
 
     if band is not None:
         problem = _trajectory_problem(result, batch, band)
+        if problem is None:
+            in_t = _call(model, images_before.clone(), masks_before.clone(), seeds, _ALL_STEPS_T)
+            problem = _trajectory_problem(in_t, batch, _ALL_STEPS_T)
+            if problem is None:
+                sig = torch.as_tensor(result.x0_noise_levels, dtype=torch.float64).reshape(-1)
+                pos = torch.as_tensor(in_t.x0_noise_levels, dtype=torch.float64).reshape(-1)
+                if sig.numel() != pos.numel():
+                    problem = (f"asked for every step, it returned {sig.numel()} steps in sigma and {pos.numel()} "
+                               "in t/T")
+                elif torch.equal(sig, pos):
+                    problem = (f"x0_noise_levels {sig.tolist()} are the same numbers in sigma and in t/T: the "
+                               "model ignores x0_band.unit")
         if problem:
             broken["trajectory"] = problem
         elif _call(model, images_before.clone(), masks_before.clone(), seeds).x0_trajectory is not None:

@@ -95,33 +95,50 @@ def test_fingerprint_ignores_where_lpips_weights_lie():
     assert a.fingerprint() == b.fingerprint()
 
 
-@pytest.mark.parametrize(("value", "band"), [(0.1, (0.0, 0.1)), ([0.05, 0.3], (0.05, 0.3)), (1, (0.0, 1.0))])
-def test_hallucination_window_is_a_noise_band(value, band):
-    assert validate_config({"hallucination": {"window": value}}).hallucination.window == band
+@pytest.mark.parametrize(
+    ("spec", "band", "unit"),
+    [
+        ({"band": 0.1}, (0.0, 0.1), "sigma"),
+        ({"band": [0.05, 0.3]}, (0.05, 0.3), "sigma"),
+        ({"window": 1}, (0.0, 1.0), "sigma"),  # the old spelling, read in the unit given (default sigma)
+        ({"window": [0, 0.2], "unit": "t/T"}, (0.0, 0.2), "t/T"),  # an old config, exactly as it was meant
+        ({"unit": "t/T"}, (0.0, 0.2), "t/T"),  # the old default
+        ({"band": "paper", "unit": "t/T"}, (0.0, 0.009), "t/T"),
+    ],
+)
+def test_hallucination_band_is_a_noise_band_with_a_unit(spec, band, unit):
+    cfg = validate_config({"hallucination": spec}).hallucination
+    assert cfg.band == band and cfg.window == band and cfg.unit == unit
+    assert cfg.noise_band.unit == unit and tuple(cfg.noise_band) == band
 
 
 def test_hallucination_defaults_and_cli_override():
-    from ripbench.hallucination import DEFAULT_BAND, MIN_BAND_STEPS
+    from ripbench.hallucination import DEFAULT_BAND, MIN_BAND_STEPS, PAPER_BAND
 
     default = validate_config({}).hallucination
-    assert default.window == DEFAULT_BAND and default.min_steps == MIN_BAND_STEPS
-    cfg = apply_overrides(load_config(), ["hallucination.window=[0, 0.009]", "hallucination.min_steps=2"])
-    assert cfg.hallucination.window == (0.0, 0.009) and cfg.hallucination.min_steps == 2
+    assert default.noise_band == DEFAULT_BAND and default.min_steps == MIN_BAND_STEPS
+    cfg = apply_overrides(load_config(), ["hallucination.window=[0, 0.009]", "hallucination.unit=t/T",
+                                          "hallucination.min_steps=2"])
+    assert cfg.hallucination.band == (0.0, 0.009) and cfg.hallucination.unit == "t/T"
+    assert cfg.hallucination.min_steps == 2
+    assert apply_overrides(load_config(), ["hallucination.band=paper"]).hallucination.noise_band == PAPER_BAND
 
 
 @pytest.mark.parametrize(
-    ("window", "fragment"),
+    ("spec", "fragment"),
     [
-        (3, "hallucination.window: The hallucination window is a band of noise levels t/T"),
-        (3, "looks like a number of steps"),
-        (1.5, "got [0, 1.5]"),
-        ([0.2, 0.1], "got [0.2, 0.1]"),
-        ("last", "got 'last'"),
+        ({"band": 3}, "hallucination.band: The hallucination band is a band of noise levels in 'sigma' units"),
+        ({"window": 3}, "looks like a number of steps"),
+        ({"band": 1.5, "unit": "t/T"}, "got [0, 1.5]"),
+        ({"band": [0.2, 0.1]}, "got [0.2, 0.1]"),
+        ({"band": "last"}, "got 'last'"),
+        ({"band": [0, 0.2], "unit": "steps"}, "hallucination.unit"),
+        ({"band": "last"}, "a bare pair is read in sigma units, add unit: t/T for the old meaning"),
     ],
 )
-def test_bad_hallucination_window_is_explained(window, fragment):
+def test_bad_hallucination_band_is_explained(spec, fragment):
     with pytest.raises(ConfigError) as info:
-        validate_config({"hallucination": {"window": window}})
+        validate_config({"hallucination": spec})
     assert fragment in str(info.value)
 
 

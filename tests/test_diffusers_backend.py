@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,14 @@ import torch
 pytest.importorskip("diffusers")
 
 from ripbench.errors import ConfigError, InputError, ModelNotFoundError  # noqa: E402
+from ripbench.hallucination import NoiseBand  # noqa: E402
 from ripbench.models.diffusers_backend import DiffusersInpainter  # noqa: E402
 from ripbench.models.registry import looks_like_diffusers_model  # noqa: E402
 from ripbench.models.sd_configs import full_size_pipeline  # noqa: E402
 from tests.tiny_pipelines import sample_batch, tiny_sd_inpaint, tiny_sdxl_inpaint  # noqa: E402
+
+#: Every denoising step (sigma levels are finite except flow matching's first, which is inf).
+ALL_STEPS = NoiseBand(0.0, math.inf)
 
 ATOL = 1e-5
 
@@ -45,11 +50,11 @@ def fresh(pipe: Any, **options: Any) -> DiffusersInpainter:
 def test_batch_independence_and_trajectory(sd9: Any) -> None:
     model = fresh(sd9, scheduler="euler-a")  # ancestral: consumes per-item noise every step
     images, masks = sample_batch(3)
-    batch = model.inpaint(images, masks, [5, 6, 7], x0_band=(0.0, 1.0))
+    batch = model.inpaint(images, masks, [5, 6, 7], x0_band=ALL_STEPS)
     assert batch.images.shape == images.shape and batch.images.device.type == "cpu"
     assert batch.x0_trajectory.shape == (3, 3, 4, 16, 16) and batch.x0_space == "latent"
     for i, seed in enumerate([5, 6, 7]):
-        single = model.inpaint(images[i : i + 1], masks[i : i + 1], [seed], x0_band=(0.0, 1.0))
+        single = model.inpaint(images[i : i + 1], masks[i : i + 1], [seed], x0_band=ALL_STEPS)
         torch.testing.assert_close(single.images[0], batch.images[i], atol=ATOL, rtol=0)
         torch.testing.assert_close(
             single.x0_trajectory[:, 0], batch.x0_trajectory[:, i], atol=1e-4, rtol=1e-4
@@ -76,8 +81,8 @@ def test_redundant_cfg_is_skipped_and_matches_guided_run(sd9: Any) -> None:
     guided = fresh(sd9, guidance=7.5, skip_redundant_cfg=False)
     assert skipped.identity()["cfg_skipped"] and skipped.identity()["effective_guidance_scale"] == 1.0
     assert not guided.identity()["cfg_skipped"]
-    a = skipped.inpaint(images, masks, [3, 4], x0_band=(0.0, 1.0))
-    b = guided.inpaint(images, masks, [3, 4], x0_band=(0.0, 1.0))
+    a = skipped.inpaint(images, masks, [3, 4], x0_band=ALL_STEPS)
+    b = guided.inpaint(images, masks, [3, 4], x0_band=ALL_STEPS)
     torch.testing.assert_close(a.images, b.images, atol=ATOL, rtol=0)
     torch.testing.assert_close(a.x0_trajectory, b.x0_trajectory, atol=1e-4, rtol=0)
     prompted = fresh(sd9, prompt="a cat", guidance=7.5)
@@ -91,17 +96,23 @@ def test_strength_sets_num_steps_and_short_trajectory(sd9: Any) -> None:
     model = fresh(sd9, scheduler="ddim", steps=4, strength=0.5)
     assert model.x0_steps == 2 and model.identity()["strength"] == 0.5
     images, masks = sample_batch(1)
-    out = model.inpaint(images, masks, [0], x0_band=(0.0, 1.0))
+    out = model.inpaint(images, masks, [0], x0_band=ALL_STEPS)
     assert out.x0_trajectory.shape[0] == 2 and len(out.x0_noise_levels) == 2
 
 
 def test_band_selects_steps_by_noise_level(sd9: Any) -> None:
     model = fresh(sd9, scheduler="ddim", steps=10)  # "leading" spacing, offset 1: t = 901, 801, ..., 1
     images, masks = sample_batch(1)
-    out = model.inpaint(images, masks, [0], x0_band=(0.0, 0.25))
-    assert out.x0_noise_levels.tolist() == [0.201, 0.101, 0.001]
+    out = model.inpaint(images, masks, [0], x0_band=NoiseBand(0.0, 0.25, "t/T"))
+    assert out.x0_noise_levels.tolist() == [0.201, 0.101, 0.001] and out.x0_noise_unit == "t/T"
     assert out.x0_trajectory.shape == (3, 1, 4, 16, 16)
-    none = model.inpaint(images, masks, [0], x0_band=(0.95, 1.0))
+    # sigma/sqrt(alpha_bar) on SD's scaled-linear schedule: t = 101 is at 0.35, t = 201 at 0.57
+    in_sigma = model.inpaint(images, masks, [0], x0_band=NoiseBand(0.0, 0.5))
+    abar = model.pipe.scheduler.alphas_cumprod.double()
+    torch.testing.assert_close(in_sigma.x0_noise_levels, ((1 - abar) / abar).sqrt()[[101, 1]])
+    assert in_sigma.x0_noise_unit == "sigma"
+    torch.testing.assert_close(in_sigma.x0_trajectory, out.x0_trajectory[1:])  # the same steps, fewer of them
+    none = model.inpaint(images, masks, [0], x0_band=NoiseBand(0.95, 1.0, "t/T"))
     assert none.x0_trajectory.shape[:2] == (0, 1) and len(none.x0_noise_levels) == 0
     assert model.inpaint(images, masks, [0]).x0_trajectory is None
 
@@ -109,7 +120,7 @@ def test_band_selects_steps_by_noise_level(sd9: Any) -> None:
 def test_decoded_trajectory_is_pixel_space(sd9: Any) -> None:
     model = fresh(sd9, scheduler="ddim", decode_trajectory=True)
     images, masks = sample_batch(2)
-    out = model.inpaint(images, masks, [0, 1], x0_band=(0.0, 0.5))
+    out = model.inpaint(images, masks, [0, 1], x0_band=NoiseBand(0.0, 0.5, "t/T"))
     assert out.x0_space == "pixel" and out.x0_trajectory.shape == (2, 2, 3, 32, 32)  # t = 334, 1 of 667, 334, 1
 
 
@@ -123,7 +134,7 @@ def test_text_to_image_unet_via_four_channel_mode(sd4: Any) -> None:
     assert ident["pipeline"] == "StableDiffusionInpaintPipeline"
     assert ident["inpaint_mode"] == "4-channel latent blending"
     images, masks = sample_batch(2)
-    out = model.inpaint(images, masks, [0, 1], x0_band=(0.0, 1.0))
+    out = model.inpaint(images, masks, [0, 1], x0_band=ALL_STEPS)
     keep = (masks < 0.5).expand_as(images)
     assert torch.equal(out.images[keep], images[keep])
     assert out.x0_trajectory.shape == (3, 2, 4, 16, 16)
@@ -136,8 +147,8 @@ def test_sdxl_inpaint(workdir: Path) -> None:
     assert ident["pipeline"] == "StableDiffusionXLInpaintPipeline" and not ident["cfg_skipped"]
     assert ident["strength"] == pytest.approx(0.9999) and model.x0_steps == 2
     images, masks = sample_batch(2)
-    out = model.inpaint(images, masks, [0, 1], x0_band=(0.0, 1.0))
-    single = model.inpaint(images[1:], masks[1:], [1], x0_band=(0.0, 1.0))
+    out = model.inpaint(images, masks, [0, 1], x0_band=ALL_STEPS)
+    single = model.inpaint(images[1:], masks[1:], [1], x0_band=ALL_STEPS)
     torch.testing.assert_close(single.images[0], out.images[1], atol=ATOL, rtol=0)
     assert out.x0_trajectory.shape == (2, 2, 4, 16, 16) and not out.failed.any()
 

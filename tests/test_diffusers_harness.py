@@ -34,7 +34,7 @@ def _config(tmp_path, model_dir, **options) -> dict:
         "models": [{"name": str(model_dir), "options": {"steps": 4, "device": "cpu", "local_files_only": True,
                                                          **options}}],
         "metrics": {"names": ["ssim", "mse"]},
-        "hallucination": {"window": 0.9},
+        "hallucination": {"band": [0, 10.0]},  # sigma: 3-4 of the 4 steps (flow matching's first, s = 1, is inf)
         "batch_size": 2, "output_dir": str(tmp_path / "res"),
     }
 
@@ -55,10 +55,11 @@ def test_pipeline_through_harness(kind, saved, tmp_path):
     assert (later["halluc_status"] == "ok").all() and (later["halluc_steps"] >= 3).all()
     assert later["halluc_score"].notna().all() and (later["halluc_score"] > 0).all()
     assert later["halluc_score_current"].notna().all()
-    assert (later["halluc_band_lo"] == 0.0).all() and np.allclose(later["halluc_band_hi"], 0.9)
+    assert (later["halluc_band_lo"] == 0.0).all() and np.allclose(later["halluc_band_hi"], 10.0)
+    assert (later["halluc_band_unit"] == "sigma").all()
     assert t.loc[t["iteration"] == 0, "halluc_status"].isna().all()
     ident = result.manifest["models"][kind]
-    assert ident["hallucination_band"] == [0.0, 0.9]
+    assert ident["hallucination_band"] == [0.0, 10.0] and ident["hallucination_band_unit"] == "sigma"
     # paste-back (default): nothing outside the mask changes from one iteration to the next
     assert np.allclose(later["mse_prev_outside"], 0.0, atol=1e-12)
     assert (later["mse_orig_current"] > 0).all()

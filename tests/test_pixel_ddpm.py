@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ripbench.errors import ConfigError, InputError
+from ripbench.hallucination import NoiseBand, sigma_levels
 from ripbench.models.pixel_ddpm import BUNDLED_SHAPES_DIR, PixelDDPMInpainter
 
 SIZE = 16
@@ -53,8 +54,8 @@ def test_output_shape_range_and_known_region_exact(tiny_model: PixelDDPMInpainte
 
 def test_items_do_not_depend_on_the_batch(tiny_model: PixelDDPMInpainter) -> None:
     images, masks = _inputs()
-    batch = tiny_model.inpaint(images, masks, [7, 8, 9], x0_band=(0.0, 0.2))
-    alone = tiny_model.inpaint(images[1:2], masks[1:2], [8], x0_band=(0.0, 0.2))
+    batch = tiny_model.inpaint(images, masks, [7, 8, 9], x0_band=NoiseBand(0.0, 1.0))
+    alone = tiny_model.inpaint(images[1:2], masks[1:2], [8], x0_band=NoiseBand(0.0, 1.0))
     torch.testing.assert_close(batch.images[1:2], alone.images, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(batch.x0_trajectory[:, 1:2], alone.x0_trajectory, atol=1e-4, rtol=1e-4)
     again = tiny_model.inpaint(images[1:2], masks[1:2], [8]).images
@@ -65,8 +66,8 @@ def test_items_do_not_depend_on_the_batch(tiny_model: PixelDDPMInpainter) -> Non
 
 def test_trajectory_band_levels_and_last_entry_matches_output(tiny_model: PixelDDPMInpainter) -> None:
     images, masks = _inputs()
-    result = tiny_model.inpaint(images, masks, [0, 1, 2], x0_band=(0.0, 0.4))
-    assert result.x0_space == "pixel"
+    result = tiny_model.inpaint(images, masks, [0, 1, 2], x0_band=NoiseBand(0.0, 0.4, "t/T"))
+    assert result.x0_space == "pixel" and result.x0_noise_unit == "t/T"
     # 8 of 1000 steps, "leading" spacing: t = 875, 750, ..., 125, 0; the band keeps t <= 400
     assert result.x0_noise_levels.tolist() == [0.375, 0.25, 0.125, 0.0]
     assert result.x0_trajectory.shape == (4, 3, 1, SIZE, SIZE)
@@ -75,8 +76,22 @@ def test_trajectory_band_levels_and_last_entry_matches_output(tiny_model: PixelD
     hole = masks == 1
     torch.testing.assert_close(last[hole], result.images[:, :1][hole], atol=1e-5, rtol=0)
     assert tiny_model.inpaint(images, masks, [0, 1, 2]).x0_trajectory is None
-    empty = tiny_model.inpaint(images, masks, [0, 1, 2], x0_band=(0.9, 1.0))
+    empty = tiny_model.inpaint(images, masks, [0, 1, 2], x0_band=NoiseBand(0.9, 1.0, "t/T"))
     assert empty.x0_trajectory.shape[:2] == (0, 3) and len(empty.x0_noise_levels) == 0
+
+
+def test_trajectory_levels_in_sigma_units(tiny_model: PixelDDPMInpainter) -> None:
+    """The default unit: sigma/sqrt(alpha_bar) of each kept timestep on the model's own schedule."""
+    images, masks = _inputs()
+    in_t = tiny_model.inpaint(images, masks, [0, 1, 2], x0_band=NoiseBand(0.0, 0.4, "t/T"))
+    # betas 1e-4..0.02 (the shapes schedule): t = 125 is at sigma 0.44, t = 250 at 0.96, t = 375 at 1.5
+    band = NoiseBand(0.0, 1.0)
+    result = tiny_model.inpaint(images, masks, [0, 1, 2], x0_band=band)
+    expected = sigma_levels(tiny_model.scheduler.alphas_cumprod)[[250, 125, 0]]
+    assert result.x0_noise_unit == "sigma"
+    torch.testing.assert_close(result.x0_noise_levels, expected)
+    torch.testing.assert_close(result.x0_trajectory, in_t.x0_trajectory[1:])  # the same steps, fewer of them
+    assert tiny_model.inpaint(images, masks, [0, 1, 2], x0_band=(0.0, 1.0)).x0_noise_unit == "sigma"  # plain pair
 
 
 def test_trajectory_matches_unet_hook(tiny_model: PixelDDPMInpainter) -> None:
@@ -89,7 +104,7 @@ def test_trajectory_matches_unet_hook(tiny_model: PixelDDPMInpainter) -> None:
     handle = tiny_model.unet.register_forward_hook(hook)
     try:
         images, masks = _inputs(2)
-        result = tiny_model.inpaint(images, masks, [3, 4], x0_band=(0.0, 1.0))
+        result = tiny_model.inpaint(images, masks, [3, 4], x0_band=NoiseBand(0.0, 1.0, "t/T"))
     finally:
         handle.remove()
     abar = tiny_model.scheduler.alphas_cumprod
@@ -104,7 +119,7 @@ def test_repaint_runs_and_keeps_the_known_region() -> None:
     model = PixelDDPMInpainter(_tiny_unet(), method="repaint", steps=6, jump_length=2,
                                jump_n_sample=2, device="cpu")
     images, masks = _inputs(2)
-    result = model.inpaint(images, masks, [0, 1], x0_band=(0.0, 1.0))
+    result = model.inpaint(images, masks, [0, 1], x0_band=NoiseBand(0.0, 1.0, "t/T"))
     keep = (masks == 0).expand_as(images)
     assert torch.equal(result.images[keep], images[keep])
     assert model.x0_steps > 6  # resampling jumps repeat model calls ...
@@ -120,7 +135,7 @@ def test_repaint_runs_and_keeps_the_known_region() -> None:
 def test_rgb_model() -> None:
     model = PixelDDPMInpainter(_tiny_unet(3), steps=3, device="cpu")
     images, masks = _inputs(2)
-    out = model.inpaint(images, masks, [0, 1], x0_band=(0.0, 0.4))
+    out = model.inpaint(images, masks, [0, 1], x0_band=NoiseBand(0.0, 0.4, "t/T"))
     assert out.x0_trajectory.shape == (2, 2, 3, SIZE, SIZE)  # t = 333, 0 of 666, 333, 0
     assert not torch.equal(out.images[:, 0], out.images[:, 1])
 

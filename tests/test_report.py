@@ -45,7 +45,7 @@ SHAPES = {"name": "shapes-ddpm", "options": {"steps": 6}, "inputs": {"source": "
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("report")
-    config = _tiny(out, "tiny", models=[{"name": "biharmonic"}, SHAPES], hallucination={"window": 0.5})
+    config = _tiny(out, "tiny", models=[{"name": "biharmonic"}, SHAPES], hallucination={"band": 0.5, "unit": "t/T"})
     run = run_experiment(validate_config(config), progress=False)
     return write_report([run.run_dir], n_boot=200)
 

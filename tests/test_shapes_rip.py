@@ -119,7 +119,7 @@ def test_image_kinds_per_iteration_sum_to_one():
 @pytest.mark.slow
 def test_short_shapes_rip_run(tmp_path):
     out = run_shapes_rip(tmp_path / "srip", images=3, seeds=(0, 1), iterations=2, steps=10, batch_size=6,
-                         bands=2, progress=False)
+                         bands=2, band=1.0, progress=False)  # sigma <= 1: t = 200, 100, 0 of the 10 steps
     table = pd.read_parquet(next((tmp_path / "srip" / "metrics").glob("part-*.parquet")))
     assert {"shapes_valid", "shapes_label", "shapes_layout", "halluc_score", "halluc_score_current"} <= set(table.columns)
     assert table.loc[table["iteration"] == 0, "shapes_valid"].all()

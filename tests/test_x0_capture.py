@@ -12,6 +12,7 @@ sampler's own state of each timestep.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ import torch
 
 pytest.importorskip("diffusers")
 
-from ripbench.models._x0_capture import X0Recorder, is_committed_call, x0_source  # noqa: E402
+from ripbench.hallucination import NoiseBand, sigma_levels  # noqa: E402
+from ripbench.models._x0_capture import X0Recorder, is_committed_call, noise_level, schedule_levels, x0_source  # noqa: E402
 from ripbench.models.diffusers_backend import SCHEDULERS, DiffusersInpainter  # noqa: E402
 from tests.tiny_pipelines import sample_batch, tiny_flux_fill, tiny_sd3_inpaint, tiny_sd_inpaint  # noqa: E402
 
@@ -79,7 +81,7 @@ def test_one_x0_per_timestep_matches_unet_hook(sd9: Any, name: str) -> None:
     assert model.returns_x0_trajectory and model.identity()["scheduler"] == SCHEDULERS[name][0]
     tap = DenoiserTap(model.pipe.unet)
     images, masks = sample_batch(2)
-    out = model.inpaint(images, masks, [0, 1], x0_band=(0.0, 1.0))
+    out = model.inpaint(images, masks, [0, 1], x0_band=NoiseBand(0.0, math.inf))
     committed = _committed(name, tap.calls)
     assert len(tap.calls) == model.x0_steps  # every model call was seen ...
     assert out.x0_trajectory.shape == (len(committed), 2, 4, 16, 16)  # ... one x0 per timestep kept
@@ -88,8 +90,11 @@ def test_one_x0_per_timestep_matches_unet_hook(sd9: Any, name: str) -> None:
         [_expected_x0(name, model.pipe.scheduler, x[:, :4], t, eps) for x, t, eps in committed]
     ).float()
     torch.testing.assert_close(out.x0_trajectory, expected, atol=2e-4, rtol=1e-4)
-    levels = [t / 1000 for _, t, _ in committed]
-    np.testing.assert_allclose(out.x0_noise_levels.numpy(), levels, atol=1e-9)
+    # sigma/sqrt(alpha_bar) of the timestep the model saw (interpolated in t, as the Euler family does)
+    train_sigmas = sigma_levels(model.pipe.scheduler.alphas_cumprod).numpy()
+    levels = [float(np.interp(t, np.arange(len(train_sigmas)), train_sigmas)) for _, t, _ in committed]
+    assert out.x0_noise_unit == "sigma"
+    np.testing.assert_allclose(out.x0_noise_levels.numpy(), levels, rtol=1e-5)
     assert all(a > b for a, b in zip(levels, levels[1:]))  # noisiest first, no level twice
     assert torch.isfinite(out.x0_trajectory).all() and not out.failed.any()
     assert model.pipe.scheduler.__dict__.get("step") is None  # wrapper removed after the call
@@ -101,15 +106,42 @@ def test_recorder_keeps_only_the_band_and_restores_step() -> None:
     sched = DDIMScheduler(num_train_timesteps=1000)
     sched.set_timesteps(10)
     x = torch.randn(1, 2, 4, 4)
-    with X0Recorder(sched, band=(0.0, 0.35)) as rec:
+    start = x.clone()
+    with X0Recorder(sched, band=NoiseBand(0.0, 0.35, "t/T")) as rec:  # the old unit: exactly as before
         for t in sched.timesteps:
             x = sched.step(torch.zeros_like(x), t, x).prev_sample
     x0, levels = rec.trajectory()
     assert levels.tolist() == [0.3, 0.2, 0.1, 0.0] and x0.shape == (4, 1, 2, 4, 4) and rec.calls == 10
     assert "step" not in sched.__dict__
+    # in sigma (betas 1e-4..0.02): t = 300 is at sigma 1.24, t = 200 at 0.72; a band [0, 1] keeps t <= 200
+    x = start.clone()
+    with X0Recorder(sched, band=NoiseBand(0.0, 1.0)) as rec:
+        for t in sched.timesteps:
+            x = sched.step(torch.zeros_like(x), t, x).prev_sample
+    torch.testing.assert_close(rec.trajectory()[1], sigma_levels(sched.alphas_cumprod)[[200, 100, 0]])
+    assert rec.unit == "sigma"
     with X0Recorder(sched, band=(0.99, 1.0)) as rec:
         pass
     assert rec.trajectory() == (None, None)
+
+
+def test_noise_level_units_and_schedule_levels() -> None:
+    from diffusers import DDPMScheduler, EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler
+
+    ddpm = DDPMScheduler()
+    assert noise_level(ddpm, torch.tensor([250]), "t/T") == 0.25
+    assert noise_level(ddpm, 250) == pytest.approx(float(sigma_levels(ddpm.alphas_cumprod)[250]))
+    euler = EulerDiscreteScheduler(use_karras_sigmas=True)  # sigmas off the training grid: read the table
+    euler.set_timesteps(7)
+    assert noise_level(euler, euler.timesteps[3]) == pytest.approx(float(euler.sigmas[3]))
+    flow = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    flow.set_timesteps(5)
+    s = float(flow.sigmas[2])
+    assert noise_level(flow, flow.timesteps[2]) == pytest.approx(s / (1 - s))
+    assert noise_level(flow, flow.timesteps[2], "t/T") == pytest.approx(s, rel=1e-5)
+    levels = schedule_levels(flow)
+    assert levels[0] == 0 and levels[500] == pytest.approx(1.0)  # s = 1/2: as much noise as signal
+    assert schedule_levels(ddpm, "t/T")[500] == 0.5
 
 
 def test_pndm_and_heun_call_classification() -> None:
@@ -147,8 +179,8 @@ def test_flow_matching_x0_is_sample_minus_sigma_v(flow_pipes: dict[str, Any], ki
     assert x0_source(model.pipe.scheduler) == "flow_sigma" and model.x0_steps == STEPS
     tap = DenoiserTap(model.pipe.transformer)
     images, masks = sample_batch(2)
-    out = model.inpaint(images, masks, [0, 1], x0_band=(0.0, 1.0))
-    assert len(tap.calls) == STEPS and out.x0_space == "latent"
+    out = model.inpaint(images, masks, [0, 1], x0_band=NoiseBand(0.0, math.inf))
+    assert len(tap.calls) == STEPS and out.x0_space == "latent" and out.x0_noise_unit == "sigma"
     expected, levels = [], []
     for hidden, t, v in tap.calls:
         sigma = t / 1000 if kind == "sd3" else t  # SD3 passes t in [0, 1000], Flux t / 1000
@@ -158,9 +190,9 @@ def test_flow_matching_x0_is_sample_minus_sigma_v(flow_pipes: dict[str, Any], ki
         else:
             x0 = hidden - sigma * v
         expected.append(x0)
-        levels.append(sigma)
+        levels.append(sigma / (1 - sigma) if sigma < 1 else math.inf)  # s / (1 - s): noise relative to the data
     torch.testing.assert_close(out.x0_trajectory, torch.stack(expected).float(), atol=1e-4, rtol=1e-4)
-    np.testing.assert_allclose(out.x0_noise_levels.numpy(), levels, atol=1e-6)
+    np.testing.assert_allclose(out.x0_noise_levels.numpy(), levels, rtol=1e-5)
     channels = model.pipe.vae.config.latent_channels
     assert out.x0_trajectory.shape == (STEPS, 2, channels, 16, 16)
     keep = (masks < 0.5).expand_as(images)
@@ -175,7 +207,7 @@ def test_flow_matching_pipelines_load_by_path(flow_pipes: dict[str, Any], tmp_pa
     assert ident["pipeline"] == "FluxFillPipeline" and ident["inpaint_mode"] == "48-channel"
     assert not ident["cfg_skipped"] and ident["guidance_scale"] == 30.0  # distilled guidance, no negative pass
     images, masks = sample_batch(1)
-    out = model.inpaint(images, masks, [0], x0_band=(0.0, 1.0))
+    out = model.inpaint(images, masks, [0], x0_band=NoiseBand(0.0, math.inf))
     assert out.x0_trajectory.shape == (3, 1, 4, 16, 16)
 
 
@@ -201,8 +233,12 @@ def test_flow_matching_models_pass_the_conformance_kit(flow_pipes: dict[str, Any
     assert check_inpainter(model, size=32, batch=2) == []
 
 
-def _model_with_levels(levels: list[float] | None) -> Any:
-    """A toy diffusion-like model that returns 4 recorded x0 with the given noise levels."""
+def _model_with_levels(levels: list[float] | None, sigmas: list[float] | None = None, unit: bool = True) -> Any:
+    """A toy diffusion-like model that returns 4 recorded x0 with the given noise levels.
+
+    ``levels`` are its t/T levels, ``sigmas`` its sigma levels (default: ``levels``, i.e. a model that
+    ignores the unit); ``unit=False`` is a model written for the old t/T contract (no ``x0_noise_unit``).
+    """
     from ripbench.models import Inpainter, InpaintResult
 
     class Model(Inpainter):
@@ -213,25 +249,34 @@ def _model_with_levels(levels: list[float] | None) -> Any:
             out = InpaintResult(images=torch.where(masks > 0.5, 0.5, images))
             if x0_band is not None:
                 out.x0_trajectory = torch.zeros(4, images.shape[0], 1, 4, 4)
-                out.x0_noise_levels = levels
+                in_sigma = getattr(x0_band, "unit", "sigma") == "sigma" and sigmas is not None
+                out.x0_noise_levels = sigmas if in_sigma else levels
+                if unit:
+                    out.x0_noise_unit = x0_band.unit
             return out
 
     return Model()
 
 
+SIGMAS = [3.0, 0.9, 0.3, 0.01]
+
+
 @pytest.mark.parametrize(
-    ("levels", "message"),
+    ("levels", "sigmas", "unit", "message"),
     [
-        ([0.6, 0.3, 0.3, 0.0], "repeat a level: one x0 per timestep"),  # the old Heun recording
-        (None, "without x0_noise_levels"),
-        ([0.3, 0.0], "2 values for 4 steps"),
-        ([1.5, 0.3, 0.1, 0.0], "outside the band"),
+        ([0.6, 0.3, 0.3, 0.0], SIGMAS, True, "repeat a level: one x0 per timestep"),  # the old Heun recording
+        (None, None, True, "without x0_noise_levels"),
+        ([0.3, 0.0], [0.9, 0.01], True, "2 values for 4 steps"),
+        ([1.5, 0.3, 0.1, 0.0], SIGMAS, True, "outside the band"),
+        ([0.6, 0.3, 0.1, 0.0], None, True, "ignores x0_band.unit"),
+        ([0.6, 0.3, 0.1, 0.0], SIGMAS, False, "x0_noise_unit is None"),  # the old t/T contract
     ],
 )
-def test_conformance_kit_checks_noise_levels(levels: list[float] | None, message: str) -> None:
+def test_conformance_kit_checks_noise_levels(levels: list[float] | None, sigmas: list[float] | None,
+                                             unit: bool, message: str) -> None:
     from ripbench.errors import ModelContractError
     from ripbench.testing import check_inpainter
 
     with pytest.raises(ModelContractError, match=message):
-        check_inpainter(_model_with_levels(levels))
-    assert check_inpainter(_model_with_levels([0.6, 0.3, 0.1, 0.0])) == []
+        check_inpainter(_model_with_levels(levels, sigmas, unit))
+    assert check_inpainter(_model_with_levels([0.6, 0.3, 0.1, 0.0], SIGMAS)) == []

@@ -9,10 +9,11 @@ folder (``pip install ./examples/ripbench-example-plugin``) and ``ripbench model
 ``--model ripbench_example_plugin:MeanFill`` with the folder on ``PYTHONPATH``.
 
 A diffusion model would also declare ``returns_x0_trajectory = True`` and accept the keyword
-``x0_band=(lo, hi)``: then it returns, in ``InpaintResult.x0_trajectory`` (``K x B x ...``)
-and ``x0_noise_levels`` (``K`` floats), its predicted clean image at each denoising timestep
-whose noise level ``t/T`` (0 = clean, 1 = pure noise) lies in the band, for the
-hallucination score.
+``x0_band`` (a ``(lo, hi)`` :class:`ripbench.hallucination.NoiseBand` with a ``unit``): then it
+returns, in ``InpaintResult.x0_trajectory`` (``K x B x ...``) and ``x0_noise_levels`` (``K``
+floats in ``x0_band.unit``, with ``x0_noise_unit = x0_band.unit``), its predicted clean image at
+each denoising timestep whose noise level (``sigma/sqrt(alpha_bar)`` by default, 0 = clean) lies
+in the band, for the hallucination score.
 """
 
 from __future__ import annotations

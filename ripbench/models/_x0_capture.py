@@ -23,13 +23,22 @@ while ``scheduler.state_in_first_order`` is true; for PNDM, not the trial call),
 sampler records the same quantity: the model's x0 at the point the trajectory passes
 through, at the timestep's noise level.
 
-**Noise level.** Every record carries ``t/T = timestep / num_train_timesteps``, the
-step's position on the training schedule (for flow matching this is the step's sigma).
+**Noise level.** Every record carries the noise level of its step in the band's unit
+(:class:`ripbench.hallucination.NoiseBand`; :func:`noise_level`):
+
+* ``"sigma"`` (default): ``sigma/sqrt(alpha_bar)``. Schedulers with a ``sigmas`` table
+  (Euler, Heun, LMS, KDPM2, DPM-Solver, UniPC, DEIS, ...) give the sigma they step from,
+  ``sigmas[step_index]`` (Karras and other sigma spacings included); the others (DDIM, DDPM,
+  PNDM, LCM, RePaint) ``sqrt((1 - abar_t) / abar_t)`` of their ``alphas_cumprod`` at the
+  timestep; flow matching (SD3, Flux; Euler and Heun) ``s / (1 - s)`` of the step's sigma ``s``;
+* ``"t/T"``: ``timestep / num_train_timesteps``, the step's position on the training schedule
+  (for flow matching the step's sigma), as before bands had units.
+
 Only steps whose level lies in the requested band are kept (``band=None`` keeps all).
 
 Example
 -------
->>> recorder = X0Recorder(pipe.scheduler, band=(0.0, 0.1))    # doctest: +SKIP
+>>> recorder = X0Recorder(pipe.scheduler, band=NoiseBand(0.0, 0.3))    # doctest: +SKIP
 >>> with recorder:                                            # doctest: +SKIP
 ...     pipe(...)
 >>> x0, levels = recorder.trajectory()  # K x B x C x h x w (noisiest first), K levels   # doctest: +SKIP
@@ -42,7 +51,7 @@ from typing import Any
 
 import torch
 
-from ..hallucination import in_band
+from ..hallucination import NoiseBand, as_band, in_band, sigma_levels
 
 #: How x0 is obtained, per scheduler kind (see :func:`x0_source`).
 X0_SOURCES = ("pred_original_sample", "denoised", "vp_sigmas", "alphas_cumprod", "flow_sigma")
@@ -97,15 +106,72 @@ def x0_source(scheduler: Any) -> str | None:
     return None
 
 
-def noise_level(scheduler: Any, timestep: Any) -> float:
-    """Noise level ``t/T`` of a step: its timestep over the scheduler's ``num_train_timesteps``.
+def _timestep(timestep: Any) -> float:
+    return float(timestep.reshape(-1)[0].item() if isinstance(timestep, torch.Tensor) else timestep)
+
+
+def _step_sigma(scheduler: Any, timestep: Any) -> float | None:
+    """``sigmas[step_index]`` of the coming step for schedulers with a sigma table, else ``None``.
+
+    Sets ``step_index`` the way the scheduler's own ``step`` does when it is not set yet (called
+    before ``step``, so the value is the one ``step`` uses).
+    """
+    sigmas = getattr(scheduler, "sigmas", None)
+    if sigmas is None or not hasattr(scheduler, "_init_step_index") or not hasattr(scheduler, "step_index"):
+        return None
+    if scheduler.step_index is None:
+        scheduler._init_step_index(timestep)
+    return float(torch.as_tensor(sigmas).reshape(-1)[scheduler.step_index])
+
+
+def noise_level(scheduler: Any, timestep: Any, unit: str = "sigma") -> float:
+    """Noise level of the step at ``timestep`` in ``unit`` (see the module docstring).
+
+    Call it before the scheduler's ``step`` of that timestep (the recorder does).
 
     >>> from diffusers import DDIMScheduler
-    >>> noise_level(DDIMScheduler(), 250)
-    0.25
+    >>> noise_level(DDIMScheduler(), 250, "t/T"), round(noise_level(DDIMScheduler(), 250), 4)
+    (0.25, 0.958)
     """
-    t = float(timestep.reshape(-1)[0].item() if isinstance(timestep, torch.Tensor) else timestep)
-    return t / float(scheduler.config.num_train_timesteps)
+    t = _timestep(timestep)
+    total = float(scheduler.config.num_train_timesteps)
+    if unit == "t/T":
+        return t / total
+    if unit != "sigma":
+        raise ValueError(f"unknown noise-level unit {unit!r}")
+    if x0_source(scheduler) == "flow_sigma":
+        s = _step_sigma(scheduler, timestep)
+        s = t / total if s is None else s
+        return s / (1.0 - s) if s < 1.0 else float("inf")
+    sigma = _step_sigma(scheduler, timestep)
+    if sigma is not None and hasattr(scheduler, "_sigma_to_alpha_sigma_t"):  # DPM-Solver family (VP or flow sigmas)
+        alpha_t, sigma_t = (float(v) for v in scheduler._sigma_to_alpha_sigma_t(torch.tensor(sigma, dtype=torch.float64)))
+        return sigma_t / alpha_t if alpha_t > 0 else float("inf")
+    if sigma is not None:  # Euler-type: the table holds sigma/sqrt(alpha_bar) itself
+        return sigma
+    abar = scheduler.alphas_cumprod
+    index = min(max(int(round(t)), 0), len(abar) - 1)
+    return float(sigma_levels(abar[index : index + 1])[0])
+
+
+def schedule_levels(scheduler: Any, unit: str = "sigma") -> torch.Tensor:
+    """Noise level of each training timestep ``t = 0..T-1`` of ``scheduler`` in ``unit``.
+
+    ``sigma``: :func:`~ripbench.hallucination.sigma_levels` of ``alphas_cumprod``, or for flow
+    matching ``s / (1 - s)`` with ``s = t / T`` (the unshifted training sigmas); ``t/T``: ``t / T``.
+
+    >>> from diffusers import DDPMScheduler
+    >>> [round(v, 4) for v in schedule_levels(DDPMScheduler())[[0, 200]].tolist()]
+    [0.01, 0.7236]
+    """
+    total = int(scheduler.config.num_train_timesteps)
+    t = torch.arange(total, dtype=torch.float64)
+    if unit == "t/T":
+        return t / total
+    if x0_source(scheduler) == "flow_sigma":
+        s = t / total
+        return s / (1 - s)
+    return sigma_levels(scheduler.alphas_cumprod)
 
 
 def is_committed_call(scheduler: Any) -> bool:
@@ -158,16 +224,20 @@ class X0Recorder:
 
     Args:
         scheduler: the pipeline's scheduler (its ``step`` is wrapped while active).
-        band: ``(lo, hi)`` noise levels ``t/T`` to keep; ``None`` keeps every timestep.
+        band: the noise band to keep (a :class:`~ripbench.hallucination.NoiseBand`; a plain
+            ``(lo, hi)`` pair is read in sigma units); ``None`` keeps every timestep, with levels
+            in ``unit``.
+        unit: the unit of the levels when ``band`` is ``None`` (default ``"sigma"``).
 
     While active, ``scheduler.step`` is replaced by a wrapper (with the original's
     signature, so pipelines still pass ``eta``/``generator`` where accepted). Leaving
     the context restores the original method.
     """
 
-    def __init__(self, scheduler: Any, band: tuple[float, float] | None = None) -> None:
+    def __init__(self, scheduler: Any, band: tuple[float, float] | None = None, unit: str = "sigma") -> None:
         self.scheduler = scheduler
-        self.band = band
+        self.band: NoiseBand | None = None if band is None else as_band(band)
+        self.unit = unit if self.band is None else self.band.unit
         self.source = x0_source(scheduler)
         if self.source is None:
             raise ValueError(f"cannot record x0 predictions of {type(scheduler).__name__}")
@@ -186,8 +256,9 @@ class X0Recorder:
         ) -> Any:
             return_dict = kwargs.pop("return_dict", True)
             self.calls += 1
-            level = noise_level(self.scheduler, timestep)
-            record = is_committed_call(self.scheduler) and (self.band is None or in_band(level, self.band))
+            record = is_committed_call(self.scheduler)
+            level = noise_level(self.scheduler, timestep, self.unit) if record else 0.0
+            record = record and (self.band is None or in_band(level, self.band))
             alpha_sigma = self._alpha_sigma(timestep) if record else None
             out = original(model_output, timestep, sample, *args, return_dict=True, **kwargs)
             if record:
@@ -236,7 +307,7 @@ class X0Recorder:
 
     def trajectory(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """``(x0, levels)``: ``K x B x ...`` float32 predictions, noisiest first, and their ``K``
-        noise levels (a float64 CPU tensor); ``(None, None)`` when no step was recorded."""
+        noise levels in :attr:`unit` (a float64 CPU tensor); ``(None, None)`` when no step was recorded."""
         if not self._x0:
             return None, None
         return torch.stack(self._x0), torch.tensor(self._levels, dtype=torch.float64)

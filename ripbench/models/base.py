@@ -17,9 +17,17 @@ Conventions (shared by every model, the harness and the metrics):
 * A model must not modify ``images`` or ``masks`` in place, must return finite values in
   ``[0, 1]`` of the input's shape, and must keep the pixels where ``masks == 0`` (or say in
   its docs why not, like a latent model without paste-back).
-* noise levels: ``t/T``, the position of a denoising step on the model's training noise
-  schedule (0 = clean image, 1 = pure noise); for diffusers schedulers
-  ``timestep / num_train_timesteps``, for flow matching the sigma of the step.
+* noise levels: in the unit of the band the model is asked for (``x0_band.unit``, see
+  :class:`ripbench.hallucination.NoiseBand`). ``"sigma"`` (the default):
+  ``sigma/sqrt(alpha_bar) = sqrt((1 - abar_t) / abar_t)`` of the step on the model's own
+  schedule (``s / (1 - s)`` for a flow-matching sigma ``s``; 0 = clean image), computed with
+  :func:`ripbench.hallucination.sigma_levels` / :func:`~ripbench.hallucination.flow_sigma_levels`;
+  ``"t/T"``: the position of the step on the training schedule, ``timestep / num_train_timesteps``
+  (for flow matching the sigma of the step), the only unit before bands had units.
+  A model says which unit its levels are in with ``InpaintResult.x0_noise_unit``. A model
+  written for the old ``t/T`` contract (no ``x0_noise_unit``) is scored only under a ``t/T``
+  band; under a sigma band the harness stops with a one-line error instead of scoring its t/T
+  levels as sigmas, and :func:`ripbench.testing.check_inpainter` flags it.
 
 What a model declares, once, as class attributes (the harness reads them; nothing is inferred):
 
@@ -233,8 +241,11 @@ class InpaintResult:
             sample at ``K`` denoising steps, one per scheduler timestep (oldest = noisiest
             first). ``C, h, w`` may be latent dimensions (see ``x0_space``). Only models that
             declare :attr:`Inpainter.returns_x0_trajectory` may return it.
-        x0_noise_levels: the noise level ``t/T`` of each of the ``K`` steps (a tensor or a
-            sequence of floats); required with ``x0_trajectory``.
+        x0_noise_levels: the noise level of each of the ``K`` steps (a tensor or a sequence of
+            floats) in the unit of the ``x0_band`` asked for; required with ``x0_trajectory``.
+        x0_noise_unit: the unit of ``x0_noise_levels`` (``"sigma"`` or ``"t/T"``; set it to
+            ``x0_band.unit``). ``None`` means ``t/T`` (models written before units), accepted
+            only under a ``t/T`` band.
         x0_space: ``"pixel"`` when the trajectory lives in image space (values
             comparable to ``images``, scaled to ``[-1, 1]`` or ``[0, 1]``), ``"latent"``
             when it lives in a VAE latent space.
@@ -248,6 +259,7 @@ class InpaintResult:
     x0_trajectory: torch.Tensor | None = None
     x0_noise_levels: torch.Tensor | Sequence[float] | None = None
     x0_space: str = "pixel"
+    x0_noise_unit: str | None = None
     failed: torch.Tensor | None = None
     extras: dict[str, Sequence[Any]] = field(default_factory=dict)
 
@@ -296,9 +308,12 @@ class Inpainter(ABC):
             images: ``B x 3 x H x W`` float tensor in ``[0, 1]`` on :attr:`device`.
             masks: ``B x 1 x H x W`` float tensor in ``{0, 1}`` (1 = regenerate).
             seeds: ``B`` integer seeds, one per item.
-            x0_band: ``(lo, hi)`` noise levels ``t/T``: record the predicted clean sample of
-                every denoising timestep whose level lies in ``[lo, hi]`` and return them as
-                ``x0_trajectory`` with their ``x0_noise_levels`` (``None`` = record nothing).
+            x0_band: a :class:`~ripbench.hallucination.NoiseBand` ``(lo, hi)`` with a ``unit``
+                (``"sigma"`` or ``"t/T"``; read a plain pair with
+                :func:`~ripbench.hallucination.as_band`, i.e. in sigma): record the predicted
+                clean sample of every denoising timestep whose level, in that unit, lies in
+                ``[lo, hi]`` and return them as ``x0_trajectory`` with their ``x0_noise_levels``
+                and ``x0_noise_unit = x0_band.unit`` (``None`` = record nothing).
                 One x0 per timestep: the prediction at the sampler's state at that timestep,
                 not at the extra evaluations of multi-evaluation samplers (Heun, KDPM2).
                 Returning steps outside the band is allowed (they are not scored). Only

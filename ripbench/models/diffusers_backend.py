@@ -19,14 +19,15 @@ What it does for recursive inpainting (see ``RESEARCH.md`` section 3):
   guidance cannot change the result and only the conditional pass is run;
 * the x0 prediction of every timestep whose noise level lies in the requested band is
   recorded for the hallucination detector, one per timestep even for multi-evaluation
-  samplers, with its noise level ``t/T`` (see :mod:`ripbench.models._x0_capture`);
+  samplers, with its noise level in the band's unit (``sigma/sqrt(alpha_bar)`` by default,
+  ``s/(1-s)`` for flow matching; ``t/T`` on request; see :mod:`ripbench.models._x0_capture`);
   flow-matching pipelines (SD3 inpainting, Flux Fill / Flux inpainting) give
   ``x0 = x_t - sigma * v``, Flux's packed latents unpacked to ``C x h x w``.
 
 Example
 -------
 >>> model = DiffusersInpainter("stabilityai/stable-diffusion-2-inpainting", steps=50)  # doctest: +SKIP
->>> out = model.inpaint(images, masks, seeds=[0, 1], x0_band=(0.0, 0.1))              # doctest: +SKIP
+>>> out = model.inpaint(images, masks, seeds=[0, 1], x0_band=NoiseBand(0.0, 0.1, "t/T"))  # doctest: +SKIP
 >>> out.images.shape, out.x0_trajectory.shape, out.x0_noise_levels.tolist()            # doctest: +SKIP
 (torch.Size([2, 3, 512, 512]), torch.Size([5, 2, 4, 64, 64]), [0.081, 0.061, 0.041, 0.021, 0.001])
 """
@@ -44,6 +45,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, InputError, ModelNotFoundError, WeightsError
+from ..hallucination import as_band
 from ._x0_capture import X0Recorder, x0_source
 from .base import (
     DEVICE_OPTION,
@@ -578,7 +580,8 @@ class DiffusersInpainter(Inpainter):
         ``"nsfw"`` per item), ``extras["nsfw_flagged"]`` when the safety checker is on, and,
         when ``x0_band`` is given, ``x0_trajectory`` (``K x B x C x h x w``, one x0 per
         timestep whose noise level lies in the band, noisiest first; ``K`` may be 0) with
-        ``x0_noise_levels`` (``K`` values of ``t/T``).
+        ``x0_noise_levels`` (``K`` values in the band's unit, a plain pair being read in sigma)
+        and ``x0_noise_unit``.
         """
         self._check_inputs(images, masks, seeds)
         b, _, h, w = images.shape
@@ -586,7 +589,7 @@ class DiffusersInpainter(Inpainter):
         masks = masks.to(device=self._exec_device, dtype=torch.float32)
         kwargs = self._call_kwargs(images, masks, seeds)
         recorder = (
-            X0Recorder(self.pipe.scheduler, tuple(x0_band))  # type: ignore[arg-type]
+            X0Recorder(self.pipe.scheduler, as_band(x0_band))
             if (x0_band is not None and self.returns_x0_trajectory)
             else None
         )
@@ -611,6 +614,7 @@ class DiffusersInpainter(Inpainter):
                         trajectory = self._decode(trajectory)
                 result.x0_trajectory = trajectory
                 result.x0_noise_levels = levels
+                result.x0_noise_unit = recorder.unit
                 result.x0_space = "pixel" if self.decode_trajectory else "latent"
         return result
 

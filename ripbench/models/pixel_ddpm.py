@@ -12,7 +12,8 @@ Two ways to make an unconditional DDPM inpaint:
 
 Either way the known pixels of the output are the input pixels, bit for bit, and the
 predicted clean image x0 of the timesteps in a noise band can be returned, unclipped, with
-their noise levels ``t/T``, for the hallucination score (one x0 per timestep: for RePaint,
+their noise levels in the band's unit (``sigma/sqrt(alpha_bar)`` by default, ``t/T`` on request;
+:meth:`PixelDDPMInpainter.noise_levels`), for the hallucination score (one x0 per timestep: for RePaint,
 whose resampling jumps visit a timestep several times, the last visit, the one the output
 descends from). The scheduler's ``clip_sample`` is switched off for that reason.
 
@@ -29,9 +30,9 @@ Example
 >>> model = PixelDDPMInpainter("shapes", steps=20)  # doctest: +SKIP
 >>> images, _ = shapes_images(2, seed=0)
 >>> masks = torch.zeros(2, 1, 64, 64); masks[..., :, 21:42] = 1  # repaint the middle column
->>> out = model.inpaint(images, masks, [0, 1], x0_band=(0.0, 0.1))  # doctest: +SKIP
->>> tuple(out.x0_trajectory.shape), out.x0_noise_levels.tolist()  # doctest: +SKIP
-((3, 2, 1, 64, 64), [0.1, 0.05, 0.0])
+>>> out = model.inpaint(images, masks, [0, 1], x0_band=NoiseBand(0.0, 0.3))  # doctest: +SKIP
+>>> tuple(out.x0_trajectory.shape), [round(v, 3) for v in out.x0_noise_levels.tolist()]  # doctest: +SKIP
+((2, 2, 1, 64, 64), [0.176, 0.01])
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, InputError, WeightsError
-from ..hallucination import in_band
+from ..hallucination import as_band, in_band, sigma_levels
 from ..io import sha256_file
 from .base import DEVICE_OPTION, Inpainter, InpaintResult, ModelOption, resolve_device, resolve_dtype
 
@@ -276,8 +277,9 @@ class PixelDDPMInpainter(Inpainter):
 
         With ``x0_band``, ``x0_trajectory`` is ``K x B x C x H x W`` in the model's ``[-1, 1]``
         space, unclipped, ``C`` the UNet's channel count: one x0 per timestep whose noise level
-        ``t/T`` lies in the band, noisiest first (for RePaint the last visit of each timestep),
-        with the levels in ``x0_noise_levels``.
+        (in the band's unit, :meth:`noise_levels`; a plain pair is read in sigma) lies in the band,
+        noisiest first (for RePaint the last visit of each timestep), with the levels in
+        ``x0_noise_levels`` and their unit in ``x0_noise_unit``.
         """
         from diffusers.utils.torch_utils import randn_tensor
 
@@ -294,11 +296,12 @@ class PixelDDPMInpainter(Inpainter):
 
         self._set_timesteps()  # RePaint's scheduler state is per call
         x = noise() * self.scheduler.init_noise_sigma
-        total = float(self.scheduler.config.num_train_timesteps)
+        band = None if x0_band is None else as_band(x0_band)
+        levels = self.noise_levels(band.unit) if band is not None else None
         recorded: dict[int, torch.Tensor] = {}  # timestep -> x0 of its last visit
 
         def record(t: torch.Tensor, x0: torch.Tensor) -> None:
-            if x0_band is not None and in_band(int(t) / total, x0_band):
+            if band is not None and levels is not None and in_band(float(levels[int(t)]), band):
                 recorded[int(t)] = x0.float().clone()
 
         if self.method == "replace":
@@ -328,13 +331,31 @@ class PixelDDPMInpainter(Inpainter):
             filled = filled.expand(-1, images.shape[1], -1, -1)
         out = torch.where(regen, filled.to(images.dtype), images)
         result = InpaintResult(images=out, x0_space="pixel")
-        if x0_band is not None:
+        if band is not None and levels is not None:
             order = sorted(recorded, reverse=True)  # noisiest first
             result.x0_trajectory = (
                 torch.stack([recorded[t] for t in order]) if order else torch.zeros((0, shape[0]), device=self._device)
             )
-            result.x0_noise_levels = torch.tensor([t / total for t in order], dtype=torch.float64)
+            result.x0_noise_levels = levels[order] if order else torch.zeros(0, dtype=torch.float64)
+            result.x0_noise_unit = band.unit
         return result
+
+    def noise_levels(self, unit: str = "sigma") -> torch.Tensor:
+        """Noise level of each training timestep ``t = 0..T-1`` in ``unit`` (float64, CPU).
+
+        ``"sigma"``: ``sqrt((1 - abar_t) / abar_t)`` of the scheduler's ``alphas_cumprod``;
+        ``"t/T"``: ``t / T``.
+
+        Example:
+            >>> [round(v, 4) for v in PixelDDPMInpainter("shapes").noise_levels()[[0, 9]].tolist()]  # doctest: +SKIP
+            [0.01, 0.0436]
+        """
+        if unit == "t/T":
+            total = int(self.scheduler.config.num_train_timesteps)
+            return torch.arange(total, dtype=torch.float64) / total
+        if unit != "sigma":
+            raise ConfigError(f"unknown noise-level unit {unit!r}")
+        return sigma_levels(self.scheduler.alphas_cumprod)
 
     def sample(self, seeds: Sequence[int]) -> torch.Tensor:
         """Unconditional samples, one per seed: ``B x 3 x H x W`` in ``[0, 1]`` (an all-ones mask).

@@ -362,8 +362,10 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
             model = build_model(mcfg, device, model_options[label])
             window = None
             if config.hallucination.enabled and model.returns_x0_trajectory:
-                window = ScoreWindow.from_spec(config.hallucination.window, config.hallucination.min_steps)
-            identity = {**model.identity(), "hallucination_band": list(window.band) if window else None}
+                window = ScoreWindow.from_spec(config.hallucination.band, config.hallucination.min_steps,
+                                               unit=config.hallucination.unit)
+            identity = {**model.identity(), "hallucination_band": list(window.band) if window else None,
+                        "hallucination_band_unit": window.band.unit if window else None}
             _check_same((previous or {}).get("models", {}).get(label), identity, f"model {label!r}",
                         len(trajs) < planned[label])
             manifest["models"][label] = identity

@@ -214,7 +214,7 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
         seeds = [t.noise_seed(k) for t in trajs]
         t_model = clock.now()
         try:  # the model gets copies: an in-place edit can never reach the loop's own state
-            record = {"x0_band": tuple(window.band)} if window is not None else {}
+            record = {"x0_band": window.band} if window is not None else {}  # a NoiseBand: carries its unit
             result = model.inpaint(tracker.previous.clone(), masks.clone(), seeds, **record)
         except Exception as exc:
             exc.add_note(f"(raised by model {trajs[0].model_label!r} ({type(model).__module__}."
