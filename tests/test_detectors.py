@@ -275,6 +275,7 @@ class ToyX0(Inpainter):
             step = torch.arange(4.0).reshape(4, 1, 1, 1, 1) * (torch.arange(b) + 1.0).reshape(1, b, 1, 1, 1)
             out.x0_trajectory = step.expand(4, b, 4, h // 2, w // 2) * 0.1
             out.x0_noise_levels = _levels(ScoreWindow(band=x0_band))
+            out.x0_noise_unit = getattr(x0_band, "unit", "t/T")
         return out
 
 
@@ -343,6 +344,7 @@ def test_suite_on_a_classical_batch_never_calls_trajectory_detectors() -> None:
 def test_shapes_ddpm_run_has_every_detector_column(tmp_path: Path) -> None:
     cfg = {"name": "shapes", "iterations": 2, "size": 64, "seeds": [0], "inputs": {"source": "shapes", "count": 1},
            "masks": [{"policy": "columns", "count": 3}], "models": [{"name": "shapes-ddpm", "options": {"steps": 10}}],
+           "hallucination": {"band": [0, 1.0]},  # 10 sampler steps put only 2 steps in the default band
            "metrics": {"names": ["mse"]}, "output_dir": str(tmp_path)}
     t = run_experiment(validate_config(cfg), progress=False).table
     later = t[t["iteration"] > 0]
