@@ -360,7 +360,7 @@ def shapes_baselines(images: np.ndarray, masks: np.ndarray) -> dict[str, np.ndar
     >>> img = np.zeros((1, 8, 8)); img[0, 2:5, 2:5] = 1.0
     >>> mask = np.zeros((1, 8, 8)); mask[0, :, :4] = 1
     >>> {k: v.tolist() for k, v in shapes_baselines(img, mask).items()}
-    {'det_foreground_pixels': [6.0], 'det_edge_pixels': [16.0]}
+    {'det_foreground_pixels': [6.0], 'det_edge_pixels': [12.0]}
     """
     grey = np.asarray(images, dtype=np.float64)
     grey = grey.mean(axis=1) if grey.ndim == 4 else grey
