@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from ripbench import hallucination_stats as hs
 from ripbench.report import how_to_read, write_report
@@ -34,6 +35,7 @@ def _run_folder(folder, detectors: bool) -> pd.DataFrame:
     return table
 
 
+@pytest.mark.slow
 def test_report_uses_generation_truth_and_shows_the_baseline(tmp_path):
     table = _run_folder(tmp_path / "shapes", detectors=True)
     labels, _ = hs.ground_truth(table)
@@ -65,6 +67,7 @@ def test_how_to_read_says_a_baseline_is_a_control():
     assert "generation" in entries["Hallucination"]
 
 
+@pytest.mark.slow
 def test_report_without_baseline_says_so(tmp_path):
     table = _run_folder(tmp_path / "legacy", detectors=False)
     table = table.drop(columns="det_foreground_pixels")

@@ -231,3 +231,9 @@ def test_short_shapes_rip_run(tmp_path):
     assert "ripbench repro shapes-rip --images 2 --seeds 0,1 --iterations 2 --steps 10" in report
     assert "--noise-bands default,paper" in report and "Noise band `paper`" in report
     assert "against the target of 100 per mask mode" in report and "content baseline" in report
+
+
+def test_noise_bands_option():
+    from ripbench.cli import _noise_bands
+
+    assert _noise_bands("default,paper, 0.1,0.02:0.2") == ["default", "paper", 0.1, [0.02, 0.2]]

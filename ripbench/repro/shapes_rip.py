@@ -595,15 +595,26 @@ def run_shapes_rip(out_dir: str | Path = "results/shapes-rip", *, images: int = 
         markdown_table(kinds.round(3)), "",
     ]
     atomic_write_text(paths["report"], "\n".join(md))
-    atomic_write_text(paths["json"], json.dumps(
+    atomic_write_text(paths["json"], json.dumps(_finite(
         {"definition": DEFINITION, "keep": KEEP, "calibration_share": CALIBRATION_SHARE, "trajectories": n_traj,
          "iterations": iterations, "steps": steps, "mask": mask, "sizing": sizing, "baselines": BASELINES,
          "noise_bands": {name: {"band": r["band"], "detection": {s: d.to_dict("records") for s, d in r["detection"].items()},
                                 "comparison": r["comparison"]} for name, r in results.items()},
          "detection": {s: d.to_dict("records") for s, d in first["detection"].items()},
-         "kinds": kinds.to_dict("records")}, indent=2, default=_json_default))
+         "kinds": kinds.to_dict("records")}), indent=2, default=_json_default, allow_nan=False))
     return {"results": results, "detection": first["detection"], "comparison": first["comparison"], "kinds": kinds,
             "sizing": sizing, "paths": paths, "run_dir": first["run_dir"], "table": table}
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (nested in dicts and lists) replaced by ``None`` (JSON null)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
 
 
 def _json_default(value: Any) -> Any:
