@@ -62,7 +62,7 @@ examples-quick: setup
 ## results/examples/shapes-rip-{columns,box}: `ripbench repro shapes-rip` with each mask policy (README
 ## "Hallucinations and reproductions"): reports, tables, figure.
 SHAPES_RIP_ARGS  ?= --images 32 --seeds 0,1,2 --iterations 12 --steps 25 --bands 3
-SHAPES_RIP_FILES  = shapes_rip.md shapes_rip.json shapes_rip_detection.csv shapes_rip_kinds.csv figures/shapes_rip.png
+SHAPES_RIP_FILES  = shapes_rip.md shapes_rip.json shapes_rip_detection.csv shapes_rip_baselines.csv shapes_rip_kinds.csv figures/shapes_rip.png
 examples-shapes-rip: setup
 	for mask in columns box; do \
 	  rm -rf build/examples/shapes-rip-$$mask results/examples/shapes-rip-$$mask && \

@@ -27,8 +27,8 @@ from . import analysis
 from .metrics.registry import column_label, spec_for_column
 from .stats import fmt, fmt_interval, pct, proportion_ci
 
-__all__ = ["collapse_sentences", "comparison_sentences", "failure_sentences", "fastest_drift", "fmt", "fmt_interval",
-           "group_name", "hallucination_sentences", "metric_phrase", "region_sentences"]
+__all__ = ["baseline_sentences", "collapse_sentences", "comparison_sentences", "failure_sentences", "fastest_drift",
+           "fmt", "fmt_interval", "group_name", "hallucination_sentences", "metric_phrase", "region_sentences"]
 
 
 def _value_ci(value: Any, lo: Any, hi: Any, ci: float = 0.95, digits: int = 3) -> str:
@@ -37,6 +37,33 @@ def _value_ci(value: Any, lo: Any, hi: Any, ci: float = 0.95, digits: int = 3) -
         return f"{fmt(value, digits)} (no {ci:.0%} CI"
     v, a, b = fmt_interval(value, lo, hi, digits)
     return f"{v} ({ci:.0%} CI {a} to {b}"
+
+
+def _auroc_ci(value: Any, lo: Any, hi: Any, ci: float = 0.95) -> str:
+    """An AUROC always with two decimals: ``"0.85 (95% CI 0.80 to 0.90"`` (the caller closes the parenthesis).
+
+    >>> _auroc_ci(1.0, 0.97, 1.0) + ")"
+    '1.00 (95% CI 0.97 to 1.00)'
+    """
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return f"{fmt(value, 2)} (no {ci:.0%} CI"
+    return f"{float(value):.2f} ({ci:.0%} CI {float(lo):.2f} to {float(hi):.2f}"
+
+
+def baseline_sentences(evidence: Sequence[dict[str, Any]], labels: dict[str, str] | None = None,
+                       ci: float = 0.95) -> list[str]:
+    """Per score: does it see more than the amount of content? The plain sentence of
+    :func:`ripbench.hallucination_stats.comparison_sentence` (beats, matches or loses to the best content
+    baseline) and, where computed, the content-matched and residual AUROCs."""
+    from .hallucination_stats import comparison_sentence, matched_sentence
+
+    lines = []
+    for result in evidence:
+        lines.append(comparison_sentence(result, labels, ci))
+        matched = matched_sentence(result, labels) if result.get("status") == "ok" else ""
+        if matched:
+            lines.append(matched)
+    return lines
 
 
 def group_name(row: pd.Series | dict[str, Any], by: Sequence[str]) -> str:
@@ -179,7 +206,7 @@ def hallucination_sentences(rocs: Sequence[dict[str, Any]], threshold: dict[str,
             lines.append(f"{roc['score']}: no ROC ({roc.get('status')}).")
             continue
         text = (f"Detecting hallucinated outputs by {roc['score']}: AUROC "
-                f"{_value_ci(roc['auroc'], roc['auroc_lo'], roc['auroc_hi'], ci, 2)}; n = {roc['outputs']} outputs of "
+                f"{_auroc_ci(roc['auroc'], roc['auroc_lo'], roc['auroc_hi'], ci)}; n = {roc['outputs']} outputs of "
                 f"{roc['trajectories']} trajectories, {roc['hallucinated']} hallucinated).")
         if not roc["auroc_lo"] > 0.5:
             text += " The interval includes 0.5 (chance): this run does not show that the score detects them."

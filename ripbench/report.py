@@ -121,7 +121,15 @@ def how_to_read(rule: analysis.CollapseRule, ci: float) -> list[tuple[str, str]]
         ("Hallucination", "the variance of the model's predicted clean image over the denoising steps whose noise "
                           "level lies in a fixed low-noise band (Aithal et al. 2024; the band and the number of "
                           "steps in it are columns of the table). Where the run has ground truth (Simple Shapes), the ROC and AUROC say how well it "
-                          "separates hallucinated outputs; intervals resample whole trajectories."),
+                          "separates hallucinated outputs; with mask boxes the truth is the generation's (what "
+                          "the iteration made in the region it repainted; a duplicate carried into later "
+                          "iterations is not counted again). A content baseline is a control with no model in it "
+                          "(e.g. the number of foreground pixels in the repainted region): a score only shows "
+                          "more than the amount of content when it beats the best baseline, i.e. the paired "
+                          "interval of AUROC(score) - AUROC(baseline), over the same resampled trajectories, lies "
+                          "above 0. The content-matched AUROC compares hallucinated and in-support outputs with "
+                          "the same number of shapes in the repainted region only. Intervals resample whole "
+                          "trajectories."),
         ("PSNR", f"identical images have infinite PSNR; it is counted as {analysis.PSNR_CAP_DB:g} dB so that means "
                  "stay finite."),
     ]
@@ -493,29 +501,85 @@ def _region_section(c: _Context) -> Section | None:
     return section
 
 
+def _evidence_table(evidence: Sequence[dict[str, Any]], labels: dict[str, str]) -> pd.DataFrame:
+    """Held-out AUROC of each score and each content baseline, the paired difference to the best baseline
+    and the content-matched AUROC, with intervals and n (AUROC with two decimals)."""
+    def cell(d: dict[str, float] | None, signed: bool = False) -> str:
+        if not d or pd.isna(d.get("value")):
+            return "n/a"
+        f = "{:+.2f}" if signed else "{:.2f}"
+        if pd.isna(d.get("lo")) or pd.isna(d.get("hi")):
+            return f.format(d["value"])
+        return f"{f.format(d['value'])} [{f.format(d['lo'])}, {f.format(d['hi'])}]"
+
+    rows = []
+    for r in evidence:
+        best = r.get("best_baseline")
+        for column in [r["score"], *r["baselines"]]:
+            if column != r["score"] and column != best:
+                continue
+            is_score = column == r["score"]
+            rows.append({
+                "score": labels.get(column, column) if is_score else f"{labels.get(column, column)} (control of "
+                f"{labels.get(r['score'], r['score'])})",
+                "kind": "detector" if is_score else "best content baseline (no model)",
+                "AUROC [CI]": cell(r["auroc"].get(column)),
+                "minus best baseline [CI]": cell(r["difference"].get(best), signed=True) if is_score and best else "",
+                "content-matched AUROC [CI]": cell(r["matched"].get(column)) if r.get("matched") else "n/a",
+                "n": f"{r['duplicates']} / {r['valid']} ({r['trajectories']} traj.)",
+                "verdict": r["verdict"] if is_score else ""})
+    return pd.DataFrame(rows)
+
+
 def _hallucination_section(c: _Context, keep: float) -> Section | None:
     table, models = c.table, c.models
-    scores = [s for s in hallucination_stats.SCORE_COLUMNS if analysis.present_metrics(table, [s])]
-    if not scores:
+    specs = hallucination_stats.score_specs(table)
+    detectors = [s for s in specs if not s.is_baseline]
+    if not detectors:
         return None
+    scores = [s.column for s in detectors]  # the headline (the repainted region's score) first
+    labels = {s.column: s.label for s in specs}
     # a score is not comparable across models (or runs): ROC and threshold per arm, never pooled
     arms = [(key, rows) for key, rows in analysis.iter_groups(table, models)
             if analysis.present_metrics(rows, scores[:1])]
-    rocs, lines = [], []
+    rocs, lines, evidence_rows = [], [], []
     for i, (key, rows) in enumerate(arms):
-        arm_rocs = [hallucination_stats.roc_analysis(rows, s, **c.kw) for s in scores]
+        arm_specs = [s for s in specs if analysis.present_metrics(rows, [s.column])]
+        arm_rocs = [hallucination_stats.roc_analysis(rows, s.column, **c.kw) for s in arm_specs]
         if len(arms) > 1:
             for roc in arm_rocs:
                 roc["score"] = f"{roc['score']} of {' / '.join(map(str, key))}"
         cut = hallucination_stats.threshold_analysis(rows, scores[0], keep, **c.kw)
         lines += findings.hallucination_sentences(arm_rocs, cut, c.summary if i == 0 else None, c.by, c.ci)
+        evidence = hallucination_stats.content_evidence(rows, arm_specs, **c.kw)
+        verdicts = findings.baseline_sentences(evidence, labels, c.ci)
+        if len(arms) > 1:
+            verdicts = [f"{' / '.join(map(str, key))}: {v}" for v in verdicts]
+        lines += verdicts
+        c.top += verdicts[:1]
+        frame = _evidence_table(evidence, labels)
+        if len(arms) > 1 and not frame.empty:
+            frame.insert(0, "arm", " / ".join(map(str, key)))
+        evidence_rows.append(frame)
         rocs += arm_rocs
     _, source = hallucination_stats.ground_truth(table)
-    c.top += [line for line in lines if "AUROC" in line][:1]
+    c.top += [line for line in lines if line.startswith("Detecting") and "AUROC" in line][:1]
     bands = hallucination_stats.score_bands(table, scores[0], models, **c.kw)
-    section = Section("hallucination", "Hallucination", lines,
-                      [(f"{scores[0]} per iteration band", _band_table(bands, models))],
-                      notes=[f"Ground truth: {source}.", *hallucination_notes(table)])
+    tables = []
+    evidence_frame = pd.concat([f for f in evidence_rows if not f.empty]) if any(
+        not f.empty for f in evidence_rows) else pd.DataFrame()
+    if not evidence_frame.empty:
+        tables.append(("Scores against the best content baseline, held-out trajectories (n: hallucinated / in "
+                       "support)", evidence_frame))
+    tables.append((f"{scores[0]} per iteration band", _band_table(bands, models)))
+    notes = [f"Ground truth: {source}."]
+    if not evidence_frame.empty:
+        notes.append(f"Content baselines are controls with no model in them; the best is chosen on a random "
+                     f"{hallucination_stats.CALIBRATION_SHARE:.0%} of the trajectories and every number of the "
+                     "comparison is on the others.")
+    elif not any(s.is_baseline for s in specs):
+        notes.append("The run has no content-baseline column, so no score is compared with the amount of content.")
+    section = Section("hallucination", "Hallucination", lines, tables, notes=[*notes, *hallucination_notes(table)])
     rate = f"; right: hallucination rate by ground truth with {c.ci:.0%} CI." if "halluc_rate" in bands.columns else "."
     section.figures.append(Figure(
         "hallucination_bands", "Score per iteration band",
@@ -524,8 +588,9 @@ def _hallucination_section(c: _Context, keep: float) -> Section | None:
                                   **c.kw)))
     if any(r["status"] == "ok" for r in rocs):
         section.figures.append(Figure(
-            "roc", "ROC against ground truth", f"ROC of each score; legend: AUROC with {c.ci:.0%} CI (trajectories "
-            "resampled); dotted: chance.", plots.roc_curves(rocs, c.fig_dir / "roc.png", formats=("pdf",))))
+            "roc", "ROC against ground truth", f"ROC of each score and content baseline; legend: AUROC with "
+            f"{c.ci:.0%} CI (trajectories resampled); dotted: chance.",
+            plots.roc_curves(rocs, c.fig_dir / "roc.png", formats=("pdf",))))
     return section
 
 

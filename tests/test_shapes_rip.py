@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from ripbench.datasets.shapes import generation_labels, paste_shape
+from ripbench.datasets.shapes import generation_labels, generation_table, label_shapes, paste_shape
 from ripbench.inputs import load_shapes
 from ripbench.repro.shapes_rip import (
+    BASELINES,
+    add_content_baselines,
+    band_config,
     calibration_split,
+    compare_with_baselines,
     detection_by_band,
     image_kinds_per_iteration,
     run_shapes_rip,
+    score_variants,
+    shapes_baselines,
+    shapes_rip_config,
 )
 from ripbench.run.annotators import shapes_annotations
 
@@ -32,6 +40,64 @@ def test_annotations_tell_duplicates_from_other_invalid_images():
     assert ann["shapes_valid"] == [False, False, False]
     assert ann["shapes_label"] == ["duplicate", "empty", "wrong_shape"]
     assert ann["shapes_layout"] == ["||PP", "||", "||S"]
+    assert ann["shapes_boxes"][1] == "" and ann["shapes_boxes"][2].startswith("S")
+    assert [b[0] for b in ann["shapes_boxes"][0].split(";")] == ["P", "P"]
+
+
+def test_region_shapes_count_the_shapes_in_the_mask_box():
+    img = paste_shape(paste_shape(np.zeros((64, 64), np.float32), "square", 1, 2, 3), "square", 1, 4, 40)
+    label = label_shapes(img)[0]
+    assert label.layout == "|SS|"
+    boxes = label.box_text
+    rows = pd.DataFrame({"trajectory_id": ["t"] * 3, "iteration": [0, 1, 2], "shapes_layout": ["|S|", "|SS|", "|SS|"],
+                         "shapes_label": ["valid", "duplicate", "duplicate"], "shapes_boxes": [None, boxes, boxes],
+                         "mask_x0": [None, 21, 21], "mask_x1": [None, 42, 42], "mask_y0": [None, 32, 0],
+                         "mask_y1": [None, 64, 32]})
+    # a box over the lower half of the middle column makes the second square (one shape in the box, one
+    # outside); then a box over the upper half repaints the first and leaves the duplicate (carried)
+    out = generation_table(rows)
+    assert out["generation"].tolist() == ["duplicate", "carried"] and out["region_shapes"].tolist() == [1, 1]
+    assert out.attrs["region_shapes"] == "box"
+    by_columns = generation_table(rows.drop(columns="shapes_boxes"))  # no positions: whole columns
+    assert by_columns["region_shapes"].tolist() == [2, 2] and by_columns.attrs["region_shapes"] == "columns"
+
+
+def test_content_baselines_from_images_and_masks(tmp_path):
+    img = paste_shape(np.zeros((64, 64), np.float32), "square", 1, 4, 10)
+    mask = np.zeros((64, 64), np.float32)
+    mask[:, 21:42] = 1.0
+    values = shapes_baselines(np.stack([img, img]), np.stack([mask, np.zeros_like(mask)]))
+    assert values["det_foreground_pixels"][0] == float((img > 0.5).sum())  # the whole square is in the column
+    assert 0 < values["det_edge_pixels"][0] < 64 and np.isnan(values["det_foreground_pixels"][1])
+    # from a run's saved images: the same numbers
+    from PIL import Image
+
+    folder = tmp_path / "images" / "t"
+    folder.mkdir(parents=True)
+    Image.fromarray((img * 255).astype(np.uint8)).save(folder / "iter_0001.png")
+    Image.fromarray((mask * 255).astype(np.uint8)).save(folder / "mask_0001.png")
+    table = pd.DataFrame({"trajectory_id": ["t", "t", "t"], "iteration": [0, 1, 2]})
+    out = add_content_baselines(table, tmp_path)
+    assert out.loc[1, "det_foreground_pixels"] == values["det_foreground_pixels"][0]
+    assert out.loc[1, "det_edge_pixels"] == values["det_edge_pixels"][0]
+    assert out.loc[[0, 2], list(BASELINES)].isna().all().all()  # no image saved: no value
+    same = table.assign(det_foreground_pixels=1.0, det_edge_pixels=2.0)
+    assert add_content_baselines(same, tmp_path) is same  # columns the run wrote are kept
+
+
+def test_noise_bands_reach_the_config():
+    from ripbench.config import validate_config
+    from ripbench.hallucination import DEFAULT_BAND, PAPER_BAND
+
+    for band, expected in (("default", DEFAULT_BAND), ("paper", PAPER_BAND), (0.1, (0.0, 0.1))):
+        cfg = validate_config(shapes_rip_config(Path("/tmp/x"), band=band, iterations=4))
+        assert tuple(cfg.hallucination.window) == tuple(expected)
+        assert cfg.snapshot_iterations() == [0, 1, 2, 3, 4]  # every image saved: baselines can be computed
+    assert band_config("default") == {}
+    with pytest.raises(Exception, match="unknown noise band"):
+        band_config("widest")
+    assert score_variants(pd.DataFrame(columns=["halluc_score", "det_x0_variance", "det_x0_variance_current"])) == [
+        "det_x0_variance_current", "det_x0_variance"]
 
 
 def _rows(layouts: list[str], masks: list[tuple[int, int]], kinds: list[str] | None = None,
@@ -116,21 +182,58 @@ def test_image_kinds_per_iteration_sum_to_one():
     assert np.allclose(kinds[["duplicate", "wrong_shape", "malformed", "empty", "valid"]].sum(axis=1), 1.0)
 
 
+def test_compare_with_baselines_on_generations():
+    table = _synthetic_run(separation=2.0, n_traj=24)
+    rows = table[table["iteration"] > 0].copy()
+    rows[["generation", "region_shapes"]] = generation_table(table)
+    rows["det_foreground_pixels"] = 60.0 * rows["region_shapes"]
+    rows["det_edge_pixels"] = 28.0 * rows["region_shapes"]
+    out = compare_with_baselines(rows, n_boot=100)
+    result = out["halluc_score_current"]
+    # a duplicate holds two shapes in its column, a valid generation one: the content baselines separate them
+    # perfectly, and no pair shares a number of shapes
+    assert result["auroc"]["det_foreground_pixels"]["value"] == 1.0 and result["matched_pairs"] == 0
+    assert result["verdict"] == "matches" and result["difference"]["det_foreground_pixels"]["value"] == 0.0
+
+
 @pytest.mark.slow
 def test_short_shapes_rip_run(tmp_path):
-    out = run_shapes_rip(tmp_path / "srip", images=3, seeds=(0, 1), iterations=2, steps=10, batch_size=6,
-                         bands=2, band=1.0, progress=False)  # sigma <= 1: t = 200, 100, 0 of the 10 steps
-    table = pd.read_parquet(next((tmp_path / "srip" / "metrics").glob("part-*.parquet")))
-    assert {"shapes_valid", "shapes_label", "shapes_layout", "halluc_score", "halluc_score_current"} <= set(table.columns)
+    out = run_shapes_rip(tmp_path / "srip", images=2, seeds=(0, 1), iterations=2, steps=10, batch_size=4,
+                         iteration_bands=2, bands=("default", "paper"), n_boot=50, progress=False)
+    run_dir = tmp_path / "srip" / "band-default"
+    table = pd.read_parquet(next((run_dir / "metrics").glob("part-*.parquet")))
+    assert {"shapes_valid", "shapes_label", "shapes_layout", "shapes_boxes", "halluc_score",
+            "halluc_score_current"} <= set(table.columns)
     assert table.loc[table["iteration"] == 0, "shapes_valid"].all()
     assert table.loc[table["iteration"] > 0, "halluc_score_current"].gt(0).all()
     # known region kept exactly: only the repainted column changes
     assert np.allclose(table.loc[table["iteration"] > 0, "mse_prev_outside"], 0.0, atol=1e-12)
     det = out["detection"]["halluc_score_current"]
-    assert det["band"].tolist() == ["1", "2", "all"] and det["generations"].tolist() == [6, 6, 12]
+    assert det["band"].tolist() == ["1", "2", "all"] and det["generations"].tolist() == [4, 4, 8]
+    assert set(out["results"]) == {"default", "paper"} and (tmp_path / "srip" / "band-paper").is_dir()
+    assert out["results"]["paper"]["band"][1] < out["results"]["default"]["band"][1]
+    assert out["table"]["det_foreground_pixels"].notna().sum() == 8  # computed from the saved images
     for path in out["paths"].values():
         assert path.is_file() and path.stat().st_size > 0
     saved = json.loads(out["paths"]["json"].read_text())
-    assert saved["trajectories"] == 6 and "two or more copies" in saved["definition"]
+    assert saved["trajectories"] == 4 and "two or more copies" in saved["definition"]
+    assert saved["sizing"]["target"] == 100 and saved["sizing"]["short"] is True
+    for band in ("default", "paper"):
+        comparison = saved["noise_bands"][band]["comparison"]
+        assert set(comparison) == {"halluc_score_current", "halluc_score"}
+        for result in comparison.values():
+            assert {"auroc", "difference", "matched", "residual", "best_baseline", "verdict", "duplicates", "valid",
+                    "matched_pairs"} <= set(result)
+            assert result["baselines"] == list(BASELINES)
+    flat = pd.read_csv(out["paths"]["comparison"])
+    assert set(flat["noise_band"]) == {"default", "paper"} and set(flat["column"]) >= set(BASELINES)
     report = out["paths"]["report"].read_text()
-    assert "ripbench repro shapes-rip --images 3 --seeds 0,1 --iterations 2 --steps 10" in report
+    assert "ripbench repro shapes-rip --images 2 --seeds 0,1 --iterations 2 --steps 10" in report
+    assert "--noise-bands default,paper" in report and "Noise band `paper`" in report
+    assert "against the target of 100 per mask mode" in report and "content baseline" in report
+
+
+def test_noise_bands_option():
+    from ripbench.cli import _noise_bands
+
+    assert _noise_bands("default,paper, 0.1,0.02:0.2") == ["default", "paper", 0.1, [0.02, 0.2]]

@@ -313,18 +313,29 @@ class ShapeLabel:
             ``"wrong_shape"`` (a shape in another shape's column), ``"malformed"`` (a blob that
             no union of shapes explains), ``"empty"`` (no shape at all) or ``"valid"``.
         reason: ``"ok"`` or every problem found, joined by ``"+"`` (e.g. ``"duplicate+malformed"``).
+        boxes: per column, the pixel box ``(y0, x0, y1, x1)`` (half-open, whole-image coordinates)
+            of the blob each shape of :attr:`shapes` was read from (copies merged into one blob
+            share its box); empty when unknown.
     """
 
     counts: tuple[int, int, int]
     shapes: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
     kind: str
     reason: str
+    boxes: tuple[tuple[tuple[int, int, int, int], ...], ...] = ()
 
     @property
     def layout(self) -> str:
         """What each column holds, as letters (:data:`LETTERS`) joined by ``"|"``, e.g. ``"T|SS|"``:
         a triangle on the left, two squares in the middle, nothing on the right."""
         return "|".join("".join(LETTERS[name] for name in column) for column in self.shapes)
+
+    @property
+    def box_text(self) -> str:
+        """Where each shape is: ``"letter y0,x0,y1,x1"`` per shape, in :attr:`layout` order, joined by
+        ``";"`` (e.g. ``"T0,2,10,13;S5,22,13,30"``); read back by :func:`parse_shape_boxes`."""
+        return ";".join(f"{LETTERS[name]}{','.join(map(str, box))}"
+                        for column, places in zip(self.shapes, self.boxes) for name, box in zip(column, places))
 
     @property
     def is_valid(self) -> bool:
@@ -499,6 +510,7 @@ def label_shapes(images: np.ndarray | torch.Tensor) -> list[ShapeLabel]:
     structure = np.zeros((3, 3, 3), dtype=bool)
     structure[1] = ndimage.generate_binary_structure(2, 1)  # no connections across images
     found: list[list[list[str]]] = [[[], [], []] for _ in range(n)]
+    where: list[list[list[tuple[int, int, int, int]]]] = [[[], [], []] for _ in range(n)]
     for column, (left, right) in enumerate(templates.columns):
         components, _ = ndimage.label(binary[:, :, left:right], structure=structure)
         for index, box in enumerate(ndimage.find_objects(components), start=1):
@@ -509,6 +521,8 @@ def label_shapes(images: np.ndarray | torch.Tensor) -> list[ShapeLabel]:
                 continue
             copies, name = _read_component(mask, column, templates)
             found[box[0].start][column].extend([name] * copies)
+            place = (box[1].start, box[2].start + left, box[1].stop, box[2].stop + left)
+            where[box[0].start][column].extend([place] * copies)
 
     labels = []
     for item in range(n):
@@ -528,6 +542,7 @@ def label_shapes(images: np.ndarray | torch.Tensor) -> list[ShapeLabel]:
                 shapes=tuple(tuple(c) for c in cols),  # type: ignore[arg-type]
                 kind=problems[0] if problems else "valid",
                 reason="+".join(problems) or "ok",
+                boxes=tuple(tuple(c) for c in where[item]),
             )
         )
     return labels
@@ -561,7 +576,7 @@ GENERATION_LABELS = ("duplicate", "valid", "carried", "wrong_shape", "malformed"
 def _own_and_other(layout: str) -> tuple[list[int], list[int], list[int]]:
     """Per column: copies of its own shape, of other shapes, and unreadable blobs, from a layout string."""
     own, other, unknown = [], [], []
-    for k, column in enumerate((layout or "||").split("|")):
+    for k, column in enumerate((layout if isinstance(layout, str) and layout else "||").split("|")):
         letter = SHAPE_NAMES[k][0].upper()
         own.append(column.count(letter))
         unknown.append(column.count("?"))
@@ -569,21 +584,48 @@ def _own_and_other(layout: str) -> tuple[list[int], list[int], list[int]]:
     return own, other, unknown
 
 
+def parse_shape_boxes(text: str | None) -> list[tuple[str, tuple[int, int, int, int]]]:
+    """``(letter, (y0, x0, y1, x1))`` per shape from :attr:`ShapeLabel.box_text` (the ``shapes_boxes`` column).
+
+    >>> parse_shape_boxes("T0,2,10,13;S5,22,13,30"), parse_shape_boxes("")
+    ([('T', (0, 2, 10, 13)), ('S', (5, 22, 13, 30))], [])
+    """
+    if not isinstance(text, str) or not text:
+        return []
+    out = []
+    for item in text.split(";"):
+        y0, x0, y1, x1 = (int(v) for v in item[1:].split(","))
+        out.append((item[0], (y0, x0, y1, x1)))
+    return out
+
+
+#: How :func:`generation_table` counts ``region_shapes``, by whether the table records where shapes are.
+REGION_COUNTS = {
+    "box": "shapes whose blob touches the mask box (from shapes_boxes)",
+    "columns": "shapes of any kind in the columns the mask touches (the table records no shape positions)",
+}
+
+
 def generation_table(table: pd.DataFrame, size: int = 64) -> pd.DataFrame:
     """Label and shape count of every generation (row with ``iteration > 0``) of a shapes RIP table.
 
     Needs ``shapes_layout``, ``shapes_label`` and the mask box (``mask_x0``, ``mask_x1``,
-    ``mask_y0``, ``mask_y1``) of ``size`` px images. A column is *repainted* when the mask
-    touches it, *fully* when the mask covers all of it. Returns ``generation`` (the label, see
-    the module docstring) and ``region_shapes`` (shapes of any kind now in the repainted columns),
-    indexed like the rows.
+    ``mask_y0``, ``mask_y1``) of ``size`` px images, and every trajectory's iteration 0 (the
+    layout before its first generation). A column is *repainted* when the mask touches it,
+    *fully* when the mask covers all of it. Returns ``generation`` (the label, see the module
+    docstring) and ``region_shapes``: the number of shapes in the repainted region, counted as
+    :data:`REGION_COUNTS` says: inside or touching the mask box when the table has
+    ``shapes_boxes`` (the labeller's blob boxes), else in the repainted columns (the same for
+    column masks; for box masks it also counts shapes of a touched column outside the box).
+    ``attrs["region_shapes"]`` names the rule used (``"box"`` or ``"columns"``, ``"box"`` when any row had boxes).
     """
     table = table.sort_values(["trajectory_id", "iteration"], kind="stable")
     previous = table.groupby("trajectory_id")["shapes_layout"].shift(1)
     rows = table[table["iteration"] > 0]
     bounds = column_bounds(size)
     content = -(-63 * size // 64)  # the 63 native pixels that can hold a shape, rows and columns
-    labels, counts = {}, {}
+    has_boxes = "shapes_boxes" in rows.columns
+    labels, counts, by_box = {}, {}, False
     for index, row in rows.iterrows():
         own, other, unknown = _own_and_other(row["shapes_layout"])
         own_before, _, _ = _own_and_other(previous.loc[index])
@@ -604,9 +646,17 @@ def generation_table(table: pd.DataFrame, size: int = 64) -> pd.DataFrame:
         else:
             label = "valid"
         labels[index] = label
-        counts[index] = sum(own[k] + other[k] + unknown[k] for k in touched)
-    return pd.DataFrame({"generation": pd.Series(labels, dtype=object), "region_shapes": pd.Series(counts, dtype=int)},
-                        index=rows.index)
+        boxes = row["shapes_boxes"] if has_boxes else None
+        if isinstance(boxes, str):
+            by_box = True
+            counts[index] = sum(b[0] < y1 and b[2] > y0 and b[1] < x1 and b[3] > x0
+                                for _, b in parse_shape_boxes(boxes))
+        else:
+            counts[index] = sum(own[k] + other[k] + unknown[k] for k in touched)
+    out = pd.DataFrame({"generation": pd.Series(labels, dtype=object),
+                        "region_shapes": pd.Series(counts, dtype=int)}, index=rows.index)
+    out.attrs["region_shapes"] = "box" if by_box else "columns"
+    return out
 
 
 def generation_labels(table: pd.DataFrame, size: int = 64) -> pd.Series:

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 
 from ripbench.detectors.spec import DetectorBatch, DetectorSpec, region_mean
 from ripbench.errors import InputError
-from ripbench.hallucination import _region_mask, band_variance, in_band
+from ripbench.hallucination import DEFAULT_UNIT, _region_mask, band_variance, in_band, paper_band
 
 __all__ = [
     "BUILTINS",
@@ -187,6 +187,21 @@ def x0_variance_current(batch: DetectorBatch) -> torch.Tensor:
     return _band(batch, region=batch.mask)
 
 
+def x0_variance_current_paper(batch: DetectorBatch) -> torch.Tensor:
+    """x0 variance inside this iteration's mask over the recorded steps in the **paper's** band.
+
+    The paper's band (:func:`ripbench.hallucination.paper_band`, in the run's unit) lies inside the
+    default band (both start at 0), so one run recording the default band gives both scores from
+    the same trajectories; NaN when fewer than the run's ``min_steps`` recorded steps lie in it.
+    """
+    if batch.window is None:
+        return batch.nan()
+    band = paper_band(getattr(batch.window.band, "unit", DEFAULT_UNIT))
+    scores, _ = band_variance(batch.x0_trajectory, batch.noise_levels, band, region=batch.mask,
+                              min_steps=batch.window.min_steps)
+    return scores
+
+
 def x0_variance_eroded(batch: DetectorBatch) -> torch.Tensor:
     """x0 variance over the in-band steps inside the mask eroded by :data:`ERODE_CELLS` trajectory cells.
 
@@ -283,6 +298,11 @@ X0_VARIANCE_CURRENT = DetectorSpec(
     name="x0-variance-current", label="x0 variance (repainted region)", kind="detector",
     compute=x0_variance_current, needs=_NEEDS_X0,
     description="x0 variance over the in-band steps, averaged inside this iteration's mask (the headline score)")
+X0_VARIANCE_CURRENT_PAPER = DetectorSpec(
+    name="x0-variance-current-paper", label="x0 variance (repainted region, paper's band)", kind="detector",
+    compute=x0_variance_current_paper, needs=_NEEDS_X0,
+    description="x0 variance inside this iteration's mask over the recorded steps in the paper's band (the "
+                "authors' last 10 of 1000 steps as a noise level); needs a run band containing it (the default does)")
 X0_VARIANCE_ERODED = DetectorSpec(
     name="x0-variance-eroded", label="x0 variance (eroded region)", kind="detector",
     compute=x0_variance_eroded, needs=_NEEDS_X0,
@@ -312,4 +332,4 @@ EDGE_DENSITY = DetectorSpec(
 
 #: The built-ins in their default order.
 BUILTINS: tuple[DetectorSpec, ...] = (X0_VARIANCE, X0_VARIANCE_CURRENT, X0_VARIANCE_ERODED, X0_VARIANCE_COMPONENT,
-                                      FOREGROUND_PIXELS, EDGE_PIXELS, EDGE_DENSITY)
+                                      X0_VARIANCE_CURRENT_PAPER, FOREGROUND_PIXELS, EDGE_PIXELS, EDGE_DENSITY)

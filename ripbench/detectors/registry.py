@@ -59,6 +59,7 @@ BUILTIN_DETECTORS: dict[str, str] = {
     "x0-variance-current": "ripbench.detectors.builtins:X0_VARIANCE_CURRENT",
     "x0-variance-eroded": "ripbench.detectors.builtins:X0_VARIANCE_ERODED",
     "x0-variance-component": "ripbench.detectors.builtins:X0_VARIANCE_COMPONENT",
+    "x0-variance-current-paper": "ripbench.detectors.builtins:X0_VARIANCE_CURRENT_PAPER",
     "foreground-pixels": "ripbench.detectors.builtins:FOREGROUND_PIXELS",
     "edge-pixels": "ripbench.detectors.builtins:EDGE_PIXELS",
     "edge-density": "ripbench.detectors.builtins:EDGE_DENSITY",

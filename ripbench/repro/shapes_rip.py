@@ -17,12 +17,19 @@ inpainting) gets one of these labels (:func:`ripbench.datasets.shapes.generation
 
 The detector's score of a generation is the variance of its predicted clean image x0 over the
 denoising steps in the low-noise band (``halluc_band_lo``..``halluc_band_hi``) inside the repainted region (``halluc_score_current``; ``halluc_score`` is
-the whole image). For each band of iterations the report gives the AUROC of duplicates against
+the whole image; with detector plug-ins the four ``det_x0_variance*`` variants). For each band of iterations the report gives the AUROC of duplicates against
 valid generations with a 95% bootstrap interval over trajectories and the counts; a threshold
 calibrated on a quarter of the trajectories (:data:`CALIBRATION_SHARE`, keeping :data:`KEEP` of
 their valid generations); and the shares of valid generations kept and of duplicates removed on
 the other trajectories, with Wilson
 intervals.
+
+Every score is then put next to the content baselines, scores with no model in them
+(:data:`BASELINES`: the foreground and edge pixels of the output in the repainted region), on the
+held-out trajectories (:func:`ripbench.hallucination_stats.baseline_comparison`): the AUROC of each,
+the paired difference to the best baseline (chosen on the calibration trajectories), the AUROC
+against valid generations with the same number of shapes in the repainted region, and the AUROC of
+the score's residual after the foreground area. Each noise band of ``bands`` is one run.
 
 Run it as ``ripbench repro shapes-rip``; :func:`run_shapes_rip` is the library entry point.
 """
@@ -30,6 +37,7 @@ Run it as ``ripbench repro shapes-rip``; :func:`run_shapes_rip` is the library e
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,18 +46,30 @@ import pandas as pd
 
 from ..config import validate_config
 from ..datasets.shapes import GENERATION_LABELS, generation_table
+from ..errors import ConfigError
 from ..hallucination import calibrate_threshold
-from ..hallucination_stats import iteration_bands, pooled_share, roc_analysis
+from ..hallucination_stats import (
+    CALIBRATION_SHARE,
+    baseline_comparison,
+    calibration_split,
+    comparison_sentence,
+    iteration_bands,
+    matched_sentence,
+    pooled_share,
+    roc_analysis,
+)
 from ..io import atomic_save, atomic_write_text
 from ..report import markdown_table
 from ..run import run_experiment
 from ..stats import pct as percent
 from . import SHAPES_HALLUCINATION
 
+__all__ = ["BASELINES", "CALIBRATION_SHARE", "KEEP", "LEGACY_SCORES", "MIN_DUPLICATES", "VARIANTS",
+           "add_content_baselines", "band_config", "calibration_split", "detection_by_band",
+           "image_kinds_per_iteration", "run_shapes_rip", "score_variants", "shapes_baselines", "shapes_rip_config"]
+
 #: Share of valid generations the calibrated threshold keeps (the paper's operating point).
 KEEP = 0.96
-#: Share of the trajectories whose valid generations calibrate the threshold (the rest evaluate it).
-CALIBRATION_SHARE = 0.25
 #: What the paper reports that this experiment compares with (Aithal et al., NeurIPS 2024).
 PAPER = ("Aithal et al. (NeurIPS 2024): filtering on the x0 variance over the last 10 of 1000 steps removes over "
          "95% of hallucinations while keeping 96% of in-support samples (their synthetic data sets); they apply "
@@ -57,16 +77,66 @@ PAPER = ("Aithal et al. (NeurIPS 2024): filtering on the x0 variance over the la
          "recursive inpainting.")
 #: What counts as a hallucination (shown by ``--help`` and in the report).
 DEFINITION = SHAPES_HALLUCINATION
-#: Scores compared in the report: inside the repainted region (the headline) and the whole image.
-SCORES = ("halluc_score_current", "halluc_score")
+#: Score variants declared before evaluation (detector plug-in columns), the headline first.
+VARIANTS = ("det_x0_variance_current", "det_x0_variance", "det_x0_variance_eroded", "det_x0_variance_component")
+#: The legacy score columns, used when the run has no detector columns: the repainted region, the whole image.
+LEGACY_SCORES = ("halluc_score_current", "halluc_score")
+#: Scores compared in the report when the run has no detector columns (kept for old callers).
+SCORES = LEGACY_SCORES
+#: Content baselines (controls with no model in them): column -> label.
+BASELINES = {"det_foreground_pixels": "foreground pixels in the repainted region",
+             "det_edge_pixels": "edge pixels in the repainted region"}
+#: Duplicates each mask mode should have in the held-out trajectories (issue 17, item 7).
+MIN_DUPLICATES = 100
+#: Foreground: grey value above this (as the ``foreground-pixels`` detector).
+FOREGROUND_THRESHOLD = 0.5
+#: Edge pixel: Sobel gradient magnitude at least this (as the ``edge-pixels`` detector: half the response to a
+#: full 0 -> 1 step, with the 3 x 3 Sobel kernels divided by 8).
+EDGE_THRESHOLD = 0.25
 
 
-def shapes_rip_config(out_dir: Path, *, images: int = 32, iterations: int = 12, steps: int = 25,
+def score_variants(table: pd.DataFrame) -> list[str]:
+    """The score columns evaluated: the four :data:`VARIANTS` present, else the :data:`LEGACY_SCORES` present.
+
+    >>> score_variants(pd.DataFrame(columns=["halluc_score", "halluc_score_current"]))
+    ['halluc_score_current', 'halluc_score']
+    """
+    found = [c for c in VARIANTS if c in table.columns]
+    return found or [c for c in LEGACY_SCORES if c in table.columns]
+
+
+def band_config(band: Any) -> dict[str, Any]:
+    """The ``hallucination`` config entries that select noise band ``band`` (``"default"``, ``"paper"``, a
+    number or a pair): the one place that knows the config key, so that one edit switches it to the
+    named-band config (``{"band": band}``).
+
+    >>> band_config("default"), band_config(0.1)
+    ({}, {'band': 0.1})
+    """
+    if band is None or band == "default":
+        return {}
+    if isinstance(band, str) and band != "paper":
+        raise ConfigError(f"unknown noise band {band!r}; use 'default', 'paper', a number or a pair")
+    return {"band": band}
+
+
+def _band_name(band: Any) -> str:
+    if band is None:
+        return "default"
+    if isinstance(band, str):
+        return band
+    values = band if isinstance(band, (list, tuple)) else (0, band)
+    return "-".join(f"{float(v):g}" for v in values)
+
+
+def shapes_rip_config(out_dir: Path, *, images: int = 32, iterations: int = 12, steps: int = 100,
                       seeds: tuple[int, ...] = (0, 1, 2), mask: str = "columns", batch_size: int = 16,
                       band: Any = None) -> dict[str, Any]:
     """The experiment behind :func:`run_shapes_rip` as a plain config dict (64 px, the model's size).
 
-    ``band``: the score's noise band (``hallucination.window``; ``None`` = the default band).
+    ``band``: the score's noise band (:func:`band_config`; ``None`` = the default band). Every
+    iteration is saved, so that the content baselines can be computed from the images
+    (:func:`add_content_baselines`) when the run does not write them.
     """
     masks = [{"policy": "columns", "count": 3}] if mask == "columns" else [{"policy": "box", "area": 0.25}]
     return {
@@ -79,22 +149,11 @@ def shapes_rip_config(out_dir: Path, *, images: int = 32, iterations: int = 12, 
         "masks": masks,
         "models": [{"name": "shapes-ddpm", "options": {"steps": steps}}],
         "metrics": {"names": ["ssim", "mse"]},
-        "hallucination": {"enabled": True, **({"window": band} if band is not None else {})},
-        "snapshots": [0, 1, iterations // 2, iterations],
+        "hallucination": {"enabled": True, **band_config(band)},
+        "snapshots": list(range(iterations + 1)),
         "batch_size": batch_size,
         "output_dir": str(out_dir.parent),
     }
-
-
-def calibration_split(trajectories: pd.Series, seed: int = 0, share: float = 0.25) -> np.ndarray:
-    """``True`` for rows whose trajectory is in the calibration set: a seeded random ``share`` of the
-    trajectories (rows of one trajectory stay together because they are correlated). Calibration
-    needs valid generations only, which are plentiful; the rest evaluate the threshold, so that
-    the rare duplicates go mostly to the evaluation."""
-    ids = np.array(sorted(trajectories.unique()))
-    order = np.random.default_rng(seed).permutation(ids.size)
-    calibration = set(ids[order[: int(round(share * ids.size))]])
-    return trajectories.isin(calibration).to_numpy()
 
 
 def _interval(lo_hi: tuple[float, float]) -> list[float | None]:
@@ -104,7 +163,9 @@ def _interval(lo_hi: tuple[float, float]) -> list[float | None]:
 def _auroc(rows: pd.DataFrame, labels: np.ndarray, score: str, n_boot: int, seed: int) -> tuple[float, float, float]:
     """AUROC of ``score`` for ``duplicate`` against ``valid`` labels (others left out), with its interval
     from resampling whole trajectories (:func:`ripbench.hallucination_stats.roc_analysis`)."""
-    result = roc_analysis(rows.assign(shapes_label=labels), score, n_boot=n_boot, seed=seed)
+    # the labels given are the truth: without the layouts, roc_analysis reads them as they are
+    given = rows.drop(columns=[c for c in ("shapes_layout", "shapes_boxes") if c in rows.columns])
+    result = roc_analysis(given.assign(shapes_label=labels), score, n_boot=n_boot, seed=seed)
     return float(result["auroc"]), float(result["auroc_lo"]), float(result["auroc_hi"])
 
 
@@ -240,7 +301,8 @@ def _steps_text(rows: pd.DataFrame) -> str:
 
 
 def _unscored_text(rows: pd.DataFrame) -> str:
-    missing = int((~np.isfinite(rows[SCORES[0]].to_numpy(dtype=float))).sum()) if SCORES[0] in rows else len(rows)
+    variants = score_variants(rows)
+    missing = int((~np.isfinite(rows[variants[0]].to_numpy(dtype=float))).sum()) if variants else len(rows)
     return "every generation has a score" if missing == 0 else f"{missing} generations have no score (too few steps in the band)"
 
 
@@ -254,7 +316,7 @@ def _figure(kinds: pd.DataFrame, det: dict[str, pd.DataFrame], rows: pd.DataFram
         ax1.plot(kinds["iteration"], kinds[kind], marker="o", ms=3, color=colour, label=kind)
     ax1.set(xlabel="iteration", ylabel="share of images", title="Images by label (collapse curve)", ylim=(0, 1))
     ax1.legend(frameon=False, fontsize=7)
-    for score, marker in zip(SCORES, ("o", "s")):
+    for score, marker in zip(list(det)[:2], ("o", "s")):
         d = det[score]
         bands = d[d["band"] != "all"]
         x = np.arange(len(bands))
@@ -265,7 +327,7 @@ def _figure(kinds: pd.DataFrame, det: dict[str, pd.DataFrame], rows: pd.DataFram
     ax2.axhline(0.9, color="tab:green", lw=0.8, ls="--")
     ax2.set(xlabel="iterations", ylim=(0, 1.02), title="AUROC, duplicates vs valid (95% CI)")
     ax2.legend(frameon=False, fontsize=7)
-    score = rows[SCORES[0]]
+    score = rows[list(det)[0]]
     finite = score[np.isfinite(score) & (score > 0)]
     if len(finite):
         bins = np.logspace(np.log10(finite.min()), np.log10(finite.max()), 40)
@@ -282,56 +344,247 @@ def _figure(kinds: pd.DataFrame, det: dict[str, pd.DataFrame], rows: pd.DataFram
     atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
 
 
+def shapes_baselines(images: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
+    """The Simple Shapes content baselines of outputs, with no model in them: ``det_foreground_pixels`` (pixels
+    with grey value above :data:`FOREGROUND_THRESHOLD` in the repainted region) and ``det_edge_pixels``
+    (pixels in the region whose Sobel magnitude, kernels divided by 8 and borders replicated, is at least
+    :data:`EDGE_THRESHOLD`); NaN where the mask is empty. The same rules as the ``foreground-pixels`` and
+    ``edge-pixels`` detectors: this is the seam to drop once every run writes those columns.
+
+    Args:
+        images: ``N x H x W`` or ``N x C x H x W`` in ``[0, 1]`` (channels averaged).
+        masks: ``N x H x W`` (or ``N x 1 x H x W``), repainted where ``> 0.5``.
+
+    >>> img = np.zeros((1, 8, 8)); img[0, 2:5, 2:5] = 1.0
+    >>> mask = np.zeros((1, 8, 8)); mask[0, :, :4] = 1
+    >>> {k: v.tolist() for k, v in shapes_baselines(img, mask).items()}
+    {'det_foreground_pixels': [6.0], 'det_edge_pixels': [12.0]}
+    """
+    grey = np.asarray(images, dtype=np.float64)
+    grey = grey.mean(axis=1) if grey.ndim == 4 else grey
+    inside = np.asarray(masks, dtype=np.float64)
+    inside = (inside[:, 0] if inside.ndim == 4 else inside) > 0.5
+    p = np.pad(grey, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    h, w = grey.shape[1:]
+
+    def at(dy: int, dx: int) -> np.ndarray:
+        return p[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+
+    gx = (at(-1, 1) + 2 * at(0, 1) + at(1, 1) - at(-1, -1) - 2 * at(0, -1) - at(1, -1)) / 8.0
+    gy = (at(1, -1) + 2 * at(1, 0) + at(1, 1) - at(-1, -1) - 2 * at(-1, 0) - at(-1, 1)) / 8.0
+    edge = gx**2 + gy**2 >= EDGE_THRESHOLD**2
+    empty = ~inside.reshape(len(inside), -1).any(axis=1)
+
+    def count(flags: np.ndarray) -> np.ndarray:
+        out = (flags & inside).reshape(len(flags), -1).sum(axis=1).astype(float)
+        out[empty] = np.nan
+        return out
+
+    return {"det_foreground_pixels": count(grey > FOREGROUND_THRESHOLD), "det_edge_pixels": count(edge)}
+
+
+def add_content_baselines(table: pd.DataFrame, run_dir: str | Path) -> pd.DataFrame:
+    """``table`` with the :data:`BASELINES` columns; those the run did not write are computed from its saved
+    images and masks (``images/<trajectory>/iter_k.png``, ``mask_k.png``; 8-bit PNGs, so a pixel of exactly
+    0.5 may land on either side) by :func:`shapes_baselines`. Rows without a saved image keep NaN."""
+    from ..plots import _read_png
+    from ..store import RunStore
+
+    missing = [c for c in BASELINES if c not in table.columns]
+    if not missing:
+        return table
+    store = RunStore(Path(run_dir))
+    out = table.copy()
+    for column in missing:
+        out[column] = np.nan
+    later = out[out["iteration"] > 0]
+    images, masks, index = [], [], []
+    for i, row in later.iterrows():
+        folder = store.image_dir(str(row["trajectory_id"]))
+        k = int(row["iteration"])
+        image, mask = folder / f"iter_{k:04d}.png", folder / f"mask_{k:04d}.png"
+        if image.is_file() and mask.is_file():
+            pixels = _read_png(image)
+            images.append(pixels.mean(axis=-1) if pixels.ndim == 3 else pixels)
+            masks.append(_read_png(mask))
+            index.append(i)
+    if index:
+        values = shapes_baselines(np.stack(images), np.stack([m.mean(axis=-1) if m.ndim == 3 else m for m in masks]))
+        for column in missing:
+            out.loc[index, column] = values[column]
+    return out
+
+
+def _truth(rows: pd.DataFrame) -> pd.Series:
+    return rows["generation"].map({"duplicate": True, "valid": False}).astype("boolean")
+
+
+def compare_with_baselines(rows: pd.DataFrame, *, seed: int = 0, n_boot: int = 1000) -> dict[str, dict[str, Any]]:
+    """:func:`ripbench.hallucination_stats.baseline_comparison` of every score variant present
+    (:func:`score_variants`) against the :data:`BASELINES`, on the generations ``rows`` (with ``generation``
+    and ``region_shapes``): held-out numbers, every choice on the calibration trajectories
+    (:func:`calibration_split`, :data:`CALIBRATION_SHARE`, ``seed``). Variant -> result."""
+    baselines = [c for c in BASELINES if c in rows.columns]
+    calibration = calibration_split(rows["trajectory_id"], seed, CALIBRATION_SHARE)
+    return {score: baseline_comparison(rows, score, baselines, _truth(rows), calibration=calibration,
+                                       strata=rows["region_shapes"], area="det_foreground_pixels"
+                                       if "det_foreground_pixels" in rows.columns else None,
+                                       clusters=rows["trajectory_id"], n_boot=n_boot, seed=seed)
+            for score in score_variants(rows)}
+
+
+def _cell(d: dict[str, float] | None, signed: bool = False) -> str:
+    if not d or not np.isfinite(d.get("value", np.nan)):
+        return "n/a"
+    f = "{:+.2f}" if signed else "{:.2f}"
+    if not (np.isfinite(d["lo"]) and np.isfinite(d["hi"])):
+        return f.format(d["value"])
+    return f"{f.format(d['value'])} [{f.format(d['lo'])}, {f.format(d['hi'])}]"
+
+
+def _comparison_table(results: dict[str, dict[str, Any]]) -> str:
+    """One row per score variant and per baseline: held-out AUROC, difference to the best baseline,
+    content-matched and residual AUROC, each with its 95% interval and n."""
+    lines = ["| score | kind | AUROC dup vs valid [95% CI] (n dup / valid) | difference to the best baseline [95% CI] "
+             "| content-matched AUROC (pairs) | AUROC after foreground area |", "|---|---|---|---|---|---|"]
+    for score, r in results.items():
+        n = f"({r['duplicates']} / {r['valid']})"
+        best = r.get("best_baseline")
+        diff = _cell(r["difference"].get(best), signed=True) if best else "n/a"
+        residual = _cell(r["residual"]) if r.get("residual") else "n/a"
+        pairs = f" ({r['matched_pairs']})" if r.get("matched") else ""
+        lines.append(f"| `{score}` | detector | {_cell(r['auroc'].get(score))} {n} | {diff} "
+                     f"| {_cell(r['matched'].get(score))}{pairs} | {residual} |")
+    first = next(iter(results.values()), None)
+    for base in (first or {}).get("baselines", []):
+        r = first
+        assert r is not None
+        n = f"({r['duplicates']} / {r['valid']})"
+        pairs = f" ({r['matched_pairs']})" if r.get("matched") else ""
+        mark = " (best)" if base == r.get("best_baseline") else ""
+        lines.append(f"| `{base}`{mark} | baseline, no model | {_cell(r['auroc'].get(base))} {n} | - "
+                     f"| {_cell(r['matched'].get(base))}{pairs} | - |")
+    return "\n".join(lines)
+
+
+def _sizing(results: dict[str, dict[str, Any]], trajectories: int, target: int) -> dict[str, Any]:
+    """Held-out duplicates reached against ``target``, and the trajectories that would reach it at this rate."""
+    first = next(iter(results.values()), None)
+    reached = int(first["duplicates"]) if first else 0
+    held = int(first["trajectories"]) if first else 0
+    needed = int(np.ceil(trajectories * target / reached)) if reached else None
+    return {"target": target, "held_out_duplicates": reached, "held_out_trajectories": held,
+            "trajectories": trajectories, "short": reached < target, "trajectories_needed": needed}
+
+
+def _sizing_text(sizing: dict[str, Any], mask: str) -> str:
+    text = (f"Size: {sizing['held_out_duplicates']} duplicates in the {sizing['held_out_trajectories']} held-out "
+            f"trajectories (of {sizing['trajectories']}), against the target of {sizing['target']} per mask mode "
+            f"({mask}): ")
+    if not sizing["short"]:
+        return text + "reached."
+    if sizing["trajectories_needed"] is None:
+        return text + "short, and no duplicate was made, so the size needed cannot be estimated."
+    return text + (f"short; at this run's rate about {sizing['trajectories_needed']} trajectories (more --images or "
+                   "--seeds) would reach it.")
+
+
 def run_shapes_rip(out_dir: str | Path = "results/shapes-rip", *, images: int = 32, iterations: int = 12,
-                   steps: int = 25, seeds: tuple[int, ...] = (0, 1, 2), mask: str = "columns", batch_size: int = 16,
-                   bands: int = 3, band: Any = None, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+                   steps: int = 100, seeds: tuple[int, ...] = (0, 1, 2), mask: str = "columns", batch_size: int = 16,
+                   iteration_bands: int = 3, bands: Sequence[Any] = ("default", "paper"),
+                   min_duplicates: int = MIN_DUPLICATES, n_boot: int = 1000, progress: bool = True,
+                   overwrite: bool = False) -> dict[str, Any]:
     """Run the shapes RIP experiment and write its tables, figure and report into ``out_dir``.
 
     ``images x seeds`` trajectories, each with its own keyed masks and noise, ``iterations``
-    inpaintings each. Returns a dict with the per-band detection tables (``detection``, one per
-    score of :data:`SCORES`), the image kinds per iteration (``kinds``) and the paths.
-    Resumable like any run: calling it again skips finished trajectories.
+    inpaintings each, once per noise band of ``bands`` (:func:`band_config`; each a run in
+    ``out_dir/band-<name>``; the images are the same, only the score's band differs). Returns a dict
+    with, per band (``results[band]``), the per-iteration-band detection tables (``detection``, one per
+    score variant) and the comparisons with the content baselines (``comparison``); the image kinds
+    per iteration (``kinds``), ``sizing`` and the paths. Resumable like any run: calling it again skips
+    finished trajectories.
     """
     out_dir = Path(out_dir)
-    cfg = validate_config(shapes_rip_config(out_dir, images=images, iterations=iterations, steps=steps,
-                                            seeds=seeds, mask=mask, batch_size=batch_size, band=band))
-    result = run_experiment(cfg, run_dir=out_dir, progress=progress, overwrite=overwrite)
-    table = result.table
-    rows = table[table["iteration"] > 0].copy()
-    rows[["generation", "region_shapes"]] = generation_table(table)
-    det = {score: detection_by_band(table, bands=bands, score=score) for score in SCORES if score in table}
-    kinds = image_kinds_per_iteration(table)
-    paths = {"detection": out_dir / "shapes_rip_detection.csv", "kinds": out_dir / "shapes_rip_kinds.csv",
-             "figure": out_dir / "figures" / "shapes_rip.png", "report": out_dir / "shapes_rip.md",
-             "json": out_dir / "shapes_rip.json"}
-    atomic_write_text(paths["detection"], pd.concat([d.assign(score=s) for s, d in det.items()]).to_csv(index=False))
-    atomic_write_text(paths["kinds"], kinds.to_csv(index=False))
-    _figure(kinds, det, rows, paths["figure"])
-    headline = det[SCORES[0]]
-    pooled = headline[headline["band"] == "all"].iloc[0]
+    bands = list(bands) or ["default"]
+    names = [_band_name(b) for b in bands]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"noise bands listed twice: {names}")
+    results: dict[str, dict[str, Any]] = {}
+    table = rows = kinds = None
+    cfgs = {}
+    for band, name in zip(bands, names):
+        run_dir = out_dir / f"band-{name}"
+        cfg = validate_config(shapes_rip_config(run_dir, images=images, iterations=iterations, steps=steps,
+                                                seeds=seeds, mask=mask, batch_size=batch_size, band=band))
+        cfgs[name] = cfg
+        result = run_experiment(cfg, run_dir=run_dir, progress=progress, overwrite=overwrite)
+        band_table = add_content_baselines(result.table, result.run_dir)
+        band_rows = band_table[band_table["iteration"] > 0].copy()
+        band_rows[["generation", "region_shapes"]] = generation_table(band_table)
+        det = {score: detection_by_band(band_table, bands=iteration_bands, score=score, n_boot=n_boot)
+               for score in score_variants(band_table)}
+        results[name] = {"detection": det, "comparison": compare_with_baselines(band_rows, n_boot=n_boot),
+                         "run_dir": result.run_dir, "band": [float(cfg.hallucination.window[0]),
+                                                             float(cfg.hallucination.window[1])],
+                         "steps_in_band": _steps_text(band_rows), "unscored": _unscored_text(band_rows)}
+        if table is None:
+            table, rows, kinds = band_table, band_rows, image_kinds_per_iteration(band_table)
+    assert table is not None and rows is not None and kinds is not None
+    first = results[names[0]]
     n_traj = int(table["trajectory_id"].nunique())
+    sizing = _sizing(first["comparison"], n_traj, min_duplicates)
+    paths = {"detection": out_dir / "shapes_rip_detection.csv", "comparison": out_dir / "shapes_rip_baselines.csv",
+             "kinds": out_dir / "shapes_rip_kinds.csv", "figure": out_dir / "figures" / "shapes_rip.png",
+             "report": out_dir / "shapes_rip.md", "json": out_dir / "shapes_rip.json"}
+    atomic_write_text(paths["detection"], pd.concat([d.assign(score=s, noise_band=name) for name, r in results.items()
+                                                     for s, d in r["detection"].items()]).to_csv(index=False))
+    atomic_write_text(paths["comparison"], _comparison_frame(results).to_csv(index=False))
+    atomic_write_text(paths["kinds"], kinds.to_csv(index=False))
+    _figure(kinds, first["detection"], rows, paths["figure"])
+    headline_score = score_variants(table)[0]
+    headline = first["detection"][headline_score]
+    pooled = headline[headline["band"] == "all"].iloc[0]
     final = kinds[kinds["iteration"] == kinds["iteration"].max()].iloc[0]
+    band_args = ",".join(names)
     md = [
         "# Simple Shapes under recursive inpainting (ground-truth hallucinations)", "",
         f"Command: `ripbench repro shapes-rip --images {images} --seeds {','.join(map(str, seeds))} "
-        f"--iterations {iterations} --steps {steps} --mask {mask} --bands {bands}"
-        + (f" --band {band}" if band is not None else "") + "`", "",
+        f"--iterations {iterations} --steps {steps} --mask {mask} --bands {iteration_bands} "
+        f"--noise-bands {band_args}`", "",
         f"Model: bundled shapes DDPM (64 px), replacement inpainting, {steps} denoising steps; {n_traj} trajectories "
-        f"({images} images x {len(seeds)} seeds) x {iterations} iterations; mask: {mask}.", "",
+        f"({images} images x {len(seeds)} seeds) x {iterations} iterations; mask: {mask}; noise bands: {band_args}.", "",
         f"**What counts as a hallucination.** {DEFINITION}", "",
-        f"Score: variance of x0 over the {_steps_text(rows)} denoising steps whose noise level t/T lies in "
-        f"[{cfg.hallucination.window[0]:g}, {cfg.hallucination.window[1]:g}], inside the repainted region "
-        f"(`{SCORES[0]}`); {_unscored_text(rows)}. "
-        f"Threshold: keeps {KEEP:.0%} of the valid generations of a random {CALIBRATION_SHARE:.0%} of the "
-        "trajectories (calibration); kept and removed are measured on the other trajectories. Intervals: 95%, bootstrap over trajectories for the "
-        "AUROC, Wilson for rates.", "",
+        "**The question.** Does the x0 score see more than the amount of content? Each score is compared with "
+        "content baselines, scores with no model in them: " + "; ".join(f"`{c}` = {v}" for c, v in BASELINES.items())
+        + " (same rules as the foreground-pixels and edge-pixels detectors). All numbers in the comparison are on "
+        f"the held-out trajectories ({1 - CALIBRATION_SHARE:.0%}); every choice (the best baseline, the residual fit, "
+        f"the threshold) is made on the other {CALIBRATION_SHARE:.0%}. Intervals: 95%, bootstrap over trajectories "
+        "(the same resampled trajectories for a score and its baseline, so the difference is paired).", "",
+        _sizing_text(sizing, mask), "",
         f"Paper: {PAPER}", "",
-        "## Detector against the labeller, by band of iterations", "",
+    ]
+    for name, r in results.items():
+        band = r["band"]
+        md += [f"## Noise band `{name}`: scores against the content baselines", "",
+               f"Score: variance of x0 over the {r['steps_in_band']} denoising steps whose noise level t/T lies in "
+               f"[{band[0]:g}, {band[1]:g}]; {r['unscored']}. Content-matched: duplicates against valid generations "
+               "with the same number of shapes in the repainted region (only pairs in the same stratum count). "
+               "After foreground area: the held-out AUROC of the residual of log score on log(foreground pixels + 1), "
+               "fitted on the valid generations of the calibration trajectories.", "",
+               _comparison_table(r["comparison"]), ""]
+        for result in r["comparison"].values():
+            md += [comparison_sentence(result, BASELINES), ""]
+            matched = matched_sentence(result, BASELINES)
+            md += [matched, ""] if matched else []
+    md += [
+        f"## Detector against the labeller, by band of iterations (noise band `{names[0]}`)", "",
+        f"Threshold: keeps {KEEP:.0%} of the valid generations of the calibration trajectories; kept and removed are "
+        "measured on the other trajectories (Wilson intervals for rates).", "",
         _band_table(headline), "",
         _verdict(pooled), "",
     ]
-    if SCORES[1] in det:
-        md += [f"Whole-image score (`{SCORES[1]}`) for comparison:", "", _band_table(det[SCORES[1]]), ""]
+    for score in score_variants(table)[1:]:
+        md += [f"`{score}` for comparison:", "", _band_table(first["detection"][score]), ""]
     md += [
         "## Images by label per iteration", "",
         f"After {int(final['iteration'])} iterations: "
@@ -340,8 +593,58 @@ def run_shapes_rip(out_dir: str | Path = "results/shapes-rip", *, images: int = 
         markdown_table(kinds.round(3)), "",
     ]
     atomic_write_text(paths["report"], "\n".join(md))
-    atomic_write_text(paths["json"], json.dumps(
-        {"definition": DEFINITION, "keep": KEEP, "trajectories": n_traj, "iterations": iterations, "steps": steps,
-         "mask": mask, "detection": {s: d.to_dict("records") for s, d in det.items()},
-         "kinds": kinds.to_dict("records")}, indent=2, default=lambda v: None if v is None else float(v)))
-    return {"detection": det, "kinds": kinds, "paths": paths, "run_dir": result.run_dir, "table": table}
+    atomic_write_text(paths["json"], json.dumps(_finite(
+        {"definition": DEFINITION, "keep": KEEP, "calibration_share": CALIBRATION_SHARE, "trajectories": n_traj,
+         "iterations": iterations, "steps": steps, "mask": mask, "sizing": sizing, "baselines": BASELINES,
+         "noise_bands": {name: {"band": r["band"], "detection": {s: d.to_dict("records") for s, d in r["detection"].items()},
+                                "comparison": r["comparison"]} for name, r in results.items()},
+         "detection": {s: d.to_dict("records") for s, d in first["detection"].items()},
+         "kinds": kinds.to_dict("records")}), indent=2, default=_json_default, allow_nan=False))
+    return {"results": results, "detection": first["detection"], "comparison": first["comparison"], "kinds": kinds,
+            "sizing": sizing, "paths": paths, "run_dir": first["run_dir"], "table": table}
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (nested in dicts and lists) replaced by ``None`` (JSON null)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return None if value is None else str(value)
+
+
+def _comparison_frame(results: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """The comparisons as one flat table: one row per noise band, score and column (score or baseline)."""
+    out = []
+    for name, r in results.items():
+        for score, c in r["comparison"].items():
+            for column in [score, *c["baselines"]]:
+                auc, diff = c["auroc"].get(column, {}), c["difference"].get(column, {})
+                matched, res = c["matched"].get(column, {}), c["residual"] if column == score else None
+                out.append({"noise_band": name, "score": score, "column": column,
+                            "kind": "baseline" if column != score else "detector",
+                            "best_baseline": column == c.get("best_baseline"), "duplicates": c["duplicates"],
+                            "valid": c["valid"], "trajectories": c["trajectories"],
+                            **{f"auroc{k}": auc.get(v, np.nan) for k, v in (("", "value"), ("_lo", "lo"), ("_hi", "hi"))},
+                            **{f"difference{k}": diff.get(v, np.nan) for k, v in (("", "value"), ("_lo", "lo"),
+                                                                                   ("_hi", "hi"))},
+                            **{f"matched_auroc{k}": matched.get(v, np.nan) for k, v in (("", "value"), ("_lo", "lo"),
+                                                                                        ("_hi", "hi"))},
+                            "matched_pairs": c["matched_pairs"],
+                            "residual_auroc": (res or {}).get("value", np.nan),
+                            "residual_auroc_lo": (res or {}).get("lo", np.nan),
+                            "residual_auroc_hi": (res or {}).get("hi", np.nan),
+                            "verdict": c["verdict"] if column == score else ""})
+    return pd.DataFrame(out)

@@ -29,13 +29,16 @@ def shapes_annotations(images: torch.Tensor) -> dict[str, list[Any]]:
     hallucinations; ``"valid"`` could come from the data set. ``shapes_valid`` is
     ``shapes_label == "valid"``; ``shapes_reason`` lists every problem found (``"ok"`` if none);
     ``shapes_layout`` says what each column holds (:attr:`~ripbench.datasets.shapes.ShapeLabel.layout`,
-    e.g. ``"T|SS|"``), so a reader can tell which column a duplicate is in.
+    e.g. ``"T|SS|"``), so a reader can tell which column a duplicate is in; ``shapes_boxes`` says where
+    each shape's blob is (:attr:`~ripbench.datasets.shapes.ShapeLabel.box_text`), so the shapes inside a
+    mask box can be counted (:func:`~ripbench.datasets.shapes.generation_table`).
     """
     from ..datasets.shapes import label_shapes
 
     labels = label_shapes(images.float().mean(dim=1).cpu().numpy())
     return {"shapes_label": [lab.kind for lab in labels], "shapes_valid": [lab.is_valid for lab in labels],
-            "shapes_reason": [lab.reason for lab in labels], "shapes_layout": [lab.layout for lab in labels]}
+            "shapes_reason": [lab.reason for lab in labels], "shapes_layout": [lab.layout for lab in labels],
+            "shapes_boxes": [lab.box_text for lab in labels]}
 
 
 def annotator_for(inputs: InputsConfig) -> Annotator | None:
