@@ -413,8 +413,8 @@ def _noise_bands(text: str) -> list[Any]:
               help="Denoising steps per inpainting (100 gives the paper's noise band enough steps).")
 @click.option("--mask", type=click.Choice(["columns", "box"]), default="columns", show_default=True)
 @click.option("--bands", default=3, show_default=True, help="Bands of iterations the detector is evaluated in.")
-@click.option("--noise-bands", "noise_bands", default="default,paper", show_default=True,
-              help="Noise bands of the score, one run each: 'default', 'paper', a number hi or lo:hi, comma-separated.")
+@click.option("--noise-bands", "noise_bands", default="default", show_default=True,
+              help="Noise bands of the score, one run each: 'default', 'paper', a number hi or lo:hi, comma-separated (the paper's band is also scored inside every run that contains it: x0-variance-current-paper).")
 @click.option("--min-duplicates", default=100, show_default=True,
               help="Held-out duplicates the report checks the run reached (it states the n and any shortfall).")
 @click.option("--n-boot", default=1000, show_default=True, type=click.IntRange(10, 100_000),

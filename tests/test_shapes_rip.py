@@ -14,6 +14,7 @@ from ripbench.datasets.shapes import generation_labels, generation_table, label_
 from ripbench.inputs import load_shapes
 from ripbench.repro.shapes_rip import (
     BASELINES,
+    VARIANTS,
     add_content_baselines,
     band_config,
     calibration_split,
@@ -198,38 +199,38 @@ def test_compare_with_baselines_on_generations():
 
 @pytest.mark.slow
 def test_short_shapes_rip_run(tmp_path):
-    out = run_shapes_rip(tmp_path / "srip", images=2, seeds=(0, 1), iterations=2, steps=10, batch_size=4,
-                         iteration_bands=2, bands=("default", "paper"), n_boot=50, progress=False)
+    # 25 sampler steps: 4 in the default band, 1 in the paper's (too few: that variant has no score)
+    out = run_shapes_rip(tmp_path / "srip", images=2, seeds=(0, 1), iterations=2, steps=25, batch_size=4,
+                         iteration_bands=2, n_boot=50, progress=False)
     run_dir = tmp_path / "srip" / "band-default"
     table = pd.read_parquet(next((run_dir / "metrics").glob("part-*.parquet")))
     assert {"shapes_valid", "shapes_label", "shapes_layout", "shapes_boxes", "halluc_score",
-            "halluc_score_current"} <= set(table.columns)
+            "halluc_score_current", *VARIANTS, *BASELINES} <= set(table.columns)
+    later = table[table["iteration"] > 0]
     assert table.loc[table["iteration"] == 0, "shapes_valid"].all()
-    assert table.loc[table["iteration"] > 0, "halluc_score_current"].gt(0).all()
+    assert later["det_x0_variance_current"].gt(0).all() and later["det_x0_variance_current_paper"].isna().all()
     # known region kept exactly: only the repainted column changes
-    assert np.allclose(table.loc[table["iteration"] > 0, "mse_prev_outside"], 0.0, atol=1e-12)
-    det = out["detection"]["halluc_score_current"]
+    assert np.allclose(later["mse_prev_outside"], 0.0, atol=1e-12)
+    det = out["detection"]["det_x0_variance_current"]
     assert det["band"].tolist() == ["1", "2", "all"] and det["generations"].tolist() == [4, 4, 8]
-    assert set(out["results"]) == {"default", "paper"} and (tmp_path / "srip" / "band-paper").is_dir()
-    assert out["results"]["paper"]["band"][1] < out["results"]["default"]["band"][1]
-    assert out["table"]["det_foreground_pixels"].notna().sum() == 8  # computed from the saved images
+    assert set(out["results"]) == {"default"} and out["results"]["default"]["unit"] == "sigma"
+    assert out["table"]["det_foreground_pixels"].notna().sum() == 8  # the detector's column, from the run
     for path in out["paths"].values():
         assert path.is_file() and path.stat().st_size > 0
     saved = json.loads(out["paths"]["json"].read_text())
     assert saved["trajectories"] == 4 and "two or more copies" in saved["definition"]
     assert saved["sizing"]["target"] == 100 and saved["sizing"]["short"] is True
-    for band in ("default", "paper"):
-        comparison = saved["noise_bands"][band]["comparison"]
-        assert set(comparison) == {"halluc_score_current", "halluc_score"}
-        for result in comparison.values():
-            assert {"auroc", "difference", "matched", "residual", "best_baseline", "verdict", "duplicates", "valid",
-                    "matched_pairs"} <= set(result)
-            assert result["baselines"] == list(BASELINES)
+    comparison = saved["noise_bands"]["default"]["comparison"]
+    assert set(comparison) == set(VARIANTS)
+    for result in comparison.values():
+        assert {"auroc", "difference", "matched", "residual", "best_baseline", "verdict", "duplicates", "valid",
+                "matched_pairs"} <= set(result)
+        assert result["baselines"] == list(BASELINES)
     flat = pd.read_csv(out["paths"]["comparison"])
-    assert set(flat["noise_band"]) == {"default", "paper"} and set(flat["column"]) >= set(BASELINES)
+    assert set(flat["noise_band"]) == {"default"} and set(flat["column"]) >= set(BASELINES)
     report = out["paths"]["report"].read_text()
-    assert "ripbench repro shapes-rip --images 2 --seeds 0,1 --iterations 2 --steps 10" in report
-    assert "--noise-bands default,paper" in report and "Noise band `paper`" in report
+    assert "ripbench repro shapes-rip --images 2 --seeds 0,1 --iterations 2 --steps 25" in report
+    assert "--noise-bands default" in report and "paper's band" in report and "sigma/sqrt(alpha_bar)" in report
     assert "against the target of 100 per mask mode" in report and "content baseline" in report
 
 

@@ -47,7 +47,7 @@ import pandas as pd
 from ..config import validate_config
 from ..datasets.shapes import GENERATION_LABELS, generation_table
 from ..errors import ConfigError
-from ..hallucination import calibrate_threshold
+from ..hallucination import calibrate_threshold, paper_band
 from ..hallucination_stats import (
     CALIBRATION_SHARE,
     baseline_comparison,
@@ -78,7 +78,8 @@ PAPER = ("Aithal et al. (NeurIPS 2024): filtering on the x0 variance over the la
 #: What counts as a hallucination (shown by ``--help`` and in the report).
 DEFINITION = SHAPES_HALLUCINATION
 #: Score variants declared before evaluation (detector plug-in columns), the headline first.
-VARIANTS = ("det_x0_variance_current", "det_x0_variance", "det_x0_variance_eroded", "det_x0_variance_component")
+VARIANTS = ("det_x0_variance_current", "det_x0_variance", "det_x0_variance_eroded", "det_x0_variance_component",
+            "det_x0_variance_current_paper")
 #: The legacy score columns, used when the run has no detector columns: the repainted region, the whole image.
 LEGACY_SCORES = ("halluc_score_current", "halluc_score")
 #: Scores compared in the report when the run has no detector columns (kept for old callers).
@@ -95,8 +96,11 @@ FOREGROUND_THRESHOLD = 0.5
 EDGE_THRESHOLD = 0.25
 
 
+_UNIT_WORDS = {"sigma": "sigma/sqrt(alpha_bar)", "t/T": "t/T"}
+
+
 def score_variants(table: pd.DataFrame) -> list[str]:
-    """The score columns evaluated: the four :data:`VARIANTS` present, else the :data:`LEGACY_SCORES` present.
+    """The score columns evaluated: the :data:`VARIANTS` present, else the :data:`LEGACY_SCORES` present.
 
     >>> score_variants(pd.DataFrame(columns=["halluc_score", "halluc_score_current"]))
     ['halluc_score_current', 'halluc_score']
@@ -491,7 +495,7 @@ def _sizing_text(sizing: dict[str, Any], mask: str) -> str:
 
 def run_shapes_rip(out_dir: str | Path = "results/shapes-rip", *, images: int = 32, iterations: int = 12,
                    steps: int = 100, seeds: tuple[int, ...] = (0, 1, 2), mask: str = "columns", batch_size: int = 16,
-                   iteration_bands: int = 3, bands: Sequence[Any] = ("default", "paper"),
+                   iteration_bands: int = 3, bands: Sequence[Any] = ("default",),
                    min_duplicates: int = MIN_DUPLICATES, n_boot: int = 1000, progress: bool = True,
                    overwrite: bool = False) -> dict[str, Any]:
     """Run the shapes RIP experiment and write its tables, figure and report into ``out_dir``.
@@ -526,6 +530,7 @@ def run_shapes_rip(out_dir: str | Path = "results/shapes-rip", *, images: int = 
         results[name] = {"detection": det, "comparison": compare_with_baselines(band_rows, n_boot=n_boot),
                          "run_dir": result.run_dir, "band": [float(cfg.hallucination.window[0]),
                                                              float(cfg.hallucination.window[1])],
+                         "unit": cfg.hallucination.unit,
                          "steps_in_band": _steps_text(band_rows), "unscored": _unscored_text(band_rows)}
         if table is None:
             table, rows, kinds = band_table, band_rows, image_kinds_per_iteration(band_table)
@@ -566,8 +571,10 @@ def run_shapes_rip(out_dir: str | Path = "results/shapes-rip", *, images: int = 
     for name, r in results.items():
         band = r["band"]
         md += [f"## Noise band `{name}`: scores against the content baselines", "",
-               f"Score: variance of x0 over the {r['steps_in_band']} denoising steps whose noise level t/T lies in "
-               f"[{band[0]:g}, {band[1]:g}]; {r['unscored']}. Content-matched: duplicates against valid generations "
+               f"Score: variance of x0 over the {r['steps_in_band']} denoising steps whose noise level "
+               f"({_UNIT_WORDS.get(r['unit'], r['unit'])}) lies in [{band[0]:.3g}, {band[1]:.3g}]; {r['unscored']}; "
+               "`det_x0_variance_current_paper` uses the steps of the same trajectories in the paper's band "
+               f"(the authors' last 10 of 1000 steps as a noise level, [0, {paper_band(r['unit']).hi:.3g}]). Content-matched: duplicates against valid generations "
                "with the same number of shapes in the repainted region (only pairs in the same stratum count). "
                "After foreground area: the held-out AUROC of the residual of log score on log(foreground pixels + 1), "
                "fitted on the valid generations of the calibration trajectories.", "",
