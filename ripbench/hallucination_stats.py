@@ -45,7 +45,7 @@ from .analysis import iter_groups, observed, trajectory_uid
 from .hallucination import auroc, calibrate_threshold, roc_curve
 from .stats import proportion_ci, resample_ci
 
-__all__ = ["CALIBRATION_SHARE", "KNOWN_SCORES", "SCORE_COLUMNS", "ScoreSpec", "baseline_comparison",
+__all__ = ["CALIBRATION_SHARE", "KNOWN_SCORES", "SCORE_COLUMNS", "ScoreSpec", "baseline_comparison", "oriented",
            "calibration_split", "comparison_sentence", "content_evidence", "fast_auroc", "generation_truth",
            "ground_truth", "iteration_bands", "matched_auroc", "matched_sentence", "pooled_share", "residual_fit", "roc_analysis",
            "score_bands", "score_specs", "threshold_analysis", "verdict"]
@@ -66,6 +66,7 @@ class ScoreSpec:
     label: str
     kind: str = "detector"
     name: str = ""
+    direction: str = "higher-is-suspect"
 
     @property
     def is_baseline(self) -> bool:
@@ -81,6 +82,8 @@ KNOWN_SCORES: tuple[ScoreSpec, ...] = (
     ScoreSpec("det_x0_variance_eroded", "x0 variance in the eroded region", "detector", "x0-variance-eroded"),
     ScoreSpec("det_x0_variance_component", "x0 variance, largest component in the region", "detector",
               "x0-variance-component"),
+    ScoreSpec("det_x0_variance_current_paper", "x0 variance in the repainted region, paper's band", "detector",
+              "x0-variance-current-paper"),
     ScoreSpec("halluc_score_current", "x0 variance in the repainted region (halluc_score_current)", "detector"),
     ScoreSpec("halluc_score", "x0 variance, whole image (halluc_score)", "detector"),
     ScoreSpec("det_foreground_pixels", "foreground pixels in region (baseline)", "baseline", "foreground-pixels"),
@@ -116,10 +119,10 @@ def score_specs(table: pd.DataFrame, detectors: Iterable[dict[str, Any]] | None 
             if column not in found and _present(table, column):
                 found[column] = ScoreSpec(column, str(d.get("label") or d.get("name") or column),
                                           "baseline" if d.get("kind") == "baseline" else "detector",
-                                          str(d.get("name", "")))
+                                          str(d.get("name", "")), str(d.get("direction") or "higher-is-suspect"))
         specs = list(found.values())
         if not any(s.kind == "detector" for s in specs):  # a manifest without detector columns: the old ones
-            specs = [s for s in KNOWN_SCORES[4:6] if _present(table, s.column)] + specs
+            specs = [s for s in KNOWN_SCORES if s.column in SCORE_COLUMNS and _present(table, s.column)] + specs
     else:
         specs = [s for s in KNOWN_SCORES if _present(table, s.column)]
     columns = {s.column for s in specs}
@@ -128,6 +131,22 @@ def score_specs(table: pd.DataFrame, detectors: Iterable[dict[str, Any]] | None 
     rank = {c: i for i, c in enumerate(headline)}
     detectors_first = sorted((s for s in specs if not s.is_baseline), key=lambda s: rank.get(s.column, len(rank)))
     return detectors_first + [s for s in specs if s.is_baseline]
+
+
+def oriented(table: pd.DataFrame, specs: Iterable[ScoreSpec]) -> pd.DataFrame:
+    """``table`` with the score of every ``lower-is-suspect`` spec negated, so that a higher value always means
+    more suspect: every ROC, threshold and comparison of this module assumes that (a copy; ``table`` is kept).
+
+    >>> t = pd.DataFrame({"a": [1.0, 2.0]})
+    >>> oriented(t, [ScoreSpec("a", "a", direction="lower-is-suspect")])["a"].tolist()
+    [-1.0, -2.0]
+    """
+    flip = [s.column for s in specs if s.direction == "lower-is-suspect" and s.column in table.columns]
+    if not flip:
+        return table
+    out = table.copy()
+    out[flip] = -out[flip].apply(pd.to_numeric, errors="coerce")
+    return out
 
 
 def calibration_split(trajectories: pd.Series, seed: int = 0, share: float = CALIBRATION_SHARE) -> np.ndarray:
@@ -654,7 +673,20 @@ def comparison_sentence(result: dict[str, Any], labels: dict[str, str] | None = 
             f"{_auc_text(result['auroc'][result['score']])} vs {_auc_text(result['auroc'][result['best_baseline']])}, "
             f"difference {_diff_text(diff)} ({ci:.0%} CI; {why}; {result['duplicates']} hallucinated vs "
             f"{result['valid']} in-support outputs of {result['trajectories']} held-out trajectories; baseline chosen "
-            f"by {result['best_reason']}).")
+            f"by {result['best_reason']})." + _other_baselines(result, word, labels))
+
+
+def _other_baselines(result: dict[str, Any], word: str, labels: dict[str, str] | None) -> str:
+    """A clause naming the held-out baselines that the verdict against the best (calibration-chosen) one does not
+    cover: a score that "beats" one baseline must also have every other difference interval above 0 to beat them all."""
+    if word != "beats":
+        return ""
+    weaker = [(b, d) for b, d in result["difference"].items()
+              if b != result["best_baseline"] and not (np.isfinite(d.get("lo", math.nan)) and d["lo"] > 0)]
+    if not weaker:
+        return " It beats every other baseline as well (every paired interval lies above 0)."
+    names = "; ".join(f"{(labels or {}).get(b, b)} {_diff_text(d)}" for b, d in weaker)
+    return f" It does not beat every baseline on the held-out trajectories: {names}."
 
 
 def matched_sentence(result: dict[str, Any], labels: dict[str, str] | None = None, what: str = "shapes") -> str:

@@ -538,7 +538,9 @@ def _hallucination_section(c: _Context, keep: float) -> Section | None:
     if not detectors:
         return None
     scores = [s.column for s in detectors]  # the headline (the repainted region's score) first
-    labels = {s.column: s.label for s in specs}
+    table = hallucination_stats.oriented(table, specs)  # lower-is-suspect plug-ins: negated, higher = suspect
+    labels = {s.column: s.label + (" (negated: lower is suspect)" if s.direction == "lower-is-suspect" else "")
+              for s in specs}
     # a score is not comparable across models (or runs): ROC and threshold per arm, never pooled
     arms = [(key, rows) for key, rows in analysis.iter_groups(table, models)
             if analysis.present_metrics(rows, scores[:1])]
@@ -546,6 +548,9 @@ def _hallucination_section(c: _Context, keep: float) -> Section | None:
     for i, (key, rows) in enumerate(arms):
         arm_specs = [s for s in specs if analysis.present_metrics(rows, [s.column])]
         arm_rocs = [hallucination_stats.roc_analysis(rows, s.column, **c.kw) for s in arm_specs]
+        for roc, s in zip(arm_rocs, arm_specs, strict=True):  # a baseline is named as the control it is
+            if s.is_baseline:
+                roc["score"] = f"{s.label}, a control with no model in it,"
         if len(arms) > 1:
             for roc in arm_rocs:
                 roc["score"] = f"{roc['score']} of {' / '.join(map(str, key))}"

@@ -259,3 +259,30 @@ def test_content_evidence_of_a_shapes_table():
     # column masks: duplicates hold two shapes in the region, valid generations at most one
     assert result["matched_pairs"] == 0 and result["region_rule"] == "columns"
     assert "no content-matched AUROC" in hs.matched_sentence(result)
+
+
+def test_beating_the_best_baseline_names_the_baselines_it_does_not_beat() -> None:
+    from ripbench.hallucination_stats import comparison_sentence
+
+    result = {"score": "s", "best_baseline": "fg", "status": "ok", "verdict": "beats", "duplicates": 10, "valid": 90,
+              "trajectories": 20, "best_reason": "calibration", "auroc": {"s": {"value": 0.9, "lo": 0.8, "hi": 0.95},
+                                                                          "fg": {"value": 0.7, "lo": 0.6, "hi": 0.8},
+                                                                          "edge": {"value": 0.88, "lo": 0.8, "hi": 0.95}},
+              "difference": {"fg": {"value": 0.2, "lo": 0.1, "hi": 0.3}, "edge": {"value": 0.02, "lo": -0.03, "hi": 0.07}}}
+    text = comparison_sentence(result)
+    assert text.startswith("s beats the content baseline fg") and "does not beat every baseline" in text
+    assert "edge +0.02 [-0.03, +0.07]" in text
+    result["difference"]["edge"] = {"value": 0.1, "lo": 0.05, "hi": 0.15}
+    assert "beats every other baseline as well" in comparison_sentence(result)
+
+
+def test_lower_is_suspect_scores_are_negated_before_any_roc() -> None:
+    from ripbench.hallucination_stats import ScoreSpec, oriented, score_specs
+
+    t = pd.DataFrame({"det_plug": [1.0, 2.0], "det_x0_variance_current": [3.0, 4.0]})
+    specs = score_specs(t, [{"name": "plug", "column": "det_plug", "kind": "detector", "direction": "lower-is-suspect"},
+                            {"name": "x0-variance-current", "column": "det_x0_variance_current", "kind": "detector"}])
+    assert [s.direction for s in specs] == ["higher-is-suspect", "lower-is-suspect"]
+    out = oriented(t, specs)
+    assert out["det_plug"].tolist() == [-1.0, -2.0] and out["det_x0_variance_current"].tolist() == [3.0, 4.0]
+    assert t["det_plug"].tolist() == [1.0, 2.0] and oriented(t, [ScoreSpec("x", "x")]) is t

@@ -15,6 +15,9 @@ than the run's ``min_steps`` steps, as :func:`ripbench.hallucination.band_varian
   beyond the image's edge counts as inside (see :func:`erode`). Computed as the mean of
   :func:`in_band_variance_map` over the eroded region (= ``band_variance(..., region=eroded)``);
   NaN when nothing is left.
+* ``x0-variance-current-paper``: ``x0-variance-current`` over the recorded steps in the paper's
+  band (:func:`ripbench.hallucination.paper_band`), from the same trajectories; NaN unless the run's
+  band contains the paper's.
 * ``x0-variance-component``: the largest per-component mean variance: the components are the
   8-connected components of the output's foreground (greyscale > 0.5) inside the mask, at the
   trajectory's resolution, with at least :data:`MIN_COMPONENT_CELLS` cells. For Simple Shapes
@@ -192,11 +195,14 @@ def x0_variance_current_paper(batch: DetectorBatch) -> torch.Tensor:
 
     The paper's band (:func:`ripbench.hallucination.paper_band`, in the run's unit) lies inside the
     default band (both start at 0), so one run recording the default band gives both scores from
-    the same trajectories; NaN when fewer than the run's ``min_steps`` recorded steps lie in it.
+    the same trajectories; NaN when fewer than the run's ``min_steps`` recorded steps lie in it, or
+    when the run's band does not contain the paper's (its steps were not all recorded).
     """
     if batch.window is None:
         return batch.nan()
     band = paper_band(getattr(batch.window.band, "unit", DEFAULT_UNIT))
+    if batch.window.band[0] > band.lo or batch.window.band[1] < band.hi:  # the run did not record all of it
+        return batch.nan()
     scores, _ = band_variance(batch.x0_trajectory, batch.noise_levels, band, region=batch.mask,
                               min_steps=batch.window.min_steps)
     return scores

@@ -231,15 +231,19 @@ def _evaluate(
 def _distance_bands(mixture: Mixture) -> list[tuple[str, float, float]]:
     """Bands of distance to the nearest mode, in data std: near-mode tails, intermediate, between modes.
 
-    The bands end at half the distance between neighbouring modes (the midpoint, where mode
-    interpolation puts its samples), so "between modes" means beyond three quarters of the way there.
+    With ``mid`` the distance from a mode to the midpoint between neighbouring modes (where mode
+    interpolation puts its samples): "near-mode tail" is ``(K_STD, a]``, "intermediate" ``(a, b]`` and
+    "between modes" beyond ``b``, with ``a`` a third and ``b`` two thirds of the way from ``K_STD`` to
+    ``mid``; the bands never overlap.
+
+    >>> [(name, round(lo, 2), round(hi, 2)) for name, lo, hi in _distance_bands(grid2d())]
+    [('near-mode tail', 5.0, 10.0), ('intermediate', 10.0, 15.0), ('between modes', 15.0, inf)]
     """
-    gaps = torch.cdist(mixture.modes, mixture.modes)
+    gaps = torch.cdist(mixture.modes.double(), mixture.modes.double())
     gaps.fill_diagonal_(float("inf"))
     mid = float(gaps.min()) / 2 / mixture.std
-    cut = K_STD + 0.5 * (mid - K_STD)
-    return [("near-mode tail", K_STD, 2 * K_STD), ("intermediate", 2 * K_STD, cut),
-            ("between modes", cut, math.inf)]
+    a, b = K_STD + (mid - K_STD) / 3, K_STD + 2 * (mid - K_STD) / 3
+    return [("near-mode tail", K_STD, a), ("intermediate", a, b), ("between modes", b, math.inf)]
 
 
 def _by_distance(scores: np.ndarray, dist_std: np.ndarray, labels: np.ndarray, evaluation: np.ndarray,
@@ -376,6 +380,7 @@ def _authors_recipe_grid2d(out: Path, *, train: bool, n_samples: int, seed: int,
     if train:
         folder = out / "training-grid2d"
         train_recipe(folder, recipe, progress=progress)
+        snapshot_curve(folder, seed=seed, device=device, progress=progress)
     if not (folder / "model.safetensors").is_file():
         raise ConfigError(f"No toy weights in {folder}: run `ripbench repro hallucination-toy --train`.")
     log = json.loads((folder / "training.json").read_text())
