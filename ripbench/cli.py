@@ -363,7 +363,7 @@ def repro() -> None:
 @click.option("--train", is_flag=True, help="Retrain the 2D model on the authors' recipe (hours on a CPU; "
               "resumable: run the same command again) instead of evaluating the shipped weights.")
 @click.option("--samples", type=click.IntRange(min=1000), default=None,
-              help="Samples drawn to evaluate the 2D model [default: 200000].")
+              help="Samples drawn to evaluate the 2D model [default: 100000].")
 def hallucination_toy(out_dir: Path, fast: bool, seed: int, train: bool, samples: int | None) -> None:
     """Aithal et al. (NeurIPS 2024) toy experiments: 1D and 2D Gaussian mixtures, variance detector."""
     from .repro import run_toy_repro
