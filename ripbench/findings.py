@@ -218,17 +218,19 @@ def hallucination_sentences(rocs: Sequence[dict[str, Any]], threshold: dict[str,
         def share(d: dict[str, Any]) -> str:
             return f"{pct(d['share'])}, {ci:.0%} CI {pct(d['lo'])} to {pct(d['hi'])}"
 
-        head = (f"Threshold calibrated to keep {pct(threshold['keep'])} of the in-support outputs: "
-                f"{fmt(threshold['threshold'])}. ")
+        held_out = bool(threshold.get("held_out"))
+        head = (f"Threshold calibrated to keep {pct(threshold['keep'])} of the in-support outputs"
+                f"{' of the calibration trajectories' if held_out else ''}: {fmt(threshold['threshold'])}. ")
+        caveat = ("Measured on the held-out trajectories only." if held_out else
+                  "Calibrated and measured on the same outputs, so these shares are optimistic.")
         kept = f"keeps {ret['k']} of {ret['n']} in-support outputs ({share(ret)})"
         if det["n"] == 0:
             lines.append(head + f"No output is hallucinated by the ground truth (rate {share(before)}, n = "
-                         f"{before['n']}), so its detection rate is undefined; it {kept}.")
+                         f"{before['n']}), so its detection rate is undefined; it {kept}. {caveat}")
         else:
             lines.append(head + f"It removes {det['k']} of {det['n']} hallucinations ({share(det)}) and {kept}; the "
                          f"hallucination rate goes from {share(before)} (n = {before['n']}) to {share(after)} "
-                         f"(n = {after['n']}). Calibrated and measured on the same outputs, so these shares are "
-                         "optimistic.")
+                         f"(n = {after['n']}). {caveat}")
     elif threshold:
         lines.append(f"No calibrated threshold: {threshold.get('status')}.")
     if summary is not None and "halluc_slope" in summary.columns:

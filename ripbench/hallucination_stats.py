@@ -378,26 +378,40 @@ def roc_analysis(table: pd.DataFrame, score: str = "halluc_score", *, n_boot: in
 
 
 def threshold_analysis(table: pd.DataFrame, score: str = "halluc_score", keep: float = 0.96, *,
-                       n_boot: int = 1000, ci: float = 0.95, seed: int = 0) -> dict[str, Any]:
+                       held_out: bool = False, n_boot: int = 1000, ci: float = 0.95,
+                       seed: int = 0) -> dict[str, Any]:
     """The calibrated threshold (keeps ``keep`` of the in-support outputs, as in Aithal et al.) and
     what removing outputs above it does, each share with its cluster-bootstrap interval.
 
-    Calibration and evaluation use the same outputs, so the shares are in-sample (optimistic).
-    Returns ``status``, ``threshold``, ``keep``, and ``detection`` (hallucinations removed),
-    ``retention`` (in-support outputs kept), ``rate_before`` and ``rate_after`` (hallucination
-    rate among all, and among kept, outputs), each a dict ``k, n, share, lo, hi, trajectories``.
+    With ``held_out=False`` calibration and evaluation use the same outputs, so the shares are
+    in-sample (optimistic). With ``held_out=True`` the threshold is calibrated on the in-support
+    outputs of the calibration trajectories (:func:`calibration_split` with ``seed``) and every share
+    is measured on the other trajectories. Returns ``status``, ``threshold``, ``keep``, ``held_out``,
+    and ``detection`` (hallucinations removed), ``retention`` (in-support outputs kept),
+    ``rate_before`` and ``rate_after`` (hallucination rate among all, and among kept, outputs), each
+    a dict ``k, n, share, lo, hi, trajectories``.
     """
     data = _scored(table, score)
     labels, source = _labels(table, data)
-    out: dict[str, Any] = {"score": score, "keep": keep, "source": source, "threshold": math.nan}
+    out: dict[str, Any] = {"score": score, "keep": keep, "source": source, "threshold": math.nan,
+                           "held_out": held_out}
     if labels is None:
         return {**out, "status": source}
     known = labels.notna()
     chosen, y = data[known], labels[known].astype(bool)
-    if not (~y).any():
-        return {**out, "status": "no in-support output to calibrate on"}
     s = pd.to_numeric(chosen[score], errors="coerce")
-    threshold = calibrate_threshold(s[~y].to_numpy(float), keep=keep)
+    fit = np.ones(len(chosen), dtype=bool)
+    if held_out:
+        ids = trajectory_uid(table)  # the same split as content_evidence's on this table
+        calibration = set(ids[calibration_split(ids, seed=seed)])
+        fit = trajectory_uid(chosen).isin(calibration).to_numpy()
+        if fit.all() or not fit.any():
+            return {**out, "status": "too few trajectories to calibrate on some and measure on the others"}
+    if not (~y & fit).any():
+        return {**out, "status": "no in-support output to calibrate on"}
+    threshold = calibrate_threshold(s[~y & fit].to_numpy(float), keep=keep)
+    if held_out:
+        chosen, y, s = chosen[~fit], y[~fit], s[~fit]
     removed = s > threshold
     clusters = trajectory_uid(chosen)
     kw: dict[str, Any] = {"n_boot": n_boot, "ci": ci, "seed": seed}
@@ -697,8 +711,11 @@ def matched_sentence(result: dict[str, Any], labels: dict[str, str] | None = Non
         pairs = result["matched_pairs"]
         if pairs:
             strata = ", ".join(f"{k}: {v}" for k, v in result["strata"].items() if v)
-            parts.append(f"against in-support outputs with the same number of {what} in the repainted region its AUROC "
-                         f"is {_auc_text(result['matched'][result['score']])} ({pairs} pairs; pairs per number of "
+            from .datasets.shapes import REGION_COUNTS
+            rule = f" (counting {REGION_COUNTS[result['region_rule']]})" if result.get("region_rule") in REGION_COUNTS \
+                else ""
+            parts.append(f"against in-support outputs with the same number of {what} in the repainted region{rule} its "
+                         f"AUROC is {_auc_text(result['matched'][result['score']])} ({pairs} pairs; pairs per number of "
                          f"{what}: {strata})")
         else:
             parts.append(f"no hallucinated and in-support outputs share a number of {what} in the repainted region, "

@@ -554,7 +554,7 @@ def _hallucination_section(c: _Context, keep: float) -> Section | None:
         if len(arms) > 1:
             for roc in arm_rocs:
                 roc["score"] = f"{roc['score']} of {' / '.join(map(str, key))}"
-        cut = hallucination_stats.threshold_analysis(rows, scores[0], keep, **c.kw)
+        cut = hallucination_stats.threshold_analysis(rows, scores[0], keep, held_out=True, **c.kw)
         lines += findings.hallucination_sentences(arm_rocs, cut, c.summary if i == 0 else None, c.by, c.ci)
         evidence = hallucination_stats.content_evidence(rows, arm_specs, **c.kw)
         verdicts = findings.baseline_sentences(evidence, labels, c.ci)

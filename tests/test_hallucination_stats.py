@@ -62,6 +62,23 @@ def test_threshold_analysis_matches_detection_report():
         assert cut[key]["lo"] <= cut[key]["share"] <= cut[key]["hi"]
 
 
+def test_threshold_analysis_held_out_calibrates_on_other_trajectories():
+    table = scored_table(n_traj=20)
+    cut = hs.threshold_analysis(table, keep=0.9, held_out=True, n_boot=100)
+    assert cut["status"] == "ok" and cut["held_out"]
+    ids = table["trajectory_id"]
+    calibration = set(ids[hs.calibration_split(ids)])
+    known = table[(table["iteration"] > 0) & (table["shapes_reason"] != "empty")]
+    fit = known["trajectory_id"].isin(calibration)
+    y = (known["shapes_reason"] == "duplicate").to_numpy()
+    s = known["halluc_score"].to_numpy()
+    assert cut["threshold"] == calibrate_threshold(s[fit.to_numpy() & ~y], keep=0.9)
+    report = detection_report(s[~fit.to_numpy()], y[~fit.to_numpy()], cut["threshold"])
+    assert cut["detection"]["n"] == report["n_hallucinated"] and cut["detection"]["k"] == report["hallucinated_removed"]
+    assert cut["retention"]["share"] == pytest.approx(report["retention"])
+    assert "too few" in hs.threshold_analysis(scored_table(n_traj=1), held_out=True, n_boot=10)["status"]
+
+
 def test_score_bands():
     bands = hs.score_bands(scored_table(iterations=8), n_boot=100)
     assert bands["band"].tolist() == ["1-2", "3-4", "5-6", "7-8"]
@@ -259,6 +276,16 @@ def test_content_evidence_of_a_shapes_table():
     # column masks: duplicates hold two shapes in the region, valid generations at most one
     assert result["matched_pairs"] == 0 and result["region_rule"] == "columns"
     assert "no content-matched AUROC" in hs.matched_sentence(result)
+
+
+def test_matched_sentence_names_how_shapes_were_counted() -> None:
+    from ripbench.datasets.shapes import REGION_COUNTS
+
+    result = {"score": "s", "matched": {"s": {"value": 0.6, "lo": 0.5, "hi": 0.7}}, "matched_pairs": 12,
+              "strata": {"2": 12, "1": 0}, "region_rule": "box"}
+    text = hs.matched_sentence(result)
+    assert REGION_COUNTS["box"] in text and "(12 pairs; pairs per number of shapes: 2: 12)" in text
+    assert "counting" not in hs.matched_sentence({**result, "region_rule": None})
 
 
 def test_beating_the_best_baseline_names_the_baselines_it_does_not_beat() -> None:

@@ -242,6 +242,21 @@ def test_authors_recipe_resumes_to_the_same_weights(tmp_path) -> None:
     assert train(tmp_path / "b", _tiny_recipe(checkpoint_every=4), progress=False)["step"] == 8
 
 
+def test_resuming_with_other_thread_count_warns_and_is_recorded(tmp_path) -> None:
+    from ripbench.repro.toy_training import train
+
+    recipe = _tiny_recipe()
+    threads = torch.get_num_threads()
+    train(tmp_path, recipe, until_step=4, progress=False)
+    torch.set_num_threads(threads + 1)
+    try:
+        with pytest.warns(UserWarning, match=f"trained with {threads} torch threads"):
+            log = train(tmp_path, recipe, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert log["thread_changes"] == [{"step": 4, "threads": threads + 1}] and log["threads"] == threads
+
+
 def test_authors_recipe_uses_xavier_init_and_fixed_order_batches() -> None:
     from ripbench.repro.toy_training import AuthorsRecipe, xavier_init_
 

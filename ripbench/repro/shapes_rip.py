@@ -459,14 +459,18 @@ def _comparison_table(results: dict[str, dict[str, Any]]) -> str:
         pairs = f" ({r['matched_pairs']})" if r.get("matched") else ""
         lines.append(f"| `{score}` | detector | {_cell(r['auroc'].get(score))} {n} | {diff} "
                      f"| {_cell(r['matched'].get(score))}{pairs} | {residual} |")
-    first = next(iter(results.values()), None)
-    for base in (first or {}).get("baselines", []):
-        r = first
-        assert r is not None
+    if not results:
+        return "\n".join(lines)
+    # baselines are scored on the rows of the variant with the most scored rows; a variant scored on fewer
+    # (the paper band's, when the run's band does not contain it) has its own paired difference above
+    ref_name, r = max(results.items(), key=lambda item: item[1]["duplicates"] + item[1]["valid"])
+    subset = any((v["duplicates"], v["valid"]) != (r["duplicates"], r["valid"]) for v in results.values())
+    where = f" (rows of `{ref_name}`)" if subset else ""
+    for base in r.get("baselines", []):
         n = f"({r['duplicates']} / {r['valid']})"
         pairs = f" ({r['matched_pairs']})" if r.get("matched") else ""
         mark = " (best)" if base == r.get("best_baseline") else ""
-        lines.append(f"| `{base}`{mark} | baseline, no model | {_cell(r['auroc'].get(base))} {n} | - "
+        lines.append(f"| `{base}`{mark} | baseline, no model{where} | {_cell(r['auroc'].get(base))} {n} | - "
                      f"| {_cell(r['matched'].get(base))}{pairs} | - |")
     return "\n".join(lines)
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,12 @@ def train(folder: str | Path, recipe: AuthorsRecipe | None = None, *, until_step
         for e, v in zip(ema, state["ema"], strict=True):
             e.copy_(v)
         log = state["log"]
+        threads = torch.get_num_threads()
+        if log.get("threads") not in (None, threads):
+            warnings.warn(f"{folder} was trained with {log['threads']} torch threads and resumes with {threads}: the "
+                          "result is close to, but not bit-identical with, an uninterrupted run (set --threads "
+                          f"{log['threads']} for that).", stacklevel=2)
+            log.setdefault("thread_changes", []).append({"step": log["step"], "threads": threads})
     schedule = DDPMSchedule.linear(recipe.num_steps, recipe.beta_start, recipe.beta_end)
     abar = schedule.alphas_cumprod.float()
     batches = recipe.n_data // recipe.batch_size
