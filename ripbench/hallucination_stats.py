@@ -638,6 +638,12 @@ def baseline_comparison(
         a = pd.to_numeric(rows[area], errors="coerce").to_numpy(float)
         fit = residual_fit(values[:, 0], a, cal & ~y_all)
         r = fit.pop("residual")[held]
+        fitted = a[cal & ~y_all & np.isfinite(a)]
+        a_dup = a[held][y & np.isfinite(a[held])]
+        # a residual is an extrapolation for hallucinations whose area the fit never saw
+        fit["outside_fit"] = int(((a_dup < fitted.min()) | (a_dup > fitted.max())).sum()) if fitted.size else int(
+            a_dup.size)
+        fit["hallucinated"] = int(a_dup.size)
         finite = np.isfinite(r)
 
         def residual(idx: np.ndarray) -> np.ndarray:
@@ -675,7 +681,7 @@ def comparison_sentence(result: dict[str, Any], labels: dict[str, str] | None = 
     name = (labels or {}).get(result["score"], result["score"])
     if result.get("best_baseline") is None:
         return f"{name}: no content baseline to compare with (the run has no baseline column)."
-    base = (labels or {}).get(result["best_baseline"], result["best_baseline"])
+    base = (labels or {}).get(result["best_baseline"], result["best_baseline"]).removesuffix(" (baseline)")
     if result.get("status") != "ok":
         return f"{name} cannot be compared with the content baseline {base}: {result.get('status')}."
     diff = result["difference"][result["best_baseline"]]
@@ -723,8 +729,13 @@ def matched_sentence(result: dict[str, Any], labels: dict[str, str] | None = Non
     res = result.get("residual")
     if res is not None:
         if np.isfinite(res.get("slope", math.nan)):
-            parts.append(f"after removing the foreground area (log score on log area, slope {res['slope']:.2f}, fitted "
-                         f"on {res['n_fit']} in-support calibration outputs) the held-out AUROC is {_auc_text(res)}")
+            text = (f"after removing the foreground area (log score on log area, slope {res['slope']:.2f}, fitted "
+                    f"on {res['n_fit']} in-support calibration outputs) the held-out AUROC is {_auc_text(res)}")
+            if res.get("outside_fit"):
+                text += (f", but {res['outside_fit']} of the {res['hallucinated']} hallucinated outputs have a "
+                         "foreground area outside the range the fit saw, so for them the residual is an "
+                         "extrapolation and this AUROC says little")
+            parts.append(text)
         else:
             parts.append(f"no residual AUROC ({res['n_fit']} in-support calibration outputs, too few or constant area)")
     return f"{name}: " + "; ".join(parts) + "." if parts else ""

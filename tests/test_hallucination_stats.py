@@ -187,6 +187,17 @@ def test_residual_fit_uses_only_calibration_trajectories():
     third = hs.baseline_comparison(changed, "score", ["fg"], changed["dup"].astype("boolean"), calibration=cal,
                                    area="fg", n_boot=50)["residual"]
     assert third["slope"] != first["slope"]
+    # hallucinations whose area the fit never saw are counted as extrapolated, and the sentence says so
+    held_dup = frame["dup"].to_numpy() & ~cal
+    fitted = frame.loc[cal & ~frame["dup"].to_numpy(), "fg"]
+    outside = int(((frame.loc[held_dup, "fg"] < fitted.min()) | (frame.loc[held_dup, "fg"] > fitted.max())).sum())
+    assert first["outside_fit"] == outside and first["hallucinated"] == int(held_dup.sum())
+    bigger = frame.copy()
+    bigger.loc[held_dup, "fg"] = fitted.max() + 100.0
+    far = hs.baseline_comparison(bigger, "score", ["fg"], bigger["dup"].astype("boolean"), calibration=cal,
+                                 area="fg", n_boot=20)
+    assert far["residual"]["outside_fit"] == int(held_dup.sum())
+    assert "extrapolation" in hs.matched_sentence(far)
 
 
 def test_best_baseline_is_chosen_on_calibration_trajectories():

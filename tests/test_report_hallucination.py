@@ -46,7 +46,8 @@ def test_report_uses_generation_truth_and_shows_the_baseline(tmp_path):
     text = paths["markdown"].read_text()
     assert "generation level" in text  # the ground truth named
     assert f"{made} hallucinated)" in text and f"{carried} hallucinated)" not in text
-    assert "the content baseline foreground pixels (baseline) (a control with no model in it)" in text
+    assert "the content baseline foreground pixels (a control with no model in it)" in text
+    assert "(baseline) (a control" not in text and "it,:" not in text
     assert "held-out AUROC" in text and "difference" in text
     assert "Scores against the best content baseline" in text
     assert "x0 variance in region" in text

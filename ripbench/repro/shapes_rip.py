@@ -456,6 +456,8 @@ def _comparison_table(results: dict[str, dict[str, Any]]) -> str:
         best = r.get("best_baseline")
         diff = _cell(r["difference"].get(best), signed=True) if best else "n/a"
         residual = _cell(r["residual"]) if r.get("residual") else "n/a"
+        if r.get("residual") and r["residual"].get("outside_fit"):
+            residual += f" (extrapolated for {r['residual']['outside_fit']} of {r['residual']['hallucinated']})"
         pairs = f" ({r['matched_pairs']})" if r.get("matched") else ""
         lines.append(f"| `{score}` | detector | {_cell(r['auroc'].get(score))} {n} | {diff} "
                      f"| {_cell(r['matched'].get(score))}{pairs} | {residual} |")
