@@ -83,12 +83,13 @@ def heavy_modules(args: Sequence[str], tree: Path) -> list[str]:
                 "except SystemExit:\n    pass\n")
     else:
         body = args[1] + "\n"
-    probe = body + f"import sys; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    marker = "HEAVY-MODULES:"
+    probe = body + f"import sys; print({marker!r} + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", probe], cwd=tree, env=_env(tree), capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"probe failed in {tree}: {done.stderr[-2000:]}")
-    last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
-    return [m for m in last.split(",") if m]
+    last = [line for line in done.stdout.splitlines() if line.startswith(marker)][-1]
+    return [m for m in last[len(marker):].split(",") if m]
 
 
 def machine() -> dict[str, Any]:
