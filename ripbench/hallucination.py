@@ -42,13 +42,12 @@ schedule, so scores of one model are comparable across samplers and step counts.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ripbench.errors import ConfigError, InputError
 from ripbench.noise_band import (  # the band code lives there (torch-free); importable here too
@@ -76,7 +75,9 @@ from ripbench.noise_band import (  # the band code lives there (torch-free); imp
     sigma_levels,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported by the functions that score trajectories, not by the evaluation
+    import torch
+
     from ripbench.models.base import InpaintResult
 
 __all__ = [
@@ -120,7 +121,13 @@ DEFAULT_WINDOW: float = 0.01
 #: A fractional step-count window never covers fewer steps than this.
 MIN_WINDOW_STEPS: int = 3
 
-ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
+ArrayLike = Union["torch.Tensor", np.ndarray, Sequence[float]]
+
+
+def _is_tensor(values: Any) -> bool:
+    """Whether ``values`` is a torch tensor (without importing torch: a tensor means torch is imported)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(values, torch.Tensor)
 
 
 def resolve_window(window: int | float = DEFAULT_WINDOW, num_steps: int = 1000) -> int:
@@ -178,6 +185,9 @@ def _region_mask(
         raise InputError(f"The region must be B x 1 x h x w or B x h x w, got shape {tuple(region.shape)}.")
     if region.shape[0] not in (1, batch):
         raise InputError(f"The region has {region.shape[0]} items but the trajectory has {batch}.")
+    import torch
+    import torch.nn.functional as F
+
     mask = (region.to(device=device, dtype=torch.float32) > 0.5).float()
     if tuple(mask.shape[-2:]) != spatial:
         mask = (F.interpolate(mask, size=spatial, mode="area") > 0).float()
@@ -208,10 +218,13 @@ def trajectory_variance(
         InputError: for a malformed trajectory or region. ConfigError: for a window out of range.
 
     Example:
+        >>> import torch
         >>> x0 = torch.stack([torch.zeros(2, 1, 4, 4), torch.ones(2, 1, 4, 4)])  # K=2
         >>> trajectory_variance(x0).tolist()
         [0.25, 0.25]
     """
+    import torch
+
     if not isinstance(x0, torch.Tensor) or x0.ndim < 2:
         raise InputError("The x0 trajectory must be a tensor of shape K x B x ... (at least 2 dimensions).")
     steps, batch = x0.shape[0], x0.shape[1]
@@ -242,6 +255,8 @@ def trajectory_variance(
 
 
 def _levels(noise_levels: Any, steps: int) -> torch.Tensor:
+    import torch
+
     levels = torch.as_tensor(noise_levels, dtype=torch.float64).detach().cpu().reshape(-1)
     if levels.numel() != steps:
         raise InputError(
@@ -276,12 +291,15 @@ def band_variance(
         InputError: when the number of noise levels differs from the number of steps.
 
     Example:
+        >>> import torch
         >>> x0 = torch.stack([torch.full((2, 3), float(k)) for k in (0, 1, 2, 4)])
         >>> [round(v, 4) for v in band_variance(x0, [0.5, 0.2, 0.05, 0.0], (0.0, 0.2))[0].tolist()]  # 1, 2, 4
         [1.5556, 1.5556]
         >>> band_variance(x0, [0.5, 0.4, 0.3, 0.0], (0.0, 0.2))   # one step in the band: no score
         (tensor([nan, nan]), 1)
     """
+    import torch
+
     if not isinstance(x0, torch.Tensor) or x0.ndim < 2:
         raise InputError("The x0 trajectory must be a tensor of shape K x B x ... (at least 2 dimensions).")
     levels = _levels(noise_levels, x0.shape[0])
@@ -377,6 +395,7 @@ def hallucination_columns(
             levels in another unit than the band's.
 
     Example:
+        >>> import torch
         >>> from ripbench.models.base import InpaintResult
         >>> out = InpaintResult(images=torch.zeros(1, 3, 4, 4), x0_trajectory=torch.rand(3, 1, 1, 4, 4),
         ...                     x0_noise_levels=[0.2, 0.05, 0.0], x0_noise_unit="sigma")
@@ -384,6 +403,8 @@ def hallucination_columns(
         >>> cols["halluc_steps"].tolist(), cols["halluc_status"], cols["halluc_band_unit"]
         ([3.0], ['ok'], ['sigma'])
     """
+    import torch
+
     window = window or ScoreWindow()
     band = as_band(window.band)
     batch = masks.shape[0]
@@ -430,13 +451,13 @@ def hallucination_columns(
 
 
 def _as_1d(values: ArrayLike) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().to("cpu", torch.float64).numpy()
+    if _is_tensor(values):
+        values = values.detach().cpu().double().numpy()
     return np.asarray(values, dtype=np.float64).reshape(-1)
 
 
 def _as_labels(labels: ArrayLike | Sequence[bool], n: int) -> np.ndarray:
-    if isinstance(labels, torch.Tensor):
+    if _is_tensor(labels):
         labels = labels.detach().cpu().numpy()
     arr = np.asarray(labels).reshape(-1)
     if arr.shape[0] != n:
