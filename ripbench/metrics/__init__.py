@@ -5,8 +5,9 @@
 * :mod:`~ripbench.metrics.registry` — built-ins and plug-ins (entry-point group ``ripbench.metrics``);
 * :mod:`~ripbench.metrics.regions` — the regions (``current``, ``outside``, ``ever``, ``never``) and
   how every metric is averaged in them;
-* built-ins: LPIPS (:mod:`~ripbench.metrics.lpips_metric`), SSIM (:mod:`~ripbench.metrics.ssim`),
-  PSNR and MSE (:mod:`~ripbench.metrics.pixel`);
+* built-ins: their specs as plain data in :mod:`~ripbench.metrics.catalog` (no torch), their
+  computations in LPIPS (:mod:`~ripbench.metrics.lpips_metric`), SSIM (:mod:`~ripbench.metrics.ssim`),
+  PSNR and MSE (:mod:`~ripbench.metrics.pixel`), imported when a metric is built;
 * :mod:`~ripbench.metrics.suite` — what the run loop calls every iteration.
 
 All functions take ``B x 3 x H x W`` float images in ``[0, 1]`` (and optionally a
