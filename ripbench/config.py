@@ -227,7 +227,7 @@ class HallucinationConfig(_Strict):
     @field_validator("band", mode="before")
     @classmethod
     def _band(cls, value: Any, info: ValidationInfo) -> tuple[float, float]:
-        from .hallucination import parse_band
+        from .noise_band import parse_band
 
         unit = info.data.get("unit", "sigma")
         try:
@@ -243,9 +243,13 @@ class HallucinationConfig(_Strict):
     @property
     def noise_band(self) -> Any:
         """The band with its unit, a :class:`ripbench.hallucination.NoiseBand`."""
-        from .hallucination import NoiseBand
+        from .noise_band import NoiseBand
 
         return NoiseBand(self.band[0], self.band[1], self.unit)
+
+
+#: Device strings ``torch.device`` accepts that are checked without importing torch (others are asked of torch).
+_COMMON_DEVICE = re.compile(r"(cpu|cuda|mps)(:(0|[1-9][0-9]{0,2}))?")
 
 
 class ExperimentConfig(_Strict):
@@ -305,10 +309,10 @@ class ExperimentConfig(_Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, device: str) -> str:
+        if device == "auto" or _COMMON_DEVICE.fullmatch(device):
+            return device  # what torch.device accepts, known without importing torch
         import torch
 
-        if device == "auto":
-            return device
         try:
             torch.device(device)
         except (RuntimeError, ValueError):

@@ -29,12 +29,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # torch is imported where images are loaded, not where the sample set is listed (config)
+    import torch
 
 Fit = Literal["center-crop", "resize", "pad"]
 FIT_MODES: tuple[str, ...] = ("center-crop", "resize", "pad")
@@ -214,6 +216,8 @@ def fit_image(pixels: torch.Tensor, size: int, fit: Fit = "center-crop") -> tupl
 
     Returns the fitted image and a note describing what was done.
     """
+    import torch
+
     if fit not in FIT_MODES:
         raise InputError(f"unknown fit {fit!r}; allowed: {', '.join(FIT_MODES)}")
     _, h, w = pixels.shape
@@ -247,6 +251,8 @@ def fit_image(pixels: torch.Tensor, size: int, fit: Fit = "center-crop") -> tupl
 
 def _finish(image_id: str, category: str, arr: np.ndarray, notes: list[str], source: str,
             size: int, fit: Fit, sha256: str = "") -> InputImage:
+    import torch
+
     rgb = _to_rgb_uint8_range(arr, notes)
     pixels = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float()
     pixels, how = fit_image(pixels, size, fit)

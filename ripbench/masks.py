@@ -41,14 +41,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .errors import ConfigError, InputError
 from .io import atomic_save
+
+if TYPE_CHECKING:  # torch is imported by the functions that make tensors, not to validate a mask spec
+    import torch
 
 __all__ = [
     "MASK_POLICIES",
@@ -647,6 +649,8 @@ def mask_stats(mask: np.ndarray | torch.Tensor) -> dict[str, float | int]:
     >>> mask_stats(m)
     {'area': 0.25, 'y0': 1, 'x0': 2, 'y1': 3, 'x1': 4}
     """
+    import torch
+
     if isinstance(mask, torch.Tensor):
         mask = mask.detach().to("cpu").numpy()
     mask = np.asarray(mask)
@@ -670,6 +674,8 @@ def mask_stats(mask: np.ndarray | torch.Tensor) -> dict[str, float | int]:
 
 def _first_true(flags: torch.Tensor) -> torch.Tensor:
     """Index of the first ``True`` along the last dim (0 if none); ``flags`` is bool ``B x N``."""
+    import torch
+
     return flags.to(torch.uint8).argmax(dim=-1)
 
 
@@ -685,6 +691,8 @@ def mask_stats_batch(masks: torch.Tensor) -> dict[str, torch.Tensor]:
         masks = masks[:, 0]
     if masks.dim() != 3:
         raise ValueError(f"mask_stats_batch expects B x 1 x H x W masks, got shape {tuple(masks.shape)}.")
+    import torch
+
     binary = masks if masks.dtype == torch.bool else masks >= 0.5
     height, width = binary.shape[-2:]
     rows, cols = binary.any(dim=2), binary.any(dim=1)
@@ -712,6 +720,8 @@ def masks_for(
     >>> masks_for(GridMask(8), 16, 16, 0, [1, 2]).shape
     torch.Size([2, 1, 16, 16])
     """
+    import torch
+
     stack = np.stack([policy(height, width, iteration, int(s)) for s in seeds])[:, None]
     # move the 1-byte bools and convert on the device (4x less host-to-device traffic)
     return torch.from_numpy(stack).to(device).to(torch.float32)

@@ -59,8 +59,8 @@ from collections.abc import Sequence
 import torch
 
 from .errors import ModelContractError
-from .hallucination import NoiseBand
 from .models.base import Inpainter, InpaintResult
+from .noise_band import NoiseBand
 
 __all__ = ["ModelContractError", "check_inpainter", "sample_inputs"]
 

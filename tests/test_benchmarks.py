@@ -45,3 +45,23 @@ def test_harness_benchmark_prints_the_harness_line(capsys: pytest.CaptureFixture
     bench.main()
     out = capsys.readouterr().out
     assert "biharmonic: 18 inpaints" in out and " ms, harness " in out and "metrics" in out
+
+
+@pytest.mark.slow
+def test_import_benchmark_measures_the_light_commands(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from ripbench.config import validate_config
+    from ripbench.run import run_experiment
+
+    config = validate_config({
+        "name": "tiny", "iterations": 1, "size": 32, "seeds": [0], "inputs": {"source": "samples", "names": ["coffee"]},
+        "masks": [{"policy": "grid", "size": 16}], "models": ["biharmonic"], "metrics": {"names": ["mse"]},
+        "output_dir": str(tmp_path / "runs")})
+    run_experiment(config, progress=False)
+    bench = _load("bench_imports")
+    data = bench.main(["--run-dir", str(tmp_path / "runs" / "tiny"), "--repeat", "1", "--out", str(tmp_path / "i.json")])
+    assert json.loads((tmp_path / "i.json").read_text())["rows"] == data["rows"]
+    rows = {r["command"]: r for r in data["rows"]}
+    assert set(rows) == {"config", "analysis + load", "--help", "pandas alone", "python alone"}
+    assert all(r["wall_s"] > 0 and r["peak_rss_mib"] > 0 for r in rows.values())
+    assert all(r["heavy_imported"] == [] for r in rows.values())  # what tests/test_imports.py checks, seen here too
+    assert "| config |" in capsys.readouterr().out

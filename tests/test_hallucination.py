@@ -283,6 +283,17 @@ def test_paper_band_is_derived_from_the_authors_schedule() -> None:
     levels = np.arange(1000)[::-1] / 1000
     assert sum(in_band(level, in_t) for level in levels) == 10
     assert sum(in_band(level, LEGACY_DEFAULT_BAND) for level in levels) == 201
+
+
+@pytest.mark.parametrize("unit", ["sigma", "t/T"])
+def test_paper_band_known_without_torch_is_the_torch_computation_exactly(unit: str) -> None:
+    """The band edge ripbench.noise_band derives in plain floats (so a config needs no torch) is,
+    bit for bit, the last level torch computes: config fingerprints and stored bands stay the same."""
+    edge = float(paper_window_levels(unit)[-1])
+    assert paper_band(unit).hi == edge  # exact, not approx
+    if unit == "sigma":
+        assert PAPER_BAND.hi == edge and DEFAULT_BAND.hi == DEFAULT_WIDENING * edge
+        assert repr(DEFAULT_BAND.hi) == "0.5537500628849693"  # the value every run since bands had units recorded
     # edges count, whatever the float round-off of t / T
     assert in_band(200 / 1000, LEGACY_DEFAULT_BAND) and in_band(0.2 + 1e-9, LEGACY_DEFAULT_BAND)
     assert not in_band(0.2001, LEGACY_DEFAULT_BAND)

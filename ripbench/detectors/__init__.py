@@ -4,8 +4,9 @@
   batched function) and :class:`DetectorBatch` (what an iteration offers a detector);
 * :mod:`~ripbench.detectors.registry` -- built-ins, plug-ins (entry-point group
   ``ripbench.detectors``) and ``"module:attr"`` references;
+* :mod:`~ripbench.detectors.catalog` -- the built-ins' specs as plain data (no torch);
 * :mod:`~ripbench.detectors.builtins` -- the x0-variance score variants (kind ``"detector"``) and
-  the content baselines (kind ``"baseline"``: controls with no model in them);
+  the content baselines (kind ``"baseline"``: controls with no model in them), imported on first call;
 * :mod:`~ripbench.detectors.suite` -- what the run loop calls every iteration.
 
 A run writes one column per enabled detector, :func:`detector_column` (``det_<name>`` with

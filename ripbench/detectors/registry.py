@@ -51,16 +51,17 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "ripbench.detectors"
-#: Built-in detectors in their default order (lazy references: importing them costs nothing).
+#: Built-in detectors in their default order: their specs are plain data (:mod:`ripbench.detectors.catalog`,
+#: torch-free); each names its function in :mod:`ripbench.detectors.builtins`, imported on first call.
 BUILTIN_DETECTORS: dict[str, str] = {
-    "x0-variance": "ripbench.detectors.builtins:X0_VARIANCE",
-    "x0-variance-current": "ripbench.detectors.builtins:X0_VARIANCE_CURRENT",
-    "x0-variance-eroded": "ripbench.detectors.builtins:X0_VARIANCE_ERODED",
-    "x0-variance-component": "ripbench.detectors.builtins:X0_VARIANCE_COMPONENT",
-    "x0-variance-current-paper": "ripbench.detectors.builtins:X0_VARIANCE_CURRENT_PAPER",
-    "foreground-pixels": "ripbench.detectors.builtins:FOREGROUND_PIXELS",
-    "edge-pixels": "ripbench.detectors.builtins:EDGE_PIXELS",
-    "edge-density": "ripbench.detectors.builtins:EDGE_DENSITY",
+    "x0-variance": "ripbench.detectors.catalog:X0_VARIANCE",
+    "x0-variance-current": "ripbench.detectors.catalog:X0_VARIANCE_CURRENT",
+    "x0-variance-eroded": "ripbench.detectors.catalog:X0_VARIANCE_ERODED",
+    "x0-variance-component": "ripbench.detectors.catalog:X0_VARIANCE_COMPONENT",
+    "x0-variance-current-paper": "ripbench.detectors.catalog:X0_VARIANCE_CURRENT_PAPER",
+    "foreground-pixels": "ripbench.detectors.catalog:FOREGROUND_PIXELS",
+    "edge-pixels": "ripbench.detectors.catalog:EDGE_PIXELS",
+    "edge-density": "ripbench.detectors.catalog:EDGE_DENSITY",
 }
 
 _REGISTERED: dict[str, DetectorSpec] = {}

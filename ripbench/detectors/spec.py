@@ -47,11 +47,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from ripbench.errors import ConfigError, ModelContractError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported where a detector runs, not where specs are declared or listed
+    import torch
+
     from ripbench.hallucination import ScoreWindow
 
 __all__ = [
@@ -124,6 +124,8 @@ class DetectorBatch:
 
     def nan(self) -> torch.Tensor:
         """``B`` NaNs (float32, on :attr:`device`): "no score"."""
+        import torch
+
         return torch.full((self.size,), float("nan"), dtype=torch.float32, device=self.device)
 
 
@@ -131,9 +133,12 @@ def region_mean(values: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     """Mean of ``B x C x H x W`` ``values`` over the pixels where ``region`` (``B x 1 x H x W``) > 0.5,
     averaged over channels; NaN for an empty region.
 
+    >>> import torch
     >>> region_mean(torch.arange(4.0).reshape(1, 1, 2, 2), torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])).tolist()
     [1.5]
     """
+    import torch
+
     inside = (region > 0.5).to(values.dtype)
     total = (values * inside).sum(dim=(1, 2, 3))
     count = inside.sum(dim=(1, 2, 3)) * values.shape[1]
@@ -212,6 +217,8 @@ class DetectorSpec:
         Raises:
             ModelContractError: when the function returns something other than ``B`` values.
         """
+        import torch
+
         if not all(batch.has(n) for n in self.needs):
             return batch.nan()
         out = self.function(batch)

@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from ripbench.detectors.registry import BUILTIN_DETECTORS, resolve_detectors
 from ripbench.detectors.spec import DetectorBatch, DetectorSpec
 
 if TYPE_CHECKING:
+    import torch
+
     from ripbench.hallucination import ScoreWindow
     from ripbench.models.base import InpaintResult
 

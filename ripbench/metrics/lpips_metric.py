@@ -31,7 +31,6 @@ Example
 from __future__ import annotations
 
 import importlib.metadata
-import math
 import os
 import threading
 import warnings
@@ -45,14 +44,16 @@ import lpips
 import torch
 import torch.nn.functional as F
 
-from ripbench.errors import ConfigError, InputError, WeightsError
+from ripbench.errors import InputError, WeightsError
 from ripbench.io import sha256_file
-from ripbench.metrics.regions import binary_mask, check_images, masked_mean
-from ripbench.metrics.spec import Metric, MetricOutput, MetricSpec
 
-LPIPS_NETS: tuple[str, ...] = ("alex", "vgg", "squeeze")
-#: Smallest square image each backbone accepts (its pooling stack needs this much).
-LPIPS_MIN_SIZE: dict[str, int] = {"alex": 31, "squeeze": 17, "vgg": 16}
+# the spec and its facts are declared without torch, in ripbench.metrics.catalog
+from ripbench.metrics.catalog import LPIPS_MIN_SIZE, _check_net
+from ripbench.metrics.catalog import LPIPS_NETS as LPIPS_NETS
+from ripbench.metrics.catalog import LPIPS_SPEC as LPIPS_SPEC
+from ripbench.metrics.regions import binary_mask, check_images, masked_mean
+from ripbench.metrics.spec import Metric, MetricOutput
+
 LPIPS_VERSION = "0.1"
 WEIGHTS_ENV_VAR = "RIPBENCH_LPIPS_WEIGHTS"
 
@@ -83,11 +84,6 @@ class WeightsSource:
     path: Path | None
     origin: str
     skipped: tuple[str, ...] = ()
-
-
-def _check_net(net: str) -> None:
-    if net not in LPIPS_NETS:
-        raise ConfigError(f"unknown LPIPS net {net!r}; allowed: {', '.join(LPIPS_NETS)}")
 
 
 def _torchvision_weights(net: str) -> Any:
@@ -417,17 +413,3 @@ class LPIPS(Metric):
     def provenance(self) -> dict[str, Any]:
         return dict(self.model.provenance)
 
-
-def _lpips_min_size(net: str = "alex", weights: Any = None) -> int:
-    _check_net(net)
-    return LPIPS_MIN_SIZE[net]
-
-
-LPIPS_SPEC = MetricSpec(
-    name="lpips", label="LPIPS", higher_is_better=False, range=(0.0, math.inf), identity=0.0, compute=LPIPS,
-    min_size=_lpips_min_size,
-    description="learned perceptual distance (LPIPS v0.1, Zhang et al. 2018; genuine backbone weights only)",
-    options={"net": ("alex", "backbone: alex, vgg or squeeze"),
-             "weights": (None, "backbone weights file or folder (default: $RIPBENCH_LPIPS_WEIGHTS, torchvision)")},
-    region_note="spatial LPIPS map (each layer upsampled to the image, summed) averaged over the region's pixels",
-)

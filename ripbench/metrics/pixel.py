@@ -22,12 +22,12 @@ inf
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from ripbench.metrics.catalog import MSE_SPEC as MSE_SPEC  # the specs, declared without torch
+from ripbench.metrics.catalog import PSNR_SPEC as PSNR_SPEC
 from ripbench.metrics.regions import binary_mask, check_images, masked_mean
-from ripbench.metrics.spec import Metric, MetricOutput, MetricSpec
+from ripbench.metrics.spec import Metric, MetricOutput
 
 DATA_RANGE = 1.0
 
@@ -101,14 +101,3 @@ class PSNRMetric(MSEMetric):
         return {"data_range": DATA_RANGE, "identical_images": "inf (not capped)",
                 "reference": "skimage.metrics.peak_signal_noise_ratio"}
 
-
-MSE_SPEC = MetricSpec(
-    name="mse", label="MSE", higher_is_better=False, range=(0.0, 1.0), identity=0.0, compute=MSEMetric,
-    description="mean squared error over the pixels and RGB channels (data range 1)",
-    region_note="mean squared error over the region's pixels",
-)
-PSNR_SPEC = MetricSpec(
-    name="psnr", label="PSNR", higher_is_better=True, range=(0.0, math.inf), identity=math.inf, compute=PSNRMetric,
-    units="dB", description="peak signal-to-noise ratio, 10 log10(1 / MSE); +inf for identical pixels",
-    region_note="PSNR of the region's mean squared error",
-)

@@ -51,6 +51,7 @@ from collections.abc import Mapping
 import torch
 
 from ripbench.errors import InputError
+from ripbench.metrics.spec import REGIONS  # region names in column order, declared without torch
 
 
 def host_kernels(tensor: torch.Tensor) -> bool:
@@ -60,10 +61,6 @@ def host_kernels(tensor: torch.Tensor) -> bool:
     function to run the accelerator code paths on the CPU.
     """
     return tensor.device.type == "cpu"
-
-
-#: Region names, in column order (the whole image has no suffix).
-REGIONS: tuple[str, ...] = ("current", "outside", "ever", "never")
 
 
 def region_masks(current: torch.Tensor, ever: torch.Tensor) -> dict[str, torch.Tensor]:

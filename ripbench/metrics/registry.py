@@ -27,18 +27,19 @@ from __future__ import annotations
 import math
 import sys
 import warnings
+from collections.abc import Iterable
 from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any
 
 from ripbench.errors import ConfigError
-from ripbench.metrics.regions import REGIONS
-from ripbench.metrics.spec import MetricSpec, _resolve
+from ripbench.metrics.spec import REGIONS, MetricSpec, _resolve
 
 __all__ = [
     "BUILTIN_METRICS",
     "adopt_recorded_specs",
     "ENTRY_POINT_GROUP",
+    "METRIC_NAMES",
     "REFERENCES",
     "available_metrics",
     "column_label",
@@ -48,18 +49,23 @@ __all__ = [
     "register_metric",
     "spec_for_column",
     "unregister_metric",
+    "validate_metric_names",
 ]
 
 ENTRY_POINT_GROUP = "ripbench.metrics"
 #: What a metric column compares with: the original image, or the previous iteration's.
 REFERENCES: tuple[str, ...] = ("orig", "prev")
-#: Built-in metrics in their default order (lazy references: importing them costs nothing).
+#: Built-in metrics in their default order: their specs are plain data (:mod:`ripbench.metrics.catalog`,
+#: torch-free); each names the module that computes it, imported only when the metric is built.
 BUILTIN_METRICS: dict[str, str] = {
-    "lpips": "ripbench.metrics.lpips_metric:LPIPS_SPEC",
-    "ssim": "ripbench.metrics.ssim:SSIM_SPEC",
-    "psnr": "ripbench.metrics.pixel:PSNR_SPEC",
-    "mse": "ripbench.metrics.pixel:MSE_SPEC",
+    "lpips": "ripbench.metrics.catalog:LPIPS_SPEC",
+    "ssim": "ripbench.metrics.catalog:SSIM_SPEC",
+    "psnr": "ripbench.metrics.catalog:PSNR_SPEC",
+    "mse": "ripbench.metrics.catalog:MSE_SPEC",
 }
+
+#: The built-in metrics, in their default order.
+METRIC_NAMES: tuple[str, ...] = tuple(BUILTIN_METRICS)
 
 _REGISTERED: dict[str, MetricSpec | str] = {}
 
@@ -100,6 +106,23 @@ def available_metrics() -> dict[str, str]:
     out.update({name: f"plug-in {ref}" for name, ref in _plugin_refs().items()})
     out.update({name: "registered" for name in _REGISTERED if name not in BUILTIN_METRICS})
     return out
+
+
+def validate_metric_names(names: str | Iterable[str]) -> tuple[str, ...]:
+    """Return ``names`` as a tuple without duplicates, or raise :class:`ConfigError`.
+
+    Example:
+        >>> validate_metric_names(["ssim", "mse", "ssim"])
+        ('ssim', 'mse')
+    """
+    chosen = (names,) if isinstance(names, str) else tuple(names)
+    known = available_metrics()
+    unknown = [name for name in chosen if name not in known]
+    if unknown:
+        raise ConfigError(f"unknown metric name(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(known)}")
+    if not chosen:
+        raise ConfigError(f"no metrics chosen; allowed: {', '.join(known)}")
+    return tuple(dict.fromkeys(chosen))
 
 
 def _lookup(name: str) -> MetricSpec:

@@ -48,17 +48,22 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ripbench.errors import ConfigError
-from ripbench.metrics.regions import REGIONS, masked_mean
 
-__all__ = ["FunctionMetric", "Metric", "MetricSpec"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["REGIONS", "FunctionMetric", "Metric", "MetricSpec"]
+
+#: The regions a metric can report, besides the whole image (see :mod:`ripbench.metrics.regions`,
+#: which explains them and re-exports this name). Declared here, without torch, so that specs,
+#: the registry and the analysis of a results table never import torch.
+REGIONS: tuple[str, ...] = ("current", "outside", "ever", "never")
 
 #: ``(whole, per_pixel)``: ``B`` values and a ``B x C x H x W`` map (or ``None``).
-MetricOutput = tuple[torch.Tensor, "torch.Tensor | None"]
+MetricOutput = tuple["torch.Tensor", "torch.Tensor | None"]
 
 
 class Metric(ABC):
@@ -118,6 +123,8 @@ class Metric(ABC):
         NaN if the region is empty. Overriding this (rather than :meth:`finish`) makes the suite
         reduce region by region instead of all regions in one product.
         """
+        from ripbench.metrics.regions import masked_mean
+
         return self.finish(masked_mean(per_pixel, region))
 
     def provenance(self) -> dict[str, Any]:
@@ -232,6 +239,8 @@ class MetricSpec:
         options = self.check_options(options)
         target = _resolve(self.compute)
         if isinstance(target, type) and issubclass(target, Metric):
+            import torch
+
             metric = target(device=torch.device(device), **options)
         else:
             metric = FunctionMetric(self, target, options)

@@ -35,13 +35,16 @@ import torch.nn.functional as F
 
 from ripbench.errors import InputError
 from ripbench.metrics import regions
+from ripbench.metrics.catalog import SSIM_RADIUS, SSIM_SIGMA, SSIM_TRUNCATE, SSIM_WIN_SIZE
+from ripbench.metrics.catalog import SSIM_SPEC as SSIM_SPEC  # the spec, declared without torch
 from ripbench.metrics.regions import binary_mask, check_images, masked_mean
-from ripbench.metrics.spec import Metric, MetricOutput, MetricSpec
+from ripbench.metrics.spec import Metric, MetricOutput
 
-SIGMA = 1.5
-TRUNCATE = 3.5
-RADIUS = int(TRUNCATE * SIGMA + 0.5)  # scipy.ndimage's kernel radius: 5
-WIN_SIZE = 2 * RADIUS + 1  # 11, the window scikit-image crops by
+# the window's facts are declared with the spec (ripbench.metrics.catalog, torch-free)
+SIGMA = SSIM_SIGMA  # 1.5
+TRUNCATE = SSIM_TRUNCATE  # 3.5
+RADIUS = SSIM_RADIUS  # scipy.ndimage's kernel radius: 5
+WIN_SIZE = SSIM_WIN_SIZE  # 11, the window scikit-image crops by
 BORDER = (WIN_SIZE - 1) // 2  # 5
 K1 = 0.01
 K2 = 0.03
@@ -282,9 +285,3 @@ class SSIMMetric(Metric):
     def provenance(self) -> dict[str, object]:
         return dict(SSIM_SETTINGS)
 
-
-SSIM_SPEC = MetricSpec(
-    name="ssim", label="SSIM", higher_is_better=True, range=(-1.0, 1.0), identity=1.0, compute=SSIMMetric,
-    min_size=WIN_SIZE, description="structural similarity (scikit-image settings: Gaussian window, sigma 1.5)",
-    region_note="uncropped SSIM map (border included) averaged over the region's pixels",
-)

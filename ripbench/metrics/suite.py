@@ -29,28 +29,9 @@ import torch
 
 from ripbench.errors import ConfigError, InputError
 from ripbench.metrics.regions import REGIONS, RegionSet, check_images, host_kernels, region_masks
-from ripbench.metrics.registry import BUILTIN_METRICS, REFERENCES, available_metrics, get_metric_spec
+from ripbench.metrics.registry import METRIC_NAMES as METRIC_NAMES  # declared with the registry (torch-free)
+from ripbench.metrics.registry import REFERENCES, get_metric_spec, validate_metric_names
 from ripbench.metrics.spec import Metric
-
-#: The built-in metrics, in their default order.
-METRIC_NAMES: tuple[str, ...] = tuple(BUILTIN_METRICS)
-
-
-def validate_metric_names(names: str | Iterable[str]) -> tuple[str, ...]:
-    """Return ``names`` as a tuple without duplicates, or raise :class:`ConfigError`.
-
-    Example:
-        >>> validate_metric_names(["ssim", "mse", "ssim"])
-        ('ssim', 'mse')
-    """
-    chosen = (names,) if isinstance(names, str) else tuple(names)
-    known = available_metrics()
-    unknown = [name for name in chosen if name not in known]
-    if unknown:
-        raise ConfigError(f"unknown metric name(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(known)}")
-    if not chosen:
-        raise ConfigError(f"no metrics chosen; allowed: {', '.join(known)}")
-    return tuple(dict.fromkeys(chosen))
 
 
 def _leaves(state: Any) -> list[torch.Tensor]:

@@ -4,7 +4,8 @@ Where a model plugs in: subclass :class:`Inpainter` (see :mod:`ripbench.models.b
 and register it (see :mod:`ripbench.models.registry`).
 """
 
-from .base import DEVICE_OPTION, DeviceLabels, Inpainter, InpaintResult, ModelOption
+from typing import Any
+
 from .registry import (
     ENTRY_POINT_GROUP,
     available_inpainters,
@@ -38,6 +39,25 @@ register_inpainter(
     "pixel-ddpm", "ripbench.models.pixel_ddpm:PixelDDPMInpainter",
     description="any unconditional diffusers UNet2DModel (folder or Hub id), pixel-space replacement/RePaint",
 )
+
+#: The plug-in interface (:mod:`ripbench.models.base`, which imports torch), imported on first use
+#: so that the registry (names, references, descriptions) can be read without torch.
+_BASE_NAMES = ("DEVICE_OPTION", "DeviceLabels", "Inpainter", "InpaintResult", "ModelOption")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BASE_NAMES:
+        from . import base
+
+        value = getattr(base, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ripbench.models' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_BASE_NAMES})
+
 
 __all__ = [
     "DEVICE_OPTION",

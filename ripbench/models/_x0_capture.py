@@ -51,7 +51,7 @@ from typing import Any
 
 import torch
 
-from ..hallucination import NoiseBand, as_band, in_band, sigma_levels
+from ..noise_band import NoiseBand, as_band, in_band, sigma_levels
 
 #: How x0 is obtained, per scheduler kind (see :func:`x0_source`).
 X0_SOURCES = ("pred_original_sample", "denoised", "vp_sigmas", "alphas_cumprod", "flow_sigma")

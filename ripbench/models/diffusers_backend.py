@@ -45,7 +45,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, InputError, ModelNotFoundError, WeightsError
-from ..hallucination import as_band
+from ..noise_band import as_band
 from ._x0_capture import X0Recorder, x0_source
 from .base import (
     DEVICE_OPTION,

@@ -45,8 +45,8 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, InputError, WeightsError
-from ..hallucination import as_band, in_band, sigma_levels
 from ..io import sha256_file
+from ..noise_band import as_band, in_band, sigma_levels
 from .base import DEVICE_OPTION, Inpainter, InpaintResult, ModelOption, resolve_device, resolve_dtype
 
 #: Folder of the bundled Simple Shapes DDPM.

@@ -26,14 +26,16 @@ import os
 import re
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, ModelNotFoundError
-from .base import Inpainter, ModelOption, check_options
+
+if TYPE_CHECKING:  # the registry holds names and references; torch (via .base) loads when a model is built
+    from .base import Inpainter, ModelOption
 
 ENTRY_POINT_GROUP = "ripbench.inpainters"
 
-Factory = Callable[..., Inpainter]
+Factory = Callable[..., "Inpainter"]
 
 # name -> (factory or "module:attr" string for lazy import, one-line description)
 _BUILTINS: dict[str, tuple[Factory | str, str]] = {}
@@ -144,6 +146,8 @@ def declared_options(factory: Factory) -> tuple[ModelOption, ...] | None:
     A class inherits the declaration of its base; a factory function may carry an
     ``option_specs`` attribute (see :func:`ripbench.models.pixel_ddpm.shapes_ddpm`).
     """
+    from .base import Inpainter
+
     specs = getattr(factory, "option_specs", None)
     if specs is None or (specs is Inpainter.option_specs and factory is not Inpainter):
         return None
@@ -156,6 +160,8 @@ def check_model_options(spec: str, options: dict[str, Any]) -> dict[str, Any]:
     Undeclared factories are checked against their call signature only. Raises
     :class:`~ripbench.errors.ConfigError` naming the model and the option.
     """
+    from .base import check_options
+
     factory = resolve_factory(spec)
     declared = declared_options(factory)
     if declared is not None:
@@ -175,6 +181,8 @@ def create_inpainter(spec: str, **options: Any) -> Inpainter:
     Options are checked first (:func:`check_model_options`); an exception raised by the
     model's own code then surfaces as itself, with a note naming the model.
     """
+    from .base import Inpainter
+
     factory = resolve_factory(spec)
     options = check_model_options(spec, options)
     try:
