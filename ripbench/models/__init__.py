@@ -4,6 +4,7 @@ Where a model plugs in: subclass :class:`Inpainter` (see :mod:`ripbench.models.b
 and register it (see :mod:`ripbench.models.registry`).
 """
 
+from ..references import model_factory
 from .base import DEVICE_OPTION, DeviceLabels, Inpainter, InpaintResult, ModelOption
 from .registry import (
     ENTRY_POINT_GROUP,
@@ -48,6 +49,7 @@ __all__ = [
     "Inpainter",
     "available_inpainters",
     "create_inpainter",
+    "model_factory",
     "register_inpainter",
     "resolve_factory",
 ]

@@ -47,6 +47,7 @@ import torch
 from ..errors import ConfigError, InputError, WeightsError
 from ..hallucination import as_band, in_band, sigma_levels
 from ..io import sha256_file
+from ..references import model_factory
 from .base import DEVICE_OPTION, Inpainter, InpaintResult, ModelOption, resolve_device, resolve_dtype
 
 #: Folder of the bundled Simple Shapes DDPM.
@@ -370,6 +371,7 @@ class PixelDDPMInpainter(Inpainter):
         return self.inpaint(images, masks, seeds).images
 
 
+@model_factory
 def shapes_ddpm(**options: Any) -> PixelDDPMInpainter:
     """Simple Shapes DDPM bundled with ripbench (32 x 32 greyscale), replacement inpainting."""
     return PixelDDPMInpainter(model="shapes", **options)
