@@ -48,7 +48,7 @@ import torch
 from PIL import Image
 
 from .errors import ConfigError, InputError
-from .io import atomic_save
+from .io import atomic_save, open_image
 
 __all__ = [
     "MASK_POLICIES",
@@ -476,7 +476,8 @@ def load_mask_png(path: str | Path) -> np.ndarray:
     """Read a mask image as a bool array: ``True`` where the (grey) value is >= 0.5 of full scale.
 
     Colour images are converted to grey; 16-bit images are scaled by 65535. Raises
-    :class:`InputError` naming the file if it cannot be read.
+    :class:`InputError` naming the file if it cannot be read or is a decompression bomb
+    (:func:`ripbench.io.open_image`).
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "m.png"
@@ -484,18 +485,13 @@ def load_mask_png(path: str | Path) -> np.ndarray:
     >>> load_mask_png(p).tolist()
     [[False, True]]
     """
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("I", "I;16", "I;16B", "I;16L"):
-                grey = np.asarray(img, dtype=np.float64) / 65535.0
-            elif img.mode == "F":
-                grey = np.asarray(img, dtype=np.float64)
-            else:
-                grey = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read mask file {path}: {exc}") from exc
+    with open_image(path, "mask file") as img:
+        if img.mode in ("I", "I;16", "I;16B", "I;16L"):
+            grey = np.asarray(img, dtype=np.float64) / 65535.0
+        elif img.mode == "F":
+            grey = np.asarray(img, dtype=np.float64)
+        else:
+            grey = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
     return grey >= 0.5
 
 

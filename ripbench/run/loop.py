@@ -32,7 +32,7 @@ from ..hallucination import ScoreWindow
 from ..io import BackgroundWriter, atomic_save
 from ..masks import mask_stats_batch
 from ..metrics import DriftTracker, MetricSuite, column_name
-from ..models import Inpainter
+from ..models import Inpainter, InpaintResult
 from .annotators import Annotator
 from .plan import KEY_COLUMNS, Trajectory
 
@@ -221,6 +221,8 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
                          f"{type(model).__qualname__}) at iteration {k} of {b} trajectories, e.g. {trajs[0].id})")
             raise
         t_model_end = clock.now()
+        if not isinstance(result, InpaintResult):
+            raise ModelContractError(_not_a_result(result, model, trajs[0].model_label), rules=["returns-result"])
         if result.x0_trajectory is not None and not model.returns_x0_trajectory:
             raise ModelContractError(f"model {trajs[0].model_label!r} returned an x0_trajectory but does not declare "
                                      "returns_x0_trajectory = True; see ripbench.models.base")
@@ -264,6 +266,17 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
         host["model_seconds"].extend([model_time / b] * b)
         host["overhead_seconds"].extend([(total - model_time) / b] * b)
     return _rows(trajs, n_iter, suite, per_iter, host, extras, start_extras)
+
+
+def _not_a_result(result: Any, model: Inpainter, label: str) -> str:
+    """The one line refusing a model whose ``inpaint`` returned something other than an ``InpaintResult``."""
+    got = type(result).__name__
+    if isinstance(result, torch.Tensor):
+        got = f"a bare tensor of shape {tuple(result.shape)}"
+    elif result is None:
+        got = "None"
+    return (f"model {label!r} ({type(model).__module__}.{type(model).__qualname__}) returned {got} from inpaint, "
+            "not an InpaintResult; return ripbench.models.InpaintResult(images=...)")
 
 
 #: Outputs this far outside [0, 1] are rounding and are clamped; further out is a failed output.
