@@ -162,9 +162,9 @@ def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], m
             raise InputError(f"--images: {images} not found (give a folder of images or a list file)")
         source = "folder" if images.is_dir() else "list"
         sets.append("inputs=" + yaml.safe_dump({"source": source, "path": str(images)}, default_flow_style=True).strip())
-    for field, value in (("iterations", iterations), ("size", size), ("batch_size", batch_size)):
-        if value is not None:
-            sets.append(f"{field}={value}")
+    for field, number in (("iterations", iterations), ("size", size), ("batch_size", batch_size)):
+        if number is not None:
+            sets.append(f"{field}={number}")
     # strings are quoted so that YAML keeps them strings (--name 2024, paths with '#')
     for field, text in (("device", device), ("metrics.lpips_net", lpips_net), ("name", name),
                         ("metrics.lpips_weights", lpips_weights), ("output_dir", output_dir)):
@@ -173,13 +173,13 @@ def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], m
     if seeds:
         sets.append(f"seeds=[{seeds}]")
     config = apply_overrides(config, sets + list(overrides))
-    base = preset or ("quick" if config_file is None else None)
+    preset_name = preset or ("quick" if config_file is None else None)
     named = name is not None or any(o.partition("=")[0].strip() == "name" for o in overrides) or (
         config_file is not None and "name" in (read_yaml(config_file.read_text(), str(config_file)) or {}))
-    if base is not None and not named and config.name == base:
+    if preset_name is not None and not named and config.name == preset_name:
         from .config import load_preset
 
-        if config.fingerprint() != load_preset(base).fingerprint():  # not the preset: not its name
+        if config.fingerprint() != load_preset(preset_name).fingerprint():  # not the preset: not its name
             config = apply_overrides(config, [f"name={json.dumps(run_name_for(config))}"])
     _run_and_report(config, overwrite=overwrite, progress=not no_progress)
 

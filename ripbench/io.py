@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import InputError, RipbenchError, add_note
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -111,8 +113,6 @@ def open_image(path: str | Path, what: str = "image") -> Iterator[Image.Image]:
     import warnings
 
     from PIL import Image, UnidentifiedImageError
-
-    from .errors import InputError, RipbenchError
 
     try:
         with warnings.catch_warnings():
@@ -214,4 +214,4 @@ class BackgroundWriter:
             self.close()
         except RuntimeError as error:  # keep the original exception; say what else went wrong
             if exc is not None:
-                exc.add_note(str(error))
+                add_note(exc, str(error))

@@ -643,14 +643,12 @@ def mask_stats(mask: np.ndarray | torch.Tensor) -> dict[str, float | int]:
     >>> mask_stats(m)
     {'area': 0.25, 'y0': 1, 'x0': 2, 'y1': 3, 'x1': 4}
     """
-    if isinstance(mask, torch.Tensor):
-        mask = mask.detach().to("cpu").numpy()
-    mask = np.asarray(mask)
-    if mask.ndim == 3 and mask.shape[0] == 1:
-        mask = mask[0]
-    if mask.ndim != 2:
-        raise ValueError(f"mask_stats expects an HxW or 1xHxW mask, got shape {mask.shape}.")
-    binary = mask if mask.dtype == np.bool_ else mask >= 0.5
+    arr = np.asarray(mask.detach().to("cpu").numpy() if isinstance(mask, torch.Tensor) else mask)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise ValueError(f"mask_stats expects an HxW or 1xHxW mask, got shape {arr.shape}.")
+    binary = arr if arr.dtype == np.bool_ else arr >= 0.5
     rows = np.flatnonzero(binary.any(axis=1))
     cols = np.flatnonzero(binary.any(axis=0))
     if rows.size == 0:

@@ -47,7 +47,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -226,8 +226,8 @@ class MetricSpec:
         target = self.compute
         if isinstance(target, str):
             target = resolve_reference(target, COMPUTE_REFERENCE, f"metric {self.name!r}: compute")
-        if isinstance(target, type) and issubclass(target, Metric):
-            metric = target(device=torch.device(device), **options)
+        if isinstance(target, type) and issubclass(target, Metric):  # constructed as cls(device=..., **options)
+            metric = cast("Callable[..., Metric]", target)(device=torch.device(device), **options)
         else:
             metric = FunctionMetric(self, target, options)
         metric.spec = self

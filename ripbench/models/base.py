@@ -59,6 +59,7 @@ Example
 
 from __future__ import annotations
 
+import builtins
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -149,7 +150,7 @@ class ModelOption:
     aliases: tuple[str, ...] = ()
 
     @property
-    def types(self) -> tuple[type, ...] | None:
+    def types(self) -> tuple[builtins.type, ...] | None:  # `type` is a field here
         """The accepted types (ints count as floats), or ``None`` for any."""
         declared = self.type if self.type is not None else (None if self.default is None else type(self.default))
         if declared is None:

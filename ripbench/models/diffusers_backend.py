@@ -672,7 +672,7 @@ class DiffusersInpainter(Inpainter):
 
         pipe = self.pipe
         unet = getattr(pipe, "unet", None)
-        in_channels = unet.config.in_channels if unet is not None else None
+        in_channels: Any = unet.config.in_channels if unet is not None else None  # an untyped diffusers config
         if unet is not None:
             inpaint_mode = {9: "9-channel", 4: "4-channel latent blending"}.get(in_channels, "pipeline")
         elif getattr(pipe, "transformer", None) is not None and getattr(pipe, "vae", None) is not None:

@@ -234,7 +234,7 @@ class PixelDDPMInpainter(Inpainter):
                 raise ConfigError("method='repaint' needs an epsilon-prediction model")
             self.scheduler = RePaintScheduler.from_config(config)
         size = self.unet.config.sample_size
-        self.sample_size: tuple[int, int] = (size, size) if isinstance(size, int) else tuple(size)  # type: ignore[assignment]
+        self.sample_size: tuple[int, int] = (size, size) if isinstance(size, int) else tuple(size)
         self.channels: int = int(self.unet.config.in_channels)
         self._set_timesteps()
         self.x0_steps = self._num_model_calls

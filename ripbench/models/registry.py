@@ -31,7 +31,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
-from ..errors import ConfigError, ModelNotFoundError
+from ..errors import ConfigError, ModelNotFoundError, add_note
 from ..references import Expected, check_kind, resolve_reference
 from .base import Inpainter, ModelOption, check_options
 
@@ -180,7 +180,7 @@ def create_inpainter(spec: str, **options: Any) -> Inpainter:
     try:
         model = factory(**options)
     except Exception as exc:
-        exc.add_note(f"(raised while building model {spec!r} from {_describe(factory)})")
+        add_note(exc, f"(raised while building model {spec!r} from {_describe(factory)})")
         raise
     if not isinstance(model, Inpainter):
         raise ModelNotFoundError(

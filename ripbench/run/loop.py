@@ -27,7 +27,7 @@ import torch
 
 from ..config import ExperimentConfig
 from ..detectors import ALIASES, DetectorSuite
-from ..errors import ModelContractError
+from ..errors import ModelContractError, add_note
 from ..hallucination import ScoreWindow
 from ..io import BackgroundWriter, atomic_save
 from ..masks import mask_stats_batch
@@ -168,7 +168,7 @@ def _masks_to(masks_np: np.ndarray, device: torch.device, dtype: torch.dtype) ->
 @torch.no_grad()
 def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentConfig, suite: MetricSuite,
               window: ScoreWindow | None, image_dir: Callable[[str], Path],
-              on_step: Callable[[int], None] = lambda n: None,
+              on_step: Callable[[int], object] = lambda n: None,
               annotate: Annotator | None = None, writer: BackgroundWriter | None = None,
               detectors: DetectorSuite | None = None) -> pd.DataFrame:
     """Run a batch of trajectories through all iterations and return their rows (iteration 0 included).
@@ -217,8 +217,8 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
             record = {"x0_band": window.band} if window is not None else {}  # a NoiseBand: carries its unit
             result = model.inpaint(tracker.previous.clone(), masks.clone(), seeds, **record)
         except Exception as exc:
-            exc.add_note(f"(raised by model {trajs[0].model_label!r} ({type(model).__module__}."
-                         f"{type(model).__qualname__}) at iteration {k} of {b} trajectories, e.g. {trajs[0].id})")
+            add_note(exc, f"(raised by model {trajs[0].model_label!r} ({type(model).__module__}."
+                          f"{type(model).__qualname__}) at iteration {k} of {b} trajectories, e.g. {trajs[0].id})")
             raise
         t_model_end = clock.now()
         if not isinstance(result, InpaintResult):
@@ -235,11 +235,11 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
             per_iter.setdefault(name, []).append(v)
         dets = detectors.columns(result, masks, new, given, window) if detectors is not None else {}
         if window is not None:
-            for name, v in window.columns(result, masks).items():
-                if isinstance(v, torch.Tensor):
-                    per_iter.setdefault(name, []).append(dets.get(ALIASES.get(name, ""), v))
+            for name, column in window.columns(result, masks).items():
+                if isinstance(column, torch.Tensor):
+                    per_iter.setdefault(name, []).append(dets.get(ALIASES.get(name, ""), column))
                 else:
-                    extras.setdefault(name, []).append(list(v))
+                    extras.setdefault(name, []).append(list(column))
         for name, v in dets.items():
             per_iter.setdefault(name, []).append(v)
         for name, v in mask_stats_batch(masks).items():
