@@ -12,6 +12,10 @@ three steps, and nothing it names is called before the third has passed:
    function declared a factory of that kind with :func:`declare_factory` (for models:
    :func:`model_factory`).
 
+Step 1 runs the module's top-level code, as any import does (only modules on ``sys.path`` can be
+named; the standard library's define names and do nothing else, with curiosities like
+``antigravity`` as the exception); what the reference names is never called unless step 3 passed.
+
 Code that registers a plug-in itself (``register_inpainter(name, "module:attr")``, an installed
 package's entry point, a spec's own ``compute="module:function"``) has declared what it names by
 that registration; such references accept any callable (:attr:`Expected.any_callable`).
