@@ -31,8 +31,10 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
+## ruff, and mypy on ripbench/ (settings in pyproject.toml [tool.mypy]); both must be clean.
 lint: setup
 	$(BIN)/ruff check ripbench tests benchmarks examples
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python benchmarks/bench_harness.py --threads 1

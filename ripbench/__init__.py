@@ -36,6 +36,7 @@ _LAZY = {
     "register_inpainter": "ripbench.models",
     "create_inpainter": "ripbench.models",
     "available_inpainters": "ripbench.models",
+    "model_factory": "ripbench.references",
     "RipbenchError": "ripbench.errors",
 }
 

@@ -694,10 +694,11 @@ def collapse_rule(table: pd.DataFrame | None = None, spec: str | float | Collaps
     if isinstance(spec, CollapseRule):
         return spec
     if isinstance(spec, str):
+        text = spec
         try:
-            spec = float(spec)
+            spec = float(text)
         except ValueError:
-            return CollapseRule.parse(spec)
+            return CollapseRule.parse(text)
     metric = "lpips_orig"
     if table is not None:
         found = present_metrics(table, list(DEFAULT_THRESHOLDS))

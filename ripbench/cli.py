@@ -5,9 +5,11 @@ Run ``ripbench --help`` or ``ripbench COMMAND --help`` for the commands.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 import warnings
@@ -160,9 +162,9 @@ def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], m
             raise InputError(f"--images: {images} not found (give a folder of images or a list file)")
         source = "folder" if images.is_dir() else "list"
         sets.append("inputs=" + yaml.safe_dump({"source": source, "path": str(images)}, default_flow_style=True).strip())
-    for field, value in (("iterations", iterations), ("size", size), ("batch_size", batch_size)):
-        if value is not None:
-            sets.append(f"{field}={value}")
+    for field, number in (("iterations", iterations), ("size", size), ("batch_size", batch_size)):
+        if number is not None:
+            sets.append(f"{field}={number}")
     # strings are quoted so that YAML keeps them strings (--name 2024, paths with '#')
     for field, text in (("device", device), ("metrics.lpips_net", lpips_net), ("name", name),
                         ("metrics.lpips_weights", lpips_weights), ("output_dir", output_dir)):
@@ -171,7 +173,44 @@ def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], m
     if seeds:
         sets.append(f"seeds=[{seeds}]")
     config = apply_overrides(config, sets + list(overrides))
+    preset_name = preset or ("quick" if config_file is None else None)
+    named = name is not None or any(o.partition("=")[0].strip() == "name" for o in overrides) or (
+        config_file is not None and "name" in (read_yaml(config_file.read_text(), str(config_file)) or {}))
+    if preset_name is not None and not named and config.name == preset_name:
+        from .config import load_preset
+
+        if config.fingerprint() != load_preset(preset_name).fingerprint():  # not the preset: not its name
+            config = apply_overrides(config, [f"name={json.dumps(run_name_for(config))}"])
     _run_and_report(config, overwrite=overwrite, progress=not no_progress)
+
+
+def run_name_for(config: Any) -> str:
+    """A run name derived from what a config runs: its models and mask policies (``biharmonic_grid-32``).
+
+    ``ripbench run`` gives it to a run that changes a preset (``--model``, ``--mask``, ``-n``, ...)
+    without ``--name``, so that the run never takes the preset's name (and the next plain run of
+    the preset never collides with it). The same command gets the same name, so it resumes.
+
+    >>> from ripbench.config import validate_config
+    >>> run_name_for(validate_config({"models": ["biharmonic", {"name": "shapes-ddpm", "masks": [{"policy": "columns", "count": 3}]}],
+    ...                               "masks": [{"policy": "grid", "size": 32}]}))
+    'biharmonic+shapes-ddpm_grid-32+columns-3'
+    """
+    from .masks import build_mask_policy
+
+    def slug(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_.+=@,-]+", "-", text).strip("-._+=@,") or "model"
+
+    models = "+".join(slug(m.display_name) for m in config.models)
+    labels: list[str] = []
+    for m in config.models:
+        for spec in m.masks if m.masks is not None else config.masks:
+            label = slug(build_mask_policy(spec).label)
+            if label not in labels:
+                labels.append(label)
+    name = f"{models}_{'+'.join(labels)}"
+    return name if len(name) <= 128 else name[:119].rstrip("-._+=@,") + "+" + hashlib.sha256(
+        name.encode()).hexdigest()[:8]
 
 
 def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:

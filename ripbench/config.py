@@ -231,7 +231,7 @@ class HallucinationConfig(_Strict):
 
         unit = info.data.get("unit", "sigma")
         try:
-            return tuple(parse_band(value, unit))  # type: ignore[return-value]
+            return tuple(parse_band(value, unit))
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
 
@@ -398,8 +398,11 @@ def _expanded_size(node: Any, memo: dict[int, int]) -> int:
     return size
 
 
-def read_yaml(text: str, where: str) -> dict[str, Any]:
-    """Parse YAML safely: no Python objects, and no alias expansion beyond :data:`MAX_CONFIG_VALUES`."""
+def read_yaml(text: str, where: str) -> Any:
+    """Parse YAML safely: no Python objects, and no alias expansion beyond :data:`MAX_CONFIG_VALUES`.
+
+    Any YAML value: a config is a mapping (the caller checks), an override or option value may be a scalar.
+    """
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -420,7 +423,7 @@ def preset_data(name: str) -> dict[str, Any]:
     """The raw dict of a built-in preset."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
-    text = resources.files("ripbench").joinpath("presets", f"{name}.yaml").read_text()
+    text = (resources.files("ripbench") / "presets" / f"{name}.yaml").read_text()
     return read_yaml(text, f"preset {name}") or {}
 
 

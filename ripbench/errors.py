@@ -8,6 +8,19 @@ and exits with status 2; everything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 
+def add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)``, also on Python 3.10 (no ``add_note`` there; the note is kept in ``__notes__``).
+
+    >>> err = ValueError("x"); add_note(err, "(while reading y)"); err.__notes__
+    ['(while reading y)']
+    """
+    method = getattr(exc, "add_note", None)
+    if method is not None:
+        method(note)
+    else:  # pragma: no cover - Python 3.10
+        setattr(exc, "__notes__", [*getattr(exc, "__notes__", []), note])  # noqa: B010
+
+
 class RipbenchError(Exception):
     """Base class of all user-facing ripbench errors."""
 

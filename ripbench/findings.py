@@ -264,7 +264,8 @@ def region_sentences(regions: pd.DataFrame, by: Sequence[str], metric: str, ci: 
 
         text = (f"{name}, {phrase} at iteration {iteration}: never-masked pixels (VAE / pipeline drift) "
                 f"{cell(never)}; ever-masked pixels (denoiser drift) {cell(ever)}.")
-        identity = spec_for_column(metric).identity if spec_for_column(metric) else None
+        spec = spec_for_column(metric)
+        identity = spec.identity if spec is not None else None
         if never["n"] and identity is not None and math.isfinite(identity) and never["mean"] == identity:
             text += " The never-masked pixels are unchanged: this model adds no drift outside its masks."
         lines.append(text)

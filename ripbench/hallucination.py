@@ -45,7 +45,7 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, TypeGuard, Union
 
 import numpy as np
 
@@ -124,7 +124,7 @@ MIN_WINDOW_STEPS: int = 3
 ArrayLike = Union["torch.Tensor", np.ndarray, Sequence[float]]
 
 
-def _is_tensor(values: Any) -> bool:
+def _is_tensor(values: Any) -> TypeGuard[torch.Tensor]:
     """Whether ``values`` is a torch tensor (without importing torch: a tensor means torch is imported)."""
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(values, torch.Tensor)

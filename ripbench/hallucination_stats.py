@@ -94,7 +94,7 @@ _LEGACY_ALIASES = {"halluc_score": "det_x0_variance", "halluc_score_current": "d
 
 
 def _present(table: pd.DataFrame, column: str) -> bool:
-    return column in table.columns and pd.to_numeric(table[column], errors="coerce").notna().any()
+    return column in table.columns and bool(pd.to_numeric(table[column], errors="coerce").notna().any())
 
 
 def score_specs(table: pd.DataFrame, detectors: Iterable[dict[str, Any]] | None = None) -> list[ScoreSpec]:

@@ -11,8 +11,8 @@ Sources (``inputs.source`` in a config):
 * ``shapes`` — Simple Shapes images (greyscale shapes in three columns) for the bundled
   shapes diffusion model.
 
-Greyscale, RGBA, palette and 16-bit images are converted to 8-bit-range RGB; each
-conversion is noted in :attr:`InputImage.notes` and in the run manifest.
+Greyscale, RGBA, grey+alpha, palette and 16-bit images are converted to 8-bit-range RGB
+(transparent pixels composited on white); each conversion is noted in :attr:`InputImage.notes` and in the run manifest.
 
 Example
 -------
@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from .errors import InputError
+from .io import open_image
 
 if TYPE_CHECKING:  # torch is imported where images are loaded, not where the sample set is listed (config)
     import torch
@@ -133,13 +134,11 @@ def _to_rgb_uint8_range(arr: np.ndarray, notes: list[str]) -> np.ndarray:
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
         notes.append("greyscale -> RGB")
-    elif arr.ndim == 3 and arr.shape[2] == 4:
-        alpha = arr[..., 3:4]
-        arr = arr[..., :3] * alpha + (1.0 - alpha)  # composite on white
-        notes.append("RGBA -> RGB (composited on white)")
-    elif arr.ndim == 3 and arr.shape[2] == 2:
-        arr = np.repeat(arr[..., :1], 3, axis=2)
-        notes.append("greyscale+alpha -> RGB (alpha dropped)")
+    elif arr.ndim == 3 and arr.shape[2] in (2, 4):  # colour + alpha: composite on white
+        alpha = arr[..., -1:]
+        colour = arr[..., :-1] * alpha + (1.0 - alpha)
+        arr = colour if colour.shape[2] == 3 else np.repeat(colour, 3, axis=2)
+        notes.append(f"{'RGBA' if colour.shape[2] == 3 else 'greyscale+alpha'} -> RGB (composited on white)")
     elif not (arr.ndim == 3 and arr.shape[2] == 3):
         raise InputError(f"unsupported image layout {arr.shape}")
     return np.clip(arr, 0.0, 1.0)
@@ -164,9 +163,7 @@ def _read_tiff(path: Path) -> np.ndarray | None:
 
 def _read_file(path: Path) -> tuple[np.ndarray, list[str]]:
     """Decode an image file to an array, EXIF orientation applied; :class:`InputError` naming the file otherwise."""
-    import warnings
-
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import ImageOps
 
     if not path.is_file():
         raise InputError(f"image not found: {path}")
@@ -176,34 +173,26 @@ def _read_file(path: Path) -> tuple[np.ndarray, list[str]]:
         if arr is not None and (arr.dtype.kind == "f" or arr.dtype.itemsize > 1):
             notes.append(f"TIFF {arr.dtype} read with tifffile")
             return arr, notes
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
-                opened.load()
-                im = ImageOps.exif_transpose(opened)
-                if im is not opened:
-                    notes.append("EXIF orientation applied")
-                if im.mode in ("P", "PA"):
-                    im = im.convert("RGBA")
-                    notes.append("palette -> RGBA")
-                elif im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                    notes.append(f"mode {im.mode}")
-                    arr = np.asarray(im).astype(np.uint16 if im.mode.startswith("I;16") else np.int64)
-                    if arr.dtype != np.uint16:
-                        arr = np.clip(arr, 0, 65535).astype(np.uint16)
-                    return arr, notes
-                elif im.mode == "F":  # 32-bit float greyscale: keep the values (convert("RGB") clips them)
-                    notes.append("mode F (float)")
-                    return np.asarray(im, dtype=np.float32), notes
-                elif im.mode in ("CMYK", "YCbCr", "HSV", "LAB", "1"):
-                    notes.append(f"mode {im.mode} -> RGB")
-                    im = im.convert("RGB")
-                arr = np.asarray(im)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(f"image {path} is too large to decode safely ({exc}); shrink it first") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError) as exc:
-        raise InputError(f"cannot read image {path}: {exc}") from None
+    with open_image(path, "image") as opened:
+        im = ImageOps.exif_transpose(opened)
+        if im is not opened:
+            notes.append("EXIF orientation applied")
+        if im.mode in ("P", "PA"):
+            im = im.convert("RGBA")
+            notes.append("palette -> RGBA")
+        elif im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            notes.append(f"mode {im.mode}")
+            arr = np.asarray(im).astype(np.uint16 if im.mode.startswith("I;16") else np.int64)
+            if arr.dtype != np.uint16:
+                arr = np.clip(arr, 0, 65535).astype(np.uint16)
+            return arr, notes
+        elif im.mode == "F":  # 32-bit float greyscale: keep the values (convert("RGB") clips them)
+            notes.append("mode F (float)")
+            return np.asarray(im, dtype=np.float32), notes
+        elif im.mode in ("CMYK", "YCbCr", "HSV", "LAB", "1"):
+            notes.append(f"mode {im.mode} -> RGB")
+            im = im.convert("RGB")
+        arr = np.asarray(im)
     return arr, notes
 
 

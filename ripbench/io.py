@@ -1,4 +1,5 @@
-"""Small file helpers shared by every module that writes files: atomic writes, hashing, a background writer.
+"""Small file helpers shared by every module that writes files: atomic writes, hashing, a background writer,
+and the one place image files (inputs, masks) are opened (:func:`open_image`).
 
 Every file ripbench writes goes through a temporary name in the same folder, is flushed to
 disk (fsync) and then renamed into place, so a crash or Ctrl-C never leaves a half-written
@@ -15,16 +16,23 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import queue
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["BackgroundWriter", "atomic_save", "atomic_write_bytes", "atomic_write_text", "sha256_file"]
+from .errors import InputError, RipbenchError, add_note
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["BackgroundWriter", "atomic_save", "atomic_write_bytes", "atomic_write_text", "open_image",
+           "sha256_file"]
 
 
 def _default_file_mode() -> int:
@@ -81,6 +89,43 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def open_image(path: str | Path, what: str = "image") -> Iterator[Image.Image]:
+    """Open an image file with Pillow, decoded, for the ``with`` block; every failure is one :class:`InputError`.
+
+    A decompression bomb (more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``: Pillow's warning is
+    treated as the error it becomes at twice the limit) is refused before it is decoded; a file
+    Pillow cannot read, and a failure while the block converts the pixels, name the file.
+    ``what`` says what the file is (``"image"``, ``"mask file"``). Errors ripbench raises inside
+    the block pass through unchanged.
+
+    >>> import tempfile, pathlib
+    >>> bad = pathlib.Path(tempfile.mkdtemp()) / "m.png"
+    >>> _ = bad.write_text("not a PNG")
+    >>> with open_image(bad, "mask file") as img:  # doctest: +ELLIPSIS
+    ...     pass
+    Traceback (most recent call last):
+    ...
+    ripbench.errors.InputError: cannot read mask file .../m.png: cannot identify image file ...
+    """
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                yield img
+    except RipbenchError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"{what} {path} is too large to decode safely ({exc}); shrink it first") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError) as exc:
+        raise InputError(f"cannot read {what} {path}: {exc}") from None
 
 
 class BackgroundWriter:
@@ -169,4 +214,4 @@ class BackgroundWriter:
             self.close()
         except RuntimeError as error:  # keep the original exception; say what else went wrong
             if exc is not None:
-                exc.add_note(str(error))
+                add_note(exc, str(error))

@@ -47,7 +47,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import ConfigError, InputError
-from .io import atomic_save
+from .io import atomic_save, open_image
 
 if TYPE_CHECKING:  # torch is imported by the functions that make tensors, not to validate a mask spec
     import torch
@@ -478,7 +478,8 @@ def load_mask_png(path: str | Path) -> np.ndarray:
     """Read a mask image as a bool array: ``True`` where the (grey) value is >= 0.5 of full scale.
 
     Colour images are converted to grey; 16-bit images are scaled by 65535. Raises
-    :class:`InputError` naming the file if it cannot be read.
+    :class:`InputError` naming the file if it cannot be read or is a decompression bomb
+    (:func:`ripbench.io.open_image`).
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "m.png"
@@ -486,18 +487,13 @@ def load_mask_png(path: str | Path) -> np.ndarray:
     >>> load_mask_png(p).tolist()
     [[False, True]]
     """
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("I", "I;16", "I;16B", "I;16L"):
-                grey = np.asarray(img, dtype=np.float64) / 65535.0
-            elif img.mode == "F":
-                grey = np.asarray(img, dtype=np.float64)
-            else:
-                grey = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read mask file {path}: {exc}") from exc
+    with open_image(path, "mask file") as img:
+        if img.mode in ("I", "I;16", "I;16B", "I;16L"):
+            grey = np.asarray(img, dtype=np.float64) / 65535.0
+        elif img.mode == "F":
+            grey = np.asarray(img, dtype=np.float64)
+        else:
+            grey = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
     return grey >= 0.5
 
 
@@ -651,14 +647,12 @@ def mask_stats(mask: np.ndarray | torch.Tensor) -> dict[str, float | int]:
     """
     import torch
 
-    if isinstance(mask, torch.Tensor):
-        mask = mask.detach().to("cpu").numpy()
-    mask = np.asarray(mask)
-    if mask.ndim == 3 and mask.shape[0] == 1:
-        mask = mask[0]
-    if mask.ndim != 2:
-        raise ValueError(f"mask_stats expects an HxW or 1xHxW mask, got shape {mask.shape}.")
-    binary = mask if mask.dtype == np.bool_ else mask >= 0.5
+    arr = np.asarray(mask.detach().to("cpu").numpy() if isinstance(mask, torch.Tensor) else mask)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise ValueError(f"mask_stats expects an HxW or 1xHxW mask, got shape {arr.shape}.")
+    binary = arr if arr.dtype == np.bool_ else arr >= 0.5
     rows = np.flatnonzero(binary.any(axis=1))
     cols = np.flatnonzero(binary.any(axis=0))
     if rows.size == 0:

@@ -28,7 +28,7 @@ import contextlib
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,9 @@ from .errors import ResultsError
 from .io import atomic_save
 from .metrics.registry import column_label, spec_for_column
 from .store import IMAGES_DIR, load_table
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 #: Axis labels of the table's columns that are not metrics (metric labels come from their specs).
 OTHER_LABELS = {
@@ -57,7 +60,7 @@ DPI = 200
 #: Width of a full-width figure in inches (a paper's text width); half-width figures use half.
 FULL_WIDTH = 7.0
 #: Shared matplotlib settings of every figure.
-STYLE: dict[str, Any] = {
+STYLE: dict[RcKeyType, Any] = {
     "font.size": 8.5, "axes.titlesize": 8.5, "axes.labelsize": 8.5, "xtick.labelsize": 7.5,
     "ytick.labelsize": 7.5, "legend.fontsize": 7.5, "legend.frameon": False, "axes.spines.top": False,
     "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.6,

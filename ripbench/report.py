@@ -194,6 +194,11 @@ def in_reading_order(frame: pd.DataFrame, table: pd.DataFrame, by: Sequence[str]
 
 # -- tables for people --------------------------------------------------------------------------------
 
+def _column_or_nan(frame: pd.DataFrame, column: str) -> pd.Series:
+    """``frame[column]``, or NaN for every row when the column is missing (no interval)."""
+    return frame[column] if column in frame.columns else pd.Series(np.nan, index=frame.index)
+
+
 def _iv(value: Any, lo: Any, hi: Any, digits: int = 3) -> str:
     """``"v [lo, hi]"`` (no brackets without an interval)."""
     if pd.isna(lo) or pd.isna(hi):
@@ -220,8 +225,8 @@ def display_summary(summary: pd.DataFrame, by: Sequence[str], rule: analysis.Col
         out["failed"] = summary["failed"].astype(int)
     if final in summary.columns:
         out[f"{short} at it. {final.partition('@')[2]}"] = [
-            _iv(v, a, b) for v, a, b in zip(summary[final], summary.get(f"{final}_lo", np.nan),
-                                            summary.get(f"{final}_hi", np.nan))]
+            _iv(v, a, b) for v, a, b in zip(summary[final], _column_or_nan(summary, f"{final}_lo"),
+                                            _column_or_nan(summary, f"{final}_hi"))]
     out["slope / it."] = [_iv(v, a, b) for v, a, b in zip(summary[f"{m}_slope"], summary[f"{m}_slope_lo"],
                                                            summary[f"{m}_slope_hi"])]
     out["AUC / it."] = [_iv(v, a, b) for v, a, b in zip(summary[f"{m}_auc"], summary[f"{m}_auc_lo"],

@@ -18,6 +18,16 @@ EXAMPLE_PLUGIN = REPO / "examples" / "ripbench-example-plugin"
 
 SHARED_WEIGHTS = REPO.parent / "shared" / "lpips-weights"
 TEST_WEIGHTS_ENV = "RIPBENCH_TEST_LPIPS_WEIGHTS"
+#: ``RIPBENCH_REQUIRE_LPIPS=1`` (set by ``.ci/run`` when ``../shared/lpips-weights`` exists): a test that
+#: would skip for want of LPIPS weights fails instead, so CI cannot go green without the LPIPS tests.
+REQUIRE_LPIPS = os.environ.get("RIPBENCH_REQUIRE_LPIPS") == "1"
+
+
+def skip_without_lpips(reason: str) -> None:
+    """Skip a test that needs genuine LPIPS weights (or example images), or fail under ``RIPBENCH_REQUIRE_LPIPS=1``."""
+    if REQUIRE_LPIPS:
+        pytest.fail(f"RIPBENCH_REQUIRE_LPIPS=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def _weights_dir() -> Path | None:
@@ -41,7 +51,7 @@ def genuine_weights(net: str = "alex") -> Path | None:
     try:
         load_lpips(net, None)
     except WeightsError as exc:
-        pytest.skip(
+        skip_without_lpips(
             f"no genuine LPIPS '{net}' weights: set {TEST_WEIGHTS_ENV} or provide {SHARED_WEIGHTS} ({exc})"
         )
     finally:

@@ -149,9 +149,61 @@ def test_quick_preset_runs_photos_and_the_bundled_diffusion_model(tmp_path):
     assert res.exit_code == 0, res.output
     import ripbench
 
-    table = ripbench.load(tmp_path / "res" / "quick")
+    # the preset changed (-n 2, ...) and no --name: named after what it runs, never "quick"
+    assert [p.name for p in (tmp_path / "res").iterdir() if p.is_dir()] == [
+        "biharmonic+shapes-ddpm_grid-16+grid-32+grid-64+columns-3"]
+    table = ripbench.load(tmp_path / "res" / "biharmonic+shapes-ddpm_grid-16+grid-32+grid-64+columns-3")
     assert set(table["model"]) == {"biharmonic", "shapes-ddpm"}
     shapes = table[table["model"] == "shapes-ddpm"]
     later = shapes[shapes["iteration"] > 0]  # 10 steps: t = 200, 100, 0 lie in sigma [0, 1] (0.72, 0.34, 0.01)
     assert later["halluc_score"].gt(0).all() and (later["halluc_status"] == "ok").all()
     assert shapes["shapes_valid"].notna().all()
+
+
+@pytest.mark.parametrize("args, name", [
+    ([], "quick"),                                           # the preset as it is keeps its name
+    (["--batch-size", "2", "--device", "cpu"], "quick"),     # settings that change no result too
+    (["--model", "biharmonic"], "biharmonic_grid-16+grid-32+grid-64"),
+    (["--model", "shapes-ddpm"], "shapes-ddpm_columns-3"),
+    (["--mask", "box:0.1", "-n", "3"], "biharmonic+shapes-ddpm_box-0.10+columns-3"),
+    (["--preset", "rip-paper", "--model", "biharmonic"], "biharmonic_grid-64+grid-128+grid-256"),
+    (["--preset", "rip-paper"], "rip-paper"),
+    (["--model", "biharmonic", "--name", "quick"], "quick"),  # asked for: given (collisions are refused)
+    (["--model", "biharmonic", "--set", "name=mine"], "mine"),
+])
+def test_a_changed_preset_is_named_after_what_it_runs(monkeypatch, args, name):
+    import ripbench.cli
+
+    seen = []
+    monkeypatch.setattr(ripbench.cli, "_run_and_report", lambda config, **kw: seen.append(config.name))
+    res = CliRunner().invoke(main, ["run", *args])
+    assert res.exit_code == 0, res.output
+    assert seen == [name]
+
+
+def test_a_config_file_keeps_its_own_name(tmp_path, monkeypatch):
+    import ripbench.cli
+
+    seen = []
+    monkeypatch.setattr(ripbench.cli, "_run_and_report", lambda config, **kw: seen.append(config.name))
+    (tmp_path / "named.yaml").write_text("name: quick\nmodels: [biharmonic]\n")
+    (tmp_path / "unnamed.yaml").write_text("models: [biharmonic]\n")
+    for file in ("named.yaml", "unnamed.yaml"):
+        assert CliRunner().invoke(main, ["run", str(tmp_path / file), "--preset", "quick"]).exit_code == 0
+    assert seen == ["quick", "biharmonic_grid-16+grid-32+grid-64"]
+
+
+def test_model_run_does_not_take_the_presets_folder_and_collisions_are_still_refused(tmp_path):
+    args = ["--model", "biharmonic", "--size", "32", "--mask", "grid:8", "--set", "inputs.names=[coffee]",
+            "--seeds", "0", "--set", "metrics.names=[mse]", "--no-progress"]
+    first = _invoke([*args, "-n", "1"], tmp_path)
+    assert first.exit_code == 0, first.output
+    runs = sorted(p.name for p in (tmp_path / "res").iterdir() if p.is_dir())
+    assert runs == ["biharmonic_grid-8"]
+    again = _invoke([*args, "-n", "1"], tmp_path)  # the same command: the same name, resumed
+    assert again.exit_code == 0 and "resumed: 1 finished trajectories were skipped" in again.output, again.output
+    other = _invoke([*args, "-n", "2"], tmp_path)  # another config, same models and masks: refused, one line
+    assert other.exit_code == 2, other.output
+    lines = [line for line in other.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "holds a run made with a different config" in lines[0]
+    assert "pass --overwrite to replace it or --name to write elsewhere" in lines[0]

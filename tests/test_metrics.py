@@ -2,7 +2,8 @@
 
 Genuine LPIPS backbone weights are looked up (never copied into the repo) in
 ``$RIPBENCH_TEST_LPIPS_WEIGHTS``, then in ``../shared/lpips-weights`` next to the repository,
-then through torchvision's normal cache/download; without any of them the LPIPS tests skip.
+then through torchvision's normal cache/download; without any of them the LPIPS tests skip, or fail
+under ``RIPBENCH_REQUIRE_LPIPS=1`` (what ``.ci/run`` sets when ``../shared/lpips-weights`` exists).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ripbench.metrics import (
     ssim_map,
     validate_metric_names,
 )
-from tests.conftest import SHARED_WEIGHTS, TEST_WEIGHTS_ENV, _weights_dir, genuine_weights
+from tests.conftest import SHARED_WEIGHTS, TEST_WEIGHTS_ENV, _weights_dir, genuine_weights, skip_without_lpips
 
 # sha256 of the files in ../shared/lpips-weights (from its README).
 SHA256 = {
@@ -55,7 +56,7 @@ def _example(name: str) -> torch.Tensor:
     """One LPIPS example image as a 1 x 3 x H x W float tensor in [0, 1], decoded as 8-bit RGB."""
     folder = _weights_dir()
     if folder is None or not (folder / f"{name}.png").is_file():
-        pytest.skip(
+        skip_without_lpips(
             f"LPIPS example image {name}.png not found (looked in {TEST_WEIGHTS_ENV}, {SHARED_WEIGHTS})"
         )
     from PIL import Image
@@ -155,7 +156,7 @@ def test_lpips_provenance_records_weights_file() -> None:
 def test_lpips_weights_from_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
     folder = _weights_dir()
     if folder is None or not (folder / FEATURE_FILES["squeeze"]).is_file():
-        pytest.skip("needs the local weights folder")
+        skip_without_lpips(f"needs the local weights folder ({TEST_WEIGHTS_ENV} or {SHARED_WEIGHTS})")
     monkeypatch.setenv(WEIGHTS_ENV_VAR, str(folder / FEATURE_FILES["squeeze"]))
     source = resolve_weights("squeeze")
     assert (
@@ -172,7 +173,7 @@ def test_torchvision_cache_path_is_used_offline(tmp_path: Path, monkeypatch: pyt
     """A full torchvision checkpoint in $TORCH_HOME/hub/checkpoints is found and gives the same LPIPS."""
     folder = _weights_dir()
     if folder is None or not (folder / FEATURE_FILES["alex"]).is_file():
-        pytest.skip("needs the local weights folder")
+        skip_without_lpips(f"needs the local weights folder ({TEST_WEIGHTS_ENV} or {SHARED_WEIGHTS})")
     features = torch.load(folder / FEATURE_FILES["alex"], weights_only=True)
     checkpoint = {f"features.{k}": v for k, v in features.items()}
     checkpoint["classifier.1.weight"] = torch.zeros(2, 2)  # full checkpoints carry a classifier too
@@ -212,7 +213,7 @@ def test_weights_error_says_how_to_supply_weights(tmp_path: Path, monkeypatch: p
 def test_wrong_or_corrupt_weights_file_is_refused(tmp_path: Path) -> None:
     folder = _weights_dir()
     if folder is None or not (folder / FEATURE_FILES["squeeze"]).is_file():
-        pytest.skip("needs the local weights folder")
+        skip_without_lpips(f"needs the local weights folder ({TEST_WEIGHTS_ENV} or {SHARED_WEIGHTS})")
     with pytest.raises(WeightsError, match=r"alexnet\(\)\.features weights that LPIPS net 'alex' needs"):
         load_lpips("alex", folder / FEATURE_FILES["squeeze"])
     garbage = tmp_path / "garbage.pth"
@@ -230,7 +231,7 @@ def test_lpips_backbone_has_no_random_weights() -> None:
     """Every backbone parameter equals the file's tensor (guards against a silent partial load)."""
     folder = _weights_dir()
     if folder is None or not (folder / FEATURE_FILES["alex"]).is_file():
-        pytest.skip("needs the local weights folder")
+        skip_without_lpips(f"needs the local weights folder ({TEST_WEIGHTS_ENV} or {SHARED_WEIGHTS})")
     features = torch.load(folder / FEATURE_FILES["alex"], weights_only=True)
     backbone = {k.split(".", 1)[1]: v for k, v in load_lpips("alex", folder).model.net.state_dict().items()}
     assert backbone.keys() == features.keys()
@@ -586,3 +587,14 @@ def test_ssim_of_channels_last_and_cropped_inputs(astronaut_pair) -> None:
     torch.testing.assert_close(ssim(a.contiguous(memory_format=torch.channels_last), b), expected)
     torch.testing.assert_close(ssim(a[:, :, 10:80, 5:90], b[:, :, 10:80, 5:90]),
                                ssim(a[:, :, 10:80, 5:90].clone(), b[:, :, 10:80, 5:90].clone()))
+
+
+def test_require_lpips_turns_the_lpips_skips_into_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tests.conftest as conftest
+
+    monkeypatch.setattr(conftest, "REQUIRE_LPIPS", True)
+    with pytest.raises(pytest.fail.Exception, match="RIPBENCH_REQUIRE_LPIPS=1 but no weights here"):
+        skip_without_lpips("no weights here")
+    monkeypatch.setattr(conftest, "REQUIRE_LPIPS", False)
+    with pytest.raises(pytest.skip.Exception, match="no weights here"):
+        skip_without_lpips("no weights here")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,64 @@ def test_bundled_model_repaints_a_column_validly() -> None:
     model = PixelDDPMInpainter("shapes", steps=25, device="cpu")
     labels = _column_repaints(model, 24, seed=0, batch_size=24)
     assert sum(label == "valid" for label in labels) >= 18, labels
+
+
+# -- the scheduler config: substitutions are said and recorded -------------------------------------------
+
+
+def test_scheduler_config_from_the_model_folder_is_recorded(tmp_path: Path) -> None:
+    import warnings
+
+    from diffusers import DDPMScheduler
+
+    _tiny_unet().save_pretrained(tmp_path / "unet")
+    DDPMScheduler(num_train_timesteps=200, beta_schedule="squaredcos_cap_v2").save_pretrained(tmp_path / "scheduler")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing substituted: nothing to say
+        ident = PixelDDPMInpainter(tmp_path, steps=4, device="cpu").identity()
+    assert ident["scheduler_config_source"] == "model"
+    config = ident["scheduler_config"]
+    assert (config["num_train_timesteps"], config["beta_schedule"], config["clip_sample"]) == (
+        200, "squaredcos_cap_v2", False)
+    assert json.loads(json.dumps(ident)) == ident  # the manifest can hold it
+
+
+def test_missing_scheduler_config_warns_and_the_manifest_shows_the_default(tmp_path: Path) -> None:
+    _tiny_unet().save_pretrained(tmp_path)  # a bare UNet folder: no scheduler_config.json anywhere
+    with pytest.warns(UserWarning, match=r"holds no scheduler_config.json .*using diffusers' default DDPMScheduler"):
+        model = PixelDDPMInpainter(tmp_path, steps=4, device="cpu")
+    ident = model.identity()
+    assert ident["scheduler_config_source"].startswith("diffusers default (") and str(tmp_path) in \
+        ident["scheduler_config_source"]
+    assert ident["scheduler_config"]["num_train_timesteps"] == 1000
+    assert ident["scheduler_config"]["beta_schedule"] == "linear"
+
+
+def test_hub_scheduler_failure_warns_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any exception loading a Hub model's scheduler config: one warning naming it, then the default."""
+    import warnings
+
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    unet = _tiny_unet()
+    monkeypatch.setattr(UNet2DModel, "from_pretrained", classmethod(lambda cls, *a, **k: unet))
+
+    def no_scheduler(cls, *args, **kwargs):
+        raise OSError("owner/ddpm has no file scheduler/scheduler_config.json\nsecond line")
+
+    monkeypatch.setattr(DDPMScheduler, "load_config", classmethod(no_scheduler))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = PixelDDPMInpainter("owner/ddpm", steps=4, device="cpu")
+    messages = [str(w.message) for w in caught if "pixel-ddpm" in str(w.message)]
+    assert len(messages) == 1 and "\n" not in messages[0], messages
+    assert "no scheduler config loaded for 'owner/ddpm' (OSError: owner/ddpm has no file" in messages[0]
+    assert model.identity()["scheduler_config_source"].startswith("diffusers default (no scheduler config loaded")
+
+
+def test_in_memory_unet_records_default_and_overrides() -> None:
+    ident = PixelDDPMInpainter(_tiny_unet(), steps=4, device="cpu",
+                               scheduler_config={"num_train_timesteps": 500}).identity()
+    assert ident["scheduler_config"]["num_train_timesteps"] == 500
+    assert ident["scheduler_config_source"] == ("diffusers default (an in-memory UNet2DModel comes without one), "
+                                                "overridden: num_train_timesteps")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -68,7 +71,9 @@ def test_register_inpainter_decorator():
         ("nope", "unknown model 'nope'"),
         ("no_such_module_xyz:make", "cannot import module 'no_such_module_xyz'"),
         ("ripbench.models:nothing_here", "has no attribute 'nothing_here'"),
-        ("ripbench.errors:__doc__", "not point to a callable"),
+        ("ripbench.errors:__doc__", "is a str, not a ripbench Inpainter subclass"),
+        ("builtins:dict", "is the class builtins.dict, not a ripbench Inpainter subclass"),
+        (":make", "not of the form 'package.module:factory'"),
     ],
 )
 def test_bad_model_references(spec, fragment):
@@ -76,6 +81,74 @@ def test_bad_model_references(spec, fragment):
         create_inpainter(spec)
 
 
-def test_factory_returning_wrong_type():
-    with pytest.raises(ModelNotFoundError, match="not a ripbench Inpainter"):
-        create_inpainter("builtins:dict")
+def test_factory_returning_wrong_type(tmp_path, monkeypatch):
+    (tmp_path / "dict_factory.py").write_text(
+        "from ripbench import model_factory\n\n@model_factory\ndef make(**options):\n    return dict(options)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModelNotFoundError, match="returned dict, not a ripbench Inpainter"):
+        create_inpainter("dict_factory:make")
+
+
+RECORDER = """
+CALLS = []
+
+
+def record(**options):
+    CALLS.append(options)
+    return "called"
+
+
+class NotAModel:
+    def __init__(self, **options):
+        CALLS.append(options)
+"""
+
+
+@pytest.fixture
+def recorder(tmp_path, monkeypatch):
+    """A module with callables that record being called (and are not declared model factories)."""
+    (tmp_path / "ripbench_recorder.py").write_text(RECORDER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    module = importlib.import_module("ripbench_recorder")
+    yield module
+    sys.modules.pop("ripbench_recorder", None)
+
+
+@pytest.mark.parametrize("attr, what", [("record", "the function ripbench_recorder.record"),
+                                        ("NotAModel", "the class ripbench_recorder.NotAModel")])
+def test_undeclared_callables_are_refused_without_calling_them(recorder, tiny_config_data, attr, what):
+    ref = f"ripbench_recorder:{attr}"
+    with pytest.raises(ModelNotFoundError, match=f"model '{ref}' is {what}, not a ripbench Inpainter subclass "
+                                                 "or a function declared with @ripbench.model_factory; refused"):
+        create_inpainter(ref, x=1)
+    tiny_config_data["models"] = [{"name": ref, "options": {"x": 1}}]
+    with pytest.raises(ModelNotFoundError, match="refused without calling it"):
+        run_experiment(validate_config(tiny_config_data), progress=False)
+    assert recorder.CALLS == []
+    assert not (Path(tiny_config_data["output_dir"]) / "tiny").exists()
+
+
+def test_declared_factory_by_reference(example_plugin_on_path):
+    model = create_inpainter("ripbench_example_plugin:make_mean_fill", noise=0.2)
+    assert model.name == "mean-fill" and model.noise == 0.2
+    assert create_inpainter("ripbench.models.pixel_ddpm:shapes_ddpm", steps=2).name == "shapes-ddpm"
+
+
+def test_shared_config_cannot_run_a_command(tmp_path):
+    """`subprocess:getoutput` named as a model in a config: one line, exit 2, the command never runs."""
+    from click.testing import CliRunner
+
+    from ripbench.cli import main
+
+    marker = tmp_path / "ran"
+    config = tmp_path / "shared.yaml"
+    config.write_text(f"name: shared\niterations: 1\nsize: 32\nmodels:\n  - name: subprocess:getoutput\n"
+                      f"    options: {{cmd: 'touch {marker}'}}\nmetrics: {{names: [mse]}}\n"
+                      f"output_dir: {tmp_path / 'results'}\n")
+    res = CliRunner().invoke(main, ["run", str(config), "--no-progress"])
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "subprocess.getoutput" in lines[0] and "refused without calling it" in lines[0]
+    assert not marker.exists()

@@ -249,6 +249,8 @@ class _Bad(Inpainter):
         elif self.mode == "in-place":
             images.mul_(0.0)  # edits its input: must not reach the loop's state
             out = images.clone() + 0.5 * masks
+        elif self.mode == "bare-tensor":
+            return out  # the images themselves, not wrapped in an InpaintResult
         return InpaintResult(images=out)
 
 
@@ -279,6 +281,20 @@ def test_out_of_range_output_is_recorded_with_its_range(tiny_config_data: dict) 
 def test_wrong_shape_stops_the_run_with_one_line(tiny_config_data: dict) -> None:
     with pytest.raises(ModelContractError, match=r"returned images of \(8, 1, 32, 32\)"):
         _bad_run(tiny_config_data, "shape")
+
+
+def test_bare_tensor_instead_of_a_result_stops_the_run_with_one_line(tiny_config_data: dict) -> None:
+    with pytest.raises(ModelContractError, match=r"model '_Bad' \(tests\.test_reliability\._Bad\) returned a bare "
+                                                 r"tensor of shape \(8, 3, 32, 32\) from inpaint, not an InpaintResult"):
+        _bad_run(tiny_config_data, "bare-tensor")
+    import yaml
+
+    config = Path(tiny_config_data["output_dir"]).parent / "bad.yaml"  # the same run from the command line
+    config.write_text(yaml.safe_dump({**tiny_config_data, "name": "bare"}))
+    res = CliRunner().invoke(main, ["run", str(config), "--no-progress"])
+    assert res.exit_code == 2 and "Traceback" not in res.output and "AttributeError" not in res.output, res.output
+    lines = [line for line in res.output.splitlines() if line.strip() and "ripbench: run" not in line]
+    assert len(lines) == 1 and "not an InpaintResult" in lines[0], res.output
 
 
 def test_extras_of_the_wrong_length_stop_the_run_with_one_line(tiny_config_data: dict) -> None:
@@ -352,6 +368,29 @@ def test_image_modes_convert_correctly(tmp_path: Path) -> None:
     assert red_on_white[0] > 0.99 and 0.45 < red_on_white[1] < 0.55  # composited on white
 
 
+def test_transparent_pixels_are_composited_on_white_in_every_mode(tmp_path: Path) -> None:
+    """LA (grey + alpha) like RGBA; palette images with a transparent index too (PNG and GIF)."""
+    la = np.zeros((32, 32, 2), np.uint8)   # black...
+    la[..., 1] = 255
+    la[:16, :, 1] = 0                      # top half fully transparent
+    la[16:, :16, 1] = 128                  # bottom-left half transparent
+    Image.fromarray(la, mode="LA").save(tmp_path / "la.png")
+    img = load_image(tmp_path / "la.png", size=32)
+    assert "greyscale+alpha -> RGB (composited on white)" in img.notes
+    px = img.pixels
+    assert torch.all(px[:, :16] == 1.0) and torch.all(px[:, 16:, 16:] == 0.0)
+    assert torch.allclose(px[:, 16:, :16], torch.full_like(px[:, 16:, :16], 127 / 255), atol=0.01)
+    palette = Image.new("P", (32, 32), 0)
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    palette.paste(1, (0, 16, 32, 32))      # bottom half red, top half index 0 = transparent black
+    palette.save(tmp_path / "p.png", transparency=0)
+    palette.save(tmp_path / "p.gif", transparency=0)
+    for name in ("p.png", "p.gif"):
+        px = load_image(tmp_path / name, size=32).pixels
+        assert torch.all(px[:, :16] == 1.0), name  # transparent -> white, not black
+        assert torch.all(px[0, 16:] == 1.0) and torch.all(px[1:, 16:] == 0.0), name
+
+
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     arr = np.zeros((20, 40, 3), np.uint8)
     arr[:, :20] = 255  # white left half of a landscape image
@@ -389,6 +428,52 @@ def test_unreadable_images_are_one_line_naming_the_file(tmp_path: Path, kind: st
     assert res.exit_code == 2 and "bad.png" in res.output and "Traceback" not in res.output
     assert len([line for line in res.output.splitlines() if line.strip()]) == 1
     assert not out.exists() or not any(out.iterdir())
+
+
+def _png_bomb(path: Path, side: int = 20_000) -> Path:
+    """A 1-bit PNG of side x side pixels (4e8, over twice Pillow's limit) in about 50 kB: a decompression bomb."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = zlib.compress(bytes(side * (1 + side // 8)), 9)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["bomb", "warning-size", "not-an-image"])
+def test_unreadable_mask_files_are_one_line_naming_the_file(tmp_path: Path, kind: str, monkeypatch) -> None:
+    from ripbench.masks import load_mask_png
+
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    good = np.zeros((32, 32), np.uint8)
+    good[8:16, 8:16] = 255
+    _write(folder / "a.png", good)
+    path = folder / "bad.png"
+    if kind == "bomb":
+        _png_bomb(path)
+    elif kind == "warning-size":  # over the limit but under twice it: Pillow only warns; refused all the same
+        _write(path, np.zeros((48, 48), np.uint8))
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)
+    else:
+        path.write_text("hello")
+    with pytest.raises(InputError, match=r"mask file .*bad\.png" if kind != "not-an-image" else r"bad\.png"):
+        load_mask_png(path)
+    images = tmp_path / "imgs"
+    images.mkdir()
+    _write(images / "img.png", np.zeros((32, 32, 3), np.uint8))
+    out = tmp_path / "res"
+    res = CliRunner().invoke(main, ["run", "--model", "biharmonic", "--mask", f"folder:{folder}", "--size", "32",
+                                    "--images", str(images), "-n", "1", "--set", "metrics.names=[mse]",
+                                    "--output-dir", str(out), "--no-progress"])
+    assert res.exit_code == 2 and "bad.png" in res.output and "Traceback" not in res.output, res.output
+    assert len([line for line in res.output.splitlines() if line.strip()]) == 1
+    if kind != "not-an-image":
+        assert "too large to decode safely" in res.output
 
 
 @pytest.mark.parametrize("name", ["../x", "/abs", "a/b", ".hidden", ".."])

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ripbench.models import Inpainter, InpaintResult, ModelOption
+from ripbench.models import Inpainter, InpaintResult, ModelOption, model_factory
 
 
 class MeanFill(Inpainter):
@@ -56,6 +56,7 @@ class MeanFill(Inpainter):
         return {**super().identity(), "noise": self.noise}
 
 
+@model_factory  # declared a factory: `--model ripbench_example_plugin:make_mean_fill` may name it too
 def make_mean_fill(**options: float) -> MeanFill:
     """Factory used by the entry point."""
     return MeanFill(**options)

@@ -462,10 +462,10 @@ def _read_component(mask: np.ndarray, column: int, templates: _Templates) -> tup
     return copies, SHAPE_NAMES[best]
 
 
-def _as_greyscale(images: np.ndarray | torch.Tensor) -> np.ndarray:
-    if isinstance(images, torch.Tensor):
-        images = images.detach().float().cpu().numpy()
-    images = np.asarray(images, dtype=np.float32)
+def _as_greyscale(data: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(data, torch.Tensor):
+        data = data.detach().float().cpu().numpy()
+    images = np.asarray(data, dtype=np.float32)
     if images.ndim == 2:
         images = images[None]
     if images.ndim == 4:

@@ -179,7 +179,7 @@ def _region_at(batch: DetectorBatch, spatial: tuple[int, int], device: torch.dev
 
 
 def _band(batch: DetectorBatch, region: torch.Tensor | None = None) -> torch.Tensor:
-    if batch.window is None:
+    if batch.window is None or batch.x0_trajectory is None:
         return batch.nan()
     scores, _ = band_variance(batch.x0_trajectory, batch.noise_levels, batch.window.band, region=region,
                               min_steps=batch.window.min_steps)
@@ -206,7 +206,7 @@ def x0_variance_current_paper(batch: DetectorBatch) -> torch.Tensor:
     the same trajectories; NaN when fewer than the run's ``min_steps`` recorded steps lie in it, or
     when the run's band does not contain the paper's (its steps were not all recorded).
     """
-    if batch.window is None:
+    if batch.window is None or batch.x0_trajectory is None:
         return batch.nan()
     band = paper_band(getattr(batch.window.band, "unit", DEFAULT_UNIT))
     if batch.window.band[0] > band.lo or batch.window.band[1] < band.hi:  # the run did not record all of it

@@ -36,8 +36,9 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from ripbench.detectors.spec import NEEDS, DetectorBatch, DetectorSpec, _resolve
+from ripbench.detectors.spec import NEEDS, DetectorBatch, DetectorSpec
 from ripbench.errors import ConfigError
+from ripbench.references import Expected, resolve_reference
 
 __all__ = [
     "BUILTIN_DETECTORS",
@@ -114,13 +115,12 @@ def _unknown(name: str) -> ConfigError:
                        f"'{ENTRY_POINT_GROUP}')")
 
 
-def _load(ref: Any, what: str) -> DetectorSpec:
-    try:
-        spec = _resolve(ref)
-    except Exception as exc:  # a broken plug-in is named, not hidden
-        raise ConfigError(f"detector {what} could not be loaded from {ref!r}: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(spec, DetectorSpec):
-        raise ConfigError(f"detector {what} ({ref!r}) is a {type(spec).__name__}, not a ripbench DetectorSpec")
+#: What a detector's ``"module:attr"`` reference (config, built-in, entry point) may name.
+SPEC_REFERENCE = Expected("a ripbench DetectorSpec", instance_of=(DetectorSpec,))
+
+
+def _load(ref: str, what: str) -> DetectorSpec:
+    spec: DetectorSpec = resolve_reference(ref, SPEC_REFERENCE, f"detector {what}")
     return spec
 
 

@@ -41,13 +41,13 @@ Example
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ripbench.errors import ConfigError, ModelContractError
+from ripbench.references import Expected, resolve_reference
 
 if TYPE_CHECKING:  # torch is imported where a detector runs, not where specs are declared or listed
     import torch
@@ -145,15 +145,8 @@ def region_mean(values: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, float("nan")))
 
 
-def _resolve(ref: Any) -> Any:
-    """``"package.module:attr"`` -> the attribute (lazy import); anything else as given."""
-    if not isinstance(ref, str):
-        return ref
-    module, _, attr = ref.partition(":")
-    obj = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
+#: What a ``"module:attr"`` string in :attr:`DetectorSpec.compute` may name (the spec's author wrote it).
+COMPUTE_REFERENCE = Expected("a function", any_callable=True)
 
 
 @dataclass(frozen=True)
@@ -205,8 +198,10 @@ class DetectorSpec:
     def function(self) -> Callable[..., Any]:
         """The compute function (a ``"module:attr"`` reference is imported now, once)."""
         if not self._fn:
-            target = _resolve(self.compute)
-            if not callable(target):
+            target = self.compute
+            if isinstance(target, str):
+                target = resolve_reference(target, COMPUTE_REFERENCE, f"detector {self.name!r}: compute")
+            elif not callable(target):
                 raise ConfigError(f"detector {self.name!r}: compute {self.compute!r} is not callable")
             self._fn.append(target)
         return self._fn[0]

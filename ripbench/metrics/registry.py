@@ -33,7 +33,8 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from ripbench.errors import ConfigError
-from ripbench.metrics.spec import REGIONS, MetricSpec, _resolve
+from ripbench.metrics.spec import REGIONS, MetricSpec
+from ripbench.references import Expected, resolve_reference
 
 __all__ = [
     "BUILTIN_METRICS",
@@ -68,6 +69,8 @@ BUILTIN_METRICS: dict[str, str] = {
 METRIC_NAMES: tuple[str, ...] = tuple(BUILTIN_METRICS)
 
 _REGISTERED: dict[str, MetricSpec | str] = {}
+#: What a metric's ``"module:attr"`` reference (built-in, entry point) may name.
+SPEC_REFERENCE = Expected("a ripbench MetricSpec", instance_of=(MetricSpec,))
 
 
 def register_metric(spec: MetricSpec) -> MetricSpec:
@@ -135,12 +138,7 @@ def _lookup_for(name: str, path: tuple[str, ...]) -> MetricSpec:
     if ref is None:
         raise ConfigError(f"unknown metric {name!r}; available: {', '.join(available_metrics())} "
                           f"(plug-ins register in the entry-point group '{ENTRY_POINT_GROUP}')")
-    try:
-        spec = _resolve(ref)
-    except Exception as exc:  # a broken plug-in is named, not hidden
-        raise ConfigError(f"metric {name!r} could not be loaded from {ref!r}: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(spec, MetricSpec):
-        raise ConfigError(f"metric {name!r} ({ref!r}) is a {type(spec).__name__}, not a ripbench MetricSpec")
+    spec = resolve_reference(ref, SPEC_REFERENCE, f"metric {name!r}") if isinstance(ref, str) else ref
     if spec.name != name:
         raise ConfigError(f"metric registered as {name!r} ({ref!r}) calls itself {spec.name!r}")
     return spec

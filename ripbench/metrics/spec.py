@@ -42,15 +42,15 @@ Example
 
 from __future__ import annotations
 
-import importlib
 import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ripbench.errors import ConfigError
+from ripbench.references import Expected, resolve_reference
 
 if TYPE_CHECKING:
     import torch
@@ -153,15 +153,8 @@ class FunctionMetric(Metric):
                 **self.options}
 
 
-def _resolve(ref: Any) -> Any:
-    """``"package.module:attr"`` -> the attribute (lazy import); anything else as given."""
-    if not isinstance(ref, str):
-        return ref
-    module, _, attr = ref.partition(":")
-    obj = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
+#: What a ``"module:attr"`` string in :attr:`MetricSpec.compute` may name (the spec's author wrote it).
+COMPUTE_REFERENCE = Expected("a ripbench Metric subclass or a function", any_callable=True)
 
 
 @dataclass(frozen=True)
@@ -237,11 +230,13 @@ class MetricSpec:
     def build(self, device: str | torch.device = "cpu", **options: Any) -> Metric:
         """A :class:`Metric` ready to run on ``device``."""
         options = self.check_options(options)
-        target = _resolve(self.compute)
-        if isinstance(target, type) and issubclass(target, Metric):
+        target = self.compute
+        if isinstance(target, str):
+            target = resolve_reference(target, COMPUTE_REFERENCE, f"metric {self.name!r}: compute")
+        if isinstance(target, type) and issubclass(target, Metric):  # constructed as cls(device=..., **options)
             import torch
 
-            metric = target(device=torch.device(device), **options)
+            metric = cast("Callable[..., Metric]", target)(device=torch.device(device), **options)
         else:
             metric = FunctionMetric(self, target, options)
         metric.spec = self

@@ -161,7 +161,8 @@ class MetricSuite:
         """Values of a group's metrics from its map (and the lead metric's whole value when not from the map)."""
         lead = self.metrics[group[0]]
         out: dict[str, torch.Tensor] = {}
-        raw_whole = _crop_mean(per_pixel, lead.border) if _from_map(lead) and per_pixel is not None else None
+        raw_whole = (_crop_mean(per_pixel, lead.border) if _from_map(lead) and per_pixel is not None
+                     and lead.border is not None else None)
         wanted = [r for r in (regions.names if regions is not None else ()) if
                   any(r in self.specs[name].regions for name in group)]
         if wanted and per_pixel is None:

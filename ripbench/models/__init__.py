@@ -6,6 +6,7 @@ and register it (see :mod:`ripbench.models.registry`).
 
 from typing import Any
 
+from ..references import model_factory
 from .registry import (
     ENTRY_POINT_GROUP,
     available_inpainters,
@@ -33,7 +34,7 @@ register_inpainter(
 )
 register_inpainter(
     "shapes-ddpm", "ripbench.models.pixel_ddpm:shapes_ddpm",
-    description="Simple Shapes DDPM bundled with ripbench (32x32 greyscale, pixel-space replacement/RePaint)",
+    description="Simple Shapes DDPM bundled with ripbench (64x64 greyscale, pixel-space replacement/RePaint)",
 )
 register_inpainter(
     "pixel-ddpm", "ripbench.models.pixel_ddpm:PixelDDPMInpainter",
@@ -68,6 +69,7 @@ __all__ = [
     "Inpainter",
     "available_inpainters",
     "create_inpainter",
+    "model_factory",
     "register_inpainter",
     "resolve_factory",
 ]

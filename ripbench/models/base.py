@@ -59,6 +59,7 @@ Example
 
 from __future__ import annotations
 
+import builtins
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -103,6 +104,25 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     return _DTYPES[dtype]
 
 
+def jsonable_config(config: Any) -> dict[str, Any]:
+    """The JSON-friendly entries of a diffusers config (a scheduler's, a UNet's) for ``identity()``.
+
+    Private keys (``_diffusers_version``, ...) are left out, except ``_class_name``.
+
+    >>> jsonable_config({"num_train_timesteps": 1000, "betas": (0.1, 0.2), "_diffusers_version": "0.30"})
+    {'num_train_timesteps': 1000, 'betas': [0.1, 0.2]}
+    """
+    out: dict[str, Any] = {}
+    for key, value in dict(config).items():
+        if key.startswith("_") and key != "_class_name":
+            continue
+        if isinstance(value, (str, int, float, bool, type(None))):
+            out[key] = value
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bool)) for v in value):
+            out[key] = list(value)
+    return out
+
+
 _MISSING: Any = object()
 
 
@@ -130,7 +150,7 @@ class ModelOption:
     aliases: tuple[str, ...] = ()
 
     @property
-    def types(self) -> tuple[type, ...] | None:
+    def types(self) -> tuple[builtins.type, ...] | None:  # `type` is a field here
         """The accepted types (ints count as floats), or ``None`` for any."""
         declared = self.type if self.type is not None else (None if self.default is None else type(self.default))
         if declared is None:

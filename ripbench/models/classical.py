@@ -31,6 +31,8 @@ class _PerImageInpainter(Inpainter):
         images: torch.Tensor,
         masks: torch.Tensor,
         seeds: Sequence[int],
+        *,
+        x0_band: tuple[float, float] | None = None,  # never passed: a classical model has no x0 trajectory
     ) -> InpaintResult:
         device = images.device
         imgs = images.detach().permute(0, 2, 3, 1).float().cpu().numpy()
@@ -65,12 +67,12 @@ class Biharmonic(_PerImageInpainter):
         )
 
     def identity(self) -> dict[str, Any]:
-        import skimage
+        from importlib.metadata import version
 
         return {
             **super().identity(),
             "split_into_regions": self.split_into_regions,
-            "scikit-image": skimage.__version__,
+            "scikit-image": version("scikit-image"),
         }
 
 

@@ -53,6 +53,7 @@ from .base import (
     Inpainter,
     InpaintResult,
     ModelOption,
+    jsonable_config,
     resolve_device,
     resolve_dtype,
 )
@@ -167,19 +168,6 @@ def load_inpainting_pipeline(
         return loader.from_pretrained(spec, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         raise WeightsError(f"cannot load the weights of diffusers model {spec!r}: {exc}") from exc
-
-
-def _jsonable(config: Any) -> dict[str, Any]:
-    """The JSON-friendly entries of a diffusers config (for the manifest)."""
-    out: dict[str, Any] = {}
-    for key, value in dict(config).items():
-        if key.startswith("_") and key != "_class_name":
-            continue
-        if isinstance(value, (str, int, float, bool, type(None))):
-            out[key] = value
-        elif isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bool)) for v in value):
-            out[key] = list(value)
-    return out
 
 
 class DiffusersInpainter(Inpainter):
@@ -684,7 +672,7 @@ class DiffusersInpainter(Inpainter):
 
         pipe = self.pipe
         unet = getattr(pipe, "unet", None)
-        in_channels = unet.config.in_channels if unet is not None else None
+        in_channels: Any = unet.config.in_channels if unet is not None else None  # an untyped diffusers config
         if unet is not None:
             inpaint_mode = {9: "9-channel", 4: "4-channel latent blending"}.get(in_channels, "pipeline")
         elif getattr(pipe, "transformer", None) is not None and getattr(pipe, "vae", None) is not None:
@@ -701,7 +689,7 @@ class DiffusersInpainter(Inpainter):
             "pipeline": type(pipe).__name__,
             "inpaint_mode": inpaint_mode,
             "scheduler": type(pipe.scheduler).__name__,
-            "scheduler_config": _jsonable(pipe.scheduler.config),
+            "scheduler_config": jsonable_config(pipe.scheduler.config),
             "steps": self.steps,
             "strength": self.strength,
             "num_steps": self.x0_steps,

@@ -38,6 +38,7 @@ Example
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,16 @@ import torch
 from ..errors import ConfigError, InputError, WeightsError
 from ..io import sha256_file
 from ..noise_band import as_band, in_band, sigma_levels
-from .base import DEVICE_OPTION, Inpainter, InpaintResult, ModelOption, resolve_device, resolve_dtype
+from ..references import model_factory
+from .base import (
+    DEVICE_OPTION,
+    Inpainter,
+    InpaintResult,
+    ModelOption,
+    jsonable_config,
+    resolve_device,
+    resolve_dtype,
+)
 
 #: Folder of the bundled Simple Shapes DDPM.
 BUNDLED_SHAPES_DIR = Path(__file__).resolve().parent.parent / "weights" / "shapes-ddpm"
@@ -62,6 +72,20 @@ def _sha256_state_dict(module: torch.nn.Module) -> str:
         digest.update(key.encode())
         digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+#: Key of the scheduler config under which a substituted default says why (``identity()["scheduler_config"]``).
+SUBSTITUTED_KEY = "_ripbench_substituted"
+
+
+def _default_scheduler_config(reason: str) -> dict[str, Any]:
+    """diffusers' default ``DDPMScheduler`` config, with a one-line warning saying why it replaces the model's."""
+    from diffusers import DDPMScheduler
+
+    warnings.warn(f"pixel-ddpm: {reason}; using diffusers' default DDPMScheduler config (1000 linear steps), "
+                  "which may not be the schedule the model was trained with (give scheduler_config to set it)",
+                  stacklevel=3)
+    return {**dict(DDPMScheduler().config), SUBSTITUTED_KEY: reason}
 
 
 def _load_local(folder: Path) -> tuple[Any, dict[str, Any], Path]:
@@ -81,7 +105,7 @@ def _load_local(folder: Path) -> tuple[Any, dict[str, Any], Path]:
     for sched_dir in (folder / "scheduler", folder):
         if (sched_dir / "scheduler_config.json").is_file():
             return unet, dict(DDPMScheduler.load_config(sched_dir)), weights
-    return unet, dict(DDPMScheduler().config), weights
+    return unet, _default_scheduler_config(f"{folder} holds no scheduler_config.json (in scheduler/ or itself)"), weights
 
 
 def _load_hub(repo_id: str) -> tuple[Any, dict[str, Any]]:
@@ -98,8 +122,9 @@ def _load_hub(repo_id: str) -> tuple[Any, dict[str, Any]]:
         raise WeightsError(f"cannot load diffusion model {repo_id!r} (not a local folder; from the Hub: {errors[-1]})")
     try:
         config = dict(DDPMScheduler.load_config(repo_id, subfolder="scheduler"))
-    except Exception:
-        config = dict(DDPMScheduler().config)
+    except Exception as exc:  # no scheduler/ in the repo, offline, ...: said, and recorded in the manifest
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        config = _default_scheduler_config(f"no scheduler config loaded for {repo_id!r} ({type(exc).__name__}: {reason})")
     return unet, config
 
 
@@ -165,8 +190,9 @@ class PixelDDPMInpainter(Inpainter):
         self.jump_length = jump_length
         self.jump_n_sample = jump_n_sample
 
-        if isinstance(model, UNet2DModel):
-            unet, config, self.weights_path = model, dict(DDPMScheduler().config), "<in-memory UNet2DModel>"
+        if isinstance(model, UNet2DModel):  # documented: the default schedule unless scheduler_config says otherwise
+            unet, self.weights_path = model, "<in-memory UNet2DModel>"
+            config = {**dict(DDPMScheduler().config), SUBSTITUTED_KEY: "an in-memory UNet2DModel comes without one"}
             self.weights_sha256 = _sha256_state_dict(model)
             self.name = "pixel-ddpm"
         elif str(model) == "shapes":
@@ -189,8 +215,13 @@ class PixelDDPMInpainter(Inpainter):
         self.model_spec = model if isinstance(model, (str, Path)) else "<UNet2DModel>"
         # diffusers re-applies its defaults to the keys listed here, overriding what is set below
         config.pop("_use_default_values", None)
+        substituted = config.pop(SUBSTITUTED_KEY, None)
+        #: where the scheduler config came from (recorded by :meth:`identity`): the model's files, or
+        #: diffusers' default and why, plus the names of the keys ``scheduler_config`` overrode.
+        self.scheduler_config_source = "model" if substituted is None else f"diffusers default ({substituted})"
         if scheduler_config:
             config.update(scheduler_config)
+            self.scheduler_config_source += f", overridden: {', '.join(sorted(scheduler_config))}"
         config["clip_sample"] = False  # keep x0 unclipped: its variance is the hallucination score
         unet = unet.to(self._device)
         if unet.dtype != self.dtype:  # a bare .to(dtype) makes diffusers warn even when nothing changes
@@ -203,7 +234,7 @@ class PixelDDPMInpainter(Inpainter):
                 raise ConfigError("method='repaint' needs an epsilon-prediction model")
             self.scheduler = RePaintScheduler.from_config(config)
         size = self.unet.config.sample_size
-        self.sample_size: tuple[int, int] = (size, size) if isinstance(size, int) else tuple(size)  # type: ignore[assignment]
+        self.sample_size: tuple[int, int] = (size, size) if isinstance(size, int) else tuple(size)
         self.channels: int = int(self.unet.config.in_channels)
         self._set_timesteps()
         self.x0_steps = self._num_model_calls
@@ -225,7 +256,8 @@ class PixelDDPMInpainter(Inpainter):
             self._num_model_calls = sum(1 for prev, t in zip([steps[0] + 1] + steps, steps) if t < prev)
 
     def identity(self) -> dict[str, Any]:
-        """Model name and class, weights path and sha256, method and step settings."""
+        """Model name and class, weights path and sha256, method and step settings, and the scheduler config
+        actually used with where it came from (``scheduler_config_source``: a substituted default shows)."""
         out = super().identity()
         out.update(
             model=str(self.model_spec),
@@ -235,6 +267,8 @@ class PixelDDPMInpainter(Inpainter):
             steps=self.num_inference_steps,
             num_model_calls=self._num_model_calls,
             scheduler=type(self.scheduler).__name__,
+            scheduler_config=jsonable_config(self.scheduler.config),
+            scheduler_config_source=self.scheduler_config_source,
             sample_size=list(self.sample_size),
             channels=self.channels,
             dtype=str(self.dtype).removeprefix("torch."),
@@ -370,6 +404,7 @@ class PixelDDPMInpainter(Inpainter):
         return self.inpaint(images, masks, seeds).images
 
 
+@model_factory
 def shapes_ddpm(**options: Any) -> PixelDDPMInpainter:
     """Simple Shapes DDPM bundled with ripbench (32 x 32 greyscale), replacement inpainting."""
     return PixelDDPMInpainter(model="shapes", **options)

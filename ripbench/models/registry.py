@@ -7,8 +7,12 @@ Three ways to make a model known to ripbench:
    (``[project.entry-points."ripbench.inpainters"] my-model = "my_pkg.models:make_model"``);
 3. a ``"package.module:factory"`` string on the CLI or in a config.
 
-A *factory* is any callable that accepts keyword options and returns an
-:class:`~ripbench.models.base.Inpainter` (a subclass itself is a valid factory).
+A *factory* is a callable that accepts keyword options and returns an
+:class:`~ripbench.models.base.Inpainter` (a subclass itself is a valid factory). A reference
+from a config or the command line must name an ``Inpainter`` subclass or a function declared
+with :func:`~ripbench.references.model_factory` (``@ripbench.model_factory``), checked before
+anything is called (see :mod:`ripbench.references`): a shared config cannot make ripbench call
+``subprocess:getoutput``. Code that registers a factory (1 and 2) declares it by doing so.
 
 Example
 -------
@@ -20,7 +24,6 @@ Example
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import os
 import re
@@ -28,7 +31,8 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, ModelNotFoundError
+from ..errors import ConfigError, ModelNotFoundError, add_note
+from ..references import Expected, check_kind, resolve_reference
 
 if TYPE_CHECKING:  # the registry holds names and references; torch (via .base) loads when a model is built
     from .base import Inpainter, ModelOption
@@ -63,23 +67,26 @@ def register_inpainter(
     return _register(factory)
 
 
-def _load_reference(ref: str) -> Factory:
-    module_name, _, attr = ref.partition(":")
-    if not module_name or not attr:
-        raise ModelNotFoundError(f"model reference {ref!r} is not of the form 'package.module:factory'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ModelNotFoundError(f"cannot import module {module_name!r} for model {ref!r}: {exc}") from exc
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ModelNotFoundError(f"module {module_name!r} has no attribute {attr!r} (model {ref!r})") from None
-    if not callable(obj):
-        raise ModelNotFoundError(f"model reference {ref!r} does not point to a callable factory")
-    return obj
+def config_reference() -> Expected:
+    """What a ``module:attr`` model reference from a config or the command line may name (built on
+    first use: the ``Inpainter`` base class imports torch)."""
+    from .base import Inpainter
+
+    return Expected("a ripbench Inpainter subclass or a function declared with @ripbench.model_factory",
+                    subclass_of=(Inpainter,), factory="model")
+
+
+#: What code that registers a model (``register_inpainter``, an entry point) may name: any callable.
+CODE_REFERENCE = Expected("a callable model factory", any_callable=True)
+
+
+def _load_reference(ref: str, expected: Expected | None = None) -> Factory:
+    """The factory a ``module:attr`` reference names, checked to be ``expected`` (default:
+    :func:`config_reference`) before anything is called."""
+    expected = expected or config_reference()
+    factory: Factory = resolve_reference(ref, expected, "model", error=ModelNotFoundError,
+                                         form="package.module:factory")
+    return factory
 
 
 #: A Hugging Face id ``owner/name``.
@@ -127,13 +134,14 @@ def resolve_factory(spec: str) -> Factory:
     """Return the factory for a model name or ``module:factory`` reference."""
     if spec in _BUILTINS:
         factory, _ = _BUILTINS[spec]
-        return _load_reference(factory) if isinstance(factory, str) else factory
+        return _load_reference(factory, CODE_REFERENCE) if isinstance(factory, str) else factory
     eps = _entry_point_factories()
     if spec in eps:
         try:
-            return eps[spec].load()
+            loaded = eps[spec].load()
         except Exception as exc:  # a broken plug-in should say which one
             raise ModelNotFoundError(f"plug-in model {spec!r} ({eps[spec].value}) failed to load: {exc}") from exc
+        return check_kind(loaded, CODE_REFERENCE, eps[spec].value, f"plug-in model {spec!r}", error=ModelNotFoundError)
     if ":" in spec:
         return _load_reference(spec)
     known = ", ".join(available_inpainters()) or "(none)"
@@ -188,7 +196,7 @@ def create_inpainter(spec: str, **options: Any) -> Inpainter:
     try:
         model = factory(**options)
     except Exception as exc:
-        exc.add_note(f"(raised while building model {spec!r} from {_describe(factory)})")
+        add_note(exc, f"(raised while building model {spec!r} from {_describe(factory)})")
         raise
     if not isinstance(model, Inpainter):
         raise ModelNotFoundError(

@@ -218,9 +218,10 @@ def detection_by_band(table: pd.DataFrame, *, bands: int = 3, score: str = "hall
         in_valid, in_dup = valid & ~cal & np.isfinite(s), dup & ~cal & np.isfinite(s)
         ev_valid, ev_dup = s[in_valid], s[in_dup]
         threshold = calibrate_threshold(cal_valid, keep=keep) if cal_valid.size else np.nan
-        kw = {"n_boot": n_boot, "ci": 0.95, "seed": seed}
-        kept = pooled_share(pd.Series(s <= threshold, index=g.index)[in_valid], clusters[in_valid], **kw)
-        removed = pooled_share(pd.Series(s > threshold, index=g.index)[in_dup], clusters[in_dup], **kw)
+        kept = pooled_share(pd.Series(s <= threshold, index=g.index)[in_valid], clusters[in_valid],
+                            n_boot=n_boot, ci=0.95, seed=seed)
+        removed = pooled_share(pd.Series(s > threshold, index=g.index)[in_dup], clusters[in_dup],
+                               n_boot=n_boot, ci=0.95, seed=seed)
         rec.update(n_calibration_valid=int(cal_valid.size), threshold=threshold,
                    n_kept_of=int(ev_valid.size), kept=kept["k"] / kept["n"] if kept["n"] else np.nan,
                    kept_lo=kept["lo"], kept_hi=kept["hi"], n_removed_of=int(ev_dup.size),
@@ -277,8 +278,9 @@ def _band_table(det: pd.DataFrame) -> str:
 
 def _verdict(pooled: pd.Series) -> str:
     """A few sentences on the pooled numbers against the goal of AUROC 0.9, from the measured numbers only."""
-    value, lo, hi = pooled.get("auroc"), pooled.get("auroc_lo"), pooled.get("auroc_hi")
-    if value is None or not np.isfinite(value):
+    value, lo, hi = (np.nan if v is None else float(v) for v in (pooled.get(k) for k in ("auroc", "auroc_lo",
+                                                                                         "auroc_hi")))
+    if not np.isfinite(value):
         return ("No AUROC: the run made no duplicate or no valid generation; run more images, seeds or "
                 "iterations.")
     where = ("reaches" if lo >= 0.9 else "may reach" if hi >= 0.9 else "falls short of") if np.isfinite(lo) else (
@@ -331,12 +333,12 @@ def _figure(kinds: pd.DataFrame, det: dict[str, pd.DataFrame], rows: pd.DataFram
     ax2.axhline(0.9, color="tab:green", lw=0.8, ls="--")
     ax2.set(xlabel="iterations", ylim=(0, 1.02), title="AUROC, duplicates vs valid (95% CI)")
     ax2.legend(frameon=False, fontsize=7)
-    score = rows[list(det)[0]]
-    finite = score[np.isfinite(score) & (score > 0)]
+    values = rows[list(det)[0]]
+    finite = values[np.isfinite(values) & (values > 0)]
     if len(finite):
         bins = np.logspace(np.log10(finite.min()), np.log10(finite.max()), 40)
         for label in ("valid", "duplicate"):
-            selected = score[(rows["generation"] == label) & np.isfinite(score) & (score > 0)]
+            selected = values[(rows["generation"] == label) & np.isfinite(values) & (values > 0)]
             if len(selected):
                 ax3.hist(selected, bins=bins, alpha=0.6, density=True, label=f"{label} (n={len(selected)})")
         ax3.set_xscale("log")
@@ -366,8 +368,8 @@ def shapes_baselines(images: np.ndarray, masks: np.ndarray) -> dict[str, np.ndar
     """
     grey = np.asarray(images, dtype=np.float64)
     grey = grey.mean(axis=1) if grey.ndim == 4 else grey
-    inside = np.asarray(masks, dtype=np.float64)
-    inside = (inside[:, 0] if inside.ndim == 4 else inside) > 0.5
+    given = np.asarray(masks, dtype=np.float64)
+    inside = (given[:, 0] if given.ndim == 4 else given) > 0.5
     p = np.pad(grey, ((0, 0), (1, 1), (1, 1)), mode="edge")
     h, w = grey.shape[1:]
 

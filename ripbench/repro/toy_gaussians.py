@@ -444,7 +444,7 @@ def snapshot_curve(folder: str | os.PathLike[str], *, n_samples: int = CURVE_SAM
     return rows
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Write ``path`` through a temporary file in the same folder and an atomic rename."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -670,7 +670,7 @@ def _figures(out_dir: Path, report: dict[str, Any], arrays: dict[str, dict[str, 
         log_scores = np.log10(np.maximum(arr["scores"], 1e-12))
         fig = Figure(figsize=(6, 4))
         ax = fig.subplots()
-        bins = np.linspace(log_scores.min(), log_scores.max(), 60)
+        bins = np.linspace(log_scores.min(), log_scores.max(), 60).tolist()
         ax.hist(log_scores[~arr["labels"]], bins=bins, alpha=0.6, density=True, label="in support")
         if arr["labels"].any():
             ax.hist(log_scores[arr["labels"]], bins=bins, alpha=0.6, density=True, label="hallucinated")
@@ -707,7 +707,7 @@ def _figures(out_dir: Path, report: dict[str, Any], arrays: dict[str, dict[str, 
             ax = fig.subplots()
             threshold = res.get("detection", {}).get("threshold", np.inf)
             keep = arr["scores"] <= threshold
-            bins = np.linspace(samples.min(), samples.max(), 120)
+            bins = np.linspace(samples.min(), samples.max(), 120).tolist()
             ax.hist(samples[keep, 0], bins=bins, alpha=0.6, label="kept")
             ax.hist(samples[~keep, 0], bins=bins, alpha=0.6, label="removed by the score")
             ax.set_yscale("log")

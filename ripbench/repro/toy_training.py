@@ -40,7 +40,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -93,7 +93,10 @@ _TRAINING_FIELDS = ("dataset", "n_data", "batch_size", "steps", "lr", "width", "
                     "seed", "ema_decay")
 
 
-def xavier_init_(model: nn.Module) -> nn.Module:
+M = TypeVar("M", bound=nn.Module)
+
+
+def xavier_init_(model: M) -> M:
     """Xavier-uniform weights and zero biases in every ``nn.Linear`` (the released code's initialiser)."""
     for module in model.modules():
         if isinstance(module, nn.Linear):

@@ -20,7 +20,7 @@ __all__ = ["Annotator", "annotator_for", "shapes_annotations"]
 Annotator = Callable[[torch.Tensor], dict[str, Sequence[Any]]]
 
 
-def shapes_annotations(images: torch.Tensor) -> dict[str, list[Any]]:
+def shapes_annotations(images: torch.Tensor) -> dict[str, Sequence[Any]]:
     """Ground truth for Simple Shapes images: the labeller's verdict per image.
 
     ``shapes_label`` is the image's kind (:data:`~ripbench.datasets.shapes.KINDS`):

@@ -31,7 +31,7 @@ import torch
 from .. import __version__
 from ..config import ExperimentConfig, ModelConfig
 from ..detectors import DetectorSuite
-from ..errors import ConfigError, InputError, ResultsError, RipbenchError, WeightsError
+from ..errors import ConfigError, InputError, ResultsError, RipbenchError, WeightsError, add_note
 from ..hallucination import ScoreWindow
 from ..io import BackgroundWriter
 from ..metrics import MetricSuite
@@ -248,7 +248,7 @@ def _finish_writes(writer: BackgroundWriter, exc: BaseException) -> None:
     try:
         writer.close()
     except RuntimeError as error:
-        exc.add_note(str(error))
+        add_note(exc, str(error))
 
 
 def run_experiment(config: ExperimentConfig, *, run_dir: str | Path | None = None, overwrite: bool = False,

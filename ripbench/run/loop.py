@@ -27,12 +27,12 @@ import torch
 
 from ..config import ExperimentConfig
 from ..detectors import ALIASES, DetectorSuite
-from ..errors import ModelContractError
+from ..errors import ModelContractError, add_note
 from ..hallucination import ScoreWindow
 from ..io import BackgroundWriter, atomic_save
 from ..masks import mask_stats_batch
 from ..metrics import DriftTracker, MetricSuite, column_name
-from ..models import Inpainter
+from ..models import Inpainter, InpaintResult
 from .annotators import Annotator
 from .plan import KEY_COLUMNS, Trajectory
 
@@ -168,7 +168,7 @@ def _masks_to(masks_np: np.ndarray, device: torch.device, dtype: torch.dtype) ->
 @torch.no_grad()
 def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentConfig, suite: MetricSuite,
               window: ScoreWindow | None, image_dir: Callable[[str], Path],
-              on_step: Callable[[int], None] = lambda n: None,
+              on_step: Callable[[int], object] = lambda n: None,
               annotate: Annotator | None = None, writer: BackgroundWriter | None = None,
               detectors: DetectorSuite | None = None) -> pd.DataFrame:
     """Run a batch of trajectories through all iterations and return their rows (iteration 0 included).
@@ -217,10 +217,12 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
             record = {"x0_band": window.band} if window is not None else {}  # a NoiseBand: carries its unit
             result = model.inpaint(tracker.previous.clone(), masks.clone(), seeds, **record)
         except Exception as exc:
-            exc.add_note(f"(raised by model {trajs[0].model_label!r} ({type(model).__module__}."
-                         f"{type(model).__qualname__}) at iteration {k} of {b} trajectories, e.g. {trajs[0].id})")
+            add_note(exc, f"(raised by model {trajs[0].model_label!r} ({type(model).__module__}."
+                          f"{type(model).__qualname__}) at iteration {k} of {b} trajectories, e.g. {trajs[0].id})")
             raise
         t_model_end = clock.now()
+        if not isinstance(result, InpaintResult):
+            raise ModelContractError(_not_a_result(result, model, trajs[0].model_label), rules=["returns-result"])
         if result.x0_trajectory is not None and not model.returns_x0_trajectory:
             raise ModelContractError(f"model {trajs[0].model_label!r} returned an x0_trajectory but does not declare "
                                      "returns_x0_trajectory = True; see ripbench.models.base")
@@ -233,11 +235,11 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
             per_iter.setdefault(name, []).append(v)
         dets = detectors.columns(result, masks, new, given, window) if detectors is not None else {}
         if window is not None:
-            for name, v in window.columns(result, masks).items():
-                if isinstance(v, torch.Tensor):
-                    per_iter.setdefault(name, []).append(dets.get(ALIASES.get(name, ""), v))
+            for name, column in window.columns(result, masks).items():
+                if isinstance(column, torch.Tensor):
+                    per_iter.setdefault(name, []).append(dets.get(ALIASES.get(name, ""), column))
                 else:
-                    extras.setdefault(name, []).append(list(v))
+                    extras.setdefault(name, []).append(list(column))
         for name, v in dets.items():
             per_iter.setdefault(name, []).append(v)
         for name, v in mask_stats_batch(masks).items():
@@ -264,6 +266,17 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
         host["model_seconds"].extend([model_time / b] * b)
         host["overhead_seconds"].extend([(total - model_time) / b] * b)
     return _rows(trajs, n_iter, suite, per_iter, host, extras, start_extras)
+
+
+def _not_a_result(result: Any, model: Inpainter, label: str) -> str:
+    """The one line refusing a model whose ``inpaint`` returned something other than an ``InpaintResult``."""
+    got = type(result).__name__
+    if isinstance(result, torch.Tensor):
+        got = f"a bare tensor of shape {tuple(result.shape)}"
+    elif result is None:
+        got = "None"
+    return (f"model {label!r} ({type(model).__module__}.{type(model).__qualname__}) returned {got} from inpaint, "
+            "not an InpaintResult; return ripbench.models.InpaintResult(images=...)")
 
 
 #: Outputs this far outside [0, 1] are rounding and are clamped; further out is a failed output.

@@ -1,0 +1,171 @@
+"""``"package.module:attr"`` references to plug-in code (models, metrics, detectors), resolved safely.
+
+A reference in a config or on the command line names code that ripbench will run, and a results
+config shared by a colleague must not be able to run arbitrary callables
+(``models: [{name: "subprocess:getoutput"}]``). Every reference is therefore resolved here, in
+three steps, and nothing it names is called before the third has passed:
+
+1. import ``package.module`` (as any plug-in needs);
+2. get ``attr`` from it (dots reach nested attributes: ``module:Class.make``);
+3. check that it is the kind of thing expected (:class:`Expected`): an instance of a spec class
+   (a ``MetricSpec``, a ``DetectorSpec``), a subclass of a base class (an ``Inpainter``), or a
+   function declared a factory of that kind with :func:`declare_factory` (for models:
+   :func:`model_factory`).
+
+Step 1 runs the module's top-level code, as any import does (only modules on ``sys.path`` can be
+named; the standard library's define names and do nothing else, with curiosities like
+``antigravity`` as the exception); what the reference names is never called unless step 3 passed.
+
+Code that registers a plug-in itself (``register_inpainter(name, "module:attr")``, an installed
+package's entry point, a spec's own ``compute="module:function"``) has declared what it names by
+that registration; such references accept any callable (:attr:`Expected.any_callable`).
+
+Example
+-------
+>>> class Base: pass
+>>> expected = Expected("a Base subclass", subclass_of=(Base,))
+>>> resolve_reference("subprocess:getoutput", expected, what="model")
+Traceback (most recent call last):
+...
+ripbench.errors.ConfigError: model 'subprocess:getoutput' is the function subprocess.getoutput, not a Base subclass; refused without calling it
+>>> resolve_reference("collections:OrderedDict", Expected("a dict subclass", subclass_of=(dict,))).__name__
+'OrderedDict'
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .errors import ConfigError, RipbenchError
+
+__all__ = ["FACTORY_ATTRIBUTE", "Expected", "check_kind", "declare_factory", "declared_factory_kind",
+           "model_factory", "resolve_reference", "split_reference"]
+
+#: The attribute :func:`declare_factory` sets on a factory: the kind of plug-in it builds.
+FACTORY_ATTRIBUTE = "__ripbench_factory__"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def declare_factory(kind: str) -> Callable[[F], F]:
+    """A decorator declaring a function a factory of plug-ins of ``kind`` (e.g. ``"model"``).
+
+    >>> @declare_factory("model")
+    ... def make(**options): ...
+    >>> declared_factory_kind(make)
+    'model'
+    """
+
+    def mark(factory: F) -> F:
+        setattr(factory, FACTORY_ATTRIBUTE, kind)
+        return factory
+
+    return mark
+
+
+def model_factory(factory: F) -> F:
+    """Declare a function a model factory, so that a ``"package.module:function"`` reference may name it.
+
+    A factory takes the model's options as keywords and returns a
+    :class:`ripbench.models.Inpainter`; an ``Inpainter`` subclass needs no declaration.
+
+    >>> from ripbench.models import Inpainter, model_factory
+    >>> @model_factory
+    ... def make_model(**options) -> Inpainter: ...
+    """
+    return declare_factory("model")(factory)
+
+
+def declared_factory_kind(obj: Any) -> str | None:
+    """The kind :func:`declare_factory` declared ``obj`` a factory of, or ``None``."""
+    kind = getattr(obj, FACTORY_ATTRIBUTE, None)
+    return kind if isinstance(kind, str) else None
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a reference may name.
+
+    Attributes:
+        description: the accepted kinds in words, for the error (``"a ripbench MetricSpec"``).
+        subclass_of: classes whose subclasses are accepted (the class itself is called later).
+        instance_of: classes whose instances are accepted (spec objects; nothing is called).
+        factory: a kind name: functions declared with ``declare_factory(factory)`` are accepted.
+        any_callable: accept any callable (references written by a plug-in's own code, never by a config).
+    """
+
+    description: str
+    subclass_of: tuple[type, ...] = ()
+    instance_of: tuple[type, ...] = ()
+    factory: str | None = None
+    any_callable: bool = False
+
+    def accepts(self, obj: Any) -> bool:
+        """Whether ``obj`` is of an accepted kind (nothing is called)."""
+        if self.instance_of and isinstance(obj, self.instance_of):
+            return True
+        if self.subclass_of and isinstance(obj, type) and issubclass(obj, self.subclass_of):
+            return True
+        if self.factory is not None and callable(obj) and declared_factory_kind(obj) == self.factory:
+            return True
+        return self.any_callable and callable(obj)
+
+
+def describe(obj: Any) -> str:
+    """``obj`` in a few words for an error message (``"the function subprocess.getoutput"``)."""
+    if isinstance(obj, type):
+        return f"the class {obj.__module__}.{obj.__qualname__}"
+    if callable(obj) and hasattr(obj, "__qualname__"):
+        return f"the function {getattr(obj, '__module__', '?')}.{obj.__qualname__}"
+    return f"a {type(obj).__name__}"
+
+
+def _label(ref: str, what: str) -> str:
+    """``what`` naming ``ref``: ``model 'pkg:make'``, ``metric 'mae' ('pkg:MAE')``."""
+    if repr(ref) in what:
+        return what
+    return f"{what} ({ref!r})" if "'" in what else f"{what} {ref!r}"
+
+
+def split_reference(ref: str, what: str = "reference", *, error: type[RipbenchError] = ConfigError,
+                    form: str = "package.module:attr") -> tuple[str, str]:
+    """``"package.module:attr"`` -> ``("package.module", "attr")``; ``error`` for any other shape."""
+    module, sep, attr = ref.partition(":") if isinstance(ref, str) else ("", "", "")
+    if not sep or not module or not attr or ":" in attr:
+        raise error(f"{_label(str(ref), what)} is not of the form '{form}'")
+    return module, attr
+
+
+def check_kind(obj: Any, expected: Expected, ref: str, what: str = "reference", *,
+               error: type[RipbenchError] = ConfigError) -> Any:
+    """``obj`` if ``expected`` accepts it, else ``error`` saying what it is and what was expected."""
+    if not expected.accepts(obj):
+        refused = "; refused without calling it" if callable(obj) else ""
+        raise error(f"{_label(ref, what)} is {describe(obj)}, not {expected.description}{refused}")
+    return obj
+
+
+def resolve_reference(ref: str, expected: Expected, what: str = "reference", *,
+                      error: type[RipbenchError] = ConfigError, form: str = "package.module:attr") -> Any:
+    """Import the module of ``"package.module:attr"``, get the attribute, check its kind; return it.
+
+    Nothing the reference names is called. ``what`` names the reference in errors (``"model"``,
+    ``"metric 'mae'"``); every failure (no such module, a module that fails to import, no such
+    attribute, the wrong kind) is one ``error`` naming the reference.
+    """
+    module_name, attr = split_reference(ref, what, error=error, form=form)
+    where = f"{what} could not be loaded from {ref!r}"
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:  # a broken plug-in is named, not hidden
+        raise error(f"{where}: cannot import module {module_name!r}: "
+                    f"{type(exc).__name__}: {exc}") from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise error(f"{where}: module {module_name!r} has no attribute {attr!r}") from None
+    return check_kind(obj, expected, ref, what, error=error)
