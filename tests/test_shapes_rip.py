@@ -186,7 +186,9 @@ def test_image_kinds_per_iteration_sum_to_one():
 def test_compare_with_baselines_on_generations():
     table = _synthetic_run(separation=2.0, n_traj=24)
     rows = table[table["iteration"] > 0].copy()
-    rows[["generation", "region_shapes"]] = generation_table(table)
+    generations = generation_table(table)
+    rows[["generation", "region_shapes"]] = generations
+    rows.attrs["region_shapes"] = generations.attrs["region_shapes"]
     rows["det_foreground_pixels"] = 60.0 * rows["region_shapes"]
     rows["det_edge_pixels"] = 28.0 * rows["region_shapes"]
     out = compare_with_baselines(rows, n_boot=100)
@@ -195,6 +197,7 @@ def test_compare_with_baselines_on_generations():
     # perfectly, and no pair shares a number of shapes
     assert result["auroc"]["det_foreground_pixels"]["value"] == 1.0 and result["matched_pairs"] == 0
     assert result["verdict"] == "matches" and result["difference"]["det_foreground_pixels"]["value"] == 0.0
+    assert result["region_rule"] == generations.attrs["region_shapes"]
 
 
 @pytest.mark.slow

@@ -432,10 +432,11 @@ def compare_with_baselines(rows: pd.DataFrame, *, seed: int = 0, n_boot: int = 1
     (:func:`calibration_split`, :data:`CALIBRATION_SHARE`, ``seed``). Variant -> result."""
     baselines = [c for c in BASELINES if c in rows.columns]
     calibration = calibration_split(rows["trajectory_id"], seed, CALIBRATION_SHARE)
-    return {score: baseline_comparison(rows, score, baselines, _truth(rows), calibration=calibration,
-                                       strata=rows["region_shapes"], area="det_foreground_pixels"
-                                       if "det_foreground_pixels" in rows.columns else None,
-                                       clusters=rows["trajectory_id"], n_boot=n_boot, seed=seed)
+    return {score: {**baseline_comparison(rows, score, baselines, _truth(rows), calibration=calibration,
+                                          strata=rows["region_shapes"], area="det_foreground_pixels"
+                                          if "det_foreground_pixels" in rows.columns else None,
+                                          clusters=rows["trajectory_id"], n_boot=n_boot, seed=seed),
+                    "region_rule": rows.attrs.get("region_shapes")}
             for score in score_variants(rows)}
 
 
@@ -532,7 +533,9 @@ def run_shapes_rip(out_dir: str | Path = "results/shapes-rip", *, images: int = 
         result = run_experiment(cfg, run_dir=run_dir, progress=progress, overwrite=overwrite)
         band_table = add_content_baselines(result.table, result.run_dir)
         band_rows = band_table[band_table["iteration"] > 0].copy()
-        band_rows[["generation", "region_shapes"]] = generation_table(band_table)
+        generations = generation_table(band_table)
+        band_rows[["generation", "region_shapes"]] = generations
+        band_rows.attrs["region_shapes"] = generations.attrs["region_shapes"]  # how shapes were counted
         det = {score: detection_by_band(band_table, bands=iteration_bands, score=score, n_boot=n_boot)
                for score in score_variants(band_table)}
         results[name] = {"detection": det, "comparison": compare_with_baselines(band_rows, n_boot=n_boot),
