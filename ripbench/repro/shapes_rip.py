@@ -47,6 +47,8 @@ import pandas as pd
 from ..config import validate_config
 from ..datasets.shapes import GENERATION_LABELS, generation_table
 from ..errors import ConfigError
+from ..formatting import auroc_cell, markdown_table
+from ..formatting import pct as percent
 from ..hallucination import calibrate_threshold, paper_band
 from ..hallucination_stats import (
     CALIBRATION_SHARE,
@@ -59,9 +61,7 @@ from ..hallucination_stats import (
     roc_analysis,
 )
 from ..io import atomic_save, atomic_write_text
-from ..report import markdown_table
 from ..run import run_experiment
-from ..stats import pct as percent
 from . import SHAPES_HALLUCINATION
 
 __all__ = ["BASELINES", "CALIBRATION_SHARE", "KEEP", "LEGACY_SCORES", "MIN_DUPLICATES", "VARIANTS",
@@ -439,15 +439,6 @@ def compare_with_baselines(rows: pd.DataFrame, *, seed: int = 0, n_boot: int = 1
             for score in score_variants(rows)}
 
 
-def _cell(d: dict[str, float] | None, signed: bool = False) -> str:
-    if not d or not np.isfinite(d.get("value", np.nan)):
-        return "n/a"
-    f = "{:+.2f}" if signed else "{:.2f}"
-    if not (np.isfinite(d["lo"]) and np.isfinite(d["hi"])):
-        return f.format(d["value"])
-    return f"{f.format(d['value'])} [{f.format(d['lo'])}, {f.format(d['hi'])}]"
-
-
 def _comparison_table(results: dict[str, dict[str, Any]]) -> str:
     """One row per score variant and per baseline: held-out AUROC, difference to the best baseline,
     content-matched and residual AUROC, each with its 95% interval and n."""
@@ -456,13 +447,13 @@ def _comparison_table(results: dict[str, dict[str, Any]]) -> str:
     for score, r in results.items():
         n = f"({r['duplicates']} / {r['valid']})"
         best = r.get("best_baseline")
-        diff = _cell(r["difference"].get(best), signed=True) if best else "n/a"
-        residual = _cell(r["residual"]) if r.get("residual") else "n/a"
+        diff = auroc_cell(r["difference"].get(best), signed=True) if best else "n/a"
+        residual = auroc_cell(r["residual"]) if r.get("residual") else "n/a"
         if r.get("residual") and r["residual"].get("outside_fit"):
             residual += f" (extrapolated for {r['residual']['outside_fit']} of {r['residual']['hallucinated']})"
         pairs = f" ({r['matched_pairs']})" if r.get("matched") else ""
-        lines.append(f"| `{score}` | detector | {_cell(r['auroc'].get(score))} {n} | {diff} "
-                     f"| {_cell(r['matched'].get(score))}{pairs} | {residual} |")
+        lines.append(f"| `{score}` | detector | {auroc_cell(r['auroc'].get(score))} {n} | {diff} "
+                     f"| {auroc_cell(r['matched'].get(score))}{pairs} | {residual} |")
     if not results:
         return "\n".join(lines)
     # baselines are scored on the rows of the variant with the most scored rows; a variant scored on fewer
@@ -474,8 +465,8 @@ def _comparison_table(results: dict[str, dict[str, Any]]) -> str:
         n = f"({r['duplicates']} / {r['valid']})"
         pairs = f" ({r['matched_pairs']})" if r.get("matched") else ""
         mark = " (best)" if base == r.get("best_baseline") else ""
-        lines.append(f"| `{base}`{mark} | baseline, no model{where} | {_cell(r['auroc'].get(base))} {n} | - "
-                     f"| {_cell(r['matched'].get(base))}{pairs} | - |")
+        lines.append(f"| `{base}`{mark} | baseline, no model{where} | {auroc_cell(r['auroc'].get(base))} {n} | - "
+                     f"| {auroc_cell(r['matched'].get(base))}{pairs} | - |")
     return "\n".join(lines)
 
 
