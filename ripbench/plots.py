@@ -403,13 +403,13 @@ def hallucination_bands(
 ) -> Path:
     """Box plots of ``score`` per iteration band and group; beside them, where the run has ground
     truth, the hallucination rate per band with its 95% interval (trajectories resampled)."""
-    from .hallucination_stats import _scored, score_bands
+    from .hallucination.stats import score_bands, scored_outputs
 
     frame = score_bands(table, score, by, bands=bands, n_boot=n_boot, ci=ci, seed=seed)
     if frame.empty:
         raise ResultsError(f"the table has no {score} values")
     by = list(by)
-    data = _scored(table, score)
+    data = scored_outputs(table, score)
     keys = [k for k in ordered_groups(data, by)]
     colours = dict(zip(keys, _colours(len(keys))))
     rated = "halluc_rate" in frame.columns

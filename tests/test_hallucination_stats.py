@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ripbench import hallucination_stats as hs
 from ripbench.hallucination import calibrate_threshold, detection_report
+from ripbench.hallucination import stats as hs
 
 
 def scored_table(n_traj: int = 12, iterations: int = 8, seed: int = 0) -> pd.DataFrame:
@@ -300,7 +300,7 @@ def test_matched_sentence_names_how_shapes_were_counted() -> None:
 
 
 def test_beating_the_best_baseline_names_the_baselines_it_does_not_beat() -> None:
-    from ripbench.hallucination_stats import comparison_sentence
+    from ripbench.hallucination.stats import comparison_sentence
 
     result = {"score": "s", "best_baseline": "fg", "status": "ok", "verdict": "beats", "duplicates": 10, "valid": 90,
               "trajectories": 20, "best_reason": "calibration", "auroc": {"s": {"value": 0.9, "lo": 0.8, "hi": 0.95},
@@ -315,7 +315,7 @@ def test_beating_the_best_baseline_names_the_baselines_it_does_not_beat() -> Non
 
 
 def test_lower_is_suspect_scores_are_negated_before_any_roc() -> None:
-    from ripbench.hallucination_stats import ScoreSpec, oriented, score_specs
+    from ripbench.hallucination.stats import ScoreSpec, oriented, score_specs
 
     t = pd.DataFrame({"det_plug": [1.0, 2.0], "det_x0_variance_current": [3.0, 4.0]})
     specs = score_specs(t, [{"name": "plug", "column": "det_plug", "kind": "detector", "direction": "lower-is-suspect"},
@@ -324,3 +324,16 @@ def test_lower_is_suspect_scores_are_negated_before_any_roc() -> None:
     out = oriented(t, specs)
     assert out["det_plug"].tolist() == [-1.0, -2.0] and out["det_x0_variance_current"].tolist() == [3.0, 4.0]
     assert t["det_plug"].tolist() == [1.0, 2.0] and oriented(t, [ScoreSpec("x", "x")]) is t
+
+
+def test_moved_names_keep_their_old_homes():
+    """The hallucination code is a package now; the old module paths still give the same objects."""
+    import ripbench.hallucination.shapes_truth as truth
+    import ripbench.hallucination_stats as old
+    from ripbench.datasets import shapes
+
+    assert old.roc_analysis is hs.roc_analysis and set(old.__all__) == set(hs.__all__)
+    for name in ("generation_table", "generation_labels", "REGION_COUNTS", "GENERATION_LABELS"):
+        assert getattr(shapes, name) is getattr(truth, name)
+    with pytest.raises(AttributeError):
+        shapes.no_such_name  # noqa: B018

@@ -147,7 +147,7 @@ def test_figures_share_one_width_and_come_as_pdf(run, tmp_path):
 
 
 def test_region_hallucination_and_roc_figures(run, tmp_path):
-    from ripbench import hallucination_stats
+    from ripbench.hallucination import stats as hallucination_stats
 
     _, table = run
     assert_image(plots.region_curves(table, tmp_path / "regions.png", "lpips_orig", formats=["svg"], n_boot=50))

@@ -11,8 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from .. import analysis, compare, findings, hallucination_stats, plots
+from .. import analysis, compare, findings, plots
 from ..errors import ResultsError
+from ..hallucination import stats as hallucination_stats
 from ..io import atomic_write_text
 from ..metrics.registry import column_label, spec_for_column
 from ..stats import holm

@@ -3,7 +3,7 @@
 Every iteration one of the three shape columns (or a random box) of a Simple Shapes image is
 removed and repainted by the shapes diffusion model, and the labeller
 (:func:`ripbench.datasets.shapes.label_shapes`) reads the result. Each *generation* (one
-inpainting) gets one of these labels (:func:`ripbench.datasets.shapes.generation_labels`):
+inpainting) gets one of these labels (:func:`ripbench.hallucination.shapes_truth.generation_labels`):
 
 * ``duplicate``: a repainted column now holds two or more copies of its own shape, which it did
   not hold before (or the whole column was repainted). This, and only this, is a
@@ -26,7 +26,7 @@ intervals.
 
 Every score is then put next to the content baselines, scores with no model in them
 (:data:`BASELINES`: the foreground and edge pixels of the output in the repainted region), on the
-held-out trajectories (:func:`ripbench.hallucination_stats.baseline_comparison`): the AUROC of each,
+held-out trajectories (:func:`ripbench.hallucination.stats.baseline_comparison`): the AUROC of each,
 the paired difference to the best baseline (chosen on the calibration trajectories), the AUROC
 against valid generations with the same number of shapes in the repainted region, and the AUROC of
 the score's residual after the foreground area. Each noise band of ``bands`` is one run.
@@ -45,12 +45,12 @@ import numpy as np
 import pandas as pd
 
 from ..config import validate_config
-from ..datasets.shapes import GENERATION_LABELS, generation_table
 from ..errors import ConfigError
 from ..formatting import auroc_cell, markdown_table
 from ..formatting import pct as percent
 from ..hallucination import calibrate_threshold, paper_band
-from ..hallucination_stats import (
+from ..hallucination.shapes_truth import GENERATION_LABELS, generation_table
+from ..hallucination.stats import (
     CALIBRATION_SHARE,
     baseline_comparison,
     calibration_split,
@@ -166,7 +166,7 @@ def _interval(lo_hi: tuple[float, float]) -> list[float | None]:
 
 def _auroc(rows: pd.DataFrame, labels: np.ndarray, score: str, n_boot: int, seed: int) -> tuple[float, float, float]:
     """AUROC of ``score`` for ``duplicate`` against ``valid`` labels (others left out), with its interval
-    from resampling whole trajectories (:func:`ripbench.hallucination_stats.roc_analysis`)."""
+    from resampling whole trajectories (:func:`ripbench.hallucination.stats.roc_analysis`)."""
     # the labels given are the truth: without the layouts, roc_analysis reads them as they are
     given = rows.drop(columns=[c for c in ("shapes_layout", "shapes_boxes") if c in rows.columns])
     result = roc_analysis(given.assign(shapes_label=labels), score, n_boot=n_boot, seed=seed)
@@ -426,7 +426,7 @@ def _truth(rows: pd.DataFrame) -> pd.Series:
 
 
 def compare_with_baselines(rows: pd.DataFrame, *, seed: int = 0, n_boot: int = 1000) -> dict[str, dict[str, Any]]:
-    """:func:`ripbench.hallucination_stats.baseline_comparison` of every score variant present
+    """:func:`ripbench.hallucination.stats.baseline_comparison` of every score variant present
     (:func:`score_variants`) against the :data:`BASELINES`, on the generations ``rows`` (with ``generation``
     and ``region_shapes``): held-out numbers, every choice on the calibration trajectories
     (:func:`calibration_split`, :data:`CALIBRATION_SHARE`, ``seed``). Variant -> result."""
