@@ -210,7 +210,7 @@ def _hallucination_section(c: Context, keep: float) -> Section | None:
         "hallucination_bands", "Score per iteration band",
         f"Hallucination score per band of iterations (box: quartiles, whiskers 1.5 IQR){rate}",
         plots.hallucination_bands(table, c.fig_dir / "hallucination_bands.png", scores[0], models, formats=("pdf",),
-                                  **c.kw)))
+                                  computed=bands, **c.kw)))
     if any(r["status"] == "ok" for r in rocs):
         section.figures.append(Figure(
             "roc", "ROC against ground truth", f"ROC of each score and content baseline; legend: AUROC with "

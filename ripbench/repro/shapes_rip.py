@@ -393,7 +393,7 @@ def add_content_baselines(table: pd.DataFrame, run_dir: str | Path) -> pd.DataFr
     """``table`` with the :data:`BASELINES` columns; those the run did not write are computed from its saved
     images and masks (``images/<trajectory>/iter_k.png``, ``mask_k.png``; 8-bit PNGs, so a pixel of exactly
     0.5 may land on either side) by :func:`shapes_baselines`. Rows without a saved image keep NaN."""
-    from ..plots import _read_png
+    from ..plots import read_png
     from ..store import RunStore
 
     missing = [c for c in BASELINES if c not in table.columns]
@@ -410,9 +410,9 @@ def add_content_baselines(table: pd.DataFrame, run_dir: str | Path) -> pd.DataFr
         k = int(row["iteration"])
         image, mask = folder / f"iter_{k:04d}.png", folder / f"mask_{k:04d}.png"
         if image.is_file() and mask.is_file():
-            pixels = _read_png(image)
+            pixels = read_png(image)
             images.append(pixels.mean(axis=-1) if pixels.ndim == 3 else pixels)
-            masks.append(_read_png(mask))
+            masks.append(read_png(mask))
             index.append(i)
     if index:
         values = shapes_baselines(np.stack(images), np.stack([m.mean(axis=-1) if m.ndim == 3 else m for m in masks]))
