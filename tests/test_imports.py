@@ -123,3 +123,13 @@ def test_config_validation_still_refuses_unknown_names_without_torch() -> None:
     assert heavy in ([], ["torch"])  # only an unusual device string is handed to torch.device to check
     quick = _heavy_after(body.replace(",\n            {'device': 'no-such-device'}", ""))
     assert quick == []
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("clean_interpreter")
+def test_writing_a_report_imports_no_deep_learning_stack(tiny_run: Path, tmp_path: Path) -> None:
+    """The report reads the table and draws figures: no torch (the Simple Shapes ground truth needs none either)."""
+    body = ("from ripbench.report import write_report\n"
+            f"paths = write_report([{str(tiny_run)!r}], {str(tmp_path / 'report')!r}, n_boot=50)\n"
+            "assert paths['html'].is_file()\n")
+    assert _heavy_after(body) == []
