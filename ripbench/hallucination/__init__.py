@@ -16,8 +16,9 @@ and on plain score arrays. By job:
 * :mod:`~ripbench.hallucination.evaluation` - the calibrated threshold, detection report, ROC and AUROC
   of plain score arrays;
 * :mod:`~ripbench.hallucination.stats` - the same from a results table, with intervals that resample
-  whole trajectories, and the comparison of every score with content baselines (the report's
-  hallucination section);
+  whole trajectories (the report's hallucination section);
+* :mod:`~ripbench.hallucination.baselines` - every score against the content baselines (controls
+  with no model in them) on held-out trajectories;
 * :mod:`~ripbench.hallucination.shapes_truth` - the Simple Shapes ground truth of each generation of a
   RIP table (:func:`~ripbench.hallucination.shapes_truth.generation_table`).
 

@@ -13,6 +13,7 @@ import pandas as pd
 
 from .. import analysis, compare, findings, plots
 from ..errors import ResultsError
+from ..hallucination import baselines
 from ..hallucination import stats as hallucination_stats
 from ..io import atomic_write_text
 from ..metrics.registry import column_label, spec_for_column
@@ -176,7 +177,7 @@ def _hallucination_section(c: Context, keep: float) -> Section | None:
                 roc["score"] = f"{roc['score']} of {' / '.join(map(str, key))}"
         cut = hallucination_stats.threshold_analysis(rows, scores[0], keep, held_out=True, **c.kw)
         lines += findings.hallucination_sentences(arm_rocs, cut, c.summary if i == 0 else None, c.by, c.ci)
-        evidence = hallucination_stats.content_evidence(rows, arm_specs, **c.kw)
+        evidence = baselines.content_evidence(rows, arm_specs, **c.kw)
         verdicts = findings.baseline_sentences(evidence, labels, c.ci)
         if len(arms) > 1:
             verdicts = [f"{' / '.join(map(str, key))}: {v}" for v in verdicts]

@@ -26,7 +26,7 @@ intervals.
 
 Every score is then put next to the content baselines, scores with no model in them
 (:data:`BASELINES`: the foreground and edge pixels of the output in the repainted region), on the
-held-out trajectories (:func:`ripbench.hallucination.stats.baseline_comparison`): the AUROC of each,
+held-out trajectories (:func:`ripbench.hallucination.baselines.baseline_comparison`): the AUROC of each,
 the paired difference to the best baseline (chosen on the calibration trajectories), the AUROC
 against valid generations with the same number of shapes in the repainted region, and the AUROC of
 the score's residual after the foreground area. Each noise band of ``bands`` is one run.
@@ -49,14 +49,12 @@ from ..errors import ConfigError
 from ..formatting import auroc_cell, markdown_table
 from ..formatting import pct as percent
 from ..hallucination import calibrate_threshold, paper_band
+from ..hallucination.baselines import baseline_comparison, comparison_sentence, matched_sentence
 from ..hallucination.shapes_truth import GENERATION_LABELS, generation_table
 from ..hallucination.stats import (
     CALIBRATION_SHARE,
-    baseline_comparison,
     calibration_split,
-    comparison_sentence,
     iteration_bands,
-    matched_sentence,
     pooled_share,
     roc_analysis,
 )
@@ -426,7 +424,7 @@ def _truth(rows: pd.DataFrame) -> pd.Series:
 
 
 def compare_with_baselines(rows: pd.DataFrame, *, seed: int = 0, n_boot: int = 1000) -> dict[str, dict[str, Any]]:
-    """:func:`ripbench.hallucination.stats.baseline_comparison` of every score variant present
+    """:func:`ripbench.hallucination.baselines.baseline_comparison` of every score variant present
     (:func:`score_variants`) against the :data:`BASELINES`, on the generations ``rows`` (with ``generation``
     and ``region_shapes``): held-out numbers, every choice on the calibration trajectories
     (:func:`calibration_split`, :data:`CALIBRATION_SHARE`, ``seed``). Variant -> result."""
