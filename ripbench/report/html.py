@@ -93,7 +93,9 @@ _LEFT = ("run", "model", "mask_label", "category", "a", "b", "measure", "image_i
 
 
 def render_html(title: str, runs: list[str], rule: analysis.CollapseRule, top: list[str], sections: list[Section],
-          manifests: dict[str, Any], ci: float) -> str:
+                manifests: dict[str, Any], ci: float) -> str:
+    """``report.html``: the findings (``top``), the sections with their figures embedded, how to read it and
+    each run's settings and manifest, in the package's page template and style."""
     esc = html.escape
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     nav = "".join(f'<a href="#{s.key}">{esc(s.title)}</a>' for s in sections)

@@ -12,8 +12,10 @@ from .document import Section, run_settings
 __all__ = ["render_markdown"]
 
 
-def render_markdown(title: str, runs: list[str], rule: analysis.CollapseRule, top: list[str], sections: list[Section],
-              manifests: dict[str, Any], out: Path) -> str:
+def render_markdown(title: str, runs: list[str], rule: analysis.CollapseRule, top: list[str],
+                    sections: list[Section], manifests: dict[str, Any], out: Path) -> str:
+    """``summary.md``: the findings (``top``), each section's sentences, tables and notes, figure links
+    relative to ``out`` and each run's key settings."""
     esc = md_escape
     md = [f"# {esc(title)}", "", f"Collapse rule: `{rule.describe()}` (first iteration crossing it). Brackets: "
           "confidence intervals. Open `report.html` for the figures and the explanations.", "", "## Findings", "",
