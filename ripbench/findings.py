@@ -55,7 +55,7 @@ def baseline_sentences(evidence: Sequence[dict[str, Any]], labels: dict[str, str
     """Per score: does it see more than the amount of content? The plain sentence of
     :func:`ripbench.hallucination_stats.comparison_sentence` (beats, matches or loses to the best content
     baseline) and, where computed, the content-matched and residual AUROCs."""
-    from .hallucination_stats import comparison_sentence, matched_sentence
+    from .hallucination.baselines import comparison_sentence, matched_sentence
 
     lines = []
     for result in evidence:

@@ -1,7 +1,11 @@
 """Figures drawn from a results table (matplotlib, headless), sized for a paper and for the report.
 
 Every function takes the tidy per-iteration table (see ``results/README.md``) or a run
-folder, writes image files atomically and returns the path of the first one. With
+folder, writes image files atomically and returns the path of the first one. The statistics drawn
+come from the public functions of :mod:`ripbench.analysis` and :mod:`ripbench.hallucination.stats`
+(a figure whose numbers the caller has computed already takes them: ``hallucination_bands(...,
+computed=...)``, :func:`roc_curves`); nothing here computes a statistic of its own beyond a mean
+and standard deviation per iteration (:func:`curve_stats`). With
 ``formats=("pdf", "svg")`` the same figure is also written beside it in those formats (vector
 graphics for papers; PNGs are written at :data:`DPI`). All figures share one style
 (:data:`STYLE`): a text width of :data:`FULL_WIDTH` inches, 8-9 pt fonts, legends outside the
@@ -154,9 +158,6 @@ def select(frame: pd.DataFrame, by: Sequence[str], key: tuple[Any, ...]) -> pd.D
     for col, value in zip(by, key):
         sel &= (frame[col] == value).to_numpy()
     return frame[sel]
-
-
-_select = select  # the name used before it was public
 
 
 def curve_stats(table: pd.DataFrame, metric: str, by: Sequence[str]) -> pd.DataFrame:
@@ -400,16 +401,22 @@ def hallucination_bands(
     ci: float = 0.95,
     seed: int = 0,
     formats: Sequence[str] | None = None,
+    computed: pd.DataFrame | None = None,
 ) -> Path:
     """Box plots of ``score`` per iteration band and group; beside them, where the run has ground
-    truth, the hallucination rate per band with its 95% interval (trajectories resampled)."""
-    from .hallucination_stats import _scored, score_bands
+    truth, the hallucination rate per band with its 95% interval (trajectories resampled).
 
-    frame = score_bands(table, score, by, bands=bands, n_boot=n_boot, ci=ci, seed=seed)
+    ``computed``: the :func:`ripbench.hallucination.stats.score_bands` frame of these arguments when
+    the caller has it already (the report does); computed here otherwise.
+    """
+    from .hallucination.stats import score_bands, scored_outputs
+
+    frame = computed if computed is not None else score_bands(table, score, by, bands=bands, n_boot=n_boot,
+                                                              ci=ci, seed=seed)
     if frame.empty:
         raise ResultsError(f"the table has no {score} values")
     by = list(by)
-    data = _scored(table, score)
+    data = scored_outputs(table, score)
     keys = [k for k in ordered_groups(data, by)]
     colours = dict(zip(keys, _colours(len(keys))))
     rated = "halluc_rate" in frame.columns
@@ -449,7 +456,7 @@ def hallucination_bands(
 
 def roc_curves(results: Sequence[dict[str, Any]], path: str | Path, *,
                formats: Sequence[str] | None = None) -> Path:
-    """ROC curves of :func:`ripbench.hallucination_stats.roc_analysis` results, AUROC [95% CI] in the legend."""
+    """ROC curves of :func:`ripbench.hallucination.stats.roc_analysis` results, AUROC [95% CI] in the legend."""
     shown = [r for r in results if r.get("status") == "ok"]
     if not shown:
         raise ResultsError("no ROC curve to draw (no ground truth with both classes)")
@@ -471,7 +478,8 @@ def roc_curves(results: Sequence[dict[str, Any]], path: str | Path, *,
         return save_figure(fig, path, formats)
 
 
-def _read_png(path: Path) -> np.ndarray:
+def read_png(path: str | Path) -> np.ndarray:
+    """A saved snapshot or mask as floats in ``[0, 1]``: ``H x W`` for greyscale, ``H x W x 3`` otherwise."""
     from PIL import Image
 
     with Image.open(path) as img:
@@ -554,10 +562,10 @@ def image_strips(
                 image_path = folder / tid / f"iter_{it:04d}.png"
                 if not image_path.is_file():
                     continue
-                ax.imshow(_read_png(image_path), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+                ax.imshow(read_png(image_path), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
                 mask_path = folder / tid / f"mask_{it:04d}.png"
                 if mask_path.is_file():
-                    mask = _read_png(mask_path)
+                    mask = read_png(mask_path)
                     mask = mask.mean(axis=-1) if mask.ndim == 3 else mask
                     if mask.max() > 0.5:
                         ax.contour(mask > 0.5, levels=[0.5], colors="red", linewidths=0.7)
@@ -601,8 +609,8 @@ def drift_heatmap(
         if 0 not in its or max(its) == 0:
             continue
         folder = run_dir / IMAGES_DIR / str(tid)
-        original = _read_png(folder / "iter_0000.png")
-        final = _read_png(folder / f"iter_{max(its):04d}.png")
+        original = read_png(folder / "iter_0000.png")
+        final = read_png(folder / f"iter_{max(its):04d}.png")
         diff = np.abs(final - original)
         diff = diff.mean(axis=-1) if diff.ndim == 3 else diff
         key = (image_id, col)

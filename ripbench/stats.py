@@ -5,7 +5,9 @@
   so a statistic of whole curves (a mean curve, a fitted rate) keeps each curve together;
 * :func:`proportion_ci` - Wilson score interval of a share (:func:`scipy.stats.binomtest`);
 * :func:`holm` - Holm's step-down adjustment of p-values for multiple comparisons;
-* :func:`fmt`, :func:`fmt_interval` - numbers (and a value with its interval) written alike for people.
+
+The number formatters that used to live here (:func:`fmt`, :func:`fmt_interval`, :func:`decimals_for`,
+:func:`pct`, :func:`fmt_p`) are in :mod:`ripbench.formatting` and importable here too.
 
 Every interval here is two-sided at ``ci`` (default 95%) and reproducible for a given ``seed``.
 
@@ -30,7 +32,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
+
+from .formatting import decimals_for, fmt, fmt_interval, fmt_p, pct  # their home is ripbench.formatting
 
 __all__ = ["decimals_for", "fmt", "fmt_interval", "fmt_p", "holm", "nanmean_rows", "pct", "proportion_ci",
            "resample_ci"]
@@ -129,81 +132,6 @@ def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     scaled = p[order] * (ok.size - np.arange(ok.size))
     out[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
     return out
-
-
-def fmt(value: Any, digits: int = 3) -> str:
-    """A number for a sentence: ``digits`` decimals, one more below 0.01, scientific below 0.001, 'n/a' for NaN.
-
-    >>> fmt(0.12345), fmt(-0.0075), fmt(2.5e-05), fmt(float("nan")), fmt(21.0), fmt(0.046, 2)
-    ('0.123', '-0.0075', '2.5e-05', 'n/a', '21.000', '0.05')
-    """
-    if value is None or pd.isna(value):
-        return "n/a"
-    value = float(value)
-    if math.isinf(value):
-        return "infinity" if value > 0 else "-infinity"
-    size = abs(value)
-    if size != 0 and size < 1e-3:
-        return f"{value:.1e}"
-    if size != 0 and size < 0.01 and digits >= 3:
-        return f"{value:.{digits + 1}f}"
-    return f"{value:.{digits}f}"
-
-
-def decimals_for(*values: Any, digits: int = 3) -> int | None:
-    """Decimals that show the largest of ``values`` with ``digits`` significant digits; ``None`` when all
-    are below 0.001 (then scientific notation reads better).
-
-    >>> decimals_for(-0.014, 0.00048), decimals_for(0.85, 0.9), decimals_for(24.2), decimals_for(2e-05, 3e-05)
-    (4, 3, 1, None)
-    """
-    sizes = [abs(float(v)) for v in values if v is not None and not pd.isna(v) and math.isfinite(float(v))]
-    largest = max(sizes, default=0.0)
-    if largest == 0:
-        return digits
-    if largest < 1e-3:
-        return None
-    return max(digits - 1 - math.floor(math.log10(largest)), 0)
-
-
-def fmt_interval(value: Any, lo: Any, hi: Any, digits: int = 3) -> tuple[str, str, str]:
-    """``value``, ``lo`` and ``hi`` formatted alike (same decimals, chosen by :func:`decimals_for`).
-
-    >>> fmt_interval(-0.0065, -0.014, 0.00048)
-    ('-0.0065', '-0.0140', '0.0005')
-    """
-    places = decimals_for(value, lo, hi, digits=digits)
-
-    def one(v: Any) -> str:
-        if v is None or pd.isna(v):
-            return "n/a"
-        if math.isinf(float(v)):
-            return "infinity" if float(v) > 0 else "-infinity"
-        return f"{float(v):.1e}" if places is None else f"{float(v):.{places}f}"
-
-    return one(value), one(lo), one(hi)
-
-
-def pct(share: Any, decimals: int = 0) -> str:
-    """A share as a percentage for text and tables; ``"n/a"`` for a missing or infinite value.
-
-    >>> pct(0.8667), pct(0.8667, 1), pct(float("nan"))
-    ('87%', '86.7%', 'n/a')
-    """
-    if share is None or pd.isna(share) or not math.isfinite(float(share)):
-        return "n/a"
-    return f"{100 * float(share):.{decimals}f}%"
-
-
-def fmt_p(value: Any) -> str:
-    """A p-value for tables: three decimals, ``"< 0.001"`` below that.
-
-    >>> fmt_p(0.0312), fmt_p(2e-5)
-    ('0.031', '< 0.001')
-    """
-    if value is None or pd.isna(value):
-        return "n/a"
-    return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def nanmean_rows(values: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:

@@ -14,7 +14,6 @@ from ripbench.errors import ConfigError, InputError
 from ripbench.hallucination import (
     DEFAULT_BAND,
     DEFAULT_WIDENING,
-    DEFAULT_WINDOW,
     LEGACY_DEFAULT_BAND,
     MIN_BAND_STEPS,
     PAPER_BAND,
@@ -31,7 +30,6 @@ from ripbench.hallucination import (
     paper_band,
     paper_window_levels,
     parse_band,
-    resolve_window,
     roc_curve,
     sigma_levels,
     trajectory_variance,
@@ -138,45 +136,6 @@ def test_malformed_region_is_an_input_error(shape: tuple[int, ...]) -> None:
     x0, _ = _step_variance_map(2, 1, 4)
     with pytest.raises(InputError):
         trajectory_variance(x0, region=torch.ones(shape))
-
-
-# --- resolve_window ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("window", "steps", "expected"),
-    [
-        (DEFAULT_WINDOW, 1000, 10),
-        (DEFAULT_WINDOW, 50, 3),
-        (DEFAULT_WINDOW, 2, 2),
-        (0.1, 50, 5),
-        (1.0, 30, 30),
-        (5, 50, 5),
-        (2, 2, 2),
-    ],
-)
-def test_resolve_window(window: float, steps: int, expected: int) -> None:
-    assert resolve_window(window, steps) == expected
-
-
-@pytest.mark.parametrize(
-    ("window", "steps"),
-    [
-        (0, 50),
-        (1, 50),
-        (51, 50),
-        (0.0, 50),
-        (1.5, 50),
-        (float("nan"), 50),
-        (True, 50),
-        ("10", 50),
-        (0.01, 1),
-        (0.01, 2.5),
-    ],
-)
-def test_resolve_window_rejects_bad_values(window: object, steps: object) -> None:
-    with pytest.raises(ConfigError):
-        resolve_window(window, steps)  # type: ignore[arg-type]
 
 
 # --- noise-level band ----------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ripbench import hallucination_stats as hs
+from ripbench.hallucination import baselines as hb
 from ripbench.hallucination import calibrate_threshold, detection_report
+from ripbench.hallucination import stats as hs
 
 
 def scored_table(n_traj: int = 12, iterations: int = 8, seed: int = 0) -> pd.DataFrame:
@@ -109,7 +110,7 @@ def content_table(n_traj: int = 40, iterations: int = 8, seed: int = 0) -> pd.Da
 
 
 def _compare(frame: pd.DataFrame, score: str, **kw):
-    return hs.baseline_comparison(frame, score, ["fg", "edge"], frame["dup"].astype("boolean"),
+    return hb.baseline_comparison(frame, score, ["fg", "edge"], frame["dup"].astype("boolean"),
                                   strata=frame["region"], area="fg", n_boot=200, **kw)
 
 
@@ -120,7 +121,7 @@ def test_score_equal_to_the_content_baseline_matches_it():
     diff = result["difference"]["fg"]
     assert diff["value"] == 0.0 and diff["lo"] == 0.0 and diff["hi"] == 0.0
     assert result["verdict"] == "matches"
-    sentence = hs.comparison_sentence(result, {"same": "the score", "fg": "foreground pixels"})
+    sentence = hb.comparison_sentence(result, {"same": "the score", "fg": "foreground pixels"})
     assert sentence.startswith("the score matches the content baseline foreground pixels")
     assert f"{result['auroc']['same']['value']:.2f}" in sentence and "includes 0" in sentence
     # AUROCs on held-out trajectories only, counts stated
@@ -134,7 +135,7 @@ def test_score_with_extra_signal_beats_and_noise_loses():
     beats = _compare(frame, "more")
     assert beats["verdict"] == "beats" and beats["difference"]["fg"]["lo"] > 0
     assert beats["matched"]["more"]["value"] > 0.95  # within the same number of shapes it still separates
-    assert "beats the content baseline" in hs.comparison_sentence(beats)
+    assert "beats the content baseline" in hb.comparison_sentence(beats)
     loses = _compare(frame, "noise")
     assert loses["verdict"] == "loses to" and loses["difference"][loses["best_baseline"]]["hi"] < 0
 
@@ -154,9 +155,9 @@ def test_content_matched_auroc_ignores_cross_stratum_pairs():
     s = np.array([10.0, 10.0, 1.0, 1.0, 10.0, 10.0])
     y = np.array([True, True, False, False, False, False])
     k = np.array([2, 2, 0, 0, 2, 2])
-    assert hs.fast_auroc(s, y) == pytest.approx(0.75)
-    assert hs.matched_auroc(s, y, k) == (0.5, 4)
-    assert hs.matched_auroc(s, y, np.array([2, 2, 0, 0, 1, 1]))[1] == 0  # no same-stratum pair: no AUROC
+    assert hb.fast_auroc(s, y) == pytest.approx(0.75)
+    assert hb.matched_auroc(s, y, k) == (0.5, 4)
+    assert hb.matched_auroc(s, y, np.array([2, 2, 0, 0, 1, 1]))[1] == 0  # no same-stratum pair: no AUROC
     frame = content_table()
     result = _compare(frame, "same")
     dup, region = frame["dup"], frame["region"]
@@ -172,19 +173,19 @@ def test_residual_fit_uses_only_calibration_trajectories():
     frame = content_table()
     frame["score"] = np.exp(0.5 + 1.1 * np.log(np.maximum(frame["fg"], 0) + 1) + 0.1 * frame["extra"])
     cal = hs.calibration_split(frame["trajectory_id"], 0, hs.CALIBRATION_SHARE)
-    first = hs.baseline_comparison(frame, "score", ["fg"], frame["dup"].astype("boolean"), calibration=cal,
+    first = hb.baseline_comparison(frame, "score", ["fg"], frame["dup"].astype("boolean"), calibration=cal,
                                    area="fg", n_boot=50)["residual"]
     changed = frame.copy()
     held_out = np.flatnonzero(~cal & ~frame["dup"].to_numpy())[:5]
     changed.loc[held_out, "score"] *= 1000.0
     changed.loc[held_out, "fg"] += 500.0
-    second = hs.baseline_comparison(changed, "score", ["fg"], changed["dup"].astype("boolean"), calibration=cal,
+    second = hb.baseline_comparison(changed, "score", ["fg"], changed["dup"].astype("boolean"), calibration=cal,
                                     area="fg", n_boot=50)["residual"]
     assert second["slope"] == first["slope"] and second["intercept"] == first["intercept"]
     assert first["n_fit"] == int((cal & ~frame["dup"]).sum())
     assert first["slope"] == pytest.approx(1.1, abs=0.1)
     changed.loc[np.flatnonzero(cal & ~frame["dup"].to_numpy())[:5], "score"] *= 1000.0  # a calibration row moves it
-    third = hs.baseline_comparison(changed, "score", ["fg"], changed["dup"].astype("boolean"), calibration=cal,
+    third = hb.baseline_comparison(changed, "score", ["fg"], changed["dup"].astype("boolean"), calibration=cal,
                                    area="fg", n_boot=50)["residual"]
     assert third["slope"] != first["slope"]
     # hallucinations whose area the fit never saw are counted as extrapolated, and the sentence says so
@@ -194,10 +195,10 @@ def test_residual_fit_uses_only_calibration_trajectories():
     assert first["outside_fit"] == outside and first["hallucinated"] == int(held_dup.sum())
     bigger = frame.copy()
     bigger.loc[held_dup, "fg"] = fitted.max() + 100.0
-    far = hs.baseline_comparison(bigger, "score", ["fg"], bigger["dup"].astype("boolean"), calibration=cal,
+    far = hb.baseline_comparison(bigger, "score", ["fg"], bigger["dup"].astype("boolean"), calibration=cal,
                                  area="fg", n_boot=20)
     assert far["residual"]["outside_fit"] == int(held_dup.sum())
-    assert "extrapolation" in hs.matched_sentence(far)
+    assert "extrapolation" in hb.matched_sentence(far)
 
 
 def test_best_baseline_is_chosen_on_calibration_trajectories():
@@ -280,13 +281,13 @@ def test_ground_truth_is_the_generation_not_the_image():
 
 def test_content_evidence_of_a_shapes_table():
     table = shapes_run_table(n_traj=24)
-    evidence = hs.content_evidence(table, n_boot=50)
+    evidence = hb.content_evidence(table, n_boot=50)
     assert len(evidence) == 1 and evidence[0]["score"] == "halluc_score_current"
     result = evidence[0]
     assert result["best_baseline"] == "det_foreground_pixels" and result["residual"] is not None
     # column masks: duplicates hold two shapes in the region, valid generations at most one
     assert result["matched_pairs"] == 0 and result["region_rule"] == "columns"
-    assert "no content-matched AUROC" in hs.matched_sentence(result)
+    assert "no content-matched AUROC" in hb.matched_sentence(result)
 
 
 def test_matched_sentence_names_how_shapes_were_counted() -> None:
@@ -294,13 +295,13 @@ def test_matched_sentence_names_how_shapes_were_counted() -> None:
 
     result = {"score": "s", "matched": {"s": {"value": 0.6, "lo": 0.5, "hi": 0.7}}, "matched_pairs": 12,
               "strata": {"2": 12, "1": 0}, "region_rule": "box"}
-    text = hs.matched_sentence(result)
+    text = hb.matched_sentence(result)
     assert REGION_COUNTS["box"] in text and "(12 pairs; pairs per number of shapes: 2: 12)" in text
-    assert "counting" not in hs.matched_sentence({**result, "region_rule": None})
+    assert "counting" not in hb.matched_sentence({**result, "region_rule": None})
 
 
 def test_beating_the_best_baseline_names_the_baselines_it_does_not_beat() -> None:
-    from ripbench.hallucination_stats import comparison_sentence
+    from ripbench.hallucination.baselines import comparison_sentence
 
     result = {"score": "s", "best_baseline": "fg", "status": "ok", "verdict": "beats", "duplicates": 10, "valid": 90,
               "trajectories": 20, "best_reason": "calibration", "auroc": {"s": {"value": 0.9, "lo": 0.8, "hi": 0.95},
@@ -315,7 +316,7 @@ def test_beating_the_best_baseline_names_the_baselines_it_does_not_beat() -> Non
 
 
 def test_lower_is_suspect_scores_are_negated_before_any_roc() -> None:
-    from ripbench.hallucination_stats import ScoreSpec, oriented, score_specs
+    from ripbench.hallucination.stats import ScoreSpec, oriented, score_specs
 
     t = pd.DataFrame({"det_plug": [1.0, 2.0], "det_x0_variance_current": [3.0, 4.0]})
     specs = score_specs(t, [{"name": "plug", "column": "det_plug", "kind": "detector", "direction": "lower-is-suspect"},
@@ -324,3 +325,17 @@ def test_lower_is_suspect_scores_are_negated_before_any_roc() -> None:
     out = oriented(t, specs)
     assert out["det_plug"].tolist() == [-1.0, -2.0] and out["det_x0_variance_current"].tolist() == [3.0, 4.0]
     assert t["det_plug"].tolist() == [1.0, 2.0] and oriented(t, [ScoreSpec("x", "x")]) is t
+
+
+def test_moved_names_keep_their_old_homes():
+    """The hallucination code is a package now; the old module paths still give the same objects."""
+    import ripbench.hallucination.shapes_truth as truth
+    import ripbench.hallucination_stats as old
+    from ripbench.datasets import shapes
+
+    assert old.roc_analysis is hs.roc_analysis and old.baseline_comparison is hb.baseline_comparison
+    assert set(old.__all__) == set(hs.__all__) | set(hb.__all__)
+    for name in ("generation_table", "generation_labels", "REGION_COUNTS", "GENERATION_LABELS"):
+        assert getattr(shapes, name) is getattr(truth, name)
+    with pytest.raises(AttributeError):
+        shapes.no_such_name  # noqa: B018

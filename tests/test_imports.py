@@ -71,6 +71,16 @@ CASES = {
     "import ripbench.analysis": "import ripbench.analysis",
     "import ripbench.compare": "import ripbench.compare",
     "import ripbench.findings": "import ripbench.findings",
+    "import ripbench.report": "import ripbench.report",
+    "hallucination evaluation": ("import ripbench.hallucination, ripbench.hallucination_stats as hs\n"
+                                 "from ripbench.datasets.shapes import generation_table\n"
+                                 "import pandas as pd\n"
+                                 "t = pd.DataFrame({'trajectory_id': ['a'] * 2, 'iteration': [0, 1],\n"
+                                 "    'shapes_layout': ['T|S|', 'T|SS|'], 'shapes_label': ['valid', 'duplicate'],\n"
+                                 "    'mask_x0': [None, 21], 'mask_x1': [None, 42], 'mask_y0': [None, 0],\n"
+                                 "    'mask_y1': [None, 64]})\n"
+                                 "assert generation_table(t)['generation'].tolist() == ['duplicate']\n"
+                                 "assert hs.ground_truth(t)[0].tolist()[1] is True\n"),
     "ripbench --help": _cli("--help"),
     "ripbench config --preset quick": _cli("config", "--preset", "quick"),
     "registries by name": ("from ripbench.metrics import available_metrics, get_metric_spec, spec_for_column\n"
@@ -113,3 +123,13 @@ def test_config_validation_still_refuses_unknown_names_without_torch() -> None:
     assert heavy in ([], ["torch"])  # only an unusual device string is handed to torch.device to check
     quick = _heavy_after(body.replace(",\n            {'device': 'no-such-device'}", ""))
     assert quick == []
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("clean_interpreter")
+def test_writing_a_report_imports_no_deep_learning_stack(tiny_run: Path, tmp_path: Path) -> None:
+    """The report reads the table and draws figures: no torch (the Simple Shapes ground truth needs none either)."""
+    body = ("from ripbench.report import write_report\n"
+            f"paths = write_report([{str(tiny_run)!r}], {str(tmp_path / 'report')!r}, n_boot=50)\n"
+            "assert paths['html'].is_file()\n")
+    assert _heavy_after(body) == []

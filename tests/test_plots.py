@@ -147,13 +147,15 @@ def test_figures_share_one_width_and_come_as_pdf(run, tmp_path):
 
 
 def test_region_hallucination_and_roc_figures(run, tmp_path):
-    from ripbench import hallucination_stats
+    from ripbench.hallucination import stats as hallucination_stats
 
     _, table = run
     assert_image(plots.region_curves(table, tmp_path / "regions.png", "lpips_orig", formats=["svg"], n_boot=50))
     assert "pixels never masked so far" in (tmp_path / "regions.svg").read_text()
     assert_image(plots.hallucination_bands(table, tmp_path / "bands.png", formats=["svg"], n_boot=50))
     assert "hallucination rate" in (tmp_path / "bands.svg").read_text()  # ground truth panel
+    computed = hallucination_stats.score_bands(table, n_boot=50)  # the caller's numbers, not computed again
+    assert_image(plots.hallucination_bands(table, tmp_path / "given.png", formats=["svg"], computed=computed, n_boot=50))
     roc = hallucination_stats.roc_analysis(table, n_boot=50)
     assert roc["status"] == "ok"
     assert_image(plots.roc_curves([roc], tmp_path / "roc.png", formats=["svg"]))

@@ -312,3 +312,16 @@ def test_report_of_a_synthetic_run_with_failures_and_ground_truth(tmp_path):
     assert (comparisons["worse"][:4] == "beta").all()  # beta drifts 1.5 times as fast...
     assert comparisons["worse"][4:].tolist() == ["neither", "beta"]  # ...but both end at LPIPS 1 on grid-128
     assert paths["html"].stat().st_size < 1_000_000
+
+
+def test_page_template_and_style_are_package_files():
+    """The page's frame and CSS ship as package data (pyproject's package-data) and are read from there."""
+    from importlib import resources
+
+    from ripbench.report.html import page_css
+
+    files = resources.files("ripbench.report")
+    assert page_css() == files.joinpath("report.css").read_text(encoding="utf-8")
+    assert "box-sizing" in page_css()
+    page = files.joinpath("page.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "$title" in page and "$body" in page and "$css" in page

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ripbench import hallucination_stats as hs
+from ripbench.hallucination import stats as hs
 from ripbench.report import how_to_read, write_report
 from ripbench.store import RunStore
 from tests.test_hallucination_stats import shapes_run_table

@@ -32,17 +32,20 @@ Example
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-import torch
 from scipy import ndimage
 from scipy.signal import correlate
 
 from ..errors import InputError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made or read
+    import torch
 
 #: The shape each column may hold, left to right.
 SHAPE_NAMES: tuple[str, str, str] = ("triangle", "square", "pentagon")
@@ -281,6 +284,8 @@ def shapes_images(count: int, size: int = NATIVE_SIZE, seed: int = 0) -> tuple[t
         >>> tuple(images.shape), ids[1]
         ((2, 3, 64, 64), 'shapes64-s0-00001')
     """
+    import torch
+
     data = generate_shapes(count, size, seed)
     images = torch.from_numpy(data.images)[:, None].expand(-1, 3, -1, -1).contiguous()
     return images, [f"shapes{size}-s{seed}-{i:05d}" for i in range(count)]
@@ -463,7 +468,8 @@ def _read_component(mask: np.ndarray, column: int, templates: _Templates) -> tup
 
 
 def _as_greyscale(data: np.ndarray | torch.Tensor) -> np.ndarray:
-    if isinstance(data, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor means torch is imported; numpy input needs no torch
+    if torch is not None and isinstance(data, torch.Tensor):
         data = data.detach().float().cpu().numpy()
     images = np.asarray(data, dtype=np.float32)
     if images.ndim == 2:
@@ -569,21 +575,6 @@ def summarise_labels(labels: Sequence[ShapeLabel]) -> dict[str, float]:
 
 # --------------------------------------------------------------------------- generations in a RIP table
 
-#: Labels of one generation (one inpainting of a shapes RIP trajectory), in the order reports list them.
-GENERATION_LABELS = ("duplicate", "valid", "carried", "wrong_shape", "malformed", "empty")
-
-
-def _own_and_other(layout: str) -> tuple[list[int], list[int], list[int]]:
-    """Per column: copies of its own shape, of other shapes, and unreadable blobs, from a layout string."""
-    own, other, unknown = [], [], []
-    for k, column in enumerate((layout if isinstance(layout, str) and layout else "||").split("|")):
-        letter = SHAPE_NAMES[k][0].upper()
-        own.append(column.count(letter))
-        unknown.append(column.count("?"))
-        other.append(len(column) - own[-1] - unknown[-1])
-    return own, other, unknown
-
-
 def parse_shape_boxes(text: str | None) -> list[tuple[str, tuple[int, int, int, int]]]:
     """``(letter, (y0, x0, y1, x1))`` per shape from :attr:`ShapeLabel.box_text` (the ``shapes_boxes`` column).
 
@@ -599,73 +590,14 @@ def parse_shape_boxes(text: str | None) -> list[tuple[str, tuple[int, int, int, 
     return out
 
 
-#: How :func:`generation_table` counts ``region_shapes``, by whether the table records where shapes are.
-REGION_COUNTS = {
-    "box": "shapes whose blob touches the mask box (from shapes_boxes)",
-    "columns": "shapes of any kind in the columns the mask touches (the table records no shape positions)",
-}
+#: Moved to :mod:`ripbench.hallucination.shapes_truth` (the data set does not read results tables);
+#: still importable from here.
+_MOVED_TO_SHAPES_TRUTH = ("GENERATION_LABELS", "REGION_COUNTS", "generation_labels", "generation_table")
 
 
-def generation_table(table: pd.DataFrame, size: int = 64) -> pd.DataFrame:
-    """Label and shape count of every generation (row with ``iteration > 0``) of a shapes RIP table.
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_SHAPES_TRUTH:
+        from ..hallucination import shapes_truth
 
-    Needs ``shapes_layout``, ``shapes_label`` and the mask box (``mask_x0``, ``mask_x1``,
-    ``mask_y0``, ``mask_y1``) of ``size`` px images, and every trajectory's iteration 0 (the
-    layout before its first generation). A column is *repainted* when the mask touches it,
-    *fully* when the mask covers all of it. Returns ``generation`` (the label, see the module
-    docstring) and ``region_shapes``: the number of shapes in the repainted region, counted as
-    :data:`REGION_COUNTS` says: inside or touching the mask box when the table has
-    ``shapes_boxes`` (the labeller's blob boxes), else in the repainted columns (the same for
-    column masks; for box masks it also counts shapes of a touched column outside the box).
-    ``attrs["region_shapes"]`` names the rule used (``"box"`` or ``"columns"``, ``"box"`` when any row had boxes).
-    """
-    table = table.sort_values(["trajectory_id", "iteration"], kind="stable")
-    previous = table.groupby("trajectory_id")["shapes_layout"].shift(1)
-    rows = table[table["iteration"] > 0]
-    bounds = column_bounds(size)
-    content = -(-63 * size // 64)  # the 63 native pixels that can hold a shape, rows and columns
-    has_boxes = "shapes_boxes" in rows.columns
-    labels, counts, by_box = {}, {}, False
-    for index, row in rows.iterrows():
-        own, other, unknown = _own_and_other(row["shapes_layout"])
-        own_before, _, _ = _own_and_other(previous.loc[index])
-        x0, x1, y0, y1 = (int(row[c]) for c in ("mask_x0", "mask_x1", "mask_y0", "mask_y1"))
-        touched = [k for k, (lo, hi) in enumerate(bounds) if x0 < hi and x1 > lo]
-        full = {k: x0 <= bounds[k][0] and x1 >= min(bounds[k][1], content) and y0 == 0 and y1 >= content
-                for k in touched}
-        if any(own[k] >= 2 and (full[k] or own_before[k] < 2) for k in touched):
-            label = "duplicate"
-        elif any(own[k] >= 2 for k in touched):
-            label = "carried"
-        elif any(other[k] for k in touched):
-            label = "wrong_shape"
-        elif any(unknown[k] for k in touched):
-            label = "malformed"
-        elif row["shapes_label"] == "empty":
-            label = "empty"
-        else:
-            label = "valid"
-        labels[index] = label
-        boxes = row["shapes_boxes"] if has_boxes else None
-        if isinstance(boxes, str):
-            by_box = True
-            counts[index] = sum(b[0] < y1 and b[2] > y0 and b[1] < x1 and b[3] > x0
-                                for _, b in parse_shape_boxes(boxes))
-        else:
-            counts[index] = sum(own[k] + other[k] + unknown[k] for k in touched)
-    out = pd.DataFrame({"generation": pd.Series(labels, dtype=object),
-                        "region_shapes": pd.Series(counts, dtype=int)}, index=rows.index)
-    out.attrs["region_shapes"] = "box" if by_box else "columns"
-    return out
-
-
-def generation_labels(table: pd.DataFrame, size: int = 64) -> pd.Series:
-    """The label of every generation of a shapes RIP table (``generation`` of :func:`generation_table`).
-
-    >>> t = pd.DataFrame({"trajectory_id": ["a"] * 3, "iteration": [0, 1, 2],
-    ...     "shapes_layout": ["T|S|", "T|SS|", "T|SS|"], "shapes_label": ["valid", "duplicate", "duplicate"],
-    ...     "mask_x0": [None, 21, 0], "mask_x1": [None, 42, 21], "mask_y0": [None, 0, 0], "mask_y1": [None, 64, 64]})
-    >>> generation_labels(t).tolist()
-    ['duplicate', 'valid']
-    """
-    return generation_table(table, size)["generation"]
+        return getattr(shapes_truth, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,7 @@ than the run's ``min_steps`` steps, as :func:`ripbench.hallucination.band_varian
 * ``x0-variance``: the paper's score, whole image: ``band_variance(x0, levels, band)``.
 * ``x0-variance-current``: the same inside this iteration's mask (the headline score):
   ``band_variance(..., region=mask)``; the mask is brought to the trajectory's resolution by
-  the rule of :func:`ripbench.hallucination._region_mask` (a latent cell counts when the mask
+  the rule of :func:`ripbench.hallucination.score.region_mask` (a latent cell counts when the mask
   touches it).
 * ``x0-variance-eroded``: the same inside the mask eroded by :data:`ERODE_CELLS` cells of the
   trajectory's resolution (pixels for a pixel-space model, latent cells -- 8 image pixels each
@@ -70,7 +70,7 @@ from ripbench.detectors.catalog import (
 )
 from ripbench.detectors.spec import DetectorBatch, region_mean
 from ripbench.errors import InputError
-from ripbench.hallucination import _region_mask, band_variance
+from ripbench.hallucination.score import band_variance, region_mask
 from ripbench.noise_band import DEFAULT_UNIT, in_band, paper_band
 
 __all__ = [
@@ -175,7 +175,7 @@ def in_band_variance_map(batch: DetectorBatch) -> torch.Tensor | None:
 
 
 def _region_at(batch: DetectorBatch, spatial: tuple[int, int], device: torch.device) -> torch.Tensor:
-    return _region_mask(batch.mask, batch.size, spatial, device)
+    return region_mask(batch.mask, batch.size, spatial, device)
 
 
 def _band(batch: DetectorBatch, region: torch.Tensor | None = None) -> torch.Tensor:

@@ -3,7 +3,7 @@
 Every iteration one of the three shape columns (or a random box) of a Simple Shapes image is
 removed and repainted by the shapes diffusion model, and the labeller
 (:func:`ripbench.datasets.shapes.label_shapes`) reads the result. Each *generation* (one
-inpainting) gets one of these labels (:func:`ripbench.datasets.shapes.generation_labels`):
+inpainting) gets one of these labels (:func:`ripbench.hallucination.shapes_truth.generation_labels`):
 
 * ``duplicate``: a repainted column now holds two or more copies of its own shape, which it did
   not hold before (or the whole column was repainted). This, and only this, is a
@@ -26,7 +26,7 @@ intervals.
 
 Every score is then put next to the content baselines, scores with no model in them
 (:data:`BASELINES`: the foreground and edge pixels of the output in the repainted region), on the
-held-out trajectories (:func:`ripbench.hallucination_stats.baseline_comparison`): the AUROC of each,
+held-out trajectories (:func:`ripbench.hallucination.baselines.baseline_comparison`): the AUROC of each,
 the paired difference to the best baseline (chosen on the calibration trajectories), the AUROC
 against valid generations with the same number of shapes in the repainted region, and the AUROC of
 the score's residual after the foreground area. Each noise band of ``bands`` is one run.
@@ -45,23 +45,21 @@ import numpy as np
 import pandas as pd
 
 from ..config import validate_config
-from ..datasets.shapes import GENERATION_LABELS, generation_table
 from ..errors import ConfigError
+from ..formatting import auroc_cell, markdown_table
+from ..formatting import pct as percent
 from ..hallucination import calibrate_threshold, paper_band
-from ..hallucination_stats import (
+from ..hallucination.baselines import baseline_comparison, comparison_sentence, matched_sentence
+from ..hallucination.shapes_truth import GENERATION_LABELS, generation_table
+from ..hallucination.stats import (
     CALIBRATION_SHARE,
-    baseline_comparison,
     calibration_split,
-    comparison_sentence,
     iteration_bands,
-    matched_sentence,
     pooled_share,
     roc_analysis,
 )
 from ..io import atomic_save, atomic_write_text
-from ..report import markdown_table
 from ..run import run_experiment
-from ..stats import pct as percent
 from . import SHAPES_HALLUCINATION
 
 __all__ = ["BASELINES", "CALIBRATION_SHARE", "KEEP", "LEGACY_SCORES", "MIN_DUPLICATES", "VARIANTS",
@@ -166,7 +164,7 @@ def _interval(lo_hi: tuple[float, float]) -> list[float | None]:
 
 def _auroc(rows: pd.DataFrame, labels: np.ndarray, score: str, n_boot: int, seed: int) -> tuple[float, float, float]:
     """AUROC of ``score`` for ``duplicate`` against ``valid`` labels (others left out), with its interval
-    from resampling whole trajectories (:func:`ripbench.hallucination_stats.roc_analysis`)."""
+    from resampling whole trajectories (:func:`ripbench.hallucination.stats.roc_analysis`)."""
     # the labels given are the truth: without the layouts, roc_analysis reads them as they are
     given = rows.drop(columns=[c for c in ("shapes_layout", "shapes_boxes") if c in rows.columns])
     result = roc_analysis(given.assign(shapes_label=labels), score, n_boot=n_boot, seed=seed)
@@ -393,7 +391,7 @@ def add_content_baselines(table: pd.DataFrame, run_dir: str | Path) -> pd.DataFr
     """``table`` with the :data:`BASELINES` columns; those the run did not write are computed from its saved
     images and masks (``images/<trajectory>/iter_k.png``, ``mask_k.png``; 8-bit PNGs, so a pixel of exactly
     0.5 may land on either side) by :func:`shapes_baselines`. Rows without a saved image keep NaN."""
-    from ..plots import _read_png
+    from ..plots import read_png
     from ..store import RunStore
 
     missing = [c for c in BASELINES if c not in table.columns]
@@ -410,9 +408,9 @@ def add_content_baselines(table: pd.DataFrame, run_dir: str | Path) -> pd.DataFr
         k = int(row["iteration"])
         image, mask = folder / f"iter_{k:04d}.png", folder / f"mask_{k:04d}.png"
         if image.is_file() and mask.is_file():
-            pixels = _read_png(image)
+            pixels = read_png(image)
             images.append(pixels.mean(axis=-1) if pixels.ndim == 3 else pixels)
-            masks.append(_read_png(mask))
+            masks.append(read_png(mask))
             index.append(i)
     if index:
         values = shapes_baselines(np.stack(images), np.stack([m.mean(axis=-1) if m.ndim == 3 else m for m in masks]))
@@ -426,7 +424,7 @@ def _truth(rows: pd.DataFrame) -> pd.Series:
 
 
 def compare_with_baselines(rows: pd.DataFrame, *, seed: int = 0, n_boot: int = 1000) -> dict[str, dict[str, Any]]:
-    """:func:`ripbench.hallucination_stats.baseline_comparison` of every score variant present
+    """:func:`ripbench.hallucination.baselines.baseline_comparison` of every score variant present
     (:func:`score_variants`) against the :data:`BASELINES`, on the generations ``rows`` (with ``generation``
     and ``region_shapes``): held-out numbers, every choice on the calibration trajectories
     (:func:`calibration_split`, :data:`CALIBRATION_SHARE`, ``seed``). Variant -> result."""
@@ -440,15 +438,6 @@ def compare_with_baselines(rows: pd.DataFrame, *, seed: int = 0, n_boot: int = 1
             for score in score_variants(rows)}
 
 
-def _cell(d: dict[str, float] | None, signed: bool = False) -> str:
-    if not d or not np.isfinite(d.get("value", np.nan)):
-        return "n/a"
-    f = "{:+.2f}" if signed else "{:.2f}"
-    if not (np.isfinite(d["lo"]) and np.isfinite(d["hi"])):
-        return f.format(d["value"])
-    return f"{f.format(d['value'])} [{f.format(d['lo'])}, {f.format(d['hi'])}]"
-
-
 def _comparison_table(results: dict[str, dict[str, Any]]) -> str:
     """One row per score variant and per baseline: held-out AUROC, difference to the best baseline,
     content-matched and residual AUROC, each with its 95% interval and n."""
@@ -457,13 +446,13 @@ def _comparison_table(results: dict[str, dict[str, Any]]) -> str:
     for score, r in results.items():
         n = f"({r['duplicates']} / {r['valid']})"
         best = r.get("best_baseline")
-        diff = _cell(r["difference"].get(best), signed=True) if best else "n/a"
-        residual = _cell(r["residual"]) if r.get("residual") else "n/a"
+        diff = auroc_cell(r["difference"].get(best), signed=True) if best else "n/a"
+        residual = auroc_cell(r["residual"]) if r.get("residual") else "n/a"
         if r.get("residual") and r["residual"].get("outside_fit"):
             residual += f" (extrapolated for {r['residual']['outside_fit']} of {r['residual']['hallucinated']})"
         pairs = f" ({r['matched_pairs']})" if r.get("matched") else ""
-        lines.append(f"| `{score}` | detector | {_cell(r['auroc'].get(score))} {n} | {diff} "
-                     f"| {_cell(r['matched'].get(score))}{pairs} | {residual} |")
+        lines.append(f"| `{score}` | detector | {auroc_cell(r['auroc'].get(score))} {n} | {diff} "
+                     f"| {auroc_cell(r['matched'].get(score))}{pairs} | {residual} |")
     if not results:
         return "\n".join(lines)
     # baselines are scored on the rows of the variant with the most scored rows; a variant scored on fewer
@@ -475,8 +464,8 @@ def _comparison_table(results: dict[str, dict[str, Any]]) -> str:
         n = f"({r['duplicates']} / {r['valid']})"
         pairs = f" ({r['matched_pairs']})" if r.get("matched") else ""
         mark = " (best)" if base == r.get("best_baseline") else ""
-        lines.append(f"| `{base}`{mark} | baseline, no model{where} | {_cell(r['auroc'].get(base))} {n} | - "
-                     f"| {_cell(r['matched'].get(base))}{pairs} | - |")
+        lines.append(f"| `{base}`{mark} | baseline, no model{where} | {auroc_cell(r['auroc'].get(base))} {n} | - "
+                     f"| {auroc_cell(r['matched'].get(base))}{pairs} | - |")
     return "\n".join(lines)
 
 

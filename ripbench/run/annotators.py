@@ -31,7 +31,7 @@ def shapes_annotations(images: torch.Tensor) -> dict[str, Sequence[Any]]:
     ``shapes_layout`` says what each column holds (:attr:`~ripbench.datasets.shapes.ShapeLabel.layout`,
     e.g. ``"T|SS|"``), so a reader can tell which column a duplicate is in; ``shapes_boxes`` says where
     each shape's blob is (:attr:`~ripbench.datasets.shapes.ShapeLabel.box_text`), so the shapes inside a
-    mask box can be counted (:func:`~ripbench.datasets.shapes.generation_table`).
+    mask box can be counted (:func:`~ripbench.hallucination.shapes_truth.generation_table`).
     """
     from ..datasets.shapes import label_shapes
 

@@ -45,8 +45,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..datasets.shapes import generate_shapes, generation_labels, label_shapes, summarise_labels
+from ..datasets.shapes import generate_shapes, label_shapes, summarise_labels
 from ..errors import ConfigError
+from ..hallucination.shapes_truth import generation_labels
 from ..io import atomic_write_text
 
 
@@ -396,7 +397,7 @@ def evaluate_shapes_model(
     Returns:
         ``{"sample": ..., "column": ..., "settings": ...}``. ``sample``:
         :func:`~ripbench.datasets.shapes.summarise_labels` of unconditional samples. ``column``:
-        the share of each generation label (:func:`ripbench.datasets.shapes.generation_labels`)
+        the share of each generation label (:func:`ripbench.hallucination.shapes_truth.generation_labels`)
         when one random column of a fresh Simple Shapes image is repainted, what the recursive
         inpainting loop does. Shares of valid images and duplicates carry 95% Wilson intervals;
         ``samples_per_s`` is machine-dependent.

@@ -1,177 +1,30 @@
-"""Hallucination detection by the variance of the predicted clean sample (x0) trajectory.
+"""The hallucination score that models and the run loop call: the variance of the predicted clean sample
+(x0) over the denoising steps in a noise band, and the run table's ``halluc_*`` columns.
 
-Aithal et al., "Understanding Hallucinations in Diffusion Models through Mode Interpolation"
-(NeurIPS 2024) observe that a diffusion model "knows" when it leaves the support of its
-training data: its prediction of the clean sample, ``x0_hat``, keeps changing over the final
-reverse steps. The score is the population variance of ``x0_hat`` over the last ``K`` steps,
-per coordinate, averaged over coordinates (the paper's toy code: ``K = 10`` of ``T = 1000``).
-Samples with a high score are flagged; the threshold is calibrated to keep a target share of
-known in-support samples.
-
-This module knows nothing about models: it works on any ``K x B x ...`` tensor (CPU or GPU)
-and on plain score arrays.
-
-Example
--------
->>> import torch
->>> x0 = torch.zeros(10, 3, 2)            # K=10 steps, B=3 samples, 2 coordinates
->>> x0[:, 1] = torch.arange(10.0)[:, None]  # sample 1 keeps moving
->>> trajectory_variance(x0).tolist()
-[0.0, 8.25, 0.0]
->>> t = calibrate_threshold([0.1, 0.2, 0.3, 0.4], keep=0.75)
->>> t
-0.3
->>> detection_report([0.1, 0.2, 0.9], [False, False, True], t)["detection_rate"]
-1.0
-
-Inside the RIP loop the steps are chosen by **noise level**, not by position: every recorded x0
-carries the noise level of its step, by default ``sigma/sqrt(alpha_bar)`` computed from the
-model's own schedule (0 = clean; ``s/(1-s)`` for flow matching; see :class:`NoiseBand` for the
-units), and the score uses the steps whose level lies in a fixed low-noise band
-(default :data:`DEFAULT_BAND`; the authors' window is :data:`PAPER_BAND`). The same band then
-means the same amount of noise whatever the sampler, its number of steps and the training
-schedule, so scores of one model are comparable across samplers and step counts.
-
->>> levels = torch.tensor([0.9, 0.5, 0.2, 0.03])     # sigma levels of a 4-step sampler, oldest first
->>> x0 = torch.tensor([0.0, 1.0, 2.0, 4.0])[:, None].expand(4, 2)  # K=4 steps, B=2 samples
->>> scores, steps = band_variance(x0, levels, DEFAULT_BAND)
->>> [round(v, 4) for v in scores.tolist()], steps     # variance of 1, 2, 4 (the 3 in-band steps)
-([1.5556, 1.5556], 3)
+Torch is imported by the functions that score trajectories, not by importing this module. The noise
+bands themselves (:class:`~ripbench.noise_band.NoiseBand`, :func:`~ripbench.noise_band.parse_band`,
+the levels of a schedule) are :mod:`ripbench.noise_band`'s.
 """
 
 from __future__ import annotations
 
-import math
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeGuard, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ripbench.errors import ConfigError, InputError
-from ripbench.noise_band import (  # the band code lives there (torch-free); importable here too
-    _LEVEL_TOL,
-    BAND_NAMES,
-    BAND_UNITS,
-    DEFAULT_BAND,
-    DEFAULT_UNIT,
-    DEFAULT_WIDENING,
-    LEGACY_DEFAULT_BAND,
-    MIN_BAND_STEPS,
-    PAPER_BAND,
-    PAPER_SCHEDULE,
-    PAPER_WINDOW_STEPS,
-    NoiseBand,
-    as_band,
-    band_unit,
-    flow_sigma_levels,
-    in_band,
-    linear_schedule_sigmas,
-    named_band,
-    paper_band,
-    paper_window_levels,
-    parse_band,
-    sigma_levels,
-)
+from ripbench.noise_band import _LEVEL_TOL, DEFAULT_BAND, MIN_BAND_STEPS, NoiseBand, as_band, parse_band
 
-if TYPE_CHECKING:  # torch is imported by the functions that score trajectories, not by the evaluation
+if TYPE_CHECKING:  # torch is imported by the functions that score trajectories
     import torch
 
     from ripbench.models.base import InpaintResult
 
-__all__ = [
-    "BAND_NAMES",
-    "BAND_UNITS",
-    "HALLUC_STATUSES",
-    "DEFAULT_BAND",
-    "DEFAULT_UNIT",
-    "DEFAULT_WIDENING",
-    "LEGACY_DEFAULT_BAND",
-    "DEFAULT_WINDOW",
-    "MIN_BAND_STEPS",
-    "MIN_WINDOW_STEPS",
-    "PAPER_BAND",
-    "PAPER_SCHEDULE",
-    "PAPER_WINDOW_STEPS",
-    "NoiseBand",
-    "ScoreWindow",
-    "as_band",
-    "auroc",
-    "band_unit",
-    "band_variance",
-    "calibrate_threshold",
-    "detection_report",
-    "flow_sigma_levels",
-    "hallucination_columns",
-    "in_band",
-    "linear_schedule_sigmas",
-    "named_band",
-    "paper_band",
-    "paper_window_levels",
-    "parse_band",
-    "resolve_window",
-    "roc_curve",
-    "sigma_levels",
-    "trajectory_variance",
-]
-
-#: Step-count window of a full ``T``-step sampler (the toy reproduction): the paper's "last 10 of 1000".
-DEFAULT_WINDOW: float = 0.01
-#: A fractional step-count window never covers fewer steps than this.
-MIN_WINDOW_STEPS: int = 3
-
-ArrayLike = Union["torch.Tensor", np.ndarray, Sequence[float]]
+__all__ = ["HALLUC_STATUSES", "ScoreWindow", "band_variance", "hallucination_columns", "region_mask", "trajectory_variance"]
 
 
-def _is_tensor(values: Any) -> TypeGuard[torch.Tensor]:
-    """Whether ``values`` is a torch tensor (without importing torch: a tensor means torch is imported)."""
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(values, torch.Tensor)
-
-
-def resolve_window(window: int | float = DEFAULT_WINDOW, num_steps: int = 1000) -> int:
-    """Turn a window specification into a number of final denoising steps.
-
-    Args:
-        window: an ``int`` means exactly that many final steps (at least 2: the variance of one
-            value is always 0); a ``float`` in ``(0, 1]`` means that share of ``num_steps``,
-            rounded, but never fewer than :data:`MIN_WINDOW_STEPS` (nor more than ``num_steps``).
-        num_steps: number of denoising steps the sampler runs.
-
-    Returns:
-        The number of steps, ``2 <= w <= num_steps``.
-
-    Raises:
-        ConfigError: if the window or the number of steps is out of range.
-
-    Example:
-        >>> resolve_window(0.01, 1000), resolve_window(0.01, 50), resolve_window(5, 50)
-        (10, 3, 5)
-    """
-    if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 2:
-        raise ConfigError(
-            f"The sampler must run at least 2 denoising steps to score a trajectory, got {num_steps!r}."
-        )
-    num_steps = int(num_steps)
-    if isinstance(window, bool):
-        raise ConfigError(f"The hallucination window must be an int or a float, got {window!r}.")
-    if isinstance(window, (int, np.integer)):
-        if not 2 <= window <= num_steps:
-            raise ConfigError(
-                f"The hallucination window of {window} steps must lie between 2 and the "
-                f"{num_steps} sampler steps."
-            )
-        return int(window)
-    if isinstance(window, (float, np.floating)):
-        if not (math.isfinite(window) and 0.0 < window <= 1.0):
-            raise ConfigError(f"A fractional hallucination window must lie in (0, 1], got {window!r}.")
-        steps = max(MIN_WINDOW_STEPS, int(round(window * num_steps)))
-        return min(steps, num_steps)
-    raise ConfigError(f"The hallucination window must be an int or a float, got {type(window).__name__}.")
-
-
-def _region_mask(
+def region_mask(
     region: torch.Tensor, batch: int, spatial: tuple[int, int], device: torch.device
 ) -> torch.Tensor:
     """Binarise ``region`` at 0.5 and bring it to ``B x 1 x h x w`` at the trajectory's resolution.
@@ -247,7 +100,7 @@ def trajectory_variance(
         raise InputError(
             f"A region needs a K x B x C x H x W or K x B x H x W trajectory, got shape {tuple(x0.shape)}."
         )
-    mask = _region_mask(region, batch, (var.shape[-2], var.shape[-1]), var.device).to(var.dtype)
+    mask = region_mask(region, batch, (var.shape[-2], var.shape[-1]), var.device).to(var.dtype)
     total = (var * mask).sum(dim=(1, 2, 3))
     count = mask.sum(dim=(1, 2, 3)) * var.shape[1]
     nan = torch.full_like(total, float("nan"))
@@ -449,139 +302,3 @@ def hallucination_columns(
         "halluc_status": [status] * batch,
     }
 
-
-def _as_1d(values: ArrayLike) -> np.ndarray:
-    if _is_tensor(values):
-        values = values.detach().cpu().double().numpy()
-    return np.asarray(values, dtype=np.float64).reshape(-1)
-
-
-def _as_labels(labels: ArrayLike | Sequence[bool], n: int) -> np.ndarray:
-    if _is_tensor(labels):
-        labels = labels.detach().cpu().numpy()
-    arr = np.asarray(labels).reshape(-1)
-    if arr.shape[0] != n:
-        raise InputError(f"Got {n} scores but {arr.shape[0]} labels.")
-    if not np.isin(arr, (0, 1)).all():
-        raise InputError("Labels must be booleans or 0/1 (1 = hallucination).")
-    return arr.astype(bool)
-
-
-def calibrate_threshold(in_support_scores: ArrayLike, keep: float = 0.96) -> float:
-    """Threshold that keeps the share ``keep`` of known in-support samples (score <= threshold kept).
-
-    The threshold is the ``ceil(keep * n)``-th smallest score, so at least ``keep`` of the
-    calibration samples are kept (exactly ``keep`` when ``keep * n`` is whole and scores are distinct).
-    NaN scores (empty regions) are ignored.
-
-    Raises:
-        ConfigError: if ``keep`` is not in ``(0, 1]``. InputError: if no finite score is given.
-
-    Example:
-        >>> calibrate_threshold(range(1, 101), keep=0.96)
-        96.0
-    """
-    if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0.0 < keep <= 1.0:
-        raise ConfigError(f"The share of in-support samples to keep must lie in (0, 1], got {keep!r}.")
-    scores = _as_1d(in_support_scores)
-    scores = scores[~np.isnan(scores)]
-    if scores.size == 0:
-        raise InputError("Cannot calibrate a hallucination threshold without any in-support score.")
-    rank = max(1, math.ceil(keep * scores.size - 1e-9))
-    return float(np.partition(scores, rank - 1)[rank - 1])
-
-
-def detection_report(scores: ArrayLike, is_hallucination: ArrayLike, threshold: float) -> dict[str, Any]:
-    """How well the rule "remove when score > threshold" separates hallucinations from the rest.
-
-    Returns a dict with ``threshold``, counts (``n``, ``n_hallucinated``, ``n_in_support``,
-    ``n_removed``, ``hallucinated_removed``, ``in_support_kept``), ``detection_rate`` (share of
-    hallucinations removed), ``retention`` (share of in-support samples kept),
-    ``hallucination_rate_before`` and ``hallucination_rate_after`` (among kept samples). A rate
-    whose denominator is zero is NaN.
-
-    Raises:
-        InputError: if scores contain NaN or the labels do not match the scores.
-
-    Example:
-        >>> r = detection_report([0.1, 0.5, 2.0, 3.0], [0, 0, 1, 0], threshold=1.0)
-        >>> r["detection_rate"], r["retention"]
-        (1.0, 0.6666666666666666)
-    """
-    s = _as_1d(scores)
-    if np.isnan(s).any():
-        raise InputError("Hallucination scores contain NaN (empty regions?); drop them before the report.")
-    y = _as_labels(is_hallucination, s.size)
-    removed = s > threshold
-    n_h, n_in = int(y.sum()), int((~y).sum())
-    h_removed = int((removed & y).sum())
-    in_kept = int((~removed & ~y).sum())
-    n_kept = int((~removed).sum())
-
-    def ratio(a: int, b: int) -> float:
-        return a / b if b else float("nan")
-
-    return {
-        "threshold": float(threshold),
-        "n": int(s.size),
-        "n_hallucinated": n_h,
-        "n_in_support": n_in,
-        "n_removed": int(removed.sum()),
-        "hallucinated_removed": h_removed,
-        "in_support_kept": in_kept,
-        "detection_rate": ratio(h_removed, n_h),
-        "retention": ratio(in_kept, n_in),
-        "hallucination_rate_before": ratio(n_h, int(s.size)),
-        "hallucination_rate_after": ratio(n_kept - in_kept, n_kept),
-    }
-
-
-def roc_curve(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ROC curve of ``scores`` for detecting ``labels`` (1 = hallucination, higher score = more suspect).
-
-    :func:`sklearn.metrics.roc_curve` with ``drop_intermediate=False``: every distinct score is
-    one threshold (ties form one point).
-
-    Returns:
-        ``(fpr, tpr, thresholds)``: ``thresholds`` descending, the first ``+inf`` (nothing
-        flagged, the point (0, 0)); point ``i`` flags the samples with ``score >= thresholds[i]``.
-
-    Raises:
-        InputError: for NaN scores, mismatched labels, or labels of a single class.
-
-    Example:
-        >>> fpr, tpr, thr = roc_curve([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
-        >>> fpr.tolist(), tpr.tolist()
-        ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
-    """
-    from sklearn.metrics import roc_curve as sk_roc_curve
-
-    s, y = _checked_roc_input(scores, labels)
-    fpr, tpr, thresholds = sk_roc_curve(y, s, drop_intermediate=False)
-    thresholds = np.asarray(thresholds, dtype=np.float64)
-    thresholds[0] = np.inf  # older scikit-learn versions use max(score) + 1
-    return np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64), thresholds
-
-
-def _checked_roc_input(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    s = _as_1d(scores)
-    if np.isnan(s).any():
-        raise InputError("Cannot compute a ROC curve with NaN scores.")
-    y = _as_labels(labels, s.size)
-    if y.all() or not y.any():
-        raise InputError("A ROC curve needs both hallucinated and in-support samples.")
-    return s, y
-
-
-def auroc(scores: ArrayLike, labels: ArrayLike) -> float:
-    """Area under the ROC curve (:func:`sklearn.metrics.roc_auc_score`): the probability that a random
-    hallucination scores higher than a random in-support sample, ties counting one half.
-
-    Example:
-        >>> auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
-        0.75
-    """
-    from sklearn.metrics import roc_auc_score
-
-    s, y = _checked_roc_input(scores, labels)
-    return float(roc_auc_score(y, s))
