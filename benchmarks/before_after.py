@@ -33,16 +33,21 @@ HARNESS_LINE = re.compile(r"^\s*(\S+): (\d+) inpaints in [\d.]+ s; per inpaint: 
 METRIC_LINE = re.compile(r"^(.+?)\s{2,}([\d.]+) ms$")
 
 
-def machine() -> str:
-    """CPU model, cores, load average, Python and torch versions."""
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
     model = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return model
+
+
+def machine() -> str:
+    """CPU model, cores, load average, Python and torch versions."""
+    model = cpu_model()
     load = "/".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     import torch
 

@@ -94,14 +94,11 @@ def heavy_modules(args: Sequence[str], tree: Path) -> list[str]:
 
 def machine() -> dict[str, Any]:
     """CPU model, cores, load average and versions (read without importing torch)."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    if str(HERE) not in sys.path:  # the scripts here share helpers; before_after imports no torch
+        sys.path.insert(0, str(HERE))
+    from before_after import cpu_model
+
+    model = cpu_model()
     versions = {}
     for dist in ("torch", "pandas", "pydantic", "click"):
         try:
