@@ -22,7 +22,7 @@ Built models are cached per (net, weights file, device).
 
 Example
 -------
->>> metric = load_lpips("alex", weights="/work/shared/lpips-weights")  # doctest: +SKIP
+>>> metric = load_lpips("alex", weights="path/to/lpips-weights")  # doctest: +SKIP
 >>> whole, spatial = metric.distances(a, b)  # doctest: +SKIP
 >>> metric.provenance["weights_sha256"]  # doctest: +SKIP
 'd6f747d1db300e743dbb5ae026b6370e1133379cdccf66231c91d0cef8c28eea'
@@ -337,7 +337,7 @@ def load_lpips(
         WeightsError: no genuine weights can be had, or the file does not fit ``net``.
 
     Example:
-        >>> metric = load_lpips("squeeze", "/work/shared/lpips-weights")  # doctest: +SKIP
+        >>> metric = load_lpips("squeeze", "path/to/lpips-weights")  # doctest: +SKIP
     """
     source = resolve_weights(net, weights)
     device = torch.device(device)

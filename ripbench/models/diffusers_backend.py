@@ -5,7 +5,7 @@ Hugging Face id, a local directory written by ``save_pretrained``, or an already
 pipeline object. Plain text-to-image checkpoints (4-channel UNet) run through the
 inpainting pipeline's latent-blending mode.
 
-What it does for recursive inpainting (see ``RESEARCH.md`` section 3):
+What it does for recursive inpainting (the README, "Stable Diffusion and other diffusers pipelines", says why):
 
 * ``height``/``width`` are always passed explicitly, so the resolution never changes
   between iterations;

@@ -406,7 +406,7 @@ class PixelDDPMInpainter(Inpainter):
 
 @model_factory
 def shapes_ddpm(**options: Any) -> PixelDDPMInpainter:
-    """Simple Shapes DDPM bundled with ripbench (32 x 32 greyscale), replacement inpainting."""
+    """Simple Shapes DDPM bundled with ripbench (64 x 64 greyscale), replacement inpainting."""
     return PixelDDPMInpainter(model="shapes", **options)
 
 
