@@ -54,7 +54,7 @@ def arm_columns(table: pd.DataFrame) -> list[str]:
     return ["run", "model"] if "run" in table.columns and table["run"].nunique() > 1 else ["model"]
 
 
-def _per_trajectory(table: pd.DataFrame, metric: str, arms: Sequence[str], psnr_cap: float) -> pd.DataFrame:
+def _per_trajectory(table: pd.DataFrame, metric: str, arms: Sequence[str], psnr_cap: float | None) -> pd.DataFrame:
     data = analysis.observed(table)
     last = int(table["iteration"].max())
     t = np.arange(last + 1, dtype=float)
@@ -70,7 +70,7 @@ def _per_trajectory(table: pd.DataFrame, metric: str, arms: Sequence[str], psnr_
 
 
 def matched_pairs(table: pd.DataFrame, metric: str, a: str, b: str, *, arms: Sequence[str] | None = None,
-                  psnr_cap: float = analysis.PSNR_CAP_DB) -> pd.DataFrame:
+                  psnr_cap: float | None = None) -> pd.DataFrame:
     """The matched trajectories of arms ``a`` and ``b`` (arm labels as in :func:`paired_comparisons`):
     one row per (image, mask, seed) with ``final_a``, ``final_b``, ``auc_a``, ``auc_b``."""
     arms = list(arms or arm_columns(table))
@@ -117,7 +117,7 @@ def paired_comparisons(
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
-    psnr_cap: float = analysis.PSNR_CAP_DB,
+    psnr_cap: float | None = None,
 ) -> pd.DataFrame:
     """Every pair of arms compared on their matched trajectories, per ``by`` group and measure.
 
