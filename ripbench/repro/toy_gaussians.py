@@ -63,6 +63,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ripbench.defaults import CALIBRATION_SHARE, KEEP_SHARE
 from ripbench.errors import ConfigError
 from ripbench.hallucination import (
     auroc,
@@ -88,8 +89,9 @@ __all__ = [
 
 #: Ground truth: hallucination = farther than ``K_STD`` data standard deviations from every mode.
 K_STD: float = 5.0
-#: Share of in-support samples the calibrated threshold keeps (the paper's operating point).
-KEEP: float = 0.96
+#: Share of in-support samples the calibrated threshold keeps (the paper's operating point;
+#: :data:`ripbench.defaults.KEEP_SHARE`).
+KEEP: float = KEEP_SHARE
 #: Alternative ``k`` values reported as a sensitivity check.
 K_SENSITIVITY: tuple[float, ...] = (3.0, 4.0, 5.0, 6.0)
 #: The paper's claim (abstract and Sec. 6, synthetic data sets).
@@ -100,8 +102,8 @@ PAPER: dict[str, Any] = {
     "while retaining 96% of in-support samples",
     "training": "10,000 epochs at batch 10,000 (20k Adam steps in 1D, 100k in 2D), constant lr 1e-3",
 }
-#: Share of the samples whose in-support members calibrate the threshold (the rest evaluate it).
-CALIBRATION_SHARE: float = 0.25
+#: Share of the samples whose in-support members calibrate the threshold (the rest evaluate it);
+#: :data:`ripbench.defaults.CALIBRATION_SHARE`, re-exported.
 #: The report checks that the removed and kept rates carry 95% intervals at most this wide on each side.
 TARGET_HALF_WIDTH: float = 0.10
 #: Diffusion steps, linear betas and the score window of the paper's toy code.
