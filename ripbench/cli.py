@@ -19,6 +19,10 @@ from typing import Any
 import click
 
 from .errors import InputError, RipbenchError
+from .presets import DEFAULT_PRESET, preset_names
+
+#: The built-in presets for the help texts, from the files in ``ripbench/presets/``.
+_PRESET_LIST = ", ".join(f"{n} (default)" if n == DEFAULT_PRESET else n for n in preset_names())
 
 #: Name of the main parameter of each mask policy in the short ``policy:value`` form.
 _MASK_MAIN_PARAM = {"grid": "size", "box": "area", "center": "area", "strokes": "width", "folder": "path",
@@ -97,7 +101,7 @@ def main(verbose: bool, threads: int | None) -> None:
 
 @main.command()
 @click.argument("config_file", required=False, type=click.Path(path_type=Path))
-@click.option("--preset", help="Start from a built-in preset: quick (default), rip-paper, rip-paper-pasteback.")
+@click.option("--preset", help=f"Start from a built-in preset: {_PRESET_LIST}.")
 @click.option("--model", "models", multiple=True,
               help="Model name (see `ripbench models`), package.module:factory, Hugging Face id or local "
                    "diffusers folder. Repeatable; replaces the config's models.")
@@ -173,7 +177,7 @@ def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], m
     if seeds:
         sets.append(f"seeds=[{seeds}]")
     config = apply_overrides(config, sets + list(overrides))
-    preset_name = preset or ("quick" if config_file is None else None)
+    preset_name = preset or (DEFAULT_PRESET if config_file is None else None)
     named = name is not None or any(o.partition("=")[0].strip() == "name" for o in overrides) or (
         config_file is not None and "name" in (read_yaml(config_file.read_text(), str(config_file)) or {}))
     if preset_name is not None and not named and config.name == preset_name:
@@ -347,7 +351,7 @@ def detectors(verbose: bool) -> None:
 
 @main.command("config")
 @click.argument("config_file", required=False, type=click.Path(path_type=Path))
-@click.option("--preset", help="Show a built-in preset: quick, rip-paper, rip-paper-pasteback.")
+@click.option("--preset", help=f"Show a built-in preset: {', '.join(preset_names())}.")
 def show_config(config_file: Path | None, preset: str | None) -> None:
     """Validate a config and print it fully resolved (YAML)."""
     import yaml

@@ -15,6 +15,29 @@ def test_presets_validate(name):
     assert cfg.iterations >= 1
 
 
+def test_presets_are_the_files_in_the_presets_folder():
+    from pathlib import Path
+
+    import ripbench
+    from ripbench.config import preset_descriptions
+
+    files = sorted(p.stem for p in (Path(ripbench.__file__).parent / "presets").glob("*.yaml"))
+    assert sorted(PRESETS) == files and PRESETS[0] == "quick"
+    descriptions = preset_descriptions()
+    assert list(descriptions) == list(PRESETS) and all(descriptions.values())
+    with pytest.raises(ConfigError, match="unknown preset 'nope'; available: quick, rip-paper"):
+        load_preset("nope")
+
+
+def test_preset_help_lists_the_preset_files():
+    from click.testing import CliRunner
+
+    from ripbench.cli import main
+
+    text = " ".join(CliRunner().invoke(main, ["run", "--help"]).output.split())
+    assert "Start from a built-in preset: " + ", ".join(["quick (default)", *PRESETS[1:]]) + "." in text
+
+
 def test_rip_paper_preset_is_the_paper_protocol():
     cfg = load_preset("rip-paper")
     assert cfg.size == 512 and cfg.iterations == 100
