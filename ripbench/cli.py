@@ -24,13 +24,10 @@ from .presets import DEFAULT_PRESET, preset_names
 #: The built-in presets for the help texts, from the files in ``ripbench/presets/``.
 _PRESET_LIST = ", ".join(f"{n} (default)" if n == DEFAULT_PRESET else n for n in preset_names())
 
-#: Name of the main parameter of each mask policy in the short ``policy:value`` form.
-_MASK_MAIN_PARAM = {"grid": "size", "box": "area", "center": "area", "strokes": "width", "folder": "path",
-                    "columns": "count"}
-
-
 def parse_mask_option(text: str) -> dict[str, Any]:
     """``grid:64`` -> ``{"policy": "grid", "size": 64}``; ``box:area=0.1,aspect=2`` also works.
+
+    A bare value sets the policy's ``main_param`` (declared on its class in :mod:`ripbench.masks`).
 
     >>> parse_mask_option("grid:64")
     {'policy': 'grid', 'size': 64}
@@ -39,6 +36,8 @@ def parse_mask_option(text: str) -> dict[str, Any]:
     """
     import yaml
 
+    from .masks import MASK_POLICIES
+
     policy, _, rest = text.partition(":")
     spec: dict[str, Any] = {"policy": policy.strip()}
     if not rest:
@@ -46,7 +45,8 @@ def parse_mask_option(text: str) -> dict[str, Any]:
     for part in rest.split(","):
         key, sep, value = part.partition("=")
         if not sep:
-            key, value = _MASK_MAIN_PARAM.get(spec["policy"], "value"), part
+            cls = MASK_POLICIES.get(spec["policy"])
+            key, value = (cls.main_param if cls is not None else "value"), part
         try:
             spec[key.strip()] = yaml.safe_load(value) if spec["policy"] != "folder" or key != "path" else value
         except yaml.YAMLError:

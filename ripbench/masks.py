@@ -122,11 +122,13 @@ def _check_aspect(policy: str, value: Any) -> float:
 class MaskPolicy(ABC):
     """Base class of mask policies (subclasses are frozen dataclasses).
 
-    Subclasses set ``name`` (the registry key), implement :attr:`label`, :meth:`validate` and
-    :meth:`_draw`; the dataclass fields are the parameters.
+    Subclasses set ``name`` (the registry key) and ``main_param`` (the parameter that the short
+    form ``policy:value`` of ``ripbench run --mask`` sets, e.g. ``grid:64`` -> ``size``), implement
+    :attr:`label`, :meth:`validate` and :meth:`_draw`; the dataclass fields are the parameters.
     """
 
     name: ClassVar[str]
+    main_param: ClassVar[str]
 
     @property
     @abstractmethod
@@ -200,6 +202,7 @@ class GridMask(MaskPolicy):
 
     size: int = 64
     name: ClassVar[str] = "grid"
+    main_param: ClassVar[str] = "size"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", _check_int(self.name, "size", self.size, 1))
@@ -258,6 +261,7 @@ class BoxMask(MaskPolicy):
     area: float = 0.1
     aspect: tuple[float, float] = (0.5, 2.0)
     name: ClassVar[str] = "box"
+    main_param: ClassVar[str] = "area"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "area", _check_fraction(self.name, "area", self.area))
@@ -299,6 +303,7 @@ class CenterMask(MaskPolicy):
     area: float = 0.25
     aspect: float = 1.0
     name: ClassVar[str] = "center"
+    main_param: ClassVar[str] = "area"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "area", _check_fraction(self.name, "area", self.area))
@@ -332,6 +337,7 @@ class ColumnsMask(MaskPolicy):
 
     count: int = 3
     name: ClassVar[str] = "columns"
+    main_param: ClassVar[str] = "count"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "count", _check_int(self.name, "count", self.count, 2))
@@ -421,6 +427,7 @@ class StrokesMask(MaskPolicy):
 
     width: str = "medium"
     name: ClassVar[str] = "strokes"
+    main_param: ClassVar[str] = "width"
 
     def __post_init__(self) -> None:
         _check_choice(self.name, "width", self.width, tuple(_STROKE_STYLES))
@@ -556,6 +563,7 @@ class FolderMask(MaskPolicy):
     order: str = "cycle"
     resize: bool = False
     name: ClassVar[str] = "folder"
+    main_param: ClassVar[str] = "path"
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, (str, os.PathLike)) or not str(self.path):

@@ -30,6 +30,24 @@ def test_parse_mask_option():
     assert parse_mask_option("box:area=0.2,aspect=2") == {"policy": "box", "area": 0.2, "aspect": 2}
 
 
+def test_each_mask_policy_declares_its_main_parameter():
+    import dataclasses
+
+    from ripbench.masks import MASK_POLICIES, build_mask_policy
+
+    short = {"grid": "64", "box": "0.1", "center": "0.25", "strokes": "thick", "folder": "masks/", "columns": "3"}
+    assert set(short) == set(MASK_POLICIES)
+    for name, cls in MASK_POLICIES.items():
+        spec = parse_mask_option(f"{name}:{short[name]}")
+        assert list(spec) == ["policy", cls.main_param]
+        assert cls.main_param in {f.name for f in dataclasses.fields(cls)}
+        if name != "folder":
+            build_mask_policy(spec)  # the main parameter is one of the policy's fields, with a valid value
+    assert parse_mask_option("grid:64") == {"policy": "grid", "size": 64}
+    assert parse_mask_option("columns:3") == {"policy": "columns", "count": 3}
+    assert parse_mask_option("strokes:thin") == {"policy": "strokes", "width": "thin"}
+
+
 def test_run_prints_where_results_are(tmp_path):
     res = _invoke([*FAST, "--set", "inputs.names=[coffee]", "--name", "t"], tmp_path)
     assert res.exit_code == 0, res.output
