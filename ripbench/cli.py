@@ -482,31 +482,32 @@ def train() -> None:
     """Train the models that ship with ripbench."""
 
 
+def _training_options(command: Any) -> Any:
+    """Add one option per exposed :class:`~ripbench.training.config.ShapesTrainingConfig` field (its flag,
+    default and help come from the field), in field order."""
+    from .training.config import cli_options
+
+    for option in reversed(cli_options()):
+        kind = click.Choice(list(option.choices)) if option.choices else option.kind
+        command = click.option(option.flag, option.name, default=option.default, type=kind,
+                               show_default=option.default is not None, help=option.help or None)(command)
+    return command
+
+
 @train.command("shapes")
 @click.option("--out", "out_dir", default="results/shapes-ddpm", show_default=True, type=click.Path(path_type=Path))
-@click.option("--size", default=64, show_default=True, type=click.Choice(["64", "32", "16"]),
-              help="Image side: 64 = the authors' images, 32/16 = their block averages.")
-@click.option("--steps", default=3000, show_default=True, help="Optimiser steps.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--lr", "learning_rate", default=2e-3, show_default=True, help="Peak learning rate.")
-@click.option("--channels", default="8,16,32,64", show_default=True, help="UNet widths per level.")
-@click.option("--threads", "num_threads", default=1, show_default=True,
-              help="torch CPU threads (part of the recipe: other counts give slightly different weights).")
-@click.option("--time-limit", "time_limit_s", default=None, type=float,
-              help="Stop after this many seconds (the run is then marked stopped_early, not reproducible).")
+@_training_options
 @click.option("--eval-samples", default=500, show_default=True, help="Unconditional samples to label afterwards.")
-def train_shapes_command(out_dir: Path, size: str, steps: int, seed: int, batch_size: int, learning_rate: float,
-                         channels: str, num_threads: int, time_limit_s: float | None, eval_samples: int) -> None:
+def train_shapes_command(out_dir: Path, eval_samples: int, **options: Any) -> None:
     """Train the Simple Shapes DDPM on the CPU (the shipped weights came from the defaults).
 
     Reproducible: the same options, torch build and thread count give the same weights.
     """
+    from .training.config import cli_options
     from .training.shapes import train_shapes
 
-    report = train_shapes(out_dir, size=int(size), steps=steps, seed=seed, progress=True, eval_samples=eval_samples,
-                          batch_size=batch_size, learning_rate=learning_rate, num_threads=num_threads,
-                          block_out_channels=tuple(int(c) for c in channels.split(",")), time_limit_s=time_limit_s)
+    fields = {o.name: o.value(options[o.name]) for o in cli_options()}
+    report = train_shapes(out_dir, progress=True, eval_samples=eval_samples, **fields)
     click.echo(f"trained {report.steps} steps in {report.wall_time_s:.0f} s, final loss {report.final_loss:.4f}, "
                f"{report.num_parameters:,} parameters -> {report.out_dir}")
     if report.evaluation:
