@@ -24,6 +24,29 @@ from .presets import DEFAULT_PRESET, preset_names
 #: The built-in presets for the help texts, from the files in ``ripbench/presets/``.
 _PRESET_LIST = ", ".join(f"{n} (default)" if n == DEFAULT_PRESET else n for n in preset_names())
 
+class _LazyChoice(click.Choice):
+    """A :class:`click.Choice` whose values are read when first needed (help, parsing), so that the
+    module that holds them is not imported when the CLI starts (``ripbench --help`` stays fast)."""
+
+    def __init__(self, load: Any, case_sensitive: bool = True) -> None:
+        self._load = load
+        self.case_sensitive = case_sensitive
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self._load())
+
+    @choices.setter
+    def choices(self, values: Any) -> None:
+        self._load = lambda: values
+
+
+def _lpips_nets() -> tuple[str, ...]:
+    from .metrics.catalog import LPIPS_NETS
+
+    return LPIPS_NETS
+
+
 def parse_mask_option(text: str) -> dict[str, Any]:
     """``grid:64`` -> ``{"policy": "grid", "size": 64}``; ``box:area=0.1,aspect=2`` also works.
 
@@ -117,7 +140,7 @@ def main(verbose: bool, threads: int | None) -> None:
 @click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2.")
 @click.option("--batch-size", type=int, help="Trajectories per model call.")
 @click.option("--device", help="auto, cpu, cuda, cuda:1, ...")
-@click.option("--lpips-net", type=click.Choice(["alex", "vgg", "squeeze"]), help="LPIPS backbone.")
+@click.option("--lpips-net", type=_LazyChoice(_lpips_nets), help="LPIPS backbone.")
 @click.option("--lpips-weights", type=click.Path(path_type=Path),
               help="Local LPIPS backbone weights (file or folder); also RIPBENCH_LPIPS_WEIGHTS.")
 @click.option("--name", help="Run name (results go to OUTPUT_DIR/NAME).")

@@ -33,6 +33,8 @@ from pydantic import (
 )
 
 from .errors import ConfigError
+from .inputs import Fit
+from .metrics.catalog import LpipsNet
 from .presets import DEFAULT_PRESET, preset_names, preset_text
 
 #: The built-in presets (the files ``ripbench/presets/*.yaml``), the default (``quick``) first.
@@ -149,7 +151,7 @@ class MetricsConfig(_Strict):
     """
 
     names: list[str] = Field(default_factory=lambda: ["lpips", "ssim", "psnr", "mse"])
-    lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
+    lpips_net: LpipsNet = "alex"
     lpips_weights: Path | None = None
     lpips_required: bool = True
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -260,7 +262,7 @@ class ExperimentConfig(_Strict):
     description: str = ""
     iterations: int = Field(default=20, ge=1)
     size: int = Field(default=512, ge=8)
-    fit: Literal["center-crop", "resize", "pad"] = "center-crop"
+    fit: Fit = "center-crop"
     seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0])
     inputs: InputsConfig = Field(default_factory=InputsConfig)
     masks: list[dict[str, Any]] = Field(default_factory=lambda: [{"policy": "grid", "size": 64}])

@@ -168,3 +168,22 @@ def test_bad_hallucination_band_is_explained(spec, fragment):
 def test_hallucination_min_steps_needs_two():
     with pytest.raises(ConfigError, match="hallucination.min_steps"):
         validate_config({"hallucination": {"min_steps": 1}})
+
+
+def test_lpips_nets_and_fit_modes_are_named_once():
+    from typing import get_args
+
+    from click.testing import CliRunner
+
+    from ripbench.cli import main
+    from ripbench.config import ExperimentConfig, MetricsConfig
+    from ripbench.inputs import FIT_MODES
+    from ripbench.metrics.catalog import LPIPS_NETS
+
+    assert LPIPS_NETS == ("alex", "vgg", "squeeze") and FIT_MODES == ("center-crop", "resize", "pad")
+    assert get_args(MetricsConfig.model_fields["lpips_net"].annotation) == LPIPS_NETS
+    assert get_args(ExperimentConfig.model_fields["fit"].annotation) == FIT_MODES
+    help_text = CliRunner().invoke(main, ["run", "--help"]).output
+    assert "--lpips-net [" + "|".join(LPIPS_NETS) + "]" in help_text
+    res = CliRunner().invoke(main, ["run", "--lpips-net", "resnet"])
+    assert res.exit_code == 2 and "'resnet' is not one of 'alex', 'vgg', 'squeeze'" in res.output

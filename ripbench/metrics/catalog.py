@@ -17,7 +17,7 @@ The specs stay importable from those modules too (``from ripbench.metrics.ssim i
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ripbench.errors import ConfigError
 from ripbench.metrics.spec import MetricSpec
@@ -26,6 +26,7 @@ __all__ = [
     "LPIPS_MIN_SIZE",
     "LPIPS_NETS",
     "LPIPS_SPEC",
+    "LpipsNet",
     "MSE_SPEC",
     "PSNR_SPEC",
     "SSIM_RADIUS",
@@ -37,8 +38,10 @@ __all__ = [
 
 # --- LPIPS ----------------------------------------------------------------------------------------
 
-#: The LPIPS backbones.
-LPIPS_NETS: tuple[str, ...] = ("alex", "vgg", "squeeze")
+#: An LPIPS backbone's name (the config schema's type for ``metrics.lpips_net``).
+LpipsNet = Literal["alex", "vgg", "squeeze"]
+#: The LPIPS backbones (the CLI's ``--lpips-net`` choices, the config's allowed values).
+LPIPS_NETS: tuple[str, ...] = get_args(LpipsNet)
 #: Smallest square image each backbone accepts (its pooling stack needs this much).
 LPIPS_MIN_SIZE: dict[str, int] = {"alex": 31, "squeeze": 17, "vgg": 16}
 
