@@ -1190,6 +1190,3 @@ def _fmt(value: Any, digits: int, column: str = "") -> str:
         return f"{value:.1f}"
     return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
 
-
-#: ``ripbench.load(run_dir, ...)``: the public name of :func:`load_runs`.
-load = load_runs

@@ -350,3 +350,12 @@ def test_region_summary_and_failures():
     assert found.loc["b", "iteration"] == 2 and found.loc["b", "last_good"] == 1
     assert found.loc["a", "problem"] == "metric missing"
     assert analysis.failures(make_table({"x": [0, 1]}), "lpips_orig").empty
+
+
+def test_one_public_way_to_load_runs():
+    import ripbench
+
+    assert ripbench.load is analysis.load_runs
+    for gone in ("load_table", "load_runs"):
+        assert gone not in ripbench.__all__ and not hasattr(ripbench, gone)
+    assert not hasattr(analysis, "load")
