@@ -71,6 +71,7 @@ from ripbench.hallucination import (
     detection_report,
     trajectory_variance,
 )
+from ripbench.io import atomic_save, atomic_write_text
 from ripbench.repro._ddpm import DDPMSchedule, ToyDenoiser, train_denoiser
 from ripbench.stats import pct, proportion_ci
 
@@ -414,7 +415,6 @@ def snapshot_curve(folder: str | os.PathLike[str], *, n_samples: int = CURVE_SAM
     folder (:func:`ripbench.repro.toy_training.train`) evaluated on ``n_samples`` (same seed for all);
     written to ``curve.json`` in the folder after every point and returned. Points already in
     ``curve.json`` with the same ``n_samples`` and seed are kept, not recomputed."""
-    from ripbench.io import atomic_write_text
     from ripbench.repro.toy_training import AuthorsRecipe, load_model
 
     folder, mixture = Path(folder), grid2d()
@@ -444,16 +444,6 @@ def snapshot_curve(folder: str | os.PathLike[str], *, n_samples: int = CURVE_SAM
                           + "\n")  # after each point, keeping the others: an interrupted curve resumes
     atomic_write_text(curve_file, json.dumps(rows, indent=1) + "\n")
     return rows
-
-
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Write ``path`` through a temporary file in the same folder and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _jsonable(value: Any) -> Any:
@@ -664,7 +654,7 @@ def _figures(out_dir: Path, report: dict[str, Any], arrays: dict[str, dict[str, 
     written: list[str] = []
 
     def save(fig: Any, name: str) -> None:
-        _atomic_write(out_dir / name, lambda p: fig.savefig(p, format="png", dpi=120))
+        atomic_save(out_dir / name, lambda p: fig.savefig(p, format="png", dpi=120))
         written.append(name)
 
     for name, arr in arrays.items():
@@ -800,6 +790,6 @@ def run_toy_repro(
     report["figures"] = _figures(out, report, arrays)
     report["wall_seconds"] = round(time.perf_counter() - start, 1)
     report = _jsonable(report)
-    _atomic_write(out / "report.json", lambda p: p.write_text(json.dumps(report, indent=2) + "\n"))
-    _atomic_write(out / "report.md", lambda p: p.write_text(_markdown(report)))
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / "report.md", _markdown(report))
     return report
