@@ -48,6 +48,7 @@ from ..datasets.shapes import generate_shapes, generation_labels, label_shapes, 
 from ..errors import ConfigError
 from ..io import atomic_write_text
 from .config import ShapesTrainingConfig
+from .ema import ema_update, warmup_decay
 
 
 @dataclass
@@ -209,9 +210,7 @@ def train_shapes(
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-        decay = min(config.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(ema_params, params, 1 - decay)
+        ema_update(ema_params, params, warmup_decay(step, config.ema_decay))
         window.append(loss.item())
         all_losses.append(window[-1])
         elapsed = time.monotonic() - start
