@@ -41,9 +41,8 @@ class DDPMSchedule:
     Why not ``diffusers.DDPMScheduler``, whose closed forms these are (``tests/test_repro_toy.py``
     checks them against it): the paper's toy schedule has betas up to 0.2, so ``abar_t`` falls to
     about 4e-44 at ``t = 999``, which is 0 in the scheduler's float32 table; its ``x0`` prediction
-    there is ``inf`` and the sampler's first step is NaN. The reproduction needs float64 (and the
-    betas in float64: the scheduler's float32 betas would also change the evaluation of the
-    shipped toy weights in ``ripbench/weights/toy-grid2d``).
+    there is ``inf``. The reproduction needs float64, betas included: the scheduler's float32 betas
+    would also change the evaluation of the shipped toy weights in ``ripbench/weights/toy-grid2d``.
 
     Attributes:
         betas: ``T`` forward-process variances ``beta_t``, ``t = 0 .. T-1``.
