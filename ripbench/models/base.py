@@ -253,8 +253,9 @@ _Init = TypeVar("_Init", bound=Callable[..., None])
 
 def captures_options(init: _Init) -> _Init:
     """Decorate a model's ``__init__`` so that the call's arguments, defaults filled in, are kept as
-    ``self.config`` (a read-only mapping, in signature order), as diffusers' ``register_to_config``
-    does: :meth:`Inpainter.identity` and the code read the options from there, once.
+    ``self.config`` (a dict in signature order; treat it as read-only), as diffusers'
+    ``register_to_config`` does: :meth:`Inpainter.identity` and the code read the options from
+    there, once. (A plain dict, not a ``MappingProxyType``, so that a model can be deep-copied.)
 
     >>> class M:
     ...     @captures_options
@@ -268,7 +269,7 @@ def captures_options(init: _Init) -> _Init:
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
         bound = signature.bind(self, *args, **kwargs)  # a wrong keyword is a TypeError, as without the decorator
         bound.apply_defaults()
-        self.config = MappingProxyType(dict(list(bound.arguments.items())[1:]))
+        self.config = dict(list(bound.arguments.items())[1:])
         init(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
