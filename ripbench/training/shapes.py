@@ -134,9 +134,9 @@ def _save(out_dir: Path, ema_unet: Any, scheduler: Any, config: ShapesTrainingCo
 
 def train_shapes(
     out_dir: str | Path,
-    size: int = 64,
-    steps: int = 3000,
-    seed: int = 0,
+    size: int = ShapesTrainingConfig.size,  # the config's defaults (which made the bundled weights)
+    steps: int = ShapesTrainingConfig.steps,
+    seed: int = ShapesTrainingConfig.seed,
     progress: bool = True,
     *,
     eval_samples: int = 0,
