@@ -47,7 +47,14 @@ import pandas as pd
 
 from .detectors import adopt_recorded_detectors
 from .errors import ResultsError
-from .metrics.registry import adopt_recorded_specs, spec_for_column
+from .metrics.catalog import PSNR_SPEC
+from .metrics.registry import (
+    METRIC_NAMES,
+    adopt_recorded_specs,
+    column_name,
+    get_metric_spec,
+    spec_for_column,
+)
 from .stats import nanmean_rows, proportion_ci, resample_ci
 from .store import load_table
 
@@ -62,28 +69,31 @@ def summary_metrics(table: pd.DataFrame) -> list[str]:
     found = [c for c in table.columns if c.endswith("_orig") and spec_for_column(c) is not None]
     return found + [c for c in ("halluc_score",) if c in table.columns]
 
-#: +inf PSNR (identical pixels) is replaced by this many dB. One 8-bit step (1/255) in one
-#: channel of one pixel of a 1024 x 1024 image is already ~113 dB, so 100 dB marks "no visible
-#: difference" without letting a single identical frame dominate a mean or a slope.
-PSNR_CAP_DB = 100.0
+#: +inf PSNR (identical pixels) is counted as this many dB (the PSNR spec's ``inf_value``, which
+#: says why); each metric's own ``inf_value`` is used unless a function's ``psnr_cap`` overrides it.
+PSNR_CAP_DB: float = PSNR_SPEC.inf_value
 
 #: Columns describing a trajectory (constant along it), in display order.
 TRAJECTORY_COLUMNS = ("run", "model", "image_id", "category", "mask_policy", "mask_label", "seed")
 
-#: Default collapse thresholds, per metric, with the direction of "worse".
-#:
-#: LPIPS-alex >= 0.5 is the primary rule. Measured on the 13 built-in sample photos at 128
-#: and 256 px: two *unrelated* photos are 0.77 apart on average (10th percentile 0.63-0.70);
-#: a 4x down/up-sampled (heavily blurred but recognisable) copy is 0.41-0.45 from its original,
-#: Gaussian noise of std 0.1 is 0.34-0.47, std 0.05 0.13-0.22. So 0.5 means "further from the
-#: original than a heavy blur, two thirds of the way to an unrelated picture": the content has
-#: been replaced, not just degraded. Runs without LPIPS fall back to SSIM <= 0.5 (blur 0.57,
-#: noise 0.1 0.45, unrelated photos 0.10), PSNR <= 15 dB (blur 22.9, unrelated 9.2) or
-#: MSE >= 0.03 (the same 15 dB).
-DEFAULT_THRESHOLDS: dict[str, float] = {"lpips_orig": 0.5, "ssim_orig": 0.5, "psnr_orig": 15.0, "mse_orig": 0.03}
+#: Default collapse thresholds of the built-in metrics (on the distance to the original), in the
+#: order :func:`collapse_rule` tries them: LPIPS first, then SSIM, PSNR, MSE for runs without LPIPS.
+#: Read from each spec's ``collapse_threshold`` (:mod:`ripbench.metrics.catalog` says why each value);
+#: the direction of "worse" comes from the spec too.
+def _collapse_thresholds(names: Sequence[str]) -> dict[str, float]:
+    """``{"<metric>_orig": collapse threshold}`` of the metrics ``names`` whose spec declares one."""
+    out: dict[str, float] = {}
+    for name in names:
+        threshold = get_metric_spec(name).collapse_threshold
+        if threshold is not None:
+            out[column_name(name)] = threshold
+    return out
+
+
+DEFAULT_THRESHOLDS: dict[str, float] = _collapse_thresholds(METRIC_NAMES)
 
 #: How to read an LPIPS-alex distance: reference points measured on ripbench's sample photos (see
-#: :data:`DEFAULT_THRESHOLDS`), quoted by the report's "How to read this".
+#: :data:`~ripbench.metrics.catalog.LPIPS_SPEC`), quoted by the report's "How to read this".
 LPIPS_REFERENCE_POINTS: dict[str, str] = {"identical": "0", "a small visible change": "about 0.1",
                                           "a heavily blurred copy (4x down/up-sampled)": "0.41-0.45",
                                           "two unrelated photos": "about 0.77"}
@@ -109,8 +119,9 @@ def metric_direction(metric: str) -> int:
     return 1 if spec is None else spec.direction
 
 
-def metric_values(table: pd.DataFrame, metric: str, psnr_cap: float = PSNR_CAP_DB) -> np.ndarray:
-    """Float values of ``metric``: +inf PSNR -> ``psnr_cap``, other infinities -> NaN.
+def metric_values(table: pd.DataFrame, metric: str, psnr_cap: float | None = None) -> np.ndarray:
+    """Float values of ``metric``: +inf of a metric whose identity is +inf (PSNR) -> its spec's
+    ``inf_value`` (or ``psnr_cap`` when given), other infinities -> NaN.
 
     >>> metric_values(pd.DataFrame({"psnr_orig": [np.inf, 30.0]}), "psnr_orig").tolist()
     [100.0, 30.0]
@@ -120,8 +131,8 @@ def metric_values(table: pd.DataFrame, metric: str, psnr_cap: float = PSNR_CAP_D
         raise ResultsError(f"metric '{metric}' is not in the results table (available: {available or 'none'})")
     values = pd.to_numeric(table[metric], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     spec = spec_for_column(metric)
-    if spec is not None and spec.identity == np.inf:  # PSNR of identical pixels
-        values = np.where(values == np.inf, psnr_cap, values)
+    if spec is not None:  # PSNR of identical pixels: counted as a finite value
+        values = spec.finite_values(values, psnr_cap)
     return np.where(np.isfinite(values), values, np.nan)
 
 
@@ -364,7 +375,7 @@ def iter_groups(table: pd.DataFrame, by: Sequence[str]) -> Iterator[tuple[tuple[
 
 
 def trajectory_matrix(rows: pd.DataFrame, metric: str, iterations: np.ndarray,
-                      psnr_cap: float = PSNR_CAP_DB) -> np.ndarray:
+                      psnr_cap: float | None = None) -> np.ndarray:
     """Trajectories x iterations array of ``metric`` (NaN where not observed), trajectories sorted by key."""
     keys = trajectory_keys(rows)
     frame = rows[[*keys, "iteration"]].copy()
@@ -389,7 +400,7 @@ def bootstrap_curves(
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
-    psnr_cap: float = PSNR_CAP_DB,
+    psnr_cap: float | None = None,
 ) -> pd.DataFrame:
     """Mean of ``metric`` per group and iteration with a bootstrap confidence band.
 
@@ -534,7 +545,8 @@ def drift_values(metric: str, y: np.ndarray, t: np.ndarray) -> np.ndarray:
     NaN for metrics without a finite value at iteration 0 (PSNR of identical images).
     """
     start = y[..., t == 0]
-    if start.shape[-1] == 0 or not np.all(np.isfinite(start)) or metric.startswith("psnr"):
+    spec = spec_for_column(metric)
+    if start.shape[-1] == 0 or not np.all(np.isfinite(start)) or (spec is not None and not spec.fixed_start):
         return np.full_like(y, np.nan)
     return metric_direction(metric) * (y - start[..., :1])
 
@@ -605,7 +617,7 @@ def drift_stats(
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
-    psnr_cap: float = PSNR_CAP_DB,
+    psnr_cap: float | None = None,
 ) -> pd.DataFrame:
     """Drift rate and area under the curve of ``metric`` per group, with bootstrap intervals.
 
@@ -643,7 +655,8 @@ class CollapseRule:
     """A trajectory has collapsed at the first iteration where ``metric`` crosses ``threshold``.
 
     ``direction`` is ``">="`` (collapsed when the value is at least the threshold; LPIPS,
-    MSE) or ``"<="`` (SSIM, PSNR). See :data:`DEFAULT_THRESHOLDS` for the defaults and why.
+    MSE) or ``"<="`` (SSIM, PSNR). The defaults are the metric specs' ``collapse_threshold``
+    (:data:`DEFAULT_THRESHOLDS`; :mod:`ripbench.metrics.catalog` says why each value).
 
     >>> rule = CollapseRule.parse("ssim_orig<=0.4")
     >>> rule.describe(), rule.crossed(np.array([0.9, 0.4, np.nan])).tolist()
@@ -686,7 +699,8 @@ def collapse_rule(table: pd.DataFrame | None = None, spec: str | float | Collaps
 
     ``spec`` may be a :class:`CollapseRule`, a rule string (``"ssim_orig<=0.4"``), or a number
     (a threshold for the default metric). The default metric is the first of
-    :data:`DEFAULT_THRESHOLDS` that the table has (LPIPS, else SSIM, PSNR, MSE).
+    :data:`DEFAULT_THRESHOLDS` that the table has (LPIPS, else SSIM, PSNR, MSE), else the first
+    plug-in metric of the table whose spec declares a ``collapse_threshold``.
 
     >>> collapse_rule(None, 0.3).describe()
     'lpips_orig >= 0.3'
@@ -699,14 +713,18 @@ def collapse_rule(table: pd.DataFrame | None = None, spec: str | float | Collaps
             spec = float(text)
         except ValueError:
             return CollapseRule.parse(text)
-    metric = "lpips_orig"
+    thresholds = DEFAULT_THRESHOLDS
+    metric = next(iter(thresholds))
     if table is not None:
-        found = present_metrics(table, list(DEFAULT_THRESHOLDS))
+        plugins = [s.name for c in table.columns if c.endswith("_orig") and c not in thresholds
+                   and (s := spec_for_column(c)) is not None and column_name(s.name) == c]
+        thresholds = {**thresholds, **_collapse_thresholds(plugins)}
+        found = present_metrics(table, list(thresholds))
         if not found:
             raise ResultsError("the results table has none of the metrics a collapse rule can use "
-                               f"({', '.join(DEFAULT_THRESHOLDS)})")
+                               f"({', '.join(thresholds)})")
         metric = found[0]
-    threshold = DEFAULT_THRESHOLDS[metric] if spec is None else float(spec)
+    threshold = thresholds[metric] if spec is None else float(spec)
     return CollapseRule(metric, threshold, ">=" if metric_direction(metric) > 0 else "<=")
 
 
@@ -716,14 +734,15 @@ def collapse_rule_note(table: pd.DataFrame, rule: CollapseRule) -> str | None:
     >>> collapse_rule_note(pd.DataFrame({"ssim_orig": [1.0]}), CollapseRule("ssim_orig", 0.5, "<="))
     'LPIPS is not in this run (no LPIPS weights offline?): collapse is judged by ssim_orig <= 0.5 instead.'
     """
-    if rule.metric == "lpips_orig" or present_metrics(table, ["lpips_orig"]):
+    primary = next(iter(DEFAULT_THRESHOLDS))  # lpips_orig
+    if rule.metric == primary or present_metrics(table, [primary]):
         return None
     return (f"LPIPS is not in this run (no LPIPS weights offline?): collapse is judged by {rule.describe()} "
             "instead.")
 
 
 def collapse_events(table: pd.DataFrame, rule: CollapseRule | str | float | None = None,
-                    psnr_cap: float = PSNR_CAP_DB) -> pd.DataFrame:
+                    psnr_cap: float | None = None) -> pd.DataFrame:
     """One row per trajectory: when it collapsed, or until when it was seen not to.
 
     Columns: the trajectory key and descriptive columns (``run``, ``model``, ``image_id``, ...),
@@ -791,7 +810,7 @@ def _first_at_or_below(curve: np.ndarray, grid: np.ndarray, level: float = 0.5) 
 
 
 def _event_groups(table: pd.DataFrame, rule: CollapseRule | str | float | None, by: Sequence[str],
-                  psnr_cap: float) -> Iterator[tuple[tuple[Any, ...], pd.DataFrame]]:
+                  psnr_cap: float | None) -> Iterator[tuple[tuple[Any, ...], pd.DataFrame]]:
     events = collapse_events(table, rule, psnr_cap)
     yield from iter_groups(events, by)
 
@@ -802,7 +821,7 @@ def survival_curves(
     by: Sequence[str] = ("model", "mask_label"),
     *,
     ci: float = 0.95,
-    psnr_cap: float = PSNR_CAP_DB,
+    psnr_cap: float | None = None,
 ) -> pd.DataFrame:
     """Kaplan-Meier share of trajectories not yet collapsed after each iteration, per group.
 
@@ -833,7 +852,7 @@ def median_collapse(
     by: Sequence[str] = ("model", "mask_label"),
     *,
     ci: float = 0.95,
-    psnr_cap: float = PSNR_CAP_DB,
+    psnr_cap: float | None = None,
 ) -> pd.DataFrame:
     """Median collapse iteration per group (Kaplan-Meier) with its interval, and the share collapsed.
 
@@ -865,7 +884,7 @@ def logrank_tests(
     rule: CollapseRule | str | float | None = None,
     by: Sequence[str] = ("mask_label",),
     between: Sequence[str] = ("model",),
-    psnr_cap: float = PSNR_CAP_DB,
+    psnr_cap: float | None = None,
 ) -> pd.DataFrame:
     """Log-rank test (:func:`scipy.stats.logrank`) of time to collapse, for each pair of
     ``between`` groups within each ``by`` group (e.g. each pair of models per mask).
@@ -936,7 +955,7 @@ def region_summary(
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
-    psnr_cap: float = PSNR_CAP_DB,
+    psnr_cap: float | None = None,
 ) -> pd.DataFrame:
     """Mean of ``metric`` to the original per region at one iteration (default: the last), per group.
 
@@ -1063,7 +1082,7 @@ def group_summary(
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
-    psnr_cap: float = PSNR_CAP_DB,
+    psnr_cap: float | None = None,
 ) -> pd.DataFrame:
     """Everything per group in one row.
 
@@ -1171,6 +1190,3 @@ def _fmt(value: Any, digits: int, column: str = "") -> str:
         return f"{value:.1f}"
     return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
 
-
-#: ``ripbench.load(run_dir, ...)``: the public name of :func:`load_runs`.
-load = load_runs

@@ -19,14 +19,38 @@ from typing import Any
 import click
 
 from .errors import InputError, RipbenchError
+from .presets import DEFAULT_PRESET, preset_names
 
-#: Name of the main parameter of each mask policy in the short ``policy:value`` form.
-_MASK_MAIN_PARAM = {"grid": "size", "box": "area", "center": "area", "strokes": "width", "folder": "path",
-                    "columns": "count"}
+#: The built-in presets for the help texts, from the files in ``ripbench/presets/``.
+_PRESET_LIST = ", ".join(f"{n} (default)" if n == DEFAULT_PRESET else n for n in preset_names())
+
+class _LazyChoice(click.Choice):
+    """A :class:`click.Choice` whose values are read when first needed (help, parsing), so that the
+    module that holds them is not imported when the CLI starts (``ripbench --help`` stays fast)."""
+
+    def __init__(self, load: Any, case_sensitive: bool = True) -> None:
+        self._load = load
+        self.case_sensitive = case_sensitive
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self._load())
+
+    @choices.setter
+    def choices(self, values: Any) -> None:
+        self._load = lambda: values
+
+
+def _lpips_nets() -> tuple[str, ...]:
+    from .metrics.catalog import LPIPS_NETS
+
+    return LPIPS_NETS
 
 
 def parse_mask_option(text: str) -> dict[str, Any]:
     """``grid:64`` -> ``{"policy": "grid", "size": 64}``; ``box:area=0.1,aspect=2`` also works.
+
+    A bare value sets the policy's ``main_param`` (declared on its class in :mod:`ripbench.masks`).
 
     >>> parse_mask_option("grid:64")
     {'policy': 'grid', 'size': 64}
@@ -35,6 +59,8 @@ def parse_mask_option(text: str) -> dict[str, Any]:
     """
     import yaml
 
+    from .masks import MASK_POLICIES
+
     policy, _, rest = text.partition(":")
     spec: dict[str, Any] = {"policy": policy.strip()}
     if not rest:
@@ -42,7 +68,8 @@ def parse_mask_option(text: str) -> dict[str, Any]:
     for part in rest.split(","):
         key, sep, value = part.partition("=")
         if not sep:
-            key, value = _MASK_MAIN_PARAM.get(spec["policy"], "value"), part
+            cls = MASK_POLICIES.get(spec["policy"])
+            key, value = (cls.main_param if cls is not None else "value"), part
         try:
             spec[key.strip()] = yaml.safe_load(value) if spec["policy"] != "folder" or key != "path" else value
         except yaml.YAMLError:
@@ -97,7 +124,7 @@ def main(verbose: bool, threads: int | None) -> None:
 
 @main.command()
 @click.argument("config_file", required=False, type=click.Path(path_type=Path))
-@click.option("--preset", help="Start from a built-in preset: quick (default), rip-paper, rip-paper-pasteback.")
+@click.option("--preset", help=f"Start from a built-in preset: {_PRESET_LIST}.")
 @click.option("--model", "models", multiple=True,
               help="Model name (see `ripbench models`), package.module:factory, Hugging Face id or local "
                    "diffusers folder. Repeatable; replaces the config's models.")
@@ -113,7 +140,7 @@ def main(verbose: bool, threads: int | None) -> None:
 @click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2.")
 @click.option("--batch-size", type=int, help="Trajectories per model call.")
 @click.option("--device", help="auto, cpu, cuda, cuda:1, ...")
-@click.option("--lpips-net", type=click.Choice(["alex", "vgg", "squeeze"]), help="LPIPS backbone.")
+@click.option("--lpips-net", type=_LazyChoice(_lpips_nets), help="LPIPS backbone.")
 @click.option("--lpips-weights", type=click.Path(path_type=Path),
               help="Local LPIPS backbone weights (file or folder); also RIPBENCH_LPIPS_WEIGHTS.")
 @click.option("--name", help="Run name (results go to OUTPUT_DIR/NAME).")
@@ -173,7 +200,7 @@ def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], m
     if seeds:
         sets.append(f"seeds=[{seeds}]")
     config = apply_overrides(config, sets + list(overrides))
-    preset_name = preset or ("quick" if config_file is None else None)
+    preset_name = preset or (DEFAULT_PRESET if config_file is None else None)
     named = name is not None or any(o.partition("=")[0].strip() == "name" for o in overrides) or (
         config_file is not None and "name" in (read_yaml(config_file.read_text(), str(config_file)) or {}))
     if preset_name is not None and not named and config.name == preset_name:
@@ -347,7 +374,7 @@ def detectors(verbose: bool) -> None:
 
 @main.command("config")
 @click.argument("config_file", required=False, type=click.Path(path_type=Path))
-@click.option("--preset", help="Show a built-in preset: quick, rip-paper, rip-paper-pasteback.")
+@click.option("--preset", help=f"Show a built-in preset: {', '.join(preset_names())}.")
 def show_config(config_file: Path | None, preset: str | None) -> None:
     """Validate a config and print it fully resolved (YAML)."""
     import yaml
@@ -478,31 +505,32 @@ def train() -> None:
     """Train the models that ship with ripbench."""
 
 
+def _training_options(command: Any) -> Any:
+    """Add one option per exposed :class:`~ripbench.training.config.ShapesTrainingConfig` field (its flag,
+    default and help come from the field), in field order."""
+    from .training.config import cli_options
+
+    for option in reversed(cli_options()):
+        kind = click.Choice(list(option.choices)) if option.choices else option.kind
+        command = click.option(option.flag, option.name, default=option.default, type=kind,
+                               show_default=option.default is not None, help=option.help or None)(command)
+    return command
+
+
 @train.command("shapes")
 @click.option("--out", "out_dir", default="results/shapes-ddpm", show_default=True, type=click.Path(path_type=Path))
-@click.option("--size", default=64, show_default=True, type=click.Choice(["64", "32", "16"]),
-              help="Image side: 64 = the authors' images, 32/16 = their block averages.")
-@click.option("--steps", default=3000, show_default=True, help="Optimiser steps.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--lr", "learning_rate", default=2e-3, show_default=True, help="Peak learning rate.")
-@click.option("--channels", default="8,16,32,64", show_default=True, help="UNet widths per level.")
-@click.option("--threads", "num_threads", default=1, show_default=True,
-              help="torch CPU threads (part of the recipe: other counts give slightly different weights).")
-@click.option("--time-limit", "time_limit_s", default=None, type=float,
-              help="Stop after this many seconds (the run is then marked stopped_early, not reproducible).")
+@_training_options
 @click.option("--eval-samples", default=500, show_default=True, help="Unconditional samples to label afterwards.")
-def train_shapes_command(out_dir: Path, size: str, steps: int, seed: int, batch_size: int, learning_rate: float,
-                         channels: str, num_threads: int, time_limit_s: float | None, eval_samples: int) -> None:
+def train_shapes_command(out_dir: Path, eval_samples: int, **options: Any) -> None:
     """Train the Simple Shapes DDPM on the CPU (the shipped weights came from the defaults).
 
     Reproducible: the same options, torch build and thread count give the same weights.
     """
+    from .training.config import cli_options
     from .training.shapes import train_shapes
 
-    report = train_shapes(out_dir, size=int(size), steps=steps, seed=seed, progress=True, eval_samples=eval_samples,
-                          batch_size=batch_size, learning_rate=learning_rate, num_threads=num_threads,
-                          block_out_channels=tuple(int(c) for c in channels.split(",")), time_limit_s=time_limit_s)
+    fields = {o.name: o.value(options[o.name]) for o in cli_options()}
+    report = train_shapes(out_dir, progress=True, eval_samples=eval_samples, **fields)
     click.echo(f"trained {report.steps} steps in {report.wall_time_s:.0f} s, final loss {report.final_loss:.4f}, "
                f"{report.num_parameters:,} parameters -> {report.out_dir}")
     if report.evaluation:

@@ -41,7 +41,7 @@ from . import analysis
 from .metrics.registry import spec_for_column
 from .stats import fmt_interval, fmt_p, holm, nanmean_rows, resample_ci
 
-__all__ = ["MATCH_COLUMNS", "MEASURES", "display_table", "matched_pairs", "paired_comparisons", "to_latex"]
+__all__ = ["MATCH_COLUMNS", "MEASURES", "display_table", "paired_comparisons", "to_latex"]
 
 #: The columns that make two trajectories a pair (with the run's pairing class for several runs).
 MATCH_COLUMNS = ("image_id", "mask_label", "seed")
@@ -54,7 +54,7 @@ def arm_columns(table: pd.DataFrame) -> list[str]:
     return ["run", "model"] if "run" in table.columns and table["run"].nunique() > 1 else ["model"]
 
 
-def _per_trajectory(table: pd.DataFrame, metric: str, arms: Sequence[str], psnr_cap: float) -> pd.DataFrame:
+def _per_trajectory(table: pd.DataFrame, metric: str, arms: Sequence[str], psnr_cap: float | None) -> pd.DataFrame:
     data = analysis.observed(table)
     last = int(table["iteration"].max())
     t = np.arange(last + 1, dtype=float)
@@ -69,16 +69,12 @@ def _per_trajectory(table: pd.DataFrame, metric: str, arms: Sequence[str], psnr_
     return frame
 
 
-def matched_pairs(table: pd.DataFrame, metric: str, a: str, b: str, *, arms: Sequence[str] | None = None,
-                  psnr_cap: float = analysis.PSNR_CAP_DB) -> pd.DataFrame:
-    """The matched trajectories of arms ``a`` and ``b`` (arm labels as in :func:`paired_comparisons`):
-    one row per (image, mask, seed) with ``final_a``, ``final_b``, ``auc_a``, ``auc_b``."""
-    arms = list(arms or arm_columns(table))
-    per = _per_trajectory(table, metric, arms, psnr_cap)
+def _matched(per: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """The matched trajectories of arms ``a`` and ``b``: one row per (class, image, mask, seed) with
+    ``final_a``, ``final_b``, ``auc_a``, ``auc_b``."""
     left = per[per["_arm"] == a].set_index(["_class", *MATCH_COLUMNS])[list(MEASURES)]
     right = per[per["_arm"] == b].set_index(["_class", *MATCH_COLUMNS])[list(MEASURES)]
-    joined = left.merge(right, how="inner", left_index=True, right_index=True, suffixes=("_a", "_b"))
-    return joined.reset_index().drop(columns="_class")
+    return left.merge(right, how="inner", left_index=True, right_index=True, suffixes=("_a", "_b"))
 
 
 def _rank_biserial(d: np.ndarray) -> Any:
@@ -117,7 +113,7 @@ def paired_comparisons(
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
-    psnr_cap: float = analysis.PSNR_CAP_DB,
+    psnr_cap: float | None = None,
 ) -> pd.DataFrame:
     """Every pair of arms compared on their matched trajectories, per ``by`` group and measure.
 
@@ -140,10 +136,7 @@ def paired_comparisons(
     for key, group in analysis.iter_groups(per, by):
         labels = sorted(group["_arm"].unique(), key=analysis_order(table, arms))
         for a, b in combinations(labels, 2):
-            left = group[group["_arm"] == a].set_index(["_class", *MATCH_COLUMNS])
-            right = group[group["_arm"] == b].set_index(["_class", *MATCH_COLUMNS])
-            joined = left[list(MEASURES)].merge(right[list(MEASURES)], how="inner", left_index=True,
-                                                right_index=True, suffixes=("_a", "_b"))
+            joined = _matched(group, a, b)
             if joined.empty:
                 continue
             for measure in MEASURES:

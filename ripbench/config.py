@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,8 +33,12 @@ from pydantic import (
 )
 
 from .errors import ConfigError
+from .inputs import Fit
+from .metrics.catalog import LpipsNet
+from .presets import DEFAULT_PRESET, preset_names, preset_text
 
-PRESETS: tuple[str, ...] = ("quick", "rip-paper", "rip-paper-pasteback")
+#: The built-in presets (the files ``ripbench/presets/*.yaml``), the default (``quick``) first.
+PRESETS: tuple[str, ...] = preset_names()
 
 
 class _Strict(BaseModel):
@@ -148,7 +151,7 @@ class MetricsConfig(_Strict):
     """
 
     names: list[str] = Field(default_factory=lambda: ["lpips", "ssim", "psnr", "mse"])
-    lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
+    lpips_net: LpipsNet = "alex"
     lpips_weights: Path | None = None
     lpips_required: bool = True
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -259,7 +262,7 @@ class ExperimentConfig(_Strict):
     description: str = ""
     iterations: int = Field(default=20, ge=1)
     size: int = Field(default=512, ge=8)
-    fit: Literal["center-crop", "resize", "pad"] = "center-crop"
+    fit: Fit = "center-crop"
     seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0])
     inputs: InputsConfig = Field(default_factory=InputsConfig)
     masks: list[dict[str, Any]] = Field(default_factory=lambda: [{"policy": "grid", "size": 64}])
@@ -421,10 +424,15 @@ def read_yaml(text: str, where: str) -> Any:
 
 def preset_data(name: str) -> dict[str, Any]:
     """The raw dict of a built-in preset."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
-    text = (resources.files("ripbench") / "presets" / f"{name}.yaml").read_text()
+    text = preset_text(name)
+    if text is None:
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(preset_names())}")
     return read_yaml(text, f"preset {name}") or {}
+
+
+def preset_descriptions() -> dict[str, str]:
+    """Each built-in preset's one-line ``description:``, by name (the default first)."""
+    return {name: str(preset_data(name).get("description", "")) for name in preset_names()}
 
 
 def load_preset(name: str) -> ExperimentConfig:
@@ -435,11 +443,11 @@ def load_preset(name: str) -> ExperimentConfig:
 def load_config(path: str | Path | None = None, preset: str | None = None) -> ExperimentConfig:
     """Load a YAML/JSON config file, optionally on top of a preset's values.
 
-    With neither argument this is the ``quick`` preset.
+    With neither argument this is the ``quick`` preset (:data:`~ripbench.presets.DEFAULT_PRESET`).
     """
-    base = preset_data(preset or ("quick" if path is None else "")) if (preset or path is None) else {}
+    base = preset_data(preset or DEFAULT_PRESET) if (preset or path is None) else {}
     if path is None:
-        return validate_config(base, f" (preset {preset or 'quick'})")
+        return validate_config(base, f" (preset {preset or DEFAULT_PRESET})")
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")

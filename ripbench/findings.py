@@ -28,7 +28,7 @@ from .metrics.registry import column_label, spec_for_column
 from .stats import fmt, fmt_interval, pct, proportion_ci
 
 __all__ = ["baseline_sentences", "collapse_sentences", "comparison_sentences", "failure_sentences", "fastest_drift",
-           "fmt", "fmt_interval", "group_name", "hallucination_sentences", "metric_phrase", "region_sentences"]
+           "group_name", "hallucination_sentences", "metric_phrase", "region_sentences"]
 
 
 def _value_ci(value: Any, lo: Any, hi: Any, ci: float = 0.95, digits: int = 3) -> str:

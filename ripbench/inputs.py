@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 
@@ -39,8 +39,9 @@ from .io import open_image
 if TYPE_CHECKING:  # torch is imported where images are loaded, not where the sample set is listed (config)
     import torch
 
+#: How an image is brought to the run's size (the config schema's type for ``fit``; see :func:`fit_image`).
 Fit = Literal["center-crop", "resize", "pad"]
-FIT_MODES: tuple[str, ...] = ("center-crop", "resize", "pad")
+FIT_MODES: tuple[str, ...] = get_args(Fit)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 
 

@@ -62,7 +62,6 @@ __all__ = [
     "FolderMask",
     "ColumnsMask",
     "build_mask_policy",
-    "mask_stats",
     "mask_stats_batch",
     "masks_for",
     "generate_mask_set",
@@ -122,11 +121,13 @@ def _check_aspect(policy: str, value: Any) -> float:
 class MaskPolicy(ABC):
     """Base class of mask policies (subclasses are frozen dataclasses).
 
-    Subclasses set ``name`` (the registry key), implement :attr:`label`, :meth:`validate` and
-    :meth:`_draw`; the dataclass fields are the parameters.
+    Subclasses set ``name`` (the registry key) and ``main_param`` (the parameter that the short
+    form ``policy:value`` of ``ripbench run --mask`` sets, e.g. ``grid:64`` -> ``size``), implement
+    :attr:`label`, :meth:`validate` and :meth:`_draw`; the dataclass fields are the parameters.
     """
 
     name: ClassVar[str]
+    main_param: ClassVar[str]
 
     @property
     @abstractmethod
@@ -200,6 +201,7 @@ class GridMask(MaskPolicy):
 
     size: int = 64
     name: ClassVar[str] = "grid"
+    main_param: ClassVar[str] = "size"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", _check_int(self.name, "size", self.size, 1))
@@ -258,6 +260,7 @@ class BoxMask(MaskPolicy):
     area: float = 0.1
     aspect: tuple[float, float] = (0.5, 2.0)
     name: ClassVar[str] = "box"
+    main_param: ClassVar[str] = "area"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "area", _check_fraction(self.name, "area", self.area))
@@ -299,6 +302,7 @@ class CenterMask(MaskPolicy):
     area: float = 0.25
     aspect: float = 1.0
     name: ClassVar[str] = "center"
+    main_param: ClassVar[str] = "area"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "area", _check_fraction(self.name, "area", self.area))
@@ -332,6 +336,7 @@ class ColumnsMask(MaskPolicy):
 
     count: int = 3
     name: ClassVar[str] = "columns"
+    main_param: ClassVar[str] = "count"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "count", _check_int(self.name, "count", self.count, 2))
@@ -421,6 +426,7 @@ class StrokesMask(MaskPolicy):
 
     width: str = "medium"
     name: ClassVar[str] = "strokes"
+    main_param: ClassVar[str] = "width"
 
     def __post_init__(self) -> None:
         _check_choice(self.name, "width", self.width, tuple(_STROKE_STYLES))
@@ -556,6 +562,7 @@ class FolderMask(MaskPolicy):
     order: str = "cycle"
     resize: bool = False
     name: ClassVar[str] = "folder"
+    main_param: ClassVar[str] = "path"
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, (str, os.PathLike)) or not str(self.path):
@@ -635,37 +642,6 @@ def build_mask_policy(spec: dict[str, Any] | MaskPolicy) -> MaskPolicy:
 # --------------------------------------------------------------------------------------------------
 
 
-def mask_stats(mask: np.ndarray | torch.Tensor) -> dict[str, float | int]:
-    """Area fraction and bounding box of one mask (``H x W`` or ``1 x H x W``; values >= 0.5 count).
-
-    The box is ``y0, x0`` inclusive and ``y1, x1`` exclusive (slice convention); an empty mask has
-    ``-1`` for all four.
-
-    >>> m = np.zeros((4, 4), dtype=bool); m[1:3, 2:4] = True
-    >>> mask_stats(m)
-    {'area': 0.25, 'y0': 1, 'x0': 2, 'y1': 3, 'x1': 4}
-    """
-    import torch
-
-    arr = np.asarray(mask.detach().to("cpu").numpy() if isinstance(mask, torch.Tensor) else mask)
-    if arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim != 2:
-        raise ValueError(f"mask_stats expects an HxW or 1xHxW mask, got shape {arr.shape}.")
-    binary = arr if arr.dtype == np.bool_ else arr >= 0.5
-    rows = np.flatnonzero(binary.any(axis=1))
-    cols = np.flatnonzero(binary.any(axis=0))
-    if rows.size == 0:
-        return {"area": 0.0, "y0": -1, "x0": -1, "y1": -1, "x1": -1}
-    return {
-        "area": float(binary.mean()),
-        "y0": int(rows[0]),
-        "x0": int(cols[0]),
-        "y1": int(rows[-1]) + 1,
-        "x1": int(cols[-1]) + 1,
-    }
-
-
 def _first_true(flags: torch.Tensor) -> torch.Tensor:
     """Index of the first ``True`` along the last dim (0 if none); ``flags`` is bool ``B x N``."""
     import torch
@@ -674,10 +650,16 @@ def _first_true(flags: torch.Tensor) -> torch.Tensor:
 
 
 def mask_stats_batch(masks: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Batched :func:`mask_stats` for ``B x 1 x H x W`` (or ``B x H x W``) masks, on their device.
+    """Area fraction and bounding box of each of ``B x 1 x H x W`` (or ``B x H x W``) masks, on their device.
 
-    Returns ``{"area": float B, "y0", "x0", "y1", "x1": int64 B}`` tensors (same conventions as
-    :func:`mask_stats`, ``-1`` for empty masks); call ``.tolist()`` to store them.
+    Values >= 0.5 count. Returns ``{"area": float B, "y0", "x0", "y1", "x1": int64 B}`` tensors; the
+    box is ``y0, x0`` inclusive and ``y1, x1`` exclusive (slice convention), ``-1`` for all four of
+    an empty mask. Call ``.tolist()`` to store them.
+
+    >>> import torch
+    >>> m = torch.zeros(1, 4, 4, dtype=torch.bool); m[0, 1:3, 2:4] = True
+    >>> {k: v.tolist() for k, v in mask_stats_batch(m).items()}
+    {'area': [0.25], 'y0': [1], 'x0': [2], 'y1': [3], 'x1': [4]}
     """
     if masks.dim() == 4:
         if masks.shape[1] != 1:
@@ -700,25 +682,37 @@ def mask_stats_batch(masks: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def masks_for(
-    policy: MaskPolicy,
+    policy: MaskPolicy | Sequence[MaskPolicy],
     height: int,
     width: int,
     iteration: int,
     seeds: Sequence[int],
     device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """The masks of one iteration for a batch of trajectories: ``B x 1 x H x W`` float {0, 1}.
+    """The masks of one iteration for a batch of trajectories: ``B x 1 x H x W`` {0, 1} (float32 or ``dtype``).
 
-    Item ``i`` is ``policy(height, width, iteration, seeds[i])``, so it does not depend on the batch.
+    Item ``i`` is ``policy(height, width, iteration, seeds[i])`` (``policy[i]`` when one policy is
+    given per item, as the run loop does), so it does not depend on the batch. The 1-byte masks
+    move to the device and are converted there (4x less host-to-device traffic; pinned and
+    asynchronous on CUDA).
 
     >>> masks_for(GridMask(8), 16, 16, 0, [1, 2]).shape
     torch.Size([2, 1, 16, 16])
     """
     import torch
 
-    stack = np.stack([policy(height, width, iteration, int(s)) for s in seeds])[:, None]
-    # move the 1-byte bools and convert on the device (4x less host-to-device traffic)
-    return torch.from_numpy(stack).to(device).to(torch.float32)
+    policies = [policy] * len(seeds) if isinstance(policy, MaskPolicy) else list(policy)
+    if len(policies) != len(seeds):
+        raise ValueError(f"masks_for: {len(policies)} policies for {len(seeds)} seeds")
+    stack = np.stack([p(height, width, iteration, int(s)) for p, s in zip(policies, seeds)])
+    masks = torch.from_numpy(stack[:, None])
+    device = torch.device(device)
+    if device.type == "cuda":
+        masks = masks.pin_memory().to(device, non_blocking=True)
+    else:
+        masks = masks.to(device)
+    return masks.to(torch.float32 if dtype is None else dtype)
 
 
 def generate_mask_set(

@@ -69,6 +69,43 @@ def test_collapse_rule_parsing():
         analysis.collapse_events(make_table({"a": [0.0, 0.1]}), "ssim_orig<=0.5")
 
 
+def test_collapse_thresholds_and_infinity_come_from_the_metric_specs():
+    from ripbench.metrics.catalog import LPIPS_SPEC, MSE_SPEC, PSNR_SPEC, SSIM_SPEC
+
+    # the built-ins' values, unchanged, in the order collapse_rule tries them
+    assert analysis.DEFAULT_THRESHOLDS == {"lpips_orig": 0.5, "ssim_orig": 0.5, "psnr_orig": 15.0, "mse_orig": 0.03}
+    assert [s.collapse_threshold for s in (LPIPS_SPEC, SSIM_SPEC, PSNR_SPEC, MSE_SPEC)] == [0.5, 0.5, 15.0, 0.03]
+    assert analysis.PSNR_CAP_DB == PSNR_SPEC.inf_value == 100.0
+    assert analysis.collapse_rule(pd.DataFrame({"psnr_orig": [30.0], "mse_orig": [0.01]})).describe() == \
+        "psnr_orig <= 15"
+
+
+@pytest.fixture
+def snr_metric():
+    from ripbench.metrics.registry import register_metric, unregister_metric
+    from ripbench.metrics.spec import MetricSpec
+
+    register_metric(MetricSpec(name="snr", label="SNR", higher_is_better=True, range=(0.0, math.inf),
+                               identity=math.inf, compute=lambda a, b: a, collapse_threshold=7.0, inf_value=60.0))
+    yield
+    unregister_metric("snr")
+
+
+def test_a_plugin_metric_declares_its_collapse_threshold_and_infinity(snr_metric):
+    from ripbench.metrics.spec import MetricSpec
+
+    table = pd.DataFrame({"iteration": [0, 1], "snr_orig": [np.inf, 5.0], "halluc_score": [0.0, 1.0]})
+    assert analysis.collapse_rule(table) == analysis.CollapseRule("snr_orig", 7.0, "<=")
+    assert analysis.metric_values(table, "snr_orig").tolist() == [60.0, 5.0]
+    assert analysis.metric_values(table, "snr_orig", psnr_cap=90.0).tolist() == [90.0, 5.0]
+    # an infinite identity has no fixed starting value: no drift (as for PSNR), whatever its name
+    y = np.array([[60.0, 5.0]])
+    assert np.isnan(analysis.drift_values("snr_orig", y, np.array([0.0, 1.0]))).all()
+    with pytest.raises(Exception, match="collapse_threshold must be a finite number"):
+        MetricSpec(name="bad", label="B", higher_is_better=True, range=(0.0, 1.0), identity=1.0, compute=None,
+                   collapse_threshold=math.nan)
+
+
 # -- survival ---------------------------------------------------------------------------------------
 
 def test_kaplan_meier_with_censoring():
@@ -313,3 +350,12 @@ def test_region_summary_and_failures():
     assert found.loc["b", "iteration"] == 2 and found.loc["b", "last_good"] == 1
     assert found.loc["a", "problem"] == "metric missing"
     assert analysis.failures(make_table({"x": [0, 1]}), "lpips_orig").empty
+
+
+def test_one_public_way_to_load_runs():
+    import ripbench
+
+    assert ripbench.load is analysis.load_runs
+    for gone in ("load_table", "load_runs"):
+        assert gone not in ripbench.__all__ and not hasattr(ripbench, gone)
+    assert not hasattr(analysis, "load")

@@ -30,6 +30,57 @@ def test_parse_mask_option():
     assert parse_mask_option("box:area=0.2,aspect=2") == {"policy": "box", "area": 0.2, "aspect": 2}
 
 
+def test_train_shapes_options_are_the_training_config_fields(monkeypatch, tmp_path):
+    import dataclasses
+    import shlex
+    from types import SimpleNamespace
+
+    import ripbench.training.shapes as training
+    from ripbench.training.config import ShapesTrainingConfig, cli_options
+
+    calls = []
+
+    def fake_train(out_dir, progress, eval_samples, **fields):
+        calls.append(fields)
+        return SimpleNamespace(steps=1, wall_time_s=0.0, final_loss=0.0, num_parameters=1, out_dir=out_dir,
+                               evaluation={})
+
+    monkeypatch.setattr(training, "train_shapes", fake_train)
+    defaults = ShapesTrainingConfig()
+    exposed = [o.name for o in cli_options()]
+    assert set(exposed) == {"size", "steps", "seed", "batch_size", "learning_rate", "num_threads", "time_limit_s",
+                            "block_out_channels"}
+    res = CliRunner().invoke(main, ["train", "shapes", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert calls[-1] == {name: getattr(defaults, name) for name in exposed}  # the defaults made the bundled weights
+    changed = dataclasses.replace(defaults, size=32, steps=7, learning_rate=0.01, block_out_channels=(8, 16),
+                                  num_threads=2, time_limit_s=5.0)
+    command = changed.command("w")  # written to training_config.json: it must rerun the same config
+    assert command.startswith("ripbench train shapes --out w --size 32 --steps 7 ")
+    res = CliRunner().invoke(main, shlex.split(command)[1:])
+    assert res.exit_code == 0, res.output
+    assert ShapesTrainingConfig(**calls[-1]) == changed
+    assert isinstance(calls[-1]["size"], int) and calls[-1]["block_out_channels"] == (8, 16)
+
+
+def test_each_mask_policy_declares_its_main_parameter():
+    import dataclasses
+
+    from ripbench.masks import MASK_POLICIES, build_mask_policy
+
+    short = {"grid": "64", "box": "0.1", "center": "0.25", "strokes": "thick", "folder": "masks/", "columns": "3"}
+    assert set(short) == set(MASK_POLICIES)
+    for name, cls in MASK_POLICIES.items():
+        spec = parse_mask_option(f"{name}:{short[name]}")
+        assert list(spec) == ["policy", cls.main_param]
+        assert cls.main_param in {f.name for f in dataclasses.fields(cls)}
+        if name != "folder":
+            build_mask_policy(spec)  # the main parameter is one of the policy's fields, with a valid value
+    assert parse_mask_option("grid:64") == {"policy": "grid", "size": 64}
+    assert parse_mask_option("columns:3") == {"policy": "columns", "count": 3}
+    assert parse_mask_option("strokes:thin") == {"policy": "strokes", "width": "thin"}
+
+
 def test_run_prints_where_results_are(tmp_path):
     res = _invoke([*FAST, "--set", "inputs.names=[coffee]", "--name", "t"], tmp_path)
     assert res.exit_code == 0, res.output

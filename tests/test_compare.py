@@ -31,8 +31,8 @@ def test_paired_difference_wilcoxon_and_effect_size():
     table = paired_table()
     result = compare.paired_comparisons(table, n_boot=500)
     final = result[result["measure"] == "final"].iloc[0]
-    pairs = compare.matched_pairs(table, "lpips_orig", "a", "b")
-    d = (pairs["final_b"] - pairs["final_a"]).to_numpy()
+    final_values = table[table["iteration"] == 5].pivot(index="image_id", columns="model", values="lpips_orig")
+    d = (final_values["b"] - final_values["a"]).to_numpy()
     assert final["n"] == 10 and final["a"] == "a" and final["b"] == "b"
     assert final["diff"] == pytest.approx(d.mean()) and final["diff_lo"] < d.mean() < final["diff_hi"]
     assert final["p"] == pytest.approx(wilcoxon(d).pvalue) == pytest.approx(2 / 2**10)  # exact, all positive

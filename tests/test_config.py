@@ -15,6 +15,29 @@ def test_presets_validate(name):
     assert cfg.iterations >= 1
 
 
+def test_presets_are_the_files_in_the_presets_folder():
+    from pathlib import Path
+
+    import ripbench
+    from ripbench.config import preset_descriptions
+
+    files = sorted(p.stem for p in (Path(ripbench.__file__).parent / "presets").glob("*.yaml"))
+    assert sorted(PRESETS) == files and PRESETS[0] == "quick"
+    descriptions = preset_descriptions()
+    assert list(descriptions) == list(PRESETS) and all(descriptions.values())
+    with pytest.raises(ConfigError, match="unknown preset 'nope'; available: quick, rip-paper"):
+        load_preset("nope")
+
+
+def test_preset_help_lists_the_preset_files():
+    from click.testing import CliRunner
+
+    from ripbench.cli import main
+
+    text = " ".join(CliRunner().invoke(main, ["run", "--help"]).output.split())
+    assert "Start from a built-in preset: " + ", ".join(["quick (default)", *PRESETS[1:]]) + "." in text
+
+
 def test_rip_paper_preset_is_the_paper_protocol():
     cfg = load_preset("rip-paper")
     assert cfg.size == 512 and cfg.iterations == 100
@@ -145,3 +168,22 @@ def test_bad_hallucination_band_is_explained(spec, fragment):
 def test_hallucination_min_steps_needs_two():
     with pytest.raises(ConfigError, match="hallucination.min_steps"):
         validate_config({"hallucination": {"min_steps": 1}})
+
+
+def test_lpips_nets_and_fit_modes_are_named_once():
+    from typing import get_args
+
+    from click.testing import CliRunner
+
+    from ripbench.cli import main
+    from ripbench.config import ExperimentConfig, MetricsConfig
+    from ripbench.inputs import FIT_MODES
+    from ripbench.metrics.catalog import LPIPS_NETS
+
+    assert LPIPS_NETS == ("alex", "vgg", "squeeze") and FIT_MODES == ("center-crop", "resize", "pad")
+    assert get_args(MetricsConfig.model_fields["lpips_net"].annotation) == LPIPS_NETS
+    assert get_args(ExperimentConfig.model_fields["fit"].annotation) == FIT_MODES
+    help_text = CliRunner().invoke(main, ["run", "--help"]).output
+    assert "--lpips-net [" + "|".join(LPIPS_NETS) + "]" in help_text
+    res = CliRunner().invoke(main, ["run", "--lpips-net", "resnet"])
+    assert res.exit_code == 2 and "'resnet' is not one of 'alex', 'vgg', 'squeeze'" in res.output

@@ -327,3 +327,27 @@ def test_failure_reasons_stay_on_the_device_until_read(sd9: Any) -> None:
     out = fresh(sd9).inpaint(images, masks, [0, 1])
     assert isinstance(out.extras["failure"], DeviceLabels) and out.extras["failure"]._values is None
     assert list(out.extras["failure"]) == ["", ""]
+
+
+def test_options_are_declared_once_and_captured(sd9: Any) -> None:
+    import inspect
+
+    from ripbench.models.base import signature_options
+
+    params = dict(list(inspect.signature(DiffusersInpainter.__init__).parameters.items())[1:])
+    specs = DiffusersInpainter.option_specs
+    assert len(specs) == 26 and [o.name for o in specs] == list(params)  # the 26 options (model first), in order
+    assert all(o.default == params[o.name].default for o in specs[1:]) and specs[0].default is None
+    model = fresh(sd9, steps=2, attention="eager", eta=0.5)
+    assert {k: v for k, v in model.config.items() if k != "model"} == {
+        **{o.name: o.default for o in specs[1:]}, "steps": 2, "attention": "eager", "eta": 0.5, "device": "cpu"}
+    assert copy.deepcopy(model.config).keys() == model.config.keys()  # deep-copyable (a dict)
+    identity = model.identity()
+    assert identity["attention"] == "eager" and identity["eta"] == 0.5 and identity["paste_back"] is True
+    assert identity["prompt"] == "" and identity["revision"] is None and identity["compile_mode"] == "default"
+    with pytest.raises(ConfigError, match="option 'attention' must be one of sdpa, eager, xformers, default"):
+        fresh(sd9, attention="flash")
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        DiffusersInpainter(sd9, device="cpu", no_such_option=1)
+    with pytest.raises(TypeError, match="are not both parameters and described"):
+        signature_options(DiffusersInpainter.__init__, specs[:-1])

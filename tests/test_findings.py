@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from ripbench import analysis, compare, findings
+from ripbench.stats import fmt_interval
 
 
 def _table(finals: dict[str, float], metric: str, n: int = 6, noise: float = 0.01, seed: int = 0) -> pd.DataFrame:
@@ -41,7 +42,7 @@ def test_fastest_drift_names_the_worst_final_value_in_the_metric_direction(metri
     assert "higher is better" in text if metric.startswith("ssim") else "lower is better" in text
     # the value quoted is the group's mean at the last iteration
     final = summary.set_index("model").loc[worst, summary.attrs["final"]]
-    assert findings.fmt_interval(final, 0, 0)[0] in text
+    assert fmt_interval(final, 0, 0)[0] in text
 
 
 def test_fastest_drift_says_when_intervals_overlap_and_when_inputs_differ():

@@ -22,12 +22,16 @@ from ripbench.masks import (
     build_mask_policy,
     generate_mask_set,
     load_mask_png,
-    mask_stats,
     mask_stats_batch,
     masks_for,
 )
 
 REPO_MASKS = Path(__file__).resolve().parents[1] / "masks"
+
+
+def mask_stats(mask: np.ndarray) -> dict[str, float | int]:
+    """Area and bounding box of one ``H x W`` mask (:func:`mask_stats_batch` of a batch of one)."""
+    return {k: v.item() for k, v in mask_stats_batch(torch.from_numpy(np.asarray(mask))[None]).items()}
 
 
 def _write_mask(path: Path, mask: np.ndarray) -> None:
@@ -308,23 +312,29 @@ def test_mask_stats_on_hand_made_masks() -> None:
     mask[8, 15] = 1.0
     expected = {"area": 13 / 200, "y0": 2, "x0": 3, "y1": 9, "x1": 16}
     assert mask_stats(mask) == pytest.approx(expected)
-    assert mask_stats(torch.from_numpy(mask)[None]) == pytest.approx(expected)
+    stats = mask_stats_batch(torch.from_numpy(mask)[None, None])  # B x 1 x H x W
+    assert {k: v.item() for k, v in stats.items()} == pytest.approx(expected)
     assert mask_stats(np.zeros((4, 4))) == {"area": 0.0, "y0": -1, "x0": -1, "y1": -1, "x1": -1}
     assert mask_stats(np.ones((4, 4), dtype=bool)) == {"area": 1.0, "y0": 0, "x0": 0, "y1": 4, "x1": 4}
+    assert stats["y0"].dtype == torch.int64
 
 
-def test_mask_stats_batch_matches_single() -> None:
-    policy = StrokesMask("thin")
-    batch = masks_for(policy, 48, 64, 2, [0, 1, 2], device="cpu")
+def test_mask_stats_batch_is_per_item() -> None:
+    batch = masks_for(StrokesMask("thin"), 48, 64, 2, [0, 1, 2], device="cpu")
     batch = torch.cat([batch, torch.zeros(1, 1, 48, 64)])
     stats = mask_stats_batch(batch)
     for i in range(4):
-        single = mask_stats(batch[i])
-        assert stats["area"][i].item() == pytest.approx(single["area"])
-        assert [stats[k][i].item() for k in ("y0", "x0", "y1", "x1")] == [
-            single[k] for k in ("y0", "x0", "y1", "x1")
-        ]
-    assert stats["y0"].dtype == torch.int64
+        assert {k: v[i].item() for k, v in stats.items()} == mask_stats(batch[i, 0].numpy())
+
+
+def test_masks_for_one_policy_per_item_as_the_run_loop_does() -> None:
+    policies = [GridMask(8), BoxMask(0.2), CenterMask(0.25)]
+    batch = masks_for(policies, 32, 40, 3, [5, 6, 7], "cpu", torch.float64)
+    assert batch.shape == (3, 1, 32, 40) and batch.dtype == torch.float64
+    for i, (policy, seed) in enumerate(zip(policies, [5, 6, 7])):
+        assert np.array_equal(batch[i, 0].numpy().astype(bool), policy(32, 40, 3, seed))
+    with pytest.raises(ValueError, match="2 policies for 3 seeds"):
+        masks_for(policies[:2], 32, 40, 3, [5, 6, 7])
 
 
 def test_masks_for_shape_values_and_batch_independence() -> None:

@@ -311,3 +311,13 @@ def test_bundled_training_config_was_written_by_the_training_code() -> None:
     config = {**written["config"], "block_out_channels": tuple(written["config"]["block_out_channels"])}
     assert ShapesTrainingConfig(**config) == ShapesTrainingConfig()  # the defaults made the bundled weights
     assert written["command"] == "ripbench train shapes --out ripbench/weights/shapes-ddpm"
+
+
+def test_train_shapes_defaults_are_the_training_config_defaults() -> None:
+    import inspect
+
+    from ripbench.training.shapes import ShapesTrainingConfig, train_shapes
+
+    params = inspect.signature(train_shapes).parameters
+    assert {n: params[n].default for n in ("size", "steps", "seed")} == {"size": 64, "steps": 3000, "seed": 0}
+    assert all(params[n].default == getattr(ShapesTrainingConfig(), n) for n in ("size", "steps", "seed"))

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard, Union
 
 import numpy as np
 
+from ripbench.defaults import KEEP_SHARE
 from ripbench.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def _as_labels(labels: ArrayLike | Sequence[bool], n: int) -> np.ndarray:
     return arr.astype(bool)
 
 
-def calibrate_threshold(in_support_scores: ArrayLike, keep: float = 0.96) -> float:
+def calibrate_threshold(in_support_scores: ArrayLike, keep: float = KEEP_SHARE) -> float:
     """Threshold that keeps the share ``keep`` of known in-support samples (score <= threshold kept).
 
     The threshold is the ``ceil(keep * n)``-th smallest score, so at least ``keep`` of the

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import iter_groups, observed, trajectory_uid
+from ..defaults import CALIBRATION_SHARE, KEEP_SHARE  # CALIBRATION_SHARE re-exported
 from ..stats import proportion_ci, resample_ci
 from .evaluation import auroc, calibrate_threshold, roc_curve
 from .shapes_truth import generation_table
@@ -52,9 +53,6 @@ __all__ = ["CALIBRATION_SHARE", "KNOWN_SCORES", "SCORE_COLUMNS", "ScoreSpec", "c
 
 #: Legacy hallucination score columns (before detector plug-ins), whole image first.
 SCORE_COLUMNS = ("halluc_score", "halluc_score_current")
-#: Share of the trajectories whose rows make every choice (best baseline, residual fit, threshold); the
-#: other trajectories are held out and give the numbers reported.
-CALIBRATION_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -377,7 +375,7 @@ def roc_analysis(table: pd.DataFrame, score: str = "halluc_score", *, n_boot: in
     return {**out, "auroc_lo": float(lo), "auroc_hi": float(hi), "status": "ok"}
 
 
-def threshold_analysis(table: pd.DataFrame, score: str = "halluc_score", keep: float = 0.96, *,
+def threshold_analysis(table: pd.DataFrame, score: str = "halluc_score", keep: float = KEEP_SHARE, *,
                        held_out: bool = False, n_boot: int = 1000, ci: float = 0.95,
                        seed: int = 0) -> dict[str, Any]:
     """The calibrated threshold (keeps ``keep`` of the in-support outputs, as in Aithal et al.) and

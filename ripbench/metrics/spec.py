@@ -180,6 +180,15 @@ class MetricSpec:
             device); a ``"module:attr"`` string is imported on first use.
         options: the options the metric accepts, name -> ``(default, one-line help)``.
         region_note: how region values are computed, for the docs and ``metrics -v``.
+        collapse_threshold: the default collapse threshold on the distance to the original
+            (``<name>_orig``): a trajectory has collapsed at the first iteration where it is past this
+            value, in the direction of "worse" (``>=`` when lower is better, else ``<=``); ``None``
+            when the metric is no default collapse rule (see :func:`ripbench.analysis.collapse_rule`,
+            which uses the first built-in metric, in :data:`~ripbench.metrics.registry.METRIC_NAMES`
+            order, that a run has).
+        inf_value: what the analysis counts ``+inf`` values as, for a metric whose identity is
+            ``+inf`` (PSNR of identical pixels), so that means, slopes and areas stay finite; such a
+            metric has no fixed starting value, so it has no drift from iteration 0 either.
     """
 
     name: str
@@ -194,6 +203,8 @@ class MetricSpec:
     description: str = ""
     options: Mapping[str, tuple[Any, str]] = field(default_factory=dict)
     region_note: str = "mean of the per-pixel map over the region's pixels"
+    collapse_threshold: float | None = None
+    inf_value: float = 100.0
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_-]*", self.name or ""):
@@ -204,11 +215,39 @@ class MetricSpec:
         low, high = self.range
         if not low <= self.identity <= high:
             raise ConfigError(f"metric {self.name!r}: identity {self.identity} lies outside its range {self.range}")
+        if self.collapse_threshold is not None and not math.isfinite(self.collapse_threshold):
+            raise ConfigError(f"metric {self.name!r}: collapse_threshold must be a finite number, "
+                              f"got {self.collapse_threshold!r}")
+        if not math.isfinite(self.inf_value):
+            raise ConfigError(f"metric {self.name!r}: inf_value must be a finite number, got {self.inf_value!r}")
 
     @property
     def direction(self) -> int:
         """``+1`` when larger values mean more drift (lower is better), ``-1`` otherwise."""
         return -1 if self.higher_is_better else 1
+
+    @property
+    def fixed_start(self) -> bool:
+        """Whether an image compared with itself has a finite value (a drift from iteration 0 exists).
+
+        PSNR's identity is ``+inf``: its first iteration's value says only "identical", so it has none.
+        """
+        return math.isfinite(self.identity)
+
+    def finite_values(self, values: Any, inf_value: float | None = None) -> Any:
+        """``values`` (a float array) with ``+inf`` counted as :attr:`inf_value` (or ``inf_value``) when
+        this metric's identity is ``+inf``; other values unchanged.
+
+        >>> import numpy as np
+        >>> from ripbench.metrics.catalog import PSNR_SPEC
+        >>> PSNR_SPEC.finite_values(np.array([np.inf, 30.0])).tolist()
+        [100.0, 30.0]
+        """
+        import numpy as np
+
+        if self.identity != math.inf:
+            return values
+        return np.where(values == np.inf, self.inf_value if inf_value is None else inf_value, values)
 
     @property
     def direction_word(self) -> str:

@@ -60,11 +60,15 @@ Example
 from __future__ import annotations
 
 import builtins
+import dataclasses
+import functools
+import inspect
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from types import MappingProxyType
+from typing import Any, ClassVar, TypeVar
 
 import torch
 
@@ -207,6 +211,70 @@ def check_options(specs: Sequence[ModelOption], given: Mapping[str, Any], model:
     return out
 
 
+def _keyword_parameters(init: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    params = list(inspect.signature(init).parameters.values())[1:]  # without self
+    return {p.name: p for p in params if p.kind in kinds}
+
+
+def signature_options(init: Callable[..., Any], described: Sequence[ModelOption]) -> tuple[ModelOption, ...]:
+    """A constructor's options declared once: its parameters are the names and defaults.
+
+    ``described`` gives each parameter's help (and type, choices, aliases) in display order; an
+    option written with default ``...`` takes the constructor's default, any other default must
+    equal it. Every parameter must be described and every described option must be a parameter
+    (:class:`TypeError` otherwise, when the class is defined).
+
+    >>> def __init__(self, model, *, steps: int = 50, eta: float = 0.0): ...
+    >>> [(o.name, o.default) for o in signature_options(__init__, (
+    ...     ModelOption("model", None, "the weights", type=str), ModelOption("steps", ..., "denoising steps"),
+    ...     ModelOption("eta", ..., "DDIM eta")))]
+    [('model', None), ('steps', 50), ('eta', 0.0)]
+    """
+    params = _keyword_parameters(init)
+    names = [o.name for o in described]
+    if sorted(names) != sorted(params):
+        raise TypeError(f"{init.__qualname__}: options {sorted(set(names) ^ set(params))} are not both parameters "
+                        "and described")
+    out = []
+    for option in described:
+        default = params[option.name].default
+        if option.default is ...:
+            option = dataclasses.replace(option, default=None if default is inspect.Parameter.empty else default)
+        elif default is not inspect.Parameter.empty and option.default != default:
+            raise TypeError(f"{init.__qualname__}: option {option.name!r} is described with default "
+                            f"{option.default!r} but the constructor's is {default!r}")
+        out.append(option)
+    return tuple(out)
+
+
+_Init = TypeVar("_Init", bound=Callable[..., None])
+
+
+def captures_options(init: _Init) -> _Init:
+    """Decorate a model's ``__init__`` so that the call's arguments, defaults filled in, are kept as
+    ``self.config`` (a dict in signature order; treat it as read-only), as diffusers'
+    ``register_to_config`` does: :meth:`Inpainter.identity` and the code read the options from
+    there, once. (A plain dict, not a ``MappingProxyType``, so that a model can be deep-copied.)
+
+    >>> class M:
+    ...     @captures_options
+    ...     def __init__(self, model, *, steps: int = 50): ...
+    >>> dict(M("w", steps=3).config), dict(M("w").config)
+    ({'model': 'w', 'steps': 3}, {'model': 'w', 'steps': 50})
+    """
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(self, *args, **kwargs)  # a wrong keyword is a TypeError, as without the decorator
+        bound.apply_defaults()
+        self.config = dict(list(bound.arguments.items())[1:])
+        init(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 #: The ``device`` option every device-aware model takes.
 DEVICE_OPTION = ModelOption("device", "auto", "torch device: auto (CUDA if available), cpu, cuda, cuda:1, ...",
                             type=str)
@@ -299,6 +367,9 @@ class Inpainter(ABC):
     name: str = "inpainter"
     #: The options the constructor takes; options a user gives are checked against them.
     option_specs: ClassVar[tuple[ModelOption, ...]] = ()
+    #: The constructor's arguments, defaults filled in, for models whose ``__init__`` is decorated
+    #: with :func:`captures_options` (empty otherwise).
+    config: Mapping[str, Any] = MappingProxyType({})
     #: Whether :meth:`inpaint` accepts ``x0_band`` and then returns an ``x0_trajectory`` with its
     #: ``x0_noise_levels``. The harness passes ``x0_band`` only to models that declare this.
     #: May be set per instance when it depends on the settings (e.g. the scheduler).

@@ -53,9 +53,11 @@ from .base import (
     Inpainter,
     InpaintResult,
     ModelOption,
+    captures_options,
     jsonable_config,
     resolve_device,
     resolve_dtype,
+    signature_options,
 )
 from .registry import PATH_PREFIXES as _PATH_PREFIXES
 
@@ -80,6 +82,9 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 
 _ATTENTION = ("sdpa", "eager", "xformers", "default")
 _COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+#: Options that change speed and memory, not what is computed (bar numerics); recorded as given.
+_SPEED_OPTIONS = ("attention", "compile_unet", "compile_vae", "compile_mode", "vae_slicing", "vae_tiling",
+                  "cpu_offload", "channels_last")
 #: Failure reasons of one pipeline call, by code (first match wins: NaN, then NSFW, then all black).
 _FAILURES = ("", "nan", "nsfw", "all-black")
 #: Fallback text length when a pipeline has neither tokenizer nor text encoder.
@@ -215,37 +220,7 @@ class DiffusersInpainter(Inpainter):
     """
 
     returns_x0_trajectory = True  # per instance: False for schedulers that expose no x0
-    option_specs = (
-        ModelOption("model", None, "Hugging Face id or local save_pretrained folder of the pipeline", type=str),
-        ModelOption("prompt", "", "text prompt (the RIP paper uses none)"),
-        ModelOption("negative_prompt", "", "negative prompt; null = the pipeline's default", type=str),
-        ModelOption("guidance", None, "classifier-free guidance weight; null = the pipeline's default",
-                    type=float, aliases=("guidance_scale",)),
-        ModelOption("steps", 50, "denoising steps per inpainting", aliases=("num_inference_steps",)),
-        ModelOption("strength", None, "share of the steps run (< 1 starts from a noised input); null = pipeline's",
-                    type=float),
-        ModelOption("scheduler", None, f"scheduler: {', '.join(SCHEDULERS)} or a diffusers class name", type=str),
-        ModelOption("eta", 0.0, "DDIM eta"),
-        ModelOption("dtype", "auto", "auto (fp16 on CUDA, fp32 on CPU), fp16, bf16 or fp32"),
-        DEVICE_OPTION,
-        ModelOption("revision", None, "from_pretrained revision", type=str),
-        ModelOption("variant", None, "from_pretrained variant (e.g. fp16)", type=str),
-        ModelOption("local_files_only", False, "never contact the Hub"),
-        ModelOption("paste_back", True, "copy unmasked input pixels back after decoding (false = whole output)"),
-        ModelOption("safety_checker", False, "run the safety checker; flagged items end their trajectory"),
-        ModelOption("skip_redundant_cfg", True, "skip the unconditional pass when it cannot change the output"),
-        ModelOption("decode_trajectory", False, "decode the recorded x0 predictions to pixels"),
-        ModelOption("attention", "sdpa", "attention processors", choices=("sdpa", "eager", "xformers", "default")),
-        ModelOption("compile_unet", False, "torch.compile the UNet (or transformer)"),
-        ModelOption("compile_vae", False, "torch.compile the VAE encoder and decoder"),
-        ModelOption("compile_mode", "default", "torch.compile mode", choices=_COMPILE_MODES),
-        ModelOption("vae_slicing", False, "decode the batch one image at a time"),
-        ModelOption("vae_tiling", False, "decode in tiles (large images)"),
-        ModelOption("cpu_offload", False, "enable_model_cpu_offload"),
-        ModelOption("channels_last", False, "denoiser and VAE in channels-last memory format"),
-        ModelOption("progress_bar", False, "show diffusers' per-call progress bar"),
-    )
-
+    @captures_options
     def __init__(
         self,
         model: Any,
@@ -280,10 +255,9 @@ class DiffusersInpainter(Inpainter):
             raise ConfigError(f"steps must be >= 1, got {steps}")
         if strength is not None and not 0.0 < strength <= 1.0:
             raise ConfigError(f"strength must be in (0, 1], got {strength}")
-        if attention not in _ATTENTION:
-            raise ConfigError(f"unknown attention {attention!r}; use one of {list(_ATTENTION)}")
-        if compile_mode not in _COMPILE_MODES:
-            raise ConfigError(f"unknown compile_mode {compile_mode!r}; use one of {list(_COMPILE_MODES)}")
+        for option in type(self).option_specs:  # the choices declared there (attention, compile_mode)
+            if option.choices is not None:
+                option.check(self.config[option.name], "diffusers")
         self._device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self._device)
         self.revision, self.variant = revision, variant
@@ -316,16 +290,8 @@ class DiffusersInpainter(Inpainter):
             guidance if guidance is not None else defaults.get("guidance_scale", 7.5)
         )
         self.paste_back, self.decode_trajectory = paste_back, decode_trajectory
-        self.options = {
-            "attention": attention,
-            "compile_unet": compile_unet,
-            "compile_vae": compile_vae,
-            "compile_mode": compile_mode,
-            "vae_slicing": vae_slicing,
-            "vae_tiling": vae_tiling,
-            "cpu_offload": cpu_offload,
-            "channels_last": channels_last,
-        }
+        #: the speed and memory settings, recorded in the manifest as given
+        self.options = {name: self.config[name] for name in _SPEED_OPTIONS}
         self._place_and_speed_up(progress_bar)
         self._embeds, self.cfg_skipped, self.zero_prompt_embeddings = self._encode_prompts(skip_redundant_cfg)
         self.effective_guidance_scale = 1.0 if self.cfg_skipped else self.guidance_scale
@@ -333,6 +299,39 @@ class DiffusersInpainter(Inpainter):
         self.x0_steps = self._count_steps()
         self._packed = hasattr(type(pipe), "_unpack_latents")  # Flux: 2 x 2 latent patches packed as tokens
         self._size_multiple = max(8, int(getattr(pipe, "vae_scale_factor", 8)) * (2 if self._packed else 1))
+
+    #: The constructor's options in display order; their names and defaults are its signature's
+    #: (declared once, there), :func:`~ripbench.models.base.signature_options` checks the two agree.
+    option_specs = signature_options(__init__, (
+        ModelOption("model", None, "Hugging Face id or local save_pretrained folder of the pipeline", type=str),
+        ModelOption("prompt", ..., "text prompt (the RIP paper uses none)"),
+        ModelOption("negative_prompt", ..., "negative prompt; null = the pipeline's default", type=str),
+        ModelOption("guidance", ..., "classifier-free guidance weight; null = the pipeline's default",
+                    type=float, aliases=("guidance_scale",)),
+        ModelOption("steps", ..., "denoising steps per inpainting", aliases=("num_inference_steps",)),
+        ModelOption("strength", ..., "share of the steps run (< 1 starts from a noised input); null = pipeline's",
+                    type=float),
+        ModelOption("scheduler", ..., f"scheduler: {', '.join(SCHEDULERS)} or a diffusers class name", type=str),
+        ModelOption("eta", ..., "DDIM eta"),
+        ModelOption("dtype", ..., "auto (fp16 on CUDA, fp32 on CPU), fp16, bf16 or fp32", type=str),
+        DEVICE_OPTION,
+        ModelOption("revision", ..., "from_pretrained revision", type=str),
+        ModelOption("variant", ..., "from_pretrained variant (e.g. fp16)", type=str),
+        ModelOption("local_files_only", ..., "never contact the Hub"),
+        ModelOption("paste_back", ..., "copy unmasked input pixels back after decoding (false = whole output)"),
+        ModelOption("safety_checker", ..., "run the safety checker; flagged items end their trajectory"),
+        ModelOption("skip_redundant_cfg", ..., "skip the unconditional pass when it cannot change the output"),
+        ModelOption("decode_trajectory", ..., "decode the recorded x0 predictions to pixels"),
+        ModelOption("attention", ..., "attention processors", choices=_ATTENTION),
+        ModelOption("compile_unet", ..., "torch.compile the UNet (or transformer)"),
+        ModelOption("compile_vae", ..., "torch.compile the VAE encoder and decoder"),
+        ModelOption("compile_mode", ..., "torch.compile mode", choices=_COMPILE_MODES),
+        ModelOption("vae_slicing", ..., "decode the batch one image at a time"),
+        ModelOption("vae_tiling", ..., "decode in tiles (large images)"),
+        ModelOption("cpu_offload", ..., "enable_model_cpu_offload"),
+        ModelOption("channels_last", ..., "denoiser and VAE in channels-last memory format"),
+        ModelOption("progress_bar", ..., "show diffusers' per-call progress bar"),
+    ))
 
     # ------------------------------------------------------------------ set-up
     @staticmethod
@@ -684,8 +683,8 @@ class DiffusersInpainter(Inpainter):
         return {
             **super().identity(),
             "model": self.model_ref,
-            "revision": self.revision,
-            "variant": self.variant,
+            "revision": self.config["revision"],
+            "variant": self.config["variant"],
             "pipeline": type(pipe).__name__,
             "inpaint_mode": inpaint_mode,
             "scheduler": type(pipe.scheduler).__name__,
@@ -694,15 +693,15 @@ class DiffusersInpainter(Inpainter):
             "strength": self.strength,
             "num_steps": self.x0_steps,
             "eta": self.eta,
-            "prompt": self.prompt,
-            "negative_prompt": self.negative_prompt,
+            "prompt": self.config["prompt"],
+            "negative_prompt": self.config["negative_prompt"],
             "zero_prompt_embeddings": self.zero_prompt_embeddings,
             "guidance_scale": self.guidance_scale,
             "cfg_skipped": self.cfg_skipped,
             "effective_guidance_scale": self.effective_guidance_scale,
-            "paste_back": self.paste_back,
+            "paste_back": self.config["paste_back"],
             "safety_checker": self.safety_checker,
-            "decode_trajectory": self.decode_trajectory,
+            "decode_trajectory": self.config["decode_trajectory"],
             "dtype": str(self.dtype).removeprefix("torch."),
             "device": self._device.type,
             **self.options,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import analysis
+from ..defaults import KEEP_SHARE
 from .document import Section
 from .html import render_html
 from .markdown import render_markdown
@@ -36,7 +37,7 @@ def write_report(
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
-    keep: float = 0.96,
+    keep: float = KEEP_SHARE,
     max_strips: int = 9,
     title: str | None = None,
 ) -> dict[str, Path]:

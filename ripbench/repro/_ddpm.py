@@ -29,12 +29,20 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ripbench.training.ema import ema_update, warmup_decay
+
 __all__ = ["DDPMSchedule", "ToyDenoiser", "sinusoidal_embedding", "train_denoiser"]
 
 
 @dataclass(frozen=True)
 class DDPMSchedule:
     """Discrete DDPM noise schedule (float64, on the CPU) with the closed forms used for sampling.
+
+    Why not ``diffusers.DDPMScheduler``, whose closed forms these are (``tests/test_repro_toy.py``
+    checks them against it): the paper's toy schedule has betas up to 0.2, so ``abar_t`` falls to
+    about 4e-44 at ``t = 999``, which is 0 in the scheduler's float32 table; its ``x0`` prediction
+    there is ``inf``. The reproduction needs float64, betas included: the scheduler's float32 betas
+    would also change the evaluation of the shipped toy weights in ``ripbench/weights/toy-grid2d``.
 
     Attributes:
         betas: ``T`` forward-process variances ``beta_t``, ``t = 0 .. T-1``.
@@ -253,11 +261,8 @@ def train_denoiser(
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        if ema:
-            with torch.no_grad():
-                # Warm-up (1 + n) / (10 + n) so early steps do not keep the random initialisation.
-                decay = min(ema_decay, (1.0 + step) / (10.0 + step))
-                torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - decay)
+        if ema:  # warmed up (1 + n) / (10 + n) so early steps do not keep the random initialisation
+            ema_update(ema, params, warmup_decay(step, ema_decay))
         losses.append(loss.detach())
         if progress and step % 100 == 99:
             bar.set_postfix(loss=f"{torch.stack(losses[-100:]).mean().item():.4f}")

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import validate_config
+from ..defaults import CALIBRATION_SHARE, KEEP_SHARE
 from ..errors import ConfigError
 from ..formatting import auroc_cell, markdown_table
 from ..formatting import pct as percent
@@ -52,7 +53,6 @@ from ..hallucination import calibrate_threshold, paper_band
 from ..hallucination.baselines import baseline_comparison, comparison_sentence, matched_sentence
 from ..hallucination.shapes_truth import GENERATION_LABELS, generation_table
 from ..hallucination.stats import (
-    CALIBRATION_SHARE,
     calibration_split,
     iteration_bands,
     pooled_share,
@@ -66,8 +66,9 @@ __all__ = ["BASELINES", "CALIBRATION_SHARE", "KEEP", "LEGACY_SCORES", "MIN_DUPLI
            "add_content_baselines", "band_config", "calibration_split", "detection_by_band",
            "image_kinds_per_iteration", "run_shapes_rip", "score_variants", "shapes_baselines", "shapes_rip_config"]
 
-#: Share of valid generations the calibrated threshold keeps (the paper's operating point).
-KEEP = 0.96
+#: Share of valid generations the calibrated threshold keeps (the paper's operating point;
+#: :data:`ripbench.defaults.KEEP_SHARE`).
+KEEP = KEEP_SHARE
 #: What the paper reports that this experiment compares with (Aithal et al., NeurIPS 2024).
 PAPER = ("Aithal et al. (NeurIPS 2024): filtering on the x0 variance over the last 10 of 1000 steps removes over "
          "95% of hallucinations while keeping 96% of in-support samples (their synthetic data sets); they apply "

@@ -63,6 +63,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ripbench.defaults import CALIBRATION_SHARE, KEEP_SHARE
 from ripbench.errors import ConfigError
 from ripbench.hallucination import (
     auroc,
@@ -70,6 +71,7 @@ from ripbench.hallucination import (
     detection_report,
     trajectory_variance,
 )
+from ripbench.io import atomic_save, atomic_write_text
 from ripbench.repro._ddpm import DDPMSchedule, ToyDenoiser, train_denoiser
 from ripbench.stats import pct, proportion_ci
 
@@ -88,20 +90,21 @@ __all__ = [
 
 #: Ground truth: hallucination = farther than ``K_STD`` data standard deviations from every mode.
 K_STD: float = 5.0
-#: Share of in-support samples the calibrated threshold keeps (the paper's operating point).
-KEEP: float = 0.96
+#: Share of in-support samples the calibrated threshold keeps (the paper's operating point;
+#: :data:`ripbench.defaults.KEEP_SHARE`).
+KEEP: float = KEEP_SHARE
 #: Alternative ``k`` values reported as a sensitivity check.
 K_SENSITIVITY: tuple[float, ...] = (3.0, 4.0, 5.0, 6.0)
 #: The paper's claim (abstract and Sec. 6, synthetic data sets).
 PAPER: dict[str, Any] = {
     "hallucinations_removed": 0.95,
-    "in_support_kept": 0.96,
+    "in_support_kept": KEEP_SHARE,
     "statement": "filtering on the x0 trajectory variance removes over 95% of hallucinations "
     "while retaining 96% of in-support samples",
     "training": "10,000 epochs at batch 10,000 (20k Adam steps in 1D, 100k in 2D), constant lr 1e-3",
 }
-#: Share of the samples whose in-support members calibrate the threshold (the rest evaluate it).
-CALIBRATION_SHARE: float = 0.25
+#: Share of the samples whose in-support members calibrate the threshold (the rest evaluate it);
+#: :data:`ripbench.defaults.CALIBRATION_SHARE`, re-exported.
 #: The report checks that the removed and kept rates carry 95% intervals at most this wide on each side.
 TARGET_HALF_WIDTH: float = 0.10
 #: Diffusion steps, linear betas and the score window of the paper's toy code.
@@ -412,7 +415,6 @@ def snapshot_curve(folder: str | os.PathLike[str], *, n_samples: int = CURVE_SAM
     folder (:func:`ripbench.repro.toy_training.train`) evaluated on ``n_samples`` (same seed for all);
     written to ``curve.json`` in the folder after every point and returned. Points already in
     ``curve.json`` with the same ``n_samples`` and seed are kept, not recomputed."""
-    from ripbench.io import atomic_write_text
     from ripbench.repro.toy_training import AuthorsRecipe, load_model
 
     folder, mixture = Path(folder), grid2d()
@@ -442,16 +444,6 @@ def snapshot_curve(folder: str | os.PathLike[str], *, n_samples: int = CURVE_SAM
                           + "\n")  # after each point, keeping the others: an interrupted curve resumes
     atomic_write_text(curve_file, json.dumps(rows, indent=1) + "\n")
     return rows
-
-
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Write ``path`` through a temporary file in the same folder and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _jsonable(value: Any) -> Any:
@@ -662,7 +654,7 @@ def _figures(out_dir: Path, report: dict[str, Any], arrays: dict[str, dict[str, 
     written: list[str] = []
 
     def save(fig: Any, name: str) -> None:
-        _atomic_write(out_dir / name, lambda p: fig.savefig(p, format="png", dpi=120))
+        atomic_save(out_dir / name, lambda p: fig.savefig(p, format="png", dpi=120))
         written.append(name)
 
     for name, arr in arrays.items():
@@ -798,6 +790,6 @@ def run_toy_repro(
     report["figures"] = _figures(out, report, arrays)
     report["wall_seconds"] = round(time.perf_counter() - start, 1)
     report = _jsonable(report)
-    _atomic_write(out / "report.json", lambda p: p.write_text(json.dumps(report, indent=2) + "\n"))
-    _atomic_write(out / "report.md", lambda p: p.write_text(_markdown(report)))
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / "report.md", _markdown(report))
     return report

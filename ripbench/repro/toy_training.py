@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 from ripbench.errors import ConfigError
 from ripbench.io import atomic_save, atomic_write_text
 from ripbench.repro._ddpm import DDPMSchedule, ToyDenoiser
+from ripbench.training.ema import ema_update
 
 __all__ = ["AuthorsRecipe", "load_model", "train", "xavier_init_"]
 
@@ -224,8 +225,7 @@ def train(folder: str | Path, recipe: AuthorsRecipe | None = None, *, until_step
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - recipe.ema_decay)
+        ema_update(ema, params, recipe.ema_decay)  # the ablation's EMA: constant decay, no warm-up
         pending.append(loss.detach())
         step += 1
         bar.update(1)

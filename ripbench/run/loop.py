@@ -30,7 +30,7 @@ from ..detectors import ALIASES, DetectorSuite
 from ..errors import ModelContractError, add_note
 from ..hallucination import ScoreWindow
 from ..io import BackgroundWriter, atomic_save
-from ..masks import mask_stats_batch
+from ..masks import mask_stats_batch, masks_for
 from ..metrics import DriftTracker, MetricSuite, column_name
 from ..models import Inpainter, InpaintResult
 from .annotators import Annotator
@@ -157,14 +157,6 @@ def _host_list(values: Any) -> list[Any]:
     return values.tolist() if isinstance(values, torch.Tensor) else list(values)
 
 
-def _masks_to(masks_np: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """``B x H x W`` host masks as ``B x 1 x H x W`` on the device (pinned, asynchronous upload on CUDA)."""
-    masks = torch.from_numpy(masks_np[:, None])
-    if device.type == "cuda":
-        return masks.pin_memory().to(device, non_blocking=True).to(dtype)
-    return masks.to(dtype)
-
-
 @torch.no_grad()
 def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentConfig, suite: MetricSuite,
               window: ScoreWindow | None, image_dir: Callable[[str], Path],
@@ -210,7 +202,7 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
     clock = _Clock(device)
     for k in range(1, n_iter + 1):
         t_start = clock.now()
-        masks = _masks_to(np.stack([t.policy(h, w, k, t.key) for t in trajs]), device, original.dtype)
+        masks = masks_for([t.policy for t in trajs], h, w, k, [t.key for t in trajs], device, original.dtype)
         seeds = [t.noise_seed(k) for t in trajs]
         t_model = clock.now()
         try:  # the model gets copies: an in-place edit can never reach the loop's own state

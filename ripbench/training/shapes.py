@@ -36,9 +36,8 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,108 +48,8 @@ from ..datasets.shapes import generate_shapes, label_shapes, summarise_labels
 from ..errors import ConfigError
 from ..hallucination.shapes_truth import generation_labels
 from ..io import atomic_write_text
-
-
-@dataclass
-class ShapesTrainingConfig:
-    """Everything that determines a Simple Shapes DDPM training run (the defaults made the bundled weights).
-
-    Attributes:
-        size: image side in pixels: 64 (the authors' images), or 32/16 (2x/4x block averages).
-        num_images: size of the training set (the paper uses 5,000).
-        steps: optimiser steps.
-        batch_size: images per step.
-        learning_rate: AdamW peak learning rate: linear warm-up over ``warmup_steps``, then
-            cosine decay to 10 % at step ``steps``; a function of the step count only.
-        warmup_steps: warm-up length.
-        ema_decay: maximum decay of the weight average that is saved.
-        num_train_timesteps: T of the DDPM.
-        beta_schedule: diffusers beta schedule name.
-        block_out_channels: UNet widths per resolution level.
-        layers_per_block: ResNet blocks per level.
-        norm_num_groups: GroupNorm groups.
-        seed: seeds the data set, the initial weights and the noise.
-        num_threads: torch CPU threads (``None`` keeps torch's setting). Part of the recipe: the
-            same seed gives the same weights only with the same torch build and thread count.
-        time_limit_s: stop early (and save) after this many seconds; ``None`` = no limit. A run
-            that stops early is marked ``stopped_early`` and is not reproducible (where it stops
-            depends on the machine); the learning-rate schedule never looks at the clock.
-        save_every: also save a checkpoint every this many steps (0 = only at the end).
-    """
-
-    size: int = 64
-    num_images: int = 5000
-    steps: int = 3000
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    warmup_steps: int = 100
-    ema_decay: float = 0.999
-    num_train_timesteps: int = 1000
-    beta_schedule: str = "linear"
-    block_out_channels: tuple[int, ...] = (8, 16, 32, 64)
-    layers_per_block: int = 1
-    norm_num_groups: int = 4
-    seed: int = 0
-    num_threads: int | None = 1
-    time_limit_s: float | None = None
-    save_every: int = 500
-
-    def validate(self) -> None:
-        """Raise :class:`~ripbench.errors.ConfigError` for out-of-range values."""
-        if self.size not in (16, 32, 64) or self.size % 2 ** (len(self.block_out_channels) - 1):
-            raise ConfigError(
-                f"size {self.size} must be 64, 32 or 16 and divisible by {2 ** (len(self.block_out_channels) - 1)}"
-            )
-        for name in ("num_images", "steps", "batch_size", "num_train_timesteps", "layers_per_block"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup_steps < 0 or self.warmup_steps >= self.steps:
-            raise ConfigError(f"warmup_steps must lie in [0, steps), got {self.warmup_steps}")
-        if any(c % self.norm_num_groups for c in self.block_out_channels):
-            raise ConfigError(
-                f"every block_out_channels value {self.block_out_channels} must be divisible by "
-                f"norm_num_groups={self.norm_num_groups}"
-            )
-
-    def learning_rate_at(self, step: int) -> float:
-        """Learning rate of optimiser step ``step`` (0-based): warm-up, then cosine to 10 % at the last step.
-
-        Example:
-            >>> cfg = ShapesTrainingConfig(steps=1000, warmup_steps=100, learning_rate=1e-3)
-            >>> [round(cfg.learning_rate_at(s) / 1e-3, 3) for s in (0, 99, 100, 550, 999)]
-            [0.01, 1.0, 1.0, 0.549, 0.1]
-        """
-        if step < self.warmup_steps:
-            return self.learning_rate * (step + 1) / self.warmup_steps
-        done = min(1.0, (step - self.warmup_steps) / max(1, self.steps - 1 - self.warmup_steps))
-        return self.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done)))
-
-    def command(self, out_dir: str | Path) -> str:
-        """The command that reruns this configuration: a ``ripbench train shapes`` line when every
-        changed field has a command-line flag, else the :func:`train_shapes` call.
-
-        Example:
-            >>> ShapesTrainingConfig(steps=10).command("w")
-            'ripbench train shapes --out w --steps 10'
-            >>> ShapesTrainingConfig(steps=10, num_images=50).command("w")
-            "train_shapes('w', num_images=50, steps=10)"
-        """
-        defaults = ShapesTrainingConfig()
-        changed = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(defaults, f.name)}
-        if set(changed) <= set(_CLI_FLAGS):
-            parts = ["ripbench", "train", "shapes", "--out", str(out_dir)]
-            for name, value in changed.items():
-                parts += [_CLI_FLAGS[name], ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
-            return " ".join(parts)
-        return f"train_shapes({str(out_dir)!r}, " + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"
-
-
-#: Config fields that ``ripbench train shapes`` exposes, and their flags.
-_CLI_FLAGS: dict[str, str] = {
-    "size": "--size", "steps": "--steps", "seed": "--seed", "batch_size": "--batch-size",
-    "learning_rate": "--lr", "num_threads": "--threads", "time_limit_s": "--time-limit",
-    "block_out_channels": "--channels",
-}
+from .config import ShapesTrainingConfig
+from .ema import ema_update, warmup_decay
 
 
 @dataclass
@@ -236,9 +135,9 @@ def _save(out_dir: Path, ema_unet: Any, scheduler: Any, config: ShapesTrainingCo
 
 def train_shapes(
     out_dir: str | Path,
-    size: int = 64,
-    steps: int = 3000,
-    seed: int = 0,
+    size: int = ShapesTrainingConfig.size,  # the config's defaults (which made the bundled weights)
+    steps: int = ShapesTrainingConfig.steps,
+    seed: int = ShapesTrainingConfig.seed,
     progress: bool = True,
     *,
     eval_samples: int = 0,
@@ -312,9 +211,7 @@ def train_shapes(
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-        decay = min(config.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(ema_params, params, 1 - decay)
+        ema_update(ema_params, params, warmup_decay(step, config.ema_decay))
         window.append(loss.item())
         all_losses.append(window[-1])
         elapsed = time.monotonic() - start
