@@ -212,16 +212,19 @@ def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], m
 
 
 def run_name_for(config: Any) -> str:
-    """A run name derived from what a config runs: its models and mask policies (``biharmonic_grid-32``).
+    """A run name derived from what a config runs: its models and mask policies, then the first 8 hex
+    digits of the config's fingerprint (``biharmonic_grid-32-1a2b3c4d``).
 
     ``ripbench run`` gives it to a run that changes a preset (``--model``, ``--mask``, ``-n``, ...)
     without ``--name``, so that the run never takes the preset's name (and the next plain run of
-    the preset never collides with it). The same command gets the same name, so it resumes.
+    the preset never collides with it). The same command gets the same name, so it resumes; two
+    configs that differ in anything that changes results (iterations, seeds, options, ...) get
+    different names, so neither is refused for the other's folder.
 
     >>> from ripbench.config import validate_config
     >>> run_name_for(validate_config({"models": ["biharmonic", {"name": "shapes-ddpm", "masks": [{"policy": "columns", "count": 3}]}],
-    ...                               "masks": [{"policy": "grid", "size": 32}]}))
-    'biharmonic+shapes-ddpm_grid-32+columns-3'
+    ...                               "masks": [{"policy": "grid", "size": 32}]}))  # doctest: +ELLIPSIS
+    'biharmonic+shapes-ddpm_grid-32+columns-3-...'
     """
     from .masks import build_mask_policy
 
@@ -236,8 +239,9 @@ def run_name_for(config: Any) -> str:
             if label not in labels:
                 labels.append(label)
     name = f"{models}_{'+'.join(labels)}"
-    return name if len(name) <= 128 else name[:119].rstrip("-._+=@,") + "+" + hashlib.sha256(
-        name.encode()).hexdigest()[:8]
+    if len(name) > 110:
+        name = name[:101].rstrip("-._+=@,") + "+" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name}-{config.fingerprint()[:8]}"
 
 
 def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:

@@ -702,7 +702,8 @@ def masks_for(
     """
     import torch
 
-    policies = [policy] * len(seeds) if isinstance(policy, MaskPolicy) else list(policy)
+    # one policy per item, or one (a MaskPolicy or any callable with its signature) for every item
+    policies: list[Any] = list(policy) if isinstance(policy, (list, tuple)) else [policy] * len(seeds)
     if len(policies) != len(seeds):
         raise ValueError(f"masks_for: {len(policies)} policies for {len(seeds)} seeds")
     stack = np.stack([p(height, width, iteration, int(s)) for p, s in zip(policies, seeds)])

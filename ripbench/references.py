@@ -35,6 +35,8 @@ ripbench.errors.ConfigError: model 'subprocess:getoutput' is the function subpro
 from __future__ import annotations
 
 import importlib
+import inspect
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -81,7 +83,9 @@ def model_factory(factory: F) -> F:
 
 def declared_factory_kind(obj: Any) -> str | None:
     """The kind :func:`declare_factory` declared ``obj`` a factory of, or ``None``."""
-    kind = getattr(obj, FACTORY_ATTRIBUTE, None)
+    if isinstance(obj, types.MethodType):  # a classmethod factory, bound by _step
+        obj = obj.__func__
+    kind = inspect.getattr_static(obj, FACTORY_ATTRIBUTE, None)
     return kind if isinstance(kind, str) else None
 
 
@@ -164,8 +168,36 @@ def resolve_reference(ref: str, expected: Expected, what: str = "reference", *,
         raise error(f"{where}: cannot import module {module_name!r}: "
                     f"{type(exc).__name__}: {exc}") from exc
     for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise error(f"{where}: module {module_name!r} has no attribute {attr!r}") from None
+        obj = _step(obj, part, f"{where}: module {module_name!r} has no attribute {attr!r}", error)
     return check_kind(obj, expected, ref, what, error=error)
+
+
+def _step(obj: Any, part: str, missing: str, error: type[RipbenchError]) -> Any:
+    """``obj.part`` without running code that the reference string chooses.
+
+    On a module, plain ``getattr`` (a module's own ``__getattr__`` is import-level code); on a class,
+    the attribute as stored (:func:`inspect.getattr_static`: no metaclass ``__getattr__``, no
+    property), static and class methods unwrapped; any other object is refused, because its
+    ``__getattr__`` could do anything the string asks (``ctypes:cdll.<path>`` would load a library).
+    """
+    if not part.isidentifier():
+        raise error(f"{missing}: {part!r} is not a Python name")
+    try:
+        if isinstance(obj, types.ModuleType):
+            return getattr(obj, part)
+        if isinstance(obj, type):
+            found = inspect.getattr_static(obj, part)
+            if isinstance(found, staticmethod):
+                return found.__func__
+            if isinstance(found, classmethod):
+                return types.MethodType(found.__func__, obj)
+            if hasattr(type(found), "__get__") and not isinstance(found, (types.FunctionType, type)):
+                raise error(f"{missing}: {part!r} is a {type(found).__name__} (only plain attributes are followed)")
+            return found
+    except AttributeError:
+        raise error(missing) from None
+    except RipbenchError:
+        raise
+    except Exception as exc:  # a module's __getattr__ that fails is one line, not a traceback
+        raise error(f"{missing}: {type(exc).__name__}: {exc}") from exc
+    raise error(f"{missing}: attributes are followed on modules and classes only, not on {describe(obj)}")

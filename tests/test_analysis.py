@@ -383,3 +383,31 @@ def test_one_public_way_to_load_runs():
     for gone in ("load_table", "load_runs"):
         assert gone not in ripbench.__all__ and not hasattr(ripbench, gone)
     assert not hasattr(analysis, "load")
+
+
+def test_collapse_facts_of_a_plugin_metric_survive_its_manifest() -> None:
+    """A plug-in metric known only from a run's manifest keeps its collapse threshold and +inf value."""
+    from ripbench.metrics.registry import adopt_recorded_specs, unregister_metric
+    from ripbench.metrics.spec import MetricSpec
+    from ripbench.run.experiment import _check_same
+
+    spec = MetricSpec(name="mydist", label="My distance", higher_is_better=False, range=(0.0, math.inf),
+                      identity=math.inf, compute=lambda a, b: a, collapse_threshold=12.0, inf_value=60.0)
+    record = {"metrics": ["mydist"], "mydist": {"spec": spec.describe()}}
+    try:
+        assert adopt_recorded_specs(record) == ["mydist"]
+        table = pd.DataFrame({"trajectory_id": ["a", "a"], "iteration": [0, 1], "mydist_orig": [math.inf, 20.0]})
+        rule = analysis.collapse_rule(table)
+        assert rule.metric == "mydist_orig" and rule.threshold == 12.0
+        from ripbench.metrics.registry import get_metric_spec
+
+        assert get_metric_spec("mydist").inf_value == 60.0
+    finally:
+        unregister_metric("mydist")
+    # the analysis facts do not block resuming a run recorded before they were written
+    old = {"metrics": ["mydist"], "mydist": {"spec": {k: v for k, v in spec.describe().items() if k not in ("collapse_threshold",
+                                                                                        "inf_value")}}}
+    _check_same(old, record, "metrics", resuming=True)
+    with pytest.raises(ResultsError):
+        _check_same(old, {**record, "mydist": {"spec": {**spec.describe(), "label": "other"}}}, "metrics",
+                    resuming=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -201,9 +202,10 @@ def test_quick_preset_runs_photos_and_the_bundled_diffusion_model(tmp_path):
     import ripbench
 
     # the preset changed (-n 2, ...) and no --name: named after what it runs, never "quick"
-    assert [p.name for p in (tmp_path / "res").iterdir() if p.is_dir()] == [
-        "biharmonic+shapes-ddpm_grid-16+grid-32+grid-64+columns-3"]
-    table = ripbench.load(tmp_path / "res" / "biharmonic+shapes-ddpm_grid-16+grid-32+grid-64+columns-3")
+    runs = [p for p in (tmp_path / "res").iterdir() if p.is_dir()]
+    assert len(runs) == 1 and re.fullmatch(r"biharmonic\+shapes-ddpm_grid-16\+grid-32\+grid-64\+columns-3-[0-9a-f]{8}",
+                                           runs[0].name), runs
+    table = ripbench.load(runs[0])
     assert set(table["model"]) == {"biharmonic", "shapes-ddpm"}
     shapes = table[table["model"] == "shapes-ddpm"]
     later = shapes[shapes["iteration"] > 0]  # 10 steps: t = 200, 100, 0 lie in sigma [0, 1] (0.72, 0.34, 0.01)
@@ -229,7 +231,20 @@ def test_a_changed_preset_is_named_after_what_it_runs(monkeypatch, args, name):
     monkeypatch.setattr(ripbench.cli, "_run_and_report", lambda config, **kw: seen.append(config.name))
     res = CliRunner().invoke(main, ["run", *args])
     assert res.exit_code == 0, res.output
-    assert seen == [name]
+    assert len(seen) == 1 and (seen[0] == name or re.fullmatch(re.escape(name) + "-[0-9a-f]{8}", seen[0])), seen
+    assert ("_" in name) == (seen[0] != name)  # derived names (model_masks) end in the config's fingerprint
+
+
+def test_derived_names_differ_with_the_config_and_repeat_with_the_command(monkeypatch):
+    import ripbench.cli
+
+    seen = []
+    monkeypatch.setattr(ripbench.cli, "_run_and_report", lambda config, **kw: seen.append(config.name))
+    shapes = ["--model", "shapes-ddpm", "--model-opt"]
+    for args in (["-n", "3"], ["-n", "4"], ["-n", "3"], ["--seeds", "0,1"], [*shapes, "steps=10"], [*shapes, "steps=50"]):
+        res = CliRunner().invoke(main, ["run", *args])
+        assert res.exit_code == 0, res.output
+    assert seen[0] == seen[2] and len(set(seen)) == 5, seen  # -n 3 twice: one name; every other config its own
 
 
 def test_a_config_file_keeps_its_own_name(tmp_path, monkeypatch):
@@ -241,7 +256,7 @@ def test_a_config_file_keeps_its_own_name(tmp_path, monkeypatch):
     (tmp_path / "unnamed.yaml").write_text("models: [biharmonic]\n")
     for file in ("named.yaml", "unnamed.yaml"):
         assert CliRunner().invoke(main, ["run", str(tmp_path / file), "--preset", "quick"]).exit_code == 0
-    assert seen == ["quick", "biharmonic_grid-16+grid-32+grid-64"]
+    assert seen[0] == "quick" and re.fullmatch(r"biharmonic_grid-16\+grid-32\+grid-64-[0-9a-f]{8}", seen[1]), seen
 
 
 def test_model_run_does_not_take_the_presets_folder_and_collisions_are_still_refused(tmp_path):
@@ -250,10 +265,13 @@ def test_model_run_does_not_take_the_presets_folder_and_collisions_are_still_ref
     first = _invoke([*args, "-n", "1"], tmp_path)
     assert first.exit_code == 0, first.output
     runs = sorted(p.name for p in (tmp_path / "res").iterdir() if p.is_dir())
-    assert runs == ["biharmonic_grid-8"]
+    assert len(runs) == 1 and re.fullmatch(r"biharmonic_grid-8-[0-9a-f]{8}", runs[0]), runs
     again = _invoke([*args, "-n", "1"], tmp_path)  # the same command: the same name, resumed
     assert again.exit_code == 0 and "resumed: 1 finished trajectories were skipped" in again.output, again.output
-    other = _invoke([*args, "-n", "2"], tmp_path)  # another config, same models and masks: refused, one line
+    other = _invoke([*args, "-n", "2"], tmp_path)  # another config: its own folder, the first run kept
+    assert other.exit_code == 0, other.output
+    assert len([p for p in (tmp_path / "res").iterdir() if p.is_dir()]) == 2
+    other = _invoke([*args, "-n", "3", "--name", runs[0]], tmp_path)  # asked for the taken name: refused, one line
     assert other.exit_code == 2, other.output
     lines = [line for line in other.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "holds a run made with a different config" in lines[0]

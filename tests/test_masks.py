@@ -335,6 +335,9 @@ def test_masks_for_one_policy_per_item_as_the_run_loop_does() -> None:
         assert np.array_equal(batch[i, 0].numpy().astype(bool), policy(32, 40, 3, seed))
     with pytest.raises(ValueError, match="2 policies for 3 seeds"):
         masks_for(policies[:2], 32, 40, 3, [5, 6, 7])
+    # a plain callable (not a MaskPolicy subclass) is one policy for every item, as before
+    half = masks_for(lambda h, w, it, seed: np.arange(h * w).reshape(h, w) % 2 == 0, 4, 4, 0, [1, 2])
+    assert half.shape == (2, 1, 4, 4) and float(half.mean()) == 0.5
 
 
 def test_masks_for_shape_values_and_batch_independence() -> None:

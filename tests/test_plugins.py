@@ -152,3 +152,63 @@ def test_shared_config_cannot_run_a_command(tmp_path):
     lines = [line for line in res.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "subprocess.getoutput" in lines[0] and "refused without calling it" in lines[0]
     assert not marker.exists()
+
+
+RECORDING_OBJECTS = """
+CALLS = []
+
+
+class Loader:
+    def __getattr__(self, name):
+        CALLS.append(name)
+        return lambda **options: None
+
+
+class Meta(type):
+    def __getattr__(cls, name):
+        CALLS.append(name)
+        return lambda **options: None
+
+
+class WithMeta(metaclass=Meta):
+    @property
+    def prop(self):
+        CALLS.append("prop")
+
+
+loader = Loader()
+"""
+
+
+@pytest.mark.parametrize("attr, fragment", [
+    ("loader.anything", "attributes are followed on modules and classes only, not on a Loader"),
+    ("WithMeta.anything", "has no attribute"),
+    ("WithMeta.prop", "is a property"),
+    ("loader.", "is not a Python name"),
+    ("loader.a/b", "is not a Python name"),
+])
+def test_references_run_no_code_the_string_chooses(tmp_path, monkeypatch, attr, fragment):
+    """Getting an attribute of an object can run its code (``ctypes:cdll.<path>`` would load a library):
+    references step through modules and classes only, and read class attributes as stored."""
+    (tmp_path / "ripbench_getattr_recorder.py").write_text(RECORDING_OBJECTS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    module = importlib.import_module("ripbench_getattr_recorder")
+    try:
+        with pytest.raises(ModelNotFoundError, match=fragment):
+            create_inpainter(f"ripbench_getattr_recorder:{attr}")
+        assert module.CALLS == []
+    finally:
+        sys.modules.pop("ripbench_getattr_recorder", None)
+
+
+def test_ctypes_loader_reference_loads_nothing(tmp_path, monkeypatch):
+    import ctypes
+
+    monkeypatch.chdir(tmp_path)
+    loaded = []
+    monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: loaded.append(a))
+    with pytest.raises(ModelNotFoundError, match="not on a LibraryLoader"):
+        create_inpainter("ctypes:cdll.payload")
+    assert loaded == []

@@ -230,6 +230,9 @@ def adopt_recorded_specs(record: dict[str, Any] | None) -> list[str]:
             range=(low, high), identity=float(recorded.get("identity", "nan")) if "identity" in recorded else low,
             compute=_not_installed(name), units=recorded.get("units", ""),
             regions=tuple(recorded.get("regions", ())), description=recorded.get("description", "") +
-            " (from a run's manifest; plug-in not installed)"))
+            " (from a run's manifest; plug-in not installed)",
+            collapse_threshold=None if recorded.get("collapse_threshold") is None
+            else float(recorded["collapse_threshold"]),
+            inf_value=float(recorded.get("inf_value", 100.0))))
         adopted.append(name)
     return adopted

@@ -296,4 +296,6 @@ class MetricSpec:
             "identity": self.identity if math.isfinite(self.identity) else str(self.identity),
             "units": self.units, "regions": list(self.regions), "description": self.description,
             "options": {k: {"default": d, "help": h} for k, (d, h) in self.options.items()},
+            # analysis facts, not result facts: a resume ignores them (run/experiment.py, ANALYSIS_ONLY)
+            "collapse_threshold": self.collapse_threshold, "inf_value": self.inf_value,
         }

@@ -98,14 +98,19 @@ def metric_suite(config: ExperimentConfig, device: torch.device) -> MetricSuite:
         return MetricSuite(names=names, options={n: options[n] for n in names}, device=device)
 
 
+#: Manifest keys that do not change a run's rows: where files or devices live, and the analysis facts
+#: of a metric spec (its default collapse threshold, what +inf counts as).
+ANALYSIS_ONLY = ("device", "weights_source", "weights_origin", "collapse_threshold", "inf_value")
+
+
 def _check_same(before: dict[str, Any] | None, current: dict[str, Any], what: str, resuming: bool) -> None:
     """Refuse to add rows made with other settings (dtype, weights, metrics) to a run being resumed."""
     if not resuming or not before:
         return
 
-    def strip(d: Any) -> Any:  # where files or devices live does not change results
+    def strip(d: Any) -> Any:
         if isinstance(d, dict):
-            return {k: strip(v) for k, v in d.items() if k not in ("device", "weights_source", "weights_origin")}
+            return {k: strip(v) for k, v in d.items() if k not in ANALYSIS_ONLY}
         return d
 
     old = strip(json.loads(json.dumps(before, default=str)))
