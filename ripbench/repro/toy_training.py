@@ -169,10 +169,13 @@ def train(folder: str | Path, recipe: AuthorsRecipe | None = None, *, until_step
     params = list(model.parameters())
     ema = [p.detach().clone() for p in params]
     log: dict[str, Any] = {"recipe": asdict(recipe), "step": 0, "items": 0, "seconds": 0.0, "loss": [],
-                           "snapshots": [], "torch": torch.__version__, "threads": torch.get_num_threads()}
+                           "snapshots": [], "torch": str(torch.__version__), "threads": torch.get_num_threads()}
     state_path = folder / STATE_FILE
     if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        from torch.torch_version import TorchVersion
+
+        with torch.serialization.safe_globals([TorchVersion]):  # tensors and plain data only: no pickled code
+            state = torch.load(state_path, weights_only=True)
         changed = sorted(k for k in _TRAINING_FIELDS if state["recipe"].get(k) != asdict(recipe)[k])
         if changed:
             raise ConfigError(f"{folder} holds a training run of another recipe (differs in {', '.join(changed)}); "
