@@ -11,6 +11,9 @@ graphics for papers; PNGs are written at :data:`DPI`). All figures share one sty
 (:data:`STYLE`): a text width of :data:`FULL_WIDTH` inches, 8-9 pt fonts, legends outside the
 axes, no titles above the figure (the report and a paper give captions).
 
+One responsibility, which is why the module is long: every figure ripbench draws, and only that
+(the figures share the style, the atomic multi-format writer and the axis helpers).
+
 * :func:`collapse_curves` - mean metric vs iteration per group, 95% bootstrap band;
 * :func:`survival_curves` - share of trajectories not yet collapsed (Kaplan-Meier);
 * :func:`model_comparison` - one panel per mask size, one line per model;

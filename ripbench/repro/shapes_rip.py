@@ -32,6 +32,8 @@ against valid generations with the same number of shapes in the repainted region
 the score's residual after the foreground area. Each noise band of ``bands`` is one run.
 
 Run it as ``ripbench repro shapes-rip``; :func:`run_shapes_rip` is the library entry point.
+The module holds this one reproduction (its config, the content baselines it adds, its tables and
+its report), which is why it is long; the statistics live in :mod:`ripbench.hallucination`.
 """
 
 from __future__ import annotations
