@@ -36,9 +36,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 import types
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from .errors import ConfigError, RipbenchError
@@ -201,3 +205,21 @@ def _step(obj: Any, part: str, missing: str, error: type[RipbenchError]) -> Any:
     except Exception as exc:  # a module's __getattr__ that fails is one line, not a traceback
         raise error(f"{missing}: {type(exc).__name__}: {exc}") from exc
     raise error(f"{missing}: attributes are followed on modules and classes only, not on {describe(obj)}")
+
+
+def plugin_references(group: str, builtins: Iterable[str], kind: str) -> dict[str, str]:
+    """Name -> ``module:attr`` of every entry point of ``group`` (nothing is imported), without those
+    named like a built-in (each ignored with a warning naming it). Read again whenever ``sys.path``
+    changes, so that a package installed in this session is seen at once."""
+    return _plugin_references(group, frozenset(builtins), kind, tuple(sys.path))
+
+
+@lru_cache(maxsize=8)
+def _plugin_references(group: str, builtins: frozenset[str], kind: str, path: tuple[str, ...]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for ep in entry_points(group=group):
+        if ep.name in builtins:
+            warnings.warn(f"{kind} plug-in {ep.value!r} ignored: {ep.name!r} is a built-in {kind}", stacklevel=3)
+            continue
+        found[ep.name] = ep.value
+    return found

@@ -30,15 +30,13 @@ ripbench.errors.ConfigError: unknown detector 'nope'; available: x0-variance, x0
 from __future__ import annotations
 
 import sys
-import warnings
 from collections.abc import Sequence
 from functools import lru_cache
-from importlib.metadata import entry_points
 from typing import Any
 
 from ripbench.detectors.spec import NEEDS, DetectorBatch, DetectorSpec
 from ripbench.errors import ConfigError
-from ripbench.references import Expected, resolve_reference
+from ripbench.references import Expected, plugin_references, resolve_reference
 
 __all__ = [
     "BUILTIN_DETECTORS",
@@ -87,18 +85,8 @@ def unregister_detector(name: str) -> None:
 
 
 def _plugin_refs() -> dict[str, str]:
-    return _plugin_refs_for(tuple(sys.path))  # a changed sys.path (a new install) is seen at once
+    return plugin_references(ENTRY_POINT_GROUP, BUILTIN_DETECTORS, "detector")
 
-
-@lru_cache(maxsize=4)
-def _plugin_refs_for(path: tuple[str, ...]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in BUILTIN_DETECTORS:
-            warnings.warn(f"detector plug-in {ep.value!r} ignored: {ep.name!r} is a built-in detector", stacklevel=2)
-            continue
-        found[ep.name] = ep.value
-    return found
 
 
 def available_detectors() -> dict[str, str]:

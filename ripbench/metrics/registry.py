@@ -26,15 +26,13 @@ from __future__ import annotations
 
 import math
 import sys
-import warnings
 from collections.abc import Iterable
 from functools import lru_cache
-from importlib.metadata import entry_points
 from typing import Any
 
 from ripbench.errors import ConfigError
 from ripbench.metrics.spec import REGIONS, MetricSpec
-from ripbench.references import Expected, resolve_reference
+from ripbench.references import Expected, plugin_references, resolve_reference
 
 __all__ = [
     "BUILTIN_METRICS",
@@ -83,7 +81,7 @@ def register_metric(spec: MetricSpec) -> MetricSpec:
 
 
 def _plugin_refs() -> dict[str, str]:
-    return _plugin_refs_for(tuple(sys.path))  # a changed sys.path (a new install) is seen at once
+    return plugin_references(ENTRY_POINT_GROUP, BUILTIN_METRICS, "metric")
 
 
 def unregister_metric(name: str) -> None:
@@ -91,16 +89,6 @@ def unregister_metric(name: str) -> None:
     _REGISTERED.pop(name, None)
     _lookup_for.cache_clear()
 
-
-@lru_cache(maxsize=4)
-def _plugin_refs_for(path: tuple[str, ...]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in BUILTIN_METRICS:
-            warnings.warn(f"metric plug-in {ep.value!r} ignored: {ep.name!r} is a built-in metric", stacklevel=2)
-            continue
-        found[ep.name] = ep.value
-    return found
 
 
 def available_metrics() -> dict[str, str]:
