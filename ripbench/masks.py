@@ -652,8 +652,9 @@ def mask_spec_models() -> dict[str, type[MaskSpec]]:
 
 
 @functools.cache
-def _spec_adapter() -> TypeAdapter[Any]:
-    union: Any = Union[tuple(mask_spec_models().values())]  # noqa: UP007
+def _spec_adapter(policies: tuple[type[MaskPolicy], ...]) -> TypeAdapter[Any]:
+    """The discriminated union of the policies' spec models (cached per set of registered policies)."""
+    union: Any = Union[tuple(spec_model(cls) for cls in policies)]  # noqa: UP007
     tagged: Any = Annotated[union, Field(discriminator="policy")]
     return TypeAdapter(tagged)
 
@@ -693,7 +694,7 @@ def check_mask_spec(spec: Any, model: type[MaskSpec] | None = None) -> MaskSpec:
     try:
         if model is not None:
             return model.model_validate(spec)
-        return _spec_adapter().validate_python(spec)
+        return _spec_adapter(tuple(MASK_POLICIES.values())).validate_python(spec)
     except ValidationError as exc:
         errors = [_clean_error(err, spec, model) for err in exc.errors()]
         raise ValidationError.from_exception_data("mask spec", errors) from None
