@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -28,11 +28,13 @@ from pydantic import (
     NonNegativeInt,
     ValidationError,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_validator,
 )
 
-from .errors import ConfigError
+from .errors import ConfigError, describe_validation_error
 from .inputs import Fit
 from .metrics.catalog import LpipsNet
 from .presets import DEFAULT_PRESET, preset_names, preset_text
@@ -72,11 +74,17 @@ class InputsConfig(_Strict):
         return self
 
 
-def _check_mask_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    from .masks import build_mask_policy
+def _check_mask_spec(spec: Any, handler: ValidatorFunctionWrapHandler) -> dict[str, Any]:
+    """Validate a mask spec with its policy's pydantic model (:func:`ripbench.masks.check_mask_spec`);
+    errors name the field (``masks.0.size``). The spec is kept as written (the fingerprint hashes it)."""
+    from .masks import check_mask_spec
 
-    build_mask_policy(spec)  # raises ConfigError naming the bad field
-    return spec
+    check_mask_spec(spec)
+    return handler(spec)
+
+
+#: A mask spec such as ``{"policy": "grid", "size": 64}``, checked by the discriminated union of policy models.
+MaskSpecDict = Annotated[dict[str, Any], WrapValidator(_check_mask_spec)]
 
 
 class ModelConfig(_Strict):
@@ -94,7 +102,7 @@ class ModelConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     label: str | None = None
     inputs: InputsConfig | None = None
-    masks: list[dict[str, Any]] | None = None
+    masks: list[MaskSpecDict] | None = None
     size: int | None = Field(default=None, ge=8)
 
     @model_validator(mode="before")
@@ -125,11 +133,6 @@ class ModelConfig(_Strict):
             f"unknown model {name!r}; known models: {', '.join(available_inpainters())}; "
             "or give 'package.module:factory', a Hugging Face id 'org/name' or a local diffusers folder"
         )
-
-    @field_validator("masks")
-    @classmethod
-    def _masks(cls, masks: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
-        return None if masks is None else [_check_mask_spec(m) for m in masks]
 
     @property
     def display_name(self) -> str:
@@ -265,7 +268,7 @@ class ExperimentConfig(_Strict):
     fit: Fit = "center-crop"
     seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0])
     inputs: InputsConfig = Field(default_factory=InputsConfig)
-    masks: list[dict[str, Any]] = Field(default_factory=lambda: [{"policy": "grid", "size": 64}])
+    masks: list[MaskSpecDict] = Field(default_factory=lambda: [{"policy": "grid", "size": 64}])
     models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig(name="biharmonic")])
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     hallucination: HallucinationConfig = Field(default_factory=HallucinationConfig)
@@ -287,7 +290,7 @@ class ExperimentConfig(_Strict):
     def _masks(cls, masks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not masks:
             raise ValueError("at least one mask policy is needed")
-        return [_check_mask_spec(m) for m in masks]
+        return masks
 
     @field_validator("seeds")
     @classmethod
@@ -358,16 +361,7 @@ class ExperimentConfig(_Strict):
 
 
 def _format_validation_error(exc: ValidationError, source: str) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-"))
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field"
-        elif err["type"] == "literal_error":
-            msg = msg.replace("Input should be", "must be")
-        parts.append(f"{loc or '(top level)'}: {msg}")
-    return f"invalid config{source}: " + "; ".join(parts)
+    return f"invalid config{source}: {describe_validation_error(exc)}"
 
 
 def validate_config(data: dict[str, Any], source: str = "") -> ExperimentConfig:

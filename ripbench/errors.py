@@ -7,6 +7,11 @@ and exits with status 2; everything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 def add_note(exc: BaseException, note: str) -> None:
     """``exc.add_note(note)``, also on Python 3.10 (no ``add_note`` there; the note is kept in ``__notes__``).
@@ -19,6 +24,23 @@ def add_note(exc: BaseException, note: str) -> None:
         method(note)
     else:  # pragma: no cover - Python 3.10
         setattr(exc, "__notes__", [*getattr(exc, "__notes__", []), note])  # noqa: B010
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """A pydantic error as one line, ``field.sub: message; ...`` (the words of every config error).
+
+    Used for the experiment config and for mask specs, so both read the same way.
+    """
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-"))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif err["type"] == "literal_error":
+            msg = msg.replace("Input should be", "must be")
+        parts.append(f"{loc or '(top level)'}: {msg}")
+    return "; ".join(parts)
 
 
 class RipbenchError(Exception):

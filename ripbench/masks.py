@@ -36,17 +36,33 @@ import functools
 import math
 import os
 import re
+import sys
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, get_type_hints
 
 import numpy as np
 from PIL import Image
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, describe_validation_error
 from .io import atomic_save, open_image
 
 if TYPE_CHECKING:  # torch is imported by the functions that make tensors, not to validate a mask spec
@@ -62,6 +78,9 @@ __all__ = [
     "FolderMask",
     "ColumnsMask",
     "build_mask_policy",
+    "check_mask_spec",
+    "mask_spec_models",
+    "MaskSpec",
     "mask_stats_batch",
     "masks_for",
     "generate_mask_set",
@@ -70,47 +89,32 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------------
-# Parameter checks shared by the policies (raise ConfigError naming the field)
+# Parameter types: each dataclass field is annotated with its pydantic constraints, and the
+# pydantic model of a policy's spec (:func:`mask_spec_models`) is built from those fields, so
+# the parameters, their defaults and their checks have one home.
 # --------------------------------------------------------------------------------------------------
 
-
-def _check_int(policy: str, name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ConfigError(f"mask policy '{policy}': '{name}' must be an integer, got {value!r}.")
-    if value < minimum:
-        raise ConfigError(f"mask policy '{policy}': '{name}' must be >= {minimum}, got {value}.")
-    return int(value)
-
-
-def _check_float(policy: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"mask policy '{policy}': '{name}' must be a number, got {value!r}.")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ConfigError(f"mask policy '{policy}': '{name}' must be finite, got {value}.")
-    return value
+#: A whole number (not a bool, not a float such as 6.4).
+_Int = Annotated[int, Strict()]
+#: An area fraction in (0, 1).
+_Fraction = Annotated[float, Strict(), Field(gt=0.0, lt=1.0)]
+#: An aspect ratio (width / height): finite and > 0.
+_Aspect = Annotated[float, Strict(), Field(gt=0.0, allow_inf_nan=False)]
 
 
-def _check_fraction(policy: str, name: str, value: Any) -> float:
-    value = _check_float(policy, name, value)
-    if not 0.0 < value < 1.0:
-        raise ConfigError(f"mask policy '{policy}': '{name}' must be in (0, 1), got {value}.")
-    return value
+def _aspect_pair(value: Any) -> Any:
+    """A single aspect ``a`` means ``[a, a]``."""
+    return value if isinstance(value, (list, tuple)) else (value, value)
 
 
-def _check_choice(policy: str, name: str, value: Any, allowed: Sequence[str]) -> str:
-    if value not in allowed:
-        raise ConfigError(
-            f"mask policy '{policy}': '{name}' must be one of {', '.join(allowed)}; got {value!r}."
-        )
-    return str(value)
+def _ordered(pair: tuple[float, float]) -> tuple[float, float]:
+    if pair[0] > pair[1]:
+        raise ValueError(f"low {pair[0]} is greater than high {pair[1]}")
+    return pair
 
 
-def _check_aspect(policy: str, value: Any) -> float:
-    value = _check_float(policy, "aspect", value)
-    if value <= 0:
-        raise ConfigError(f"mask policy '{policy}': 'aspect' (width / height) must be > 0, got {value}.")
-    return value
+def _fspath(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 # --------------------------------------------------------------------------------------------------
@@ -133,6 +137,13 @@ class MaskPolicy(ABC):
     @abstractmethod
     def label(self) -> str:
         """Short file-name-safe identifier, e.g. ``"grid-64"``, used in paths and result columns."""
+
+    def __post_init__(self) -> None:
+        """Check (and normalise) the parameters through the policy's pydantic spec model."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        spec = _validate_spec({"policy": self.name, **values}, spec_model(type(self)))
+        for key in values:
+            object.__setattr__(self, key, getattr(spec, key))
 
     def params(self) -> dict[str, Any]:
         """The policy's parameters as a JSON-serialisable dict (without the policy name)."""
@@ -199,12 +210,10 @@ class GridMask(MaskPolicy):
     masked. ``size`` larger than the image, or a single cell covering the whole image, is an error.
     """
 
-    size: int = 64
+    size: Annotated[_Int, Field(ge=1)] = 64
     name: ClassVar[str] = "grid"
     main_param: ClassVar[str] = "size"
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "size", _check_int(self.name, "size", self.size, 1))
 
     @property
     def label(self) -> str:
@@ -257,22 +266,11 @@ class BoxMask(MaskPolicy):
     exact up to rounding to whole pixels (at most half a box side, e.g. 0.6% for a 10% box at 256x256).
     """
 
-    area: float = 0.1
-    aspect: tuple[float, float] = (0.5, 2.0)
+    area: _Fraction = 0.1
+    aspect: Annotated[tuple[_Aspect, _Aspect], BeforeValidator(_aspect_pair), AfterValidator(_ordered)] = (0.5, 2.0)
     name: ClassVar[str] = "box"
     main_param: ClassVar[str] = "area"
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "area", _check_fraction(self.name, "area", self.area))
-        aspect = self.aspect
-        if not isinstance(aspect, (list, tuple)):
-            aspect = (aspect, aspect)
-        if len(aspect) != 2:
-            raise ConfigError(f"mask policy 'box': 'aspect' must be [low, high], got {self.aspect!r}.")
-        low, high = (_check_aspect(self.name, a) for a in aspect)
-        if low > high:
-            raise ConfigError(f"mask policy 'box': 'aspect' low {low} is greater than high {high}.")
-        object.__setattr__(self, "aspect", (low, high))
 
     @property
     def label(self) -> str:
@@ -299,14 +297,11 @@ class CenterMask(MaskPolicy):
     """A centred box of area fraction ``area`` and aspect ratio ``aspect`` (width / height); the
     same box at every iteration (seed and iteration are ignored)."""
 
-    area: float = 0.25
-    aspect: float = 1.0
+    area: _Fraction = 0.25
+    aspect: _Aspect = 1.0
     name: ClassVar[str] = "center"
     main_param: ClassVar[str] = "area"
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "area", _check_fraction(self.name, "area", self.area))
-        object.__setattr__(self, "aspect", _check_aspect(self.name, self.aspect))
 
     @property
     def label(self) -> str:
@@ -334,12 +329,10 @@ class ColumnsMask(MaskPolicy):
     wide, three 21-px columns: triangle | square | pentagon).
     """
 
-    count: int = 3
+    count: Annotated[_Int, Field(ge=2)] = 3
     name: ClassVar[str] = "columns"
     main_param: ClassVar[str] = "count"
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "count", _check_int(self.name, "count", self.count, 2))
 
     @property
     def label(self) -> str:
@@ -424,12 +417,10 @@ class StrokesMask(MaskPolicy):
     the upper bound; it reaches the lower bound except in rare cases on tiny images.
     """
 
-    width: str = "medium"
+    width: Literal["thin", "medium", "thick"] = "medium"
     name: ClassVar[str] = "strokes"
     main_param: ClassVar[str] = "width"
 
-    def __post_init__(self) -> None:
-        _check_choice(self.name, "width", self.width, tuple(_STROKE_STYLES))
 
     @property
     def label(self) -> str:
@@ -558,19 +549,12 @@ class FolderMask(MaskPolicy):
     cached (the cache is refreshed when the folder's modification time changes).
     """
 
-    path: str = "masks"
-    order: str = "cycle"
-    resize: bool = False
+    path: Annotated[str, StringConstraints(min_length=1), BeforeValidator(_fspath)] = "masks"
+    order: Literal["cycle", "random"] = "cycle"
+    resize: StrictBool = False
     name: ClassVar[str] = "folder"
     main_param: ClassVar[str] = "path"
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.path, (str, os.PathLike)) or not str(self.path):
-            raise ConfigError(f"mask policy 'folder': 'path' must be a folder path, got {self.path!r}.")
-        object.__setattr__(self, "path", str(self.path))
-        _check_choice(self.name, "order", self.order, ("cycle", "random"))
-        if not isinstance(self.resize, bool):
-            raise ConfigError(f"mask policy 'folder': 'resize' must be true or false, got {self.resize!r}.")
 
     @property
     def label(self) -> str:
@@ -610,31 +594,134 @@ MASK_POLICIES: dict[str, type[MaskPolicy]] = {
 }
 
 
+class MaskSpec(BaseModel):
+    """Base of the pydantic model of one policy's spec (``policy`` plus the policy's parameters).
+
+    The models themselves are made from the policy dataclasses by :func:`mask_spec_models`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_numbers(cls, data: Any) -> Any:
+        """NumPy scalars (``np.int64(64)``) count as the Python numbers they hold."""
+        if isinstance(data, dict):
+            return {k: v.item() if isinstance(v, np.generic) else v for k, v in data.items()}
+        return data
+
+
+def _field_types(cls: type[MaskPolicy]) -> dict[str, Any]:
+    """The dataclass fields' types; for a class whose hints do not all resolve (a class defined in a
+    function), each field on its own, ``Any`` where it cannot be resolved."""
+    try:
+        return get_type_hints(cls, include_extras=True)
+    except (NameError, TypeError):
+        namespace = vars(sys.modules[cls.__module__]) if cls.__module__ in sys.modules else {}
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            try:
+                out[f.name] = eval(f.type, dict(namespace)) if isinstance(f.type, str) else f.type  # noqa: S307
+            except Exception:
+                out[f.name] = Any
+        return out
+
+
+@functools.cache
+def spec_model(cls: type[MaskPolicy]) -> type[MaskSpec]:
+    """The pydantic model of a policy class's spec, built from its dataclass fields (types, constraints, defaults).
+
+    Works for policy classes written outside ripbench too (a field of any type is accepted as is
+    unless it carries pydantic constraints).
+    """
+    fields: dict[str, Any] = {"policy": (Literal[cls.name], cls.name)}
+    hints = _field_types(cls)
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.default is not dataclasses.MISSING:
+            fields[f.name] = (hints[f.name], f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            fields[f.name] = (hints[f.name], Field(default_factory=f.default_factory))
+        else:
+            fields[f.name] = (hints[f.name], ...)
+    return create_model(f"{cls.__name__}Spec", __base__=MaskSpec, **fields)
+
+
+def mask_spec_models() -> dict[str, type[MaskSpec]]:
+    """The pydantic model of each registered policy's spec, by policy name (``policy`` is the union's tag)."""
+    return {name: spec_model(cls) for name, cls in MASK_POLICIES.items()}
+
+
+@functools.cache
+def _spec_adapter(policies: tuple[type[MaskPolicy], ...]) -> TypeAdapter[Any]:
+    """The discriminated union of the policies' spec models (cached per set of registered policies)."""
+    union: Any = Union[tuple(spec_model(cls) for cls in policies)]  # noqa: UP007
+    tagged: Any = Annotated[union, Field(discriminator="policy")]
+    return TypeAdapter(tagged)
+
+
+def _clean_error(err: Any, spec: Any, model: type[MaskSpec] | None) -> InitErrorDetails:
+    """One pydantic error of a mask spec, said the way config errors are said (``size: ...``)."""
+    names = ", ".join(MASK_POLICIES)
+    kind, loc = err["type"], tuple(err["loc"])
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        got = f"; got {spec.get('policy')!r}" if kind == "union_tag_invalid" else " (missing)"
+        message = f"must be one of {names}{got}"
+        return {"type": PydanticCustomError("mask_policy", message), "loc": ("policy",), "input": spec}
+    if not loc and kind in ("model_attributes_type", "dict_type", "model_type"):
+        message = f"must be a mapping like {{'policy': 'grid', 'size': 64}}, got {spec!r}"
+        return {"type": PydanticCustomError("mask_spec_type", message), "loc": (), "input": spec}
+    if model is None and loc and isinstance(spec, dict) and loc[0] == spec.get("policy"):
+        loc = loc[1:]  # pydantic puts the union's tag first
+    if kind == "extra_forbidden":
+        fields = (model or mask_spec_models()[spec["policy"]]).model_fields
+        allowed = ", ".join(k for k in fields if k != "policy")
+        return {"type": PydanticCustomError("unknown_mask_parameter", f"unknown field; allowed: {allowed}"),
+                "loc": loc, "input": err["input"]}
+    return {"type": PydanticCustomError(kind, err["msg"]), "loc": loc, "input": err["input"]}
+
+
+def check_mask_spec(spec: Any, model: type[MaskSpec] | None = None) -> MaskSpec:
+    """Validate a spec dict such as ``{"policy": "grid", "size": 64}`` into its policy's :class:`MaskSpec`.
+
+    ``model`` checks against one policy's model (default: the union of the registered policies,
+    told apart by ``policy``). Raises pydantic's :class:`~pydantic.ValidationError` with locations
+    relative to the spec (``size``, ``policy``), so a config that holds the spec reports
+    ``masks.0.size: ...``.
+
+    >>> check_mask_spec({"policy": "grid", "size": 32}).size
+    32
+    """
+    try:
+        if model is not None:
+            return model.model_validate(spec)
+        return _spec_adapter(tuple(MASK_POLICIES.values())).validate_python(spec)
+    except ValidationError as exc:
+        errors = [_clean_error(err, spec, model) for err in exc.errors()]
+        raise ValidationError.from_exception_data("mask spec", errors) from None
+
+
+def _validate_spec(spec: Any, model: type[MaskSpec] | None = None) -> MaskSpec:
+    try:
+        return check_mask_spec(spec, model)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid mask spec: {describe_validation_error(exc)}") from None
+
+
 def build_mask_policy(spec: dict[str, Any] | MaskPolicy) -> MaskPolicy:
     """Build a policy from a spec dict such as ``{"policy": "grid", "size": 64}``.
 
     Missing parameters take their defaults. An unknown policy, an unknown parameter or an invalid
-    value raises :class:`ConfigError` naming the field and what is allowed. A policy passes through.
+    value raises :class:`ConfigError` naming the field and what is allowed, in the same words as
+    a config error (``invalid mask spec: size: ...``). A policy passes through.
 
     >>> build_mask_policy({"policy": "strokes", "width": "thin"}).label
     'strokes-thin'
     """
     if isinstance(spec, MaskPolicy):
         return spec
-    if not isinstance(spec, dict):
-        raise ConfigError(f"mask spec must be a mapping like {{'policy': 'grid', 'size': 64}}, got {spec!r}.")
-    params = dict(spec)
-    name = params.pop("policy", None)
-    if not isinstance(name, str) or name not in MASK_POLICIES:
-        raise ConfigError(f"mask field 'policy' must be one of {', '.join(MASK_POLICIES)}; got {name!r}.")
-    cls = MASK_POLICIES[name]
-    allowed = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"mask policy '{name}': unknown parameter '{unknown[0]}'; allowed: {', '.join(allowed)}."
-        )
-    return cls(**params)
+    checked = _validate_spec(spec)
+    cls = MASK_POLICIES[checked.policy]  # type: ignore[attr-defined]
+    return cls(**{f.name: getattr(checked, f.name) for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -48,6 +48,36 @@ def test_rip_paper_preset_is_the_paper_protocol():
     assert cfg.metrics.lpips_net == "alex" and cfg.metrics.lpips_required
 
 
+@pytest.mark.parametrize(
+    "patch, line",
+    [
+        ({"iterations": 0}, "invalid config: iterations: Input should be greater than or equal to 1"),
+        ({"masks": [{"policy": "grid", "size": 0}]},
+         "invalid config: masks.0.size: Input should be greater than or equal to 1"),
+        ({"models": [{"name": "biharmonic", "masks": [{"policy": "columns", "count": 1}]}]},
+         "invalid config: models.0.masks.0.count: Input should be greater than or equal to 2"),
+        ({"itrations": 5}, "invalid config: itrations: unknown field"),
+        ({"masks": [{"policy": "grid", "sise": 8}]}, "invalid config: masks.0.sise: unknown field; allowed: size"),
+        ({"metrics": {"lpips_net": "resnet"}}, "invalid config: metrics.lpips_net: must be 'alex', 'vgg' or 'squeeze'"),
+        ({"masks": [{"policy": "strokes", "width": "huge"}]},
+         "invalid config: masks.0.width: must be 'thin', 'medium' or 'thick'"),
+        ({"masks": [{"policy": "hexagon"}]},
+         "invalid config: masks.0.policy: must be one of grid, box, center, strokes, folder, columns; got 'hexagon'"),
+    ],
+)
+def test_mask_spec_errors_read_like_any_config_error(patch, line):
+    """A bad mask spec and a bad top-level field give the same ``invalid config: field.path: message`` line."""
+    with pytest.raises(ConfigError) as info:
+        validate_config(patch)
+    assert str(info.value) == line
+
+
+def test_mask_specs_are_kept_as_written():
+    """Validation does not fill in defaults: the stored specs (and so the fingerprint) are the ones written."""
+    cfg = validate_config({"masks": [{"policy": "box", "area": 0.2}]})
+    assert cfg.masks == [{"policy": "box", "area": 0.2}]
+
+
 def test_default_is_quick():
     assert load_config().name == "quick"
 

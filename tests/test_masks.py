@@ -18,10 +18,13 @@ from ripbench.masks import (
     ColumnsMask,
     FolderMask,
     GridMask,
+    MaskPolicy,
     StrokesMask,
     build_mask_policy,
+    check_mask_spec,
     generate_mask_set,
     load_mask_png,
+    mask_spec_models,
     mask_stats_batch,
     masks_for,
 )
@@ -261,27 +264,72 @@ def test_impossible_sizes(policy, size, message: str) -> None:
     [
         (
             {"policy": "gird", "size": 64},
-            "'policy' must be one of grid, box, center, strokes, folder, columns",
+            "^invalid mask spec: policy: must be one of grid, box, center, strokes, folder, columns; got 'gird'$",
         ),
-        ({"size": 64}, "'policy' must be one of"),
-        ({"policy": "grid", "sise": 64}, "unknown parameter 'sise'; allowed: size"),
-        ({"policy": "grid", "size": 0}, "'size' must be >= 1"),
-        ({"policy": "grid", "size": 6.4}, "'size' must be an integer"),
-        ({"policy": "box", "area": 1.0}, r"'area' must be in \(0, 1\)"),
-        ({"policy": "box", "area": 0.0}, r"'area' must be in \(0, 1\)"),
-        ({"policy": "box", "aspect": [2, 1]}, "low 2.0 is greater than high 1.0"),
-        ({"policy": "box", "aspect": [1, 2, 3]}, r"'aspect' must be \[low, high\]"),
-        ({"policy": "center", "area": "big"}, "'area' must be a number"),
-        ({"policy": "center", "aspect": -1}, "'aspect' .* must be > 0"),
-        ({"policy": "strokes", "width": "huge"}, "'width' must be one of thin, medium, thick"),
-        ({"policy": "folder", "order": "sorted"}, "'order' must be one of cycle, random"),
-        ({"policy": "folder", "resize": "yes"}, "'resize' must be true or false"),
-        ({"policy": "columns", "count": 1}, "'count' must be >= 2"),
+        ({"size": 64}, r"policy: must be one of .* \(missing\)"),
+        ({"policy": "grid", "sise": 64}, "sise: unknown field; allowed: size"),
+        ({"policy": "grid", "size": 0}, "size: Input should be greater than or equal to 1"),
+        ({"policy": "grid", "size": 6.4}, "size: Input should be a valid integer"),
+        ({"policy": "grid", "size": True}, "size: Input should be a valid integer"),
+        ({"policy": "box", "area": 1.0}, "area: Input should be less than 1"),
+        ({"policy": "box", "area": 0.0}, "area: Input should be greater than 0"),
+        ({"policy": "box", "aspect": [2, 1]}, "aspect: low 2.0 is greater than high 1.0"),
+        ({"policy": "box", "aspect": [1, 2, 3]}, "aspect: Tuple should have at most 2 items"),
+        ({"policy": "center", "area": "big"}, "area: Input should be a valid number"),
+        ({"policy": "center", "aspect": -1}, "aspect: Input should be greater than 0"),
+        ({"policy": "center", "aspect": float("inf")}, "aspect: Input should be a finite number"),
+        ({"policy": "strokes", "width": "huge"}, "width: must be 'thin', 'medium' or 'thick'"),
+        ({"policy": "folder", "order": "sorted"}, "order: must be 'cycle' or 'random'"),
+        ({"policy": "folder", "resize": "yes"}, "resize: Input should be a valid boolean"),
+        ({"policy": "folder", "path": ""}, "path: String should have at least 1 character"),
+        ({"policy": "columns", "count": 1}, "count: Input should be greater than or equal to 2"),
+        ("grid:64", r"must be a mapping like \{'policy': 'grid', 'size': 64\}, got 'grid:64'"),
     ],
 )
 def test_build_mask_policy_errors(spec: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         build_mask_policy(spec)
+
+
+def test_policy_dataclasses_check_through_the_spec_model() -> None:
+    """The dataclasses validate (and normalise) through the same pydantic model as the spec dicts."""
+    with pytest.raises(ConfigError, match="^invalid mask spec: size: Input should be greater than or equal to 1$"):
+        GridMask(0)
+    with pytest.raises(ConfigError, match="width: must be 'thin', 'medium' or 'thick'"):
+        StrokesMask("huge")
+    assert GridMask(np.int64(8)) == GridMask(8) and type(GridMask(np.int64(8)).size) is int
+    assert BoxMask(0.2, 2) == BoxMask(0.2, (2.0, 2.0))
+    assert FolderMask(Path("a/b")).path == "a/b"
+    assert set(mask_spec_models()) == set(MASK_POLICIES)
+    assert check_mask_spec({"policy": "box"}).aspect == (0.5, 2.0)
+
+
+def test_a_policy_written_outside_ripbench_still_works() -> None:
+    """A user's MaskPolicy dataclass is checked against a spec model made from its own fields."""
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    @dataclass(frozen=True)
+    class Rows(MaskPolicy):
+        rows: int = 2
+        name: ClassVar[str] = "rows"
+        main_param: ClassVar[str] = "rows"
+
+        @property
+        def label(self) -> str:
+            return f"rows-{self.rows}"
+
+        def validate(self, height: int, width: int) -> None:
+            pass
+
+        def _draw(self, height: int, width: int, iteration: int, rng: np.random.Generator) -> np.ndarray:
+            mask = np.zeros((height, width), dtype=bool)
+            mask[: self.rows] = True
+            return mask
+
+    assert int(Rows(3)(8, 8, 0, 0).sum()) == 24
+    with pytest.raises(ConfigError, match="rows: Input should be a valid integer"):
+        Rows("x")  # type: ignore[arg-type]
 
 
 def test_build_mask_policy_round_trip_and_defaults() -> None:
