@@ -214,7 +214,6 @@ class GridMask(MaskPolicy):
     name: ClassVar[str] = "grid"
     main_param: ClassVar[str] = "size"
 
-
     @property
     def label(self) -> str:
         return f"grid-{self.size}"
@@ -271,7 +270,6 @@ class BoxMask(MaskPolicy):
     name: ClassVar[str] = "box"
     main_param: ClassVar[str] = "area"
 
-
     @property
     def label(self) -> str:
         suffix = "" if self.aspect == (0.5, 2.0) else f"-a{self.aspect[0]:g}-{self.aspect[1]:g}"
@@ -302,7 +300,6 @@ class CenterMask(MaskPolicy):
     name: ClassVar[str] = "center"
     main_param: ClassVar[str] = "area"
 
-
     @property
     def label(self) -> str:
         suffix = "" if self.aspect == 1.0 else f"-a{self.aspect:g}"
@@ -332,7 +329,6 @@ class ColumnsMask(MaskPolicy):
     count: Annotated[_Int, Field(ge=2)] = 3
     name: ClassVar[str] = "columns"
     main_param: ClassVar[str] = "count"
-
 
     @property
     def label(self) -> str:
@@ -420,7 +416,6 @@ class StrokesMask(MaskPolicy):
     width: Literal["thin", "medium", "thick"] = "medium"
     name: ClassVar[str] = "strokes"
     main_param: ClassVar[str] = "width"
-
 
     @property
     def label(self) -> str:
@@ -554,7 +549,6 @@ class FolderMask(MaskPolicy):
     resize: StrictBool = False
     name: ClassVar[str] = "folder"
     main_param: ClassVar[str] = "path"
-
 
     @property
     def label(self) -> str:

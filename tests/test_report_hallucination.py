@@ -29,7 +29,7 @@ def _run_folder(folder, detectors: bool) -> pd.DataFrame:
         manifest["detectors"] = [
             {"name": "x0-variance-current", "column": "det_x0_variance_current", "label": "x0 variance in region",
              "kind": "detector", "direction": "higher-is-suspect"},
-            {"name": "foreground-pixels", "column": "det_foreground_pixels", "label": "foreground pixels (baseline)",
+            {"name": "foreground-pixels", "column": "det_foreground_pixels", "label": "foreground pixels",
              "kind": "baseline", "direction": "higher-is-suspect"}]
     store.write_manifest(manifest)
     return table

@@ -68,17 +68,17 @@ X0_VARIANCE_COMPONENT = DetectorSpec(
                 f"(grey > {FOREGROUND_THRESHOLD}) inside the mask, at the trajectory's resolution, of at least "
                 f"{MIN_COMPONENT_CELLS} cells; NaN when the region holds none")
 FOREGROUND_PIXELS = DetectorSpec(
-    name="foreground-pixels", label="foreground pixels in region (baseline)", kind="baseline",
+    name="foreground-pixels", label="foreground pixels in region", kind="baseline",
     compute="ripbench.detectors.builtins:foreground_pixels", needs=("output", "mask"),
     description=f"control, no model: number of output pixels with grey (channel mean) > {FOREGROUND_THRESHOLD} "
                 "inside the mask (for Simple Shapes: the amount of shape)")
 EDGE_PIXELS = DetectorSpec(
-    name="edge-pixels", label="edge pixels in region (baseline)", kind="baseline",
+    name="edge-pixels", label="edge pixels in region", kind="baseline",
     compute="ripbench.detectors.builtins:edge_pixels", needs=("output", "mask"),
     description=f"control, no model: number of output pixels inside the mask with Sobel magnitude >= "
                 f"{EDGE_THRESHOLD} (kernels / 8, replicated border)")
 EDGE_DENSITY = DetectorSpec(
-    name="edge-density", label="edge density in region (baseline)", kind="baseline",
+    name="edge-density", label="edge density in region", kind="baseline",
     compute="ripbench.detectors.builtins:edge_density", needs=("output", "mask"),
     description="control, no model: mean Sobel gradient energy gx^2 + gy^2 of the output's grey image "
                 "inside the mask (for natural images)")

@@ -296,7 +296,7 @@ def comparison_sentence(result: dict[str, Any], labels: dict[str, str] | None = 
     name = (labels or {}).get(result["score"], result["score"])
     if result.get("best_baseline") is None:
         return f"{name}: no content baseline to compare with (the run has no baseline column)."
-    base = (labels or {}).get(result["best_baseline"], result["best_baseline"]).removesuffix(" (baseline)")
+    base = (labels or {}).get(result["best_baseline"], result["best_baseline"])
     if result.get("status") != "ok":
         return f"{name} cannot be compared with the content baseline {base}: {result.get('status')}."
     diff = result["difference"][result["best_baseline"]]

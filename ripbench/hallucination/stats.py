@@ -72,22 +72,21 @@ class ScoreSpec:
         return self.kind == "baseline"
 
 
-#: Columns known without a manifest, in the order they are listed (the headline first): the detector
-#: columns of contract B, the legacy aliases, and the content baselines.
-KNOWN_SCORES: tuple[ScoreSpec, ...] = (
-    ScoreSpec("det_x0_variance_current", "x0 variance in the repainted region", "detector", "x0-variance-current"),
-    ScoreSpec("det_x0_variance", "x0 variance, whole image", "detector", "x0-variance"),
-    ScoreSpec("det_x0_variance_eroded", "x0 variance in the eroded region", "detector", "x0-variance-eroded"),
-    ScoreSpec("det_x0_variance_component", "x0 variance, largest component in the region", "detector",
-              "x0-variance-component"),
-    ScoreSpec("det_x0_variance_current_paper", "x0 variance in the repainted region, paper's band", "detector",
-              "x0-variance-current-paper"),
-    ScoreSpec("halluc_score_current", "x0 variance in the repainted region (halluc_score_current)", "detector"),
-    ScoreSpec("halluc_score", "x0 variance, whole image (halluc_score)", "detector"),
-    ScoreSpec("det_foreground_pixels", "foreground pixels in region (baseline)", "baseline", "foreground-pixels"),
-    ScoreSpec("det_edge_pixels", "edge pixels in region (baseline)", "baseline", "edge-pixels"),
-    ScoreSpec("det_edge_density", "edge density in region (baseline)", "baseline", "edge-density"),
-)
+def _known_scores() -> tuple[ScoreSpec, ...]:
+    from ..detectors.catalog import BUILTINS  # torch-free: the built-in detectors' specs as data
+
+    def spec(d: Any) -> ScoreSpec:
+        return ScoreSpec(d.column, d.label, d.kind, d.name, d.direction)
+
+    return (*[spec(d) for d in BUILTINS if d.kind != "baseline"],
+            ScoreSpec("halluc_score_current", "x0 variance (repainted region; legacy halluc_score_current)"),
+            ScoreSpec("halluc_score", "x0 variance (whole image; legacy halluc_score)"),
+            *[spec(d) for d in BUILTINS if d.kind == "baseline"])
+
+
+#: Columns known without a manifest: the built-in detectors' columns (labels from their specs), the
+#: legacy aliases, and the content baselines.
+KNOWN_SCORES: tuple[ScoreSpec, ...] = _known_scores()
 _LEGACY_ALIASES = {"halluc_score": "det_x0_variance", "halluc_score_current": "det_x0_variance_current"}
 
 

@@ -171,7 +171,7 @@ def _hallucination_section(c: Context, keep: float) -> Section | None:
         arm_rocs = [hallucination_stats.roc_analysis(rows, s.column, **c.kw) for s in arm_specs]
         for roc, s in zip(arm_rocs, arm_specs, strict=True):  # a baseline is named as the control it is
             if s.is_baseline:
-                roc["score"] = f"{s.label.removesuffix(' (baseline)')} (content baseline: a control with no model in it)"
+                roc["score"] = f"{s.label} (content baseline: a control with no model in it)"
         if len(arms) > 1:
             for roc in arm_rocs:
                 roc["score"] = f"{roc['score']} of {' / '.join(map(str, key))}"
