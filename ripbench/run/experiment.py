@@ -199,6 +199,16 @@ def _check_inputs_unchanged(previous: dict[str, Any], groups: list[tuple[ModelCo
                                    "appeared or disappeared; pass --overwrite to start again")
 
 
+def _dataset_records(groups: list[tuple[ModelConfig, list[Trajectory]]]) -> list[dict[str, Any]]:
+    """The Hugging Face datasets the inputs came from (id, split, revision, rows, fingerprint), each once."""
+    records: list[dict[str, Any]] = []
+    for _, ts in groups:
+        for t in ts:
+            if t.image.dataset is not None and t.image.dataset not in records:
+                records.append(t.image.dataset)
+    return records
+
+
 def _prepare_folder(store: RunStore, config: ExperimentConfig, overwrite: bool,
                     groups: list[tuple[ModelConfig, list[Trajectory]]]) -> tuple[dict[str, Any] | None, str | None]:
     """Rank 0, holding the lock: ``(previous manifest to resume or None, folder moved aside or None)``.
@@ -324,6 +334,7 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
         "trajectories": total,
         "inputs": {t.image.id: {"category": t.image.category, "source": t.image.source, "notes": t.image.notes,
                                 "sha256": t.image.sha256} for _, ts in groups for t in ts},
+        "datasets": _dataset_records(groups),
         "models": dict((previous or {}).get("models", {})),
         "masks": {t.policy.label: t.policy.provenance() for _, ts in groups for t in ts},
         "batch_size_run": (previous or {}).get("batch_size_run", {}),
