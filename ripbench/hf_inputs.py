@@ -53,7 +53,7 @@ def choose_rows(total: int, sample: int | None, seed: int) -> list[int]:
     """The row indices of the sample: ``sample`` of ``range(total)`` drawn by ``seed``, in row order.
 
     >>> choose_rows(10, 3, seed=0)
-    [4, 6, 8]
+    [5, 6, 9]
     >>> choose_rows(3, None, seed=0)
     [0, 1, 2]
     """
