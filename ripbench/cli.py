@@ -147,13 +147,15 @@ def main(verbose: bool, threads: int | None) -> None:
 @click.option("--output-dir", type=click.Path(path_type=Path), help="Parent folder of run folders.")
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
               help="Override any config field, e.g. --set metrics.names=[ssim,psnr]. Repeatable.")
+@click.option("--save-every", type=click.IntRange(min=1), metavar="K",
+              help="Also save every K-th iteration's image and mask (1: whole chains, for `ripbench export`).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run of a different config.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], model_opts: tuple[str, ...],
         masks: tuple[str, ...], images: Path | None, iterations: int | None, size: int | None,
         seeds: str | None, batch_size: int | None, device: str | None, lpips_net: str | None,
         lpips_weights: Path | None, name: str | None, output_dir: Path | None, overrides: tuple[str, ...],
-        overwrite: bool, no_progress: bool) -> None:
+        save_every: int | None, overwrite: bool, no_progress: bool) -> None:
     """Run (or resume) a RIP experiment. Without CONFIG_FILE: the quick preset.
 
     Re-running the same command after an interruption skips finished trajectories.
@@ -189,7 +191,8 @@ def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], m
             raise InputError(f"--images: {images} not found (give a folder of images or a list file)")
         source = "folder" if images.is_dir() else "list"
         sets.append("inputs=" + yaml.safe_dump({"source": source, "path": str(images)}, default_flow_style=True).strip())
-    for field, number in (("iterations", iterations), ("size", size), ("batch_size", batch_size)):
+    for field, number in (("iterations", iterations), ("size", size), ("batch_size", batch_size),
+                          ("save_every", save_every)):
         if number is not None:
             sets.append(f"{field}={number}")
     # strings are quoted so that YAML keeps them strings (--name 2024, paths with '#')
@@ -418,6 +421,33 @@ def report(run_dirs: tuple[Path, ...], out_dir: Path | None, threshold: str | No
     click.echo(f"report: {paths['html']}\nsummary: {paths['markdown']}")
     if "comparisons_tex" in paths:
         click.echo(f"paired comparisons: {paths['comparisons_csv']}, {paths['comparisons_tex']}")
+
+
+@main.command("export")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["imagefolder", "parquet"]), default="parquet", show_default=True,
+              help="imagefolder (PNG files + metadata.jsonl) or parquet (image bytes and provenance in Parquet).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Dataset folder (default RUN_DIR/export/FORMAT).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing export in the folder.")
+@click.option("--push-to-hub", "repo", metavar="REPO", help="Also upload the folder to this Hub dataset repository.")
+@click.option("--private", is_flag=True, help="With --push-to-hub: create the repository private.")
+def export(run_dir: Path, fmt: str, out_dir: Path | None, overwrite: bool, repo: str | None, private: bool) -> None:
+    """Export a run's saved images with their provenance as a Hugging Face dataset (imagefolder or Parquet).
+
+    Each row: run, model, image id, mask policy, seed, iteration, mask box, metric values and
+    hallucination scores; a dataset card (README.md) is written beside the data. Save whole chains
+    with `ripbench run --save-every 1`.
+    """
+    import shlex
+
+    from .export import export_run, push_to_hub
+
+    words = ["ripbench", "export", str(run_dir), "--format", fmt, *(["--out", str(out_dir)] if out_dir else []),
+             *(["--push-to-hub", repo] if repo else [])]
+    folder = export_run(run_dir, fmt, out_dir, overwrite=overwrite, command=shlex.join(words))  # type: ignore[arg-type]
+    click.echo(f"dataset ({fmt}): {folder}\ndataset card: {folder / 'README.md'}")
+    if repo:
+        click.echo(f"pushed: {push_to_hub(folder, repo, private=private)}")
 
 
 @main.group(cls=_Group)
