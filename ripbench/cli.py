@@ -149,13 +149,16 @@ def main(verbose: bool, threads: int | None) -> None:
               help="Override any config field, e.g. --set metrics.names=[ssim,psnr]. Repeatable.")
 @click.option("--save-every", type=click.IntRange(min=1), metavar="K",
               help="Also save every K-th iteration's image and mask (1: whole chains, for `ripbench export`).")
+@click.option("--report-to", "report_to", multiple=True, type=click.Choice(["tensorboard", "wandb", "mlflow"]),
+              help="Log curves, config and final numbers to an experiment tracker while the run goes (rank 0; "
+                   "TensorBoard logs to OUTPUT_DIR/tensorboard/NAME). Repeatable.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run of a different config.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], model_opts: tuple[str, ...],
         masks: tuple[str, ...], images: Path | None, iterations: int | None, size: int | None,
         seeds: str | None, batch_size: int | None, device: str | None, lpips_net: str | None,
         lpips_weights: Path | None, name: str | None, output_dir: Path | None, overrides: tuple[str, ...],
-        save_every: int | None, overwrite: bool, no_progress: bool) -> None:
+        save_every: int | None, report_to: tuple[str, ...], overwrite: bool, no_progress: bool) -> None:
     """Run (or resume) a RIP experiment. Without CONFIG_FILE: the quick preset.
 
     Re-running the same command after an interruption skips finished trajectories.
@@ -211,7 +214,7 @@ def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], m
 
         if config.fingerprint() != load_preset(preset_name).fingerprint():  # not the preset: not its name
             config = apply_overrides(config, [f"name={json.dumps(run_name_for(config))}"])
-    _run_and_report(config, overwrite=overwrite, progress=not no_progress)
+    _run_and_report(config, overwrite=overwrite, progress=not no_progress, report_to=report_to)
 
 
 def run_name_for(config: Any) -> str:
@@ -247,7 +250,7 @@ def run_name_for(config: Any) -> str:
     return f"{name}-{config.fingerprint()[:8]}"
 
 
-def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
+def _run_and_report(config: Any, *, overwrite: bool, progress: bool, report_to: tuple[str, ...] = ()) -> None:
     from .analysis import summary_table
     from .plots import collapse_curves
     from .run import run_experiment
@@ -262,16 +265,28 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
                    "unless MPI is set up; for several CPU processes use `accelerate launch --multi_gpu "
                    "--num_processes N -m ripbench run ...` or `torchrun --nproc_per_node N -m ripbench run ...`",
                    err=True)
+    tracker = None
+    if report_to and int(os.environ.get("RANK", "0") or 0) == 0:  # only rank 0 logs
+        from .trackers import start_trackers
+
+        tracker = start_trackers(report_to, config, distributed=int(os.environ.get("WORLD_SIZE", "1") or 1) > 1)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = lambda msg, *a, **k: click.echo(f"ripbench: warning: {msg}", err=True)
         try:
-            result = run_experiment(config, overwrite=overwrite, progress=progress, on_start=announce)
+            result = run_experiment(config, overwrite=overwrite, progress=progress, on_start=announce,
+                                    tracker=tracker)
         except KeyboardInterrupt:
+            if tracker is not None:
+                tracker.close()
             click.echo("\nripbench: interrupted; finished trajectories are saved. Run the same command to "
                        "resume.", err=True)
             sys.exit(130)
+        except BaseException:
+            if tracker is not None:
+                tracker.close()
+            raise
     wall = time.perf_counter() - start
     if int(os.environ.get("RANK", "0") or 0) != 0:
         return  # rank 0 of a multi-process launch reports for all
@@ -285,8 +300,11 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
     figure = collapse_curves(table, result.run_dir / "figures" / "collapse_curves.png")
     import pandas as pd
 
+    summary = summary_table(table)
+    if tracker is not None:
+        tracker.run_done(table, summary, figure)
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 4):
-        click.echo("\n" + summary_table(table).to_string(index=False))
+        click.echo("\n" + summary.to_string(index=False))
     timing = result.manifest.get("timing", {})
     if result.skipped:
         click.echo(f"\nresumed: {result.skipped} finished trajectories were skipped")
