@@ -27,6 +27,7 @@ The ``datasets`` package is needed only here: ``pip install 'ripbench[hf]'``.
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,9 +108,13 @@ def _open(spec: InputsConfig) -> tuple[Any, str]:
         raise
     except (FileNotFoundError, ValueError, OSError, ConnectionError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"cannot load dataset {name!r} (split {split!r}): {first}; offline, set "
-                         "HF_DATASETS_OFFLINE=1 to use the datasets cache, or give a local save_to_disk / Parquet "
-                         "/ image folder") from None
+        offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+                      for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+        hint = ("it is not in the datasets cache: load it once where the Hub can be reached (the cache folder can "
+                "be copied) or give a local save_to_disk / Parquet / image folder" if offline else
+                "without network, set HF_DATASETS_OFFLINE=1 to use the datasets cache, or give a local save_to_disk / "
+                "Parquet / image folder")
+        raise InputError(f"cannot load dataset {name!r} (split {split!r}): {first}; {hint}") from None
 
 
 def _row_count(ds: Any, spec: InputsConfig) -> int:
