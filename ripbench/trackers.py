@@ -8,8 +8,9 @@ What is logged, by rank 0 only (nothing at all without ``--report-to``):
   process) and, per model and mask (``<model>/<mask label>``), the running mean at the last
   iteration of every metric column and of the hallucination scores, ``running/<column>/<group>``,
   with the finished trajectory count of that group as the step;
-* once a model's trajectories are finished (single-process runs; a multi-process run, whose other
-  ranks' rows rank 0 does not see, at the end from the whole table): the per-iteration group means
+* once a model's trajectories are finished (single-process runs; a multi-process or resumed run,
+  whose other ranks' or earlier launches' rows rank 0 does not see, at the end from the whole
+  table): the per-iteration group means
   of every metric column (``<metric>_orig``, ``<metric>_prev``, each region) and of
   ``halluc_score`` / ``halluc_score_current``, as ``curve/<column>/<group>`` with the iteration as
   the step (W&B: its step metric ``iteration``);
@@ -160,7 +161,9 @@ class _WandB(Tracker):
             self.run.define_metric(axis)
             self.axes.add(axis)
         for tag in values:
-            self.run.define_metric(tag, step_metric=axis)
+            if tag not in self.axes:
+                self.run.define_metric(tag, step_metric=axis)
+                self.axes.add(tag)
         self.run.log({axis: step, **values})
 
     def figure(self, name: str, path: Path) -> None:
@@ -218,6 +221,7 @@ class RunTracker:
     """The trackers of one run, fed by :func:`ripbench.run.run_experiment` (``tracker=``) on rank 0.
 
     ``distributed``: the run has several processes, so per-iteration curves wait for the whole table.
+    ``batch_done`` / ``model_done`` see only this process's rows of this launch.
     """
 
     def __init__(self, trackers: Sequence[Tracker], config: Any, distributed: bool = False) -> None:
@@ -227,6 +231,7 @@ class RunTracker:
         self.rows: list[pd.DataFrame] = []  # this process's rows of the model running now (for its curves)
         self.last: list[pd.DataFrame] = []  # every finished trajectory's row at the last iteration
         self.finished = 0
+        self.resumed = False
         self.done_per_group: dict[str, int] = {}
         self.logged: set[str] = set()
         config_data = config.model_dump(mode="json")
@@ -241,6 +246,11 @@ class RunTracker:
             except Exception as exc:  # noqa: BLE001 - a tracker that fails mid-run stops; the run goes on
                 warnings.warn(f"tracker {tracker.name} stopped logging: {type(exc).__name__}: {exc}", stacklevel=2)
                 self.trackers.remove(tracker)
+
+    def started(self, trajectories: int, already_finished: int) -> None:
+        """The run is about to start: ``already_finished`` trajectories of an earlier launch are skipped (then
+        the curves wait for the whole table, since this launch does not see the earlier rows)."""
+        self.resumed = already_finished > 0
 
     def batch_done(self, rows: pd.DataFrame) -> None:
         """Rows of a finished batch: progress and running means at the last iteration, per group."""
@@ -262,7 +272,7 @@ class RunTracker:
     def model_done(self, label: str) -> None:
         """A model's trajectories are finished (on this process): its per-iteration curves, unless distributed."""
         rows, self.rows = self.rows, []
-        if self.distributed or not rows:
+        if self.distributed or self.resumed or not rows:
             return
         table = pd.concat(rows, ignore_index=True)
         self._curves(table[table["model"] == label])

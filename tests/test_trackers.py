@@ -145,3 +145,20 @@ def test_wandb_offline_gets_curves_on_its_own_axis_and_only_rank_0_logs(tmp_path
     run.logged.clear()
     CliRunner().invoke(main, [*ARGS, "--output-dir", str(tmp_path / "r1"), "--report-to", "wandb"])
     assert "tracker" in seen and seen["tracker"] is None and run.logged == []
+
+
+def test_a_resumed_run_logs_curves_from_the_whole_table(tmp_path: Path) -> None:
+    """The second launch sees only the trajectories it computes; its curves still average every trajectory."""
+    from ripbench.store import RunStore
+
+    first = CliRunner().invoke(main, [*ARGS, "--output-dir", str(tmp_path)])
+    assert first.exit_code == 0, first.output
+    RunStore(tmp_path / "t").part_files()[0].unlink()  # interrupted: one batch to compute again
+    res = CliRunner().invoke(main, [*ARGS, "--output-dir", str(tmp_path), "--report-to", "tensorboard"])
+    assert res.exit_code == 0 and "already finished" in res.output, res.output
+    events = _events(tmp_path / "tensorboard" / "t")
+    table = ripbench.load(tmp_path / "t")
+    for mask in ("grid-16", "grid-8"):
+        logged = {e.step: e.value for e in events.Scalars(f"curve/mse_orig/biharmonic/{mask}")}
+        expected = table[table["mask_label"] == mask].groupby("iteration")["mse_orig"].mean()
+        assert np.allclose([logged[i] for i in range(4)], expected.loc[list(range(4))].to_numpy())

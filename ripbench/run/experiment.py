@@ -281,7 +281,8 @@ def run_experiment(config: ExperimentConfig, *, run_dir: str | Path | None = Non
         ranks: this process's place in a multi-process launch; default from the environment
             (see :mod:`ripbench.run.distributed`).
         tracker: an experiment tracker (:class:`ripbench.trackers.RunTracker`): rank 0 calls its
-            ``batch_done(rows)`` after each finished batch and ``model_done(label)`` after each model.
+            ``started(trajectories, already_finished)`` before the first batch, ``batch_done(rows)`` after
+            each finished batch and ``model_done(label)`` after each model.
     """
     ranks = ranks if ranks is not None else ranks_from_env()
     store = RunStore(run_dir if run_dir is not None else config.output_dir / config.name)
@@ -318,6 +319,8 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
     skipped = sum(1 for _, ts in groups for t in ts if t.id in done)
     if on_start is not None and ranks.is_main:
         on_start(store.run_dir, total, skipped)
+    if tracker is not None:
+        tracker.started(total, skipped)
 
     device = resolve_device(ranks.device(config.device))
     manifest: dict[str, Any] = {
