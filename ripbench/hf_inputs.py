@@ -117,6 +117,16 @@ def _open(spec: InputsConfig) -> tuple[Any, str]:
         raise InputError(f"cannot load dataset {name!r} (split {split!r}): {first}; {hint}") from None
 
 
+def _image_like(feature: Any, datasets: Any) -> bool:
+    """An ``Image`` column, or what one becomes in Parquet written without ``datasets``' metadata: a
+    ``{bytes, path}`` struct or encoded bytes."""
+    if isinstance(feature, datasets.Image):
+        return True
+    if isinstance(feature, dict):
+        return "bytes" in feature
+    return isinstance(feature, datasets.Value) and feature.dtype in ("binary", "large_binary")
+
+
 def _row_count(ds: Any, spec: InputsConfig) -> int:
     if spec.rows is not None:
         return spec.rows
@@ -166,7 +176,7 @@ def load_hf(spec: InputsConfig, size: int, fit: Fit = "center-crop") -> list[Inp
     if spec.category and features is not None and spec.category not in features:
         raise InputError(f"dataset {spec.dataset!r} has no column {spec.category!r} (inputs.category); "
                          f"columns: {', '.join(features)}")
-    if features is not None and not isinstance(features[column], datasets.Image):
+    if features is not None and not _image_like(features[column], datasets):
         raise InputError(f"column {column!r} of dataset {spec.dataset!r} holds {features[column]}, not images")
     ds = ds.cast_column(column, datasets.Image(decode=False))  # bytes: hashed as they are, decoded once by us
     total = _row_count(ds, spec)

@@ -82,6 +82,13 @@ def test_the_sample_is_the_same_from_disk_parquet_imagefolder_and_streaming(save
         assert [im.id for im in other] == [im.id for im in disk]
         assert [im.sha256 for im in other] == digests  # the encoded bytes: the same rows
         assert all(bool((a.pixels == b.pixels).all()) for a, b in zip(disk, other))
+    # Parquet written without datasets' metadata (pandas): the image column is plain encoded bytes
+    import pandas as pd
+
+    raw = [image["bytes"] for image in ds.cast_column("image", datasets.Image(decode=False))["image"]]
+    (tmp_path / "raw").mkdir()
+    pd.DataFrame({"picture": raw}).to_parquet(tmp_path / "raw" / "a.parquet")
+    assert [im.sha256 for im in _inputs(tmp_path / "raw", column="picture")] == digests
     folder = _inputs(tmp_path / "imgs", category="label")
     assert len(folder) == 3 and {im.category for im in folder} <= set(STYLES)
     assert folder[0].dataset is not None and folder[0].dataset["loaded_as"] == "imagefolder"
