@@ -47,6 +47,18 @@ def _lpips_nets() -> tuple[str, ...]:
     return LPIPS_NETS
 
 
+def _trackers() -> tuple[str, ...]:
+    from .trackers import TRACKERS
+
+    return TRACKERS
+
+
+def _export_formats() -> tuple[str, ...]:
+    from .export import EXPORT_FORMATS
+
+    return EXPORT_FORMATS
+
+
 def parse_mask_option(text: str) -> dict[str, Any]:
     """``grid:64`` -> ``{"policy": "grid", "size": 64}``; ``box:area=0.1,aspect=2`` also works.
 
@@ -149,7 +161,7 @@ def main(verbose: bool, threads: int | None) -> None:
               help="Override any config field, e.g. --set metrics.names=[ssim,psnr]. Repeatable.")
 @click.option("--save-every", type=click.IntRange(min=1), metavar="K",
               help="Also save every K-th iteration's image and mask (1: whole chains, for `ripbench export`).")
-@click.option("--report-to", "report_to", multiple=True, type=click.Choice(["tensorboard", "wandb", "mlflow"]),
+@click.option("--report-to", "report_to", multiple=True, type=_LazyChoice(_trackers),
               help="Log curves, config and final numbers to an experiment tracker while the run goes (rank 0; "
                    "TensorBoard logs to OUTPUT_DIR/tensorboard/NAME). Repeatable.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run of a different config.")
@@ -443,7 +455,7 @@ def report(run_dirs: tuple[Path, ...], out_dir: Path | None, threshold: str | No
 
 @main.command("export")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["imagefolder", "parquet"]), default="parquet", show_default=True,
+@click.option("--format", "fmt", type=_LazyChoice(_export_formats), default="parquet", show_default=True,
               help="imagefolder (PNG files + metadata.jsonl) or parquet (image bytes and provenance in Parquet).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Dataset folder (default RUN_DIR/export/FORMAT).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing export in the folder.")

@@ -92,6 +92,9 @@ class Tracker:
 
 
 class _TensorBoard(Tracker):
+    """TensorBoard through torch's ``SummaryWriter``; the event file is created with the first values, so a run
+    refused before its first batch leaves no log behind."""
+
     name = "tensorboard"
 
     def __init__(self, run_name: str, folder: Path) -> None:
@@ -101,13 +104,23 @@ class _TensorBoard(Tracker):
             raise ConfigError("--report-to tensorboard needs the 'tensorboard' package: "
                               "pip install 'ripbench[tensorboard]'") from None
         self.folder = folder
-        self.writer = SummaryWriter(log_dir=str(folder))
+        self.make = SummaryWriter
+        self._writer: Any = None
+        self.pending_config: str | None = None
+
+    @property
+    def writer(self) -> Any:
+        if self._writer is None:
+            self._writer = self.make(log_dir=str(self.folder))
+            if self.pending_config is not None:
+                self._writer.add_text("config", self.pending_config, 0)
+        return self._writer
 
     def config(self, config: dict[str, Any]) -> None:
         import yaml
 
         text = yaml.safe_dump(config, sort_keys=False)
-        self.writer.add_text("config", "    " + text.replace("\n", "\n    "), 0)  # Markdown code block
+        self.pending_config = "    " + text.replace("\n", "\n    ")  # a Markdown code block
 
     def scalars(self, values: dict[str, float], step: int, axis: str = "step") -> None:
         for tag, value in values.items():
@@ -123,7 +136,8 @@ class _TensorBoard(Tracker):
         self.writer.flush()
 
     def finish(self) -> None:
-        self.writer.close()
+        if self._writer is not None:
+            self._writer.close()
 
 
 def _reachable(url: str, timeout: float = 3.0) -> bool:

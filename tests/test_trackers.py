@@ -93,7 +93,7 @@ def test_a_tracker_that_cannot_start_is_one_line_before_the_run(tmp_path: Path,
                                     "--report-to", "wandb"])
     line = _one_error_line(res.output)
     assert res.exit_code == 2 and "cannot reach" in line and "WANDB_MODE=offline" in line
-    assert not (tmp_path / "t").exists()
+    assert not (tmp_path / "t").exists() and not list(tmp_path.rglob("events.out.tfevents*"))
 
     monkeypatch.setitem(sys.modules, "mlflow", None)
     res = CliRunner().invoke(main, [*ARGS, "--output-dir", str(tmp_path), "--report-to", "mlflow"])
