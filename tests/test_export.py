@@ -39,8 +39,10 @@ def _load(kind: str, folder: Path) -> datasets.Dataset:
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["parquet", "imagefolder"])
 def test_export_loads_with_datasets_and_carries_provenance(quick_run: Path, fmt: str, tmp_path: Path) -> None:
-    out = tmp_path / fmt
-    res = CliRunner().invoke(main, ["export", str(quick_run), "--format", fmt, "--out", str(out)])
+    # parquet: exactly `ripbench export results/quick --format parquet` (the default folder RUN/export/parquet)
+    out = quick_run / "export" / "parquet" if fmt == "parquet" else tmp_path / fmt
+    where = [] if fmt == "parquet" else ["--out", str(out)]
+    res = CliRunner().invoke(main, ["export", str(quick_run), "--format", fmt, *where])
     assert res.exit_code == 0, res.output
     ds = _load(fmt, out)
     table = ripbench.load(quick_run)
@@ -71,7 +73,7 @@ def test_export_loads_with_datasets_and_carries_provenance(quick_run: Path, fmt:
         (item["mask_y0"], item["mask_x0"], item["mask_y1"], item["mask_x1"])
     card = (out / "README.md").read_text()
     manifest = json.loads((quick_run / "manifest.json").read_text())
-    assert f"exported with: `ripbench export {quick_run} --format {fmt} --out {out}`" in card
+    assert f"exported with: `ripbench export {quick_run} --format {fmt}{''.join(' ' + w for w in where)}`" in card
     assert manifest["command"] in card and "save_every: 1" in card
 
 
