@@ -26,6 +26,7 @@ The ``datasets`` package is needed only here: ``pip install 'ripbench[hf]'``.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from pathlib import Path
@@ -205,18 +206,12 @@ def load_hf(spec: InputsConfig, size: int, fit: Fit = "center-crop") -> list[Inp
             arr, notes = _decode_image(io.BytesIO(data), where)
             image = _finish(f"row-{index:0{width}d}", _category(ds, spec, row), arr, notes,
                             f"hf:{spec.dataset}:{spec.split or 'train'}[{index}]", size, fit,
-                            _sha256(data))
+                            hashlib.sha256(data).hexdigest())
         except InputError as exc:
             raise InputError(f"cannot use {where}: {exc}") from None
         image.dataset = source
         images.append(image)
     return images
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 def describe_source(spec: InputsConfig, ds: Any, how: str, total: int) -> dict[str, Any]:
