@@ -169,19 +169,38 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+#: Test stand-ins for SLURM's commands: srun starts its command once per node, side by side, each with its
+#: own log (SLURM_NODEID set, srun's own options skipped); scontrol names this machine as every node.
+FAKE_SRUN = """#!/bin/bash
+while [[ $1 == --* ]]; do shift; done
+pids=()
+for ((node = 0; node < SLURM_NNODES; node++)); do
+    SLURM_NODEID=$node SLURM_PROCID=$node "$@" > "$SRUN_LOGS/node$node.log" 2>&1 &
+    pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
+exit $status
+"""
+FAKE_SCONTROL = "#!/bin/bash\necho localhost\n"
+
+
 @pytest.mark.slow
-def test_two_nodes_give_the_one_process_table(tmp_path: Path, one_process: pd.DataFrame) -> None:
-    """torchrun --nnodes 2 twice side by side (c10d rendezvous on localhost): the one-process table."""
-    port = _free_port()
-    nodes = [_node(tmp_path, port, tmp_path / f"node{i}.log") for i in range(2)]
-    try:
-        codes = [node.wait(240) for node in nodes]
-    finally:
-        for node in nodes:
-            if node.poll() is None:
-                _kill_node(node)
+def test_two_nodes_from_the_slurm_example_give_the_one_process_table(tmp_path: Path, one_process: pd.DataFrame) -> None:
+    """examples/slurm/ripbench.sbatch on two simulated nodes: two torchrun --nnodes 2 launches side by side (c10d
+    rendezvous on localhost), one process each, give the one-process table, and the manifest says two nodes."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = {**_env(), "PATH": os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]]),
+           "SLURM_NNODES": "2", "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_JOB_ID": "4242",
+           "RDZV_PORT": str(_free_port()), "OUTPUT_DIR": str(tmp_path), "SRUN_LOGS": str(tmp_path)}
+    job = subprocess.run(["bash", str(REPO / "examples" / "slurm" / "ripbench.sbatch"), *ARGS[1:], "--name", "dist"],
+                         capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
     logs = [(tmp_path / f"node{i}.log").read_text() for i in range(2)]
-    assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
+    assert job.returncode == 0, job.stderr[-2000:] + "\n".join(log[-3000:] for log in logs)
     store = RunStore(tmp_path / "dist")
     pd.testing.assert_frame_equal(one_process, store.load_table().drop(columns=TIMING_COLUMNS))
     manifest = store.read_manifest()
