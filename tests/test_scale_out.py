@@ -207,6 +207,7 @@ def test_two_nodes_from_the_slurm_example_give_the_one_process_table(tmp_path: P
     assert (manifest["nodes"], manifest["world_size"], manifest["status"]) == (2, 2, "complete")
     assert [(launch["nodes"], launch["world_size"]) for launch in manifest["launches"]] == [(2, 2)]
     assert sum(log.count("results table:") for log in logs) == 1  # only rank 0 reports
+    assert not (tmp_path / ".dist.ranks").exists()  # the heartbeats are cleared away after a complete run
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ import contextlib
 import inspect
 import json
 import logging
+import shutil
 import signal
 import sys
 import threading
@@ -456,6 +457,8 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
         })
         save()
         store.drop(Path(aside) if aside else None)  # the new run is complete: the old one goes
-    ranks.meet()
+    ranks.meet()  # every heartbeat has stopped (each rank stops its own before the last meetings)
+    if heartbeat is not None and ranks.is_main:
+        shutil.rmtree(heartbeat.folder, ignore_errors=True)
     table.attrs["manifest"] = manifest
     return RunResult(run_dir=store.run_dir, table=table, manifest=manifest, skipped=skipped)
