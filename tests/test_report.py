@@ -371,6 +371,31 @@ def test_trajectory_viewer_in_headless_chromium(report, tmp_path):
     assert "ground truth" not in names  # photos have none: no row, rather than 'unknown'
 
 
+def test_trajectory_viewer_picks_and_keeps_to_its_byte_budget(report):
+    """Typical, best and worst by the final value in the metric's direction; over the byte budget, fewer saved
+    iterations are embedded (the last kept) and the caption says so."""
+    from ripbench import analysis
+    from ripbench.report.tables import trajectory_picks
+    from ripbench.report.viewer import build_viewer
+
+    table = analysis.load_runs(report["html"].parents[1])
+    rule = analysis.collapse_rule(table)
+    assert rule.metric == "ssim_orig"  # higher is better: the best trajectory ends with the highest SSIM
+    final = table[table["iteration"] == table["iteration"].max()].set_index("trajectory_id")["ssim_orig"]
+    for key, picks in trajectory_picks(table, rule.metric, ["model", "mask_label"]):
+        group = final[[t for t in final.index if t.startswith(f"{key[0]}__") and f"__{key[1]}__" in t]]
+        assert final[picks["best"]] == group.max() and final[picks["worst"]] == group.min(), key
+    full = build_viewer(table, rule)
+    assert full is not None and not full.thinned and "At most" not in full.caption()
+    frames = [len(t["frames"]) for t in full.trajectories]
+    small = build_viewer(table, rule, budget=len(full.html()) // 2)
+    assert small is not None and small.thinned and "At most" in small.caption()
+    thinned = [len(t["frames"]) for t in small.trajectories]
+    assert all(a <= b for a, b in zip(thinned, frames, strict=True)) and sum(thinned) < sum(frames)
+    assert len(small.html()) < len(full.html())
+    assert all(t["frames"][-1]["cap"] == f["frames"][-1]["cap"] for t, f in zip(small.trajectories, full.trajectories))
+
+
 def test_report_of_a_synthetic_run_with_failures_and_ground_truth(tmp_path):
     """Every section from a synthetic run folder (no model runs): pairs, regions, ROC, a failed trajectory."""
     from ripbench.store import RunStore

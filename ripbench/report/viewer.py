@@ -34,7 +34,7 @@ from ..metrics.registry import column_label
 from ..store import IMAGES_DIR, MASK_BOX_COLUMNS
 from .tables import PICKS, trajectory_picks
 
-__all__ = ["MAX_FRAMES", "VIEWER_PX", "Viewer", "build_viewer"]
+__all__ = ["MAX_FRAMES", "VIEWER_BYTES", "VIEWER_PX", "Viewer", "build_viewer"]
 
 #: Width in CSS pixels of each image in the viewer; larger images are downscaled to it (smaller ones
 #: are embedded at their own size and shown enlarged, pixel for pixel).
@@ -43,6 +43,8 @@ VIEWER_PX = 256
 MAX_FRAMES = 24
 #: JPEG quality of the embedded images.
 JPEG_QUALITY = 80
+#: The most bytes the viewer takes of the page; beyond it, fewer saved iterations are embedded.
+VIEWER_BYTES = 600_000
 
 _PICK_TEXT = {"typical": "typical: final {label} closest to the group's median",
               "best": "best: the least drift by final {label} ({direction})",
@@ -57,6 +59,7 @@ class Viewer:
     groups: list[dict[str, Any]] = field(default_factory=list)
     trajectories: list[dict[str, Any]] = field(default_factory=list)
     thinned: bool = False
+    max_frames: int = MAX_FRAMES
     title: str = "Trajectory viewer"
 
     def caption(self) -> str:
@@ -65,8 +68,8 @@ class Viewer:
                 "collapse metric: scrub through its saved iterations with the slider or the arrow keys; the "
                 "numbers are that iteration's row of the results table.")
         if self.thinned:
-            text += (f" At most {MAX_FRAMES} saved iterations per trajectory are embedded, spread over the run "
-                     "(every saved image is in the run's images/ folder).")
+            text += (f" At most {self.max_frames} saved iterations per trajectory are embedded, spread over the "
+                     "run, the last included (every saved image is in the run's images/ folder).")
         return text
 
     def html(self) -> str:
@@ -178,9 +181,23 @@ def _rows(row: pd.Series | None, metrics: list[str], score: hallucination_stats.
     return out
 
 
-def build_viewer(table: pd.DataFrame, rule: analysis.CollapseRule, *, max_frames: int = MAX_FRAMES) -> Viewer | None:
-    """The viewer of ``table`` (one or several runs): three picks per run, model and mask, each with its saved
-    iterations; ``None`` when no picked trajectory has saved images."""
+def build_viewer(table: pd.DataFrame, rule: analysis.CollapseRule, *, max_frames: int = MAX_FRAMES,
+                 budget: int = VIEWER_BYTES) -> Viewer | None:
+    """The viewer of ``table`` (one or several runs): three picks per run, model and mask, each with at most
+    ``max_frames`` of its saved iterations, fewer when the viewer would take more than ``budget`` bytes of the
+    page (many or large saved images); ``None`` when no picked trajectory has saved images."""
+    viewer = _build(table, rule, max_frames)
+    if viewer is None:
+        return None
+    size, shown = len(viewer.html()), max(len(t["frames"]) for t in viewer.trajectories)
+    if size > budget and shown > 1:
+        viewer = _build(table, rule, max(1, shown * budget // size))
+        if viewer is not None:
+            viewer.thinned = True
+    return viewer
+
+
+def _build(table: pd.DataFrame, rule: analysis.CollapseRule, max_frames: int) -> Viewer | None:
     metric = rule.metric
     run_dirs = table.attrs["run_dirs"]
     several = len(run_dirs) > 1
@@ -189,7 +206,7 @@ def build_viewer(table: pd.DataFrame, rule: analysis.CollapseRule, *, max_frames
     scores = [s for s in hallucination_stats.score_specs(table) if not s.is_baseline]
     label = column_label(metric) or metric
     short, _, direction = label.partition(" (")
-    viewer = Viewer()
+    viewer = Viewer(max_frames=max_frames)
     for run, run_dir in run_dirs.items():
         rows = table[table["run"] == run]
         images = Path(run_dir) / IMAGES_DIR
