@@ -87,6 +87,37 @@ def test_shards_cover_every_trajectory_once() -> None:
     assert {shard_of(t, 2) for t in ids} == {0, 1}  # both ranks get work
 
 
+def test_the_final_meeting_gives_up_on_a_silent_rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rank whose heartbeat stops (its node vanished without closing its connections) is given up with one line,
+    not waited for until the process group's timeout; a rank that keeps beating is waited for."""
+    import torch.distributed as dist
+
+    from ripbench.errors import LaunchError
+    from ripbench.run.distributed import Heartbeat
+
+    class Pending:  # a barrier the other rank reaches after ``after`` seconds (never: inf)
+        def __init__(self, after: float) -> None:
+            self.end = time.monotonic() + after
+
+        def is_completed(self) -> bool:
+            return time.monotonic() > self.end
+
+        def wait(self) -> bool:
+            return True
+
+    me = Ranks(rank=0, world_size=2)
+    other = Heartbeat(tmp_path, Ranks(rank=1, world_size=2), "launch", every=0.05).start()
+    monkeypatch.setattr(dist, "barrier", lambda async_op=False: Pending(1.0))
+    me.meet(Heartbeat(tmp_path, me, "launch", silent_after=0.3), poll=0.05)  # still beating: waited for, 1 s
+    other.stop()  # the other node is gone, its connections left open
+    monkeypatch.setattr(dist, "barrier", lambda async_op=False: Pending(float("inf")))
+    started = time.monotonic()
+    with pytest.raises(LaunchError, match=r"rank 0 gave up waiting for rank\(s\) 1 at the end of the run: silent for "
+                                          r"0.005 minutes .*run the same command again, with any number of nodes"):
+        me.meet(Heartbeat(tmp_path, me, "launch", silent_after=0.3), poll=0.05)
+    assert 0.3 < time.monotonic() - started < 5
+
+
 @pytest.mark.slow
 def test_two_processes_give_the_one_process_table(tmp_path: Path, one_process: pd.DataFrame) -> None:
     pytest.importorskip("accelerate")
