@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from .errors import InputError, RipbenchError
+from .errors import InputError, LaunchError, RipbenchError
 from .presets import DEFAULT_PRESET, preset_names
 
 #: The built-in presets for the help texts, from the files in ``ripbench/presets/``.
@@ -109,6 +109,9 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except LaunchError as exc:  # another process of the launch was lost: not the user's input, status 1
+            click.echo(f"ripbench: error: {exc}", err=True)
+            sys.exit(1)
         except RipbenchError as exc:
             _fail(exc)
         except OSError as exc:  # an unwritable output folder, a full disk: the user's to fix, one line

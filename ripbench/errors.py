@@ -77,3 +77,7 @@ class ModelContractError(RipbenchError, RuntimeError):
     def __init__(self, message: str, rules: list[str] | None = None) -> None:
         super().__init__(message)
         self.rules = list(rules or [])
+
+
+class LaunchError(RipbenchError, RuntimeError):
+    """Another process of a multi-process launch was lost (its node died, it was killed, or it fell silent)."""

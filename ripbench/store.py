@@ -53,6 +53,8 @@ MANIFEST = "manifest.json"
 METRICS_DIR = "metrics"
 IMAGES_DIR = "images"
 FIGURES_DIR = "figures"
+#: Bounding box of the iteration's mask in the results table, pixels, end-exclusive (missing at iteration 0).
+MASK_BOX_COLUMNS = ["mask_y0", "mask_x0", "mask_y1", "mask_x1"]
 
 
 def _json_default(obj: Any) -> Any:

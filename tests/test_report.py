@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -100,7 +101,8 @@ def test_report_files_and_self_contained_html(report):
         assert (head == "data:image/png;base64" and magic == b"\x89PNG\r\n\x1a\n") or \
             (head == "data:image/jpeg;base64" and magic[:3] == b"\xff\xd8\xff")
         assert len(data) < 300_000  # thumbnails, not the full-resolution files
-    assert "script" not in parser.tags and "@import" not in text and "url(" not in text
+    assert parser.tags.count("script") == 2  # the viewer's data (JSON) and its few lines of script, inline
+    assert "@import" not in text and "url(" not in text and "Trajectory viewer" in text
     for words in ("How to read this", "ssim_orig &lt;= 0.5", "Kaplan-Meier", "Full manifest.json", "biharmonic",
                   "grid-16", "fingerprint", "Drift by region", "VAE / pipeline drift", "Hallucination",
                   "Ground truth: Simple Shapes labeller", "Failures", "No failed model call",
@@ -115,6 +117,7 @@ def test_report_files_and_self_contained_html(report):
     md = report["markdown"].read_text()
     assert md.startswith("# ripbench report: tiny") and "| model | mask_label |" in md
     assert "(figures/collapse_curves.png)" in md and "## Drift by region" in md
+    assert "- Trajectory viewer: in report.html (For each model and mask, a typical, the best" in md
 
 
 def test_report_pairs_models_across_runs(two_models):
@@ -196,7 +199,7 @@ OVERFLOW_PROBE = """JSON.stringify((() => {
   const all = Array.from(document.querySelectorAll('body *'));
   return {title: document.title, h1: document.querySelector('h1').textContent, viewport: vw,
     pageWidth: document.documentElement.scrollWidth, tables: document.querySelectorAll('table').length,
-    images: Array.from(document.images).map(i => ({alt: i.alt, complete: i.complete, width: i.naturalWidth,
+    images: Array.from(document.images).filter(i => !i.closest('.viewer')).map(i => ({alt: i.alt, complete: i.complete, width: i.naturalWidth,
       height: i.naturalHeight, shown: Math.round(i.getBoundingClientRect().width)})),
     outside: all.filter(e => e.getBoundingClientRect().right > vw + 1).map(name).slice(0, 10),
     scrolling: all.filter(e => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'visible')
@@ -204,8 +207,11 @@ OVERFLOW_PROBE = """JSON.stringify((() => {
 })())"""
 
 
-def browse(binary: str, page: Path, screenshot: Path, timeout: float = 60.0) -> dict:
-    """Load ``page`` in headless chromium; return image sizes, errors and requests; save a screenshot."""
+def browse(binary: str, page: Path, screenshot: Path, timeout: float = 60.0,
+           interact: Callable[[DevTools], dict] | None = None) -> dict:
+    """Load ``page`` in headless chromium; return image sizes, errors and requests; save a screenshot.
+
+    ``interact(tools)``, when given, runs after the page has loaded; what it returns is ``info["interact"]``."""
     profile = tempfile.mkdtemp(prefix="ripbench-chromium-")
     proc = subprocess.Popen([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
                              "--window-size=1280,900", "about:blank"],
@@ -228,6 +234,8 @@ def browse(binary: str, page: Path, screenshot: Path, timeout: float = 60.0) -> 
         tools.wait_for("Page.loadEventFired")
         found = tools.call("Runtime.evaluate", returnByValue=True, expression=OVERFLOW_PROBE)
         info = json.loads(found["result"]["value"])
+        if interact is not None:
+            info["interact"] = interact(tools)
         shot = tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
         screenshot.write_bytes(base64.b64decode(shot["data"]))
         events = tools.events
@@ -282,6 +290,110 @@ def test_report_renders_in_headless_chromium(which, report, two_models, tmp_path
 
     with Image.open(screenshot) as shot:
         assert shot.width >= 1200 and shot.height > 3000
+
+
+#: The viewer's state as the reader sees it: the shown image (and whether it loaded), the outline, the numbers.
+VIEWER_STATE = """JSON.stringify((() => {
+  const $ = id => document.getElementById(id), img = $('v-img'), box = $('v-box'), orig = $('v-orig');
+  return {src: img.src, loaded: img.complete && img.naturalWidth > 0, orig: orig.complete && orig.naturalWidth > 0,
+    box: !box.hidden && box.complete && box.naturalWidth > 0, caption: $('v-cap').textContent,
+    numbers: Array.from($('v-nums').rows).map(r => [r.cells[0].textContent, r.cells[1].textContent]),
+    which: $('v-which').textContent, value: +$('v-slider').value, max: +$('v-slider').max,
+    group: $('v-group').value, groups: $('v-group').options.length, picks: Array.from($('v-pick').options).map(o => o.value),
+    shown: Math.round(img.getBoundingClientRect().width)};
+})())"""
+
+
+def _drive_viewer(tools: DevTools) -> dict:
+    """Move the viewer's slider with the mouse, then with the arrow keys, then pick another trajectory."""
+    def state() -> dict:
+        return json.loads(tools.call("Runtime.evaluate", returnByValue=True, expression=VIEWER_STATE)["result"]["value"])
+
+    def key(name: str, code: int) -> None:
+        for kind in ("keyDown", "keyUp"):
+            tools.call("Input.dispatchKeyEvent", type=kind, key=name, code=name, windowsVirtualKeyCode=code)
+
+    tools.call("Runtime.evaluate", expression="document.getElementById('viewer').scrollIntoView({block: 'center'})")
+    steps = {"start": state()}
+    rect = json.loads(tools.call("Runtime.evaluate", returnByValue=True, expression=(
+        "JSON.stringify(document.getElementById('v-slider').getBoundingClientRect())"))["result"]["value"])
+    x, y = rect["left"] + 3, rect["top"] + rect["height"] / 2  # the slider's left end: the first saved iteration
+    for kind in ("mousePressed", "mouseReleased"):
+        tools.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+    steps["mouse"] = state()
+    key("ArrowRight", 39)  # the focused slider moves one saved iteration
+    steps["slider_key"] = state()
+    tools.call("Runtime.evaluate", expression="document.activeElement.blur()")
+    key("ArrowLeft", 37)  # nothing focused: the page's key handler moves the slider
+    steps["page_key"] = state()
+    tools.call("Runtime.evaluate", expression=(
+        "(() => { const p = document.getElementById('v-pick'); p.value = 'worst'; "
+        "p.dispatchEvent(new Event('change')); })()"))
+    steps["worst"] = state()
+    tools.call("Runtime.evaluate", expression=(
+        "(() => { const g = document.getElementById('v-group'); g.value = g.options.length - 1; "
+        "g.dispatchEvent(new Event('change')); })()"))
+    steps["last_group"] = state()
+    return steps
+
+
+def test_trajectory_viewer_in_headless_chromium(report, tmp_path):
+    """Moving the slider (mouse, arrow keys) changes the image and the numbers; picks and groups switch the
+    trajectory; every viewer image loads; no console error; nothing scrolls sideways at 1280 px."""
+    binary = _chromium()
+    if binary is None:
+        _need("chromium is not installed (Debian: apt-get install chromium)")
+    try:
+        import websocket  # noqa: F401
+    except ImportError:
+        _need("the websocket-client package is not installed (pip install websocket-client)")
+    info = browse(binary, report["html"], tmp_path / "viewer.png", interact=_drive_viewer)
+    steps = info["interact"]
+    start, mouse, slider_key, page_key = steps["start"], steps["mouse"], steps["slider_key"], steps["page_key"]
+    assert info["errors"] == [] and info["outside"] == [] and info["scrolling"] == [], info
+    assert start["groups"] == 3 and start["picks"] == ["typical", "best", "worst"]  # 2 grid masks + shapes columns
+    assert start["max"] >= 1 and start["value"] == start["max"]  # opens on the last saved iteration
+    for step in steps.values():
+        assert step["loaded"] and step["orig"] and step["box"] and step["shown"] == 256, step
+        assert step["caption"].startswith("iteration ") and step["numbers"], step
+    assert mouse["value"] == 0 and mouse["src"] != start["src"] and mouse["numbers"] != start["numbers"]
+    assert mouse["caption"] != start["caption"]
+    assert slider_key["value"] == 1 and slider_key["src"] != mouse["src"] and slider_key["numbers"] != mouse["numbers"]
+    assert page_key["value"] == 0 and page_key["src"] == mouse["src"] and page_key["numbers"] == mouse["numbers"]
+    names = [name for name, _ in start["numbers"]]
+    assert names[:2] == ["SSIM to original (higher is better)", "MSE to original (lower is better)"]
+    assert any(name.startswith("collapsed (ssim_orig <= 0.5)") for name in names) and "repainted box" in names
+    assert steps["worst"]["which"].startswith("worst: the most drift by final SSIM to original")
+    last = steps["last_group"]  # the shapes model: hallucination score and ground truth at every iteration
+    assert last["picks"] == ["typical", "best", "worst"] and last["which"].startswith("worst")
+    last_names = [name for name, _ in last["numbers"]]
+    assert "ground truth" in last_names and any(n.startswith("hallucination score") for n in last_names)
+    assert "ground truth" not in names  # photos have none: no row, rather than 'unknown'
+
+
+def test_trajectory_viewer_picks_and_keeps_to_its_byte_budget(report):
+    """Typical, best and worst by the final value in the metric's direction; over the byte budget, fewer saved
+    iterations are embedded (the last kept) and the caption says so."""
+    from ripbench import analysis
+    from ripbench.report.tables import trajectory_picks
+    from ripbench.report.viewer import build_viewer
+
+    table = analysis.load_runs(report["html"].parents[1])
+    rule = analysis.collapse_rule(table)
+    assert rule.metric == "ssim_orig"  # higher is better: the best trajectory ends with the highest SSIM
+    final = table[table["iteration"] == table["iteration"].max()].set_index("trajectory_id")["ssim_orig"]
+    for key, picks in trajectory_picks(table, rule.metric, ["model", "mask_label"]):
+        group = final[[t for t in final.index if t.startswith(f"{key[0]}__") and f"__{key[1]}__" in t]]
+        assert final[picks["best"]] == group.max() and final[picks["worst"]] == group.min(), key
+    full = build_viewer(table, rule)
+    assert full is not None and not full.thinned and "At most" not in full.caption()
+    frames = [len(t["frames"]) for t in full.trajectories]
+    small = build_viewer(table, rule, budget=len(full.html()) // 2)
+    assert small is not None and small.thinned and "At most" in small.caption()
+    thinned = [len(t["frames"]) for t in small.trajectories]
+    assert all(a <= b for a, b in zip(thinned, frames, strict=True)) and sum(thinned) < sum(frames)
+    assert len(small.html()) < len(full.html())
+    assert all(t["frames"][-1]["cap"] == f["frames"][-1]["cap"] for t, f in zip(small.trajectories, full.trajectories))
 
 
 def test_report_of_a_synthetic_run_with_failures_and_ground_truth(tmp_path):

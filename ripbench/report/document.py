@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from .. import analysis
 from ..metrics.registry import spec_for_column
+
+if TYPE_CHECKING:
+    from .viewer import Viewer
 
 __all__ = ["Figure", "Section", "how_to_read", "run_settings"]
 
@@ -31,7 +34,8 @@ class Figure:
 
 @dataclass
 class Section:
-    """One section of the report: heading, sentences, tables (title, frame), figures, notes."""
+    """One section of the report: heading, sentences, tables (title, frame), figures, notes, and an
+    interactive trajectory viewer (HTML only)."""
 
     key: str
     title: str
@@ -39,6 +43,7 @@ class Section:
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
     figures: list[Figure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    viewer: Viewer | None = None
 
 
 def how_to_read(rule: analysis.CollapseRule, ci: float) -> list[tuple[str, str]]:

@@ -124,6 +124,8 @@ def render_html(title: str, runs: list[str], rule: analysis.CollapseRule, top: l
             parts.append(f'<figure id="{esc(fig.key)}"><h3>{esc(fig.title)}</h3>'
                          f'<img src="{uri}" width="{width}" height="{height}" alt="{esc(fig.title)}">'
                          f"<figcaption>{esc(fig.caption)} Files: {esc(files)}.</figcaption></figure>")
+        if section.viewer is not None:
+            parts.append(section.viewer.html())
     parts += ['<h2 id="how">How to read this</h2><dl>',
               *(f"<dt>{esc(name)}</dt><dd>{esc(text)}</dd>" for name, text in how_to_read(rule, ci)), "</dl>",
               '<h2 id="settings">Settings</h2>']

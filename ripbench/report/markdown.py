@@ -31,6 +31,8 @@ def render_markdown(title: str, runs: list[str], rule: analysis.CollapseRule, to
         if section.figures:
             md += [f"- [{esc(fig.title)}]({fig.path.relative_to(out).as_posix()}): {esc(fig.caption)}"
                    for fig in section.figures] + [""]
+        if section.viewer is not None:
+            md += [f"- {esc(section.viewer.title)}: in report.html ({esc(section.viewer.caption())})", ""]
     md += ["## Settings", ""]
     for run in runs:
         md += [f"### Run {esc(run)}", ""]

@@ -33,6 +33,7 @@ from .tables import (
     summary_notes,
     typical_trajectories,
 )
+from .viewer import build_viewer
 
 __all__ = ["Context", "build_sections"]
 
@@ -246,7 +247,8 @@ def _pictures_section(c: Context, max_strips: int) -> Section | None:
                 "averaged over models and seeds.",
                 plots.drift_heatmap(run_dir, c.fig_dir / f"drift_heatmap{suffix}.png", table=rows, formats=("pdf",)),
                 photo=True))
-    return section if section.figures else None
+    section.viewer = build_viewer(table, c.rule)
+    return section if section.figures or section.viewer else None
 
 
 def _failure_section(c: Context) -> Section:

@@ -18,30 +18,48 @@ from .. import analysis, compare, plots
 from ..formatting import auroc_cell, fmt_p, interval_text, pct
 from ..metrics.registry import column_label, spec_for_column
 
-__all__ = ["MAX_LISTED_FAILURES", "band_table", "display_summary", "evidence_table", "failure_table",
+__all__ = ["MAX_LISTED_FAILURES", "PICKS", "band_table", "display_summary", "evidence_table", "failure_table",
            "hallucination_notes", "in_reading_order", "logrank_table", "metrics_table", "region_table",
-           "summary_notes", "typical_trajectories"]
+           "summary_notes", "trajectory_picks", "typical_trajectories"]
 
 #: At most this many failed trajectories are listed in the page (all are in failures.csv).
 MAX_LISTED_FAILURES = 40
 
 
-def typical_trajectories(table: pd.DataFrame, metric: str, by: Sequence[str], limit: int) -> list[str]:
-    """Per group, the trajectory whose final ``metric`` value is closest to the group median."""
+#: The trajectories :func:`trajectory_picks` chooses per group, in display order.
+PICKS = ("typical", "best", "worst")
+
+
+def trajectory_picks(table: pd.DataFrame, metric: str, by: Sequence[str]) -> list[tuple[tuple[Any, ...], dict[str, str]]]:
+    """Per group (in the figures' order), the ids of three trajectories by their final ``metric`` value:
+    ``typical`` (closest to the group's median), ``best`` (least drift) and ``worst`` (most drift), the
+    direction read from the metric's spec. A group without values names its first trajectory for all three.
+
+    >>> t = pd.DataFrame({"trajectory_id": ["a", "b", "c"], "iteration": [1, 1, 1], "model": ["m"] * 3,
+    ...                   "ssim_orig": [0.9, 0.5, 0.7]})
+    >>> trajectory_picks(t, "ssim_orig", ["model"])
+    [(('m',), {'typical': 'c', 'best': 'a', 'worst': 'b'})]
+    """
     final = analysis.observed(table).sort_values("iteration").groupby("trajectory_id").tail(1).copy()
-    final["_v"] = analysis.metric_values(final, metric)
+    final["_v"] = analysis.metric_values(final, metric) * analysis.metric_direction(metric)  # larger = more drift
     chosen = []
     for key in plots.ordered_groups(final, by):
         rows = plots.select(final, by, key)
-        values = rows["_v"].to_numpy()
         if len(rows) == 0:
             continue
+        ids, values = rows["trajectory_id"].astype(str).tolist(), rows["_v"].to_numpy()
         if np.isnan(values).all():
-            chosen.append(str(rows["trajectory_id"].iloc[0]))
+            chosen.append((key, dict.fromkeys(PICKS, ids[0])))
             continue
-        distance = np.abs(values - np.nanmedian(values))
-        chosen.append(str(rows["trajectory_id"].iloc[int(np.nanargmin(distance))]))
-    return chosen[:limit]
+        typical = int(np.nanargmin(np.abs(values - np.nanmedian(values))))
+        chosen.append((key, {"typical": ids[typical], "best": ids[int(np.nanargmin(values))],
+                             "worst": ids[int(np.nanargmax(values))]}))
+    return chosen
+
+
+def typical_trajectories(table: pd.DataFrame, metric: str, by: Sequence[str], limit: int) -> list[str]:
+    """Per group, the trajectory whose final ``metric`` value is closest to the group median."""
+    return [picks["typical"] for _, picks in trajectory_picks(table, metric, by)][:limit]
 
 
 def in_reading_order(frame: pd.DataFrame, table: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:

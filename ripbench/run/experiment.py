@@ -16,9 +16,11 @@ import contextlib
 import inspect
 import json
 import logging
+import shutil
 import signal
 import sys
 import threading
+import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ from ..models.base import resolve_device
 from ..models.registry import check_model_options, declared_options
 from ..store import RunLock, RunStore
 from .annotators import annotator_for
-from .distributed import Ranks, ranks_from_env
+from .distributed import Heartbeat, Ranks, ranks_from_env
 from .keys import KEY_VERSION
 from .loop import run_batch
 from .plan import Trajectory, plan
@@ -313,6 +315,7 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
     parts_before = len(store.part_files())
     done = store.finished_trajectories() if previous is not None else set()
     ranks.meet()  # every rank has read what is done before anyone writes
+    token = ranks.from_main(uuid.uuid4().hex)  # names this launch's heartbeats
     pending = [(m, [t for t in ts if t.id not in done and ranks.owns(t.id)]) for m, ts in groups]
     planned = {m.display_name: len(ts) for m, ts in groups}
     total = sum(planned.values())
@@ -333,6 +336,7 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
         "started": (previous or {}).get("started", now()),
         "resumed": [*(previous or {}).get("resumed", []), now()] if previous is not None else [],
         "world_size": ranks.world_size,
+        "nodes": ranks.nodes,
         "versions": versions(),
         "git_commit": git_commit(),
         "command": " ".join(sys.argv),
@@ -346,7 +350,7 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
         "batch_size_run": (previous or {}).get("batch_size_run", {}),
     }
     # every launch keeps its own provenance: rows resumed by another version stay attributable
-    launch = {key: manifest[key] for key in ("world_size", "versions", "git_commit", "command", "device")}
+    launch = {key: manifest[key] for key in ("world_size", "nodes", "versions", "git_commit", "command", "device")}
     manifest["launches"] = [*(previous or {}).get("launches", []), {"started": now(), **launch}]
     if previous is not None and previous.get("metrics"):
         manifest["metrics"] = previous["metrics"]
@@ -373,6 +377,9 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
     bar = tqdm(total=sum(len(ts) for _, ts in pending) * config.iterations, unit="inpaint",
                disable=not (progress and ranks.is_main), dynamic_ncols=True, desc="RIP")
     earlier = (previous or {}).get("timing") or {}
+    heartbeat = None
+    if ranks.distributed:  # the final meeting hears whether the others are still alive
+        heartbeat = Heartbeat(store.run_dir.parent / f".{store.run_dir.name}.ranks", ranks, token).start()
     timing = {"model_seconds": 0.0, "overhead_seconds": 0.0}
     suites: dict[str, MetricSuite] = {}
     writer = BackgroundWriter()  # snapshots and result parts are written off the loop's path
@@ -428,6 +435,7 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
                 tracker.model_done(label)
             del model
         writer.close()
+        ranks.meet(heartbeat)  # every rank's parts are on disk (a lost rank: one line, not a wait)
     except BaseException as exc:
         _finish_writes(writer, exc)  # finished batches still reach the disk (each file atomically)
         if ranks.is_main:
@@ -442,8 +450,10 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
         raise
     finally:
         bar.close()
+        if heartbeat is not None:
+            heartbeat.stop()
 
-    # meet: every rank's parts are on disk; rank 0 merges what the others learned and checks completeness
+    # rank 0 merges what the others learned and checks completeness
     reports = ranks.gather((manifest["models"], manifest.get("metrics"), timing, manifest["batch_size_run"]))
     for models, metrics, _, sizes in reports:
         for name, ident in models.items():
@@ -468,6 +478,8 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
         })
         save()
         store.drop(Path(aside) if aside else None)  # the new run is complete: the old one goes
-    ranks.meet()
+    ranks.meet()  # every heartbeat has stopped (each rank stops its own before the last meetings)
+    if heartbeat is not None and ranks.is_main:
+        shutil.rmtree(heartbeat.folder, ignore_errors=True)
     table.attrs["manifest"] = manifest
     return RunResult(run_dir=store.run_dir, table=table, manifest=manifest, skipped=skipped)

@@ -33,6 +33,7 @@ from ..io import BackgroundWriter, atomic_save
 from ..masks import mask_stats_batch, masks_for
 from ..metrics import DriftTracker, MetricSuite, column_name
 from ..models import Inpainter, InpaintResult
+from ..store import MASK_BOX_COLUMNS
 from .annotators import Annotator
 from .plan import KEY_COLUMNS, Trajectory
 
@@ -40,8 +41,6 @@ __all__ = ["MASK_BOX_COLUMNS", "TIMING_COLUMNS", "run_batch"]
 
 #: Columns whose values are wall-clock timings (they differ between otherwise identical runs).
 TIMING_COLUMNS = ["model_seconds", "overhead_seconds"]
-#: Bounding box of the iteration's mask, pixels, end-exclusive (missing at iteration 0).
-MASK_BOX_COLUMNS = ["mask_y0", "mask_x0", "mask_y1", "mask_x1"]
 
 
 class _Clock:
