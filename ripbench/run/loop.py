@@ -3,7 +3,7 @@
 One round of one trajectory::
 
     mask_k  = policy(H, W, k, key)                    # key = hash(seed, image id, policy): see run.keys
-    image_k = model.inpaint(image_{k-1}, mask_k, noise_seed(key, k))
+    image_k = handoff(model.inpaint(image_{k-1}, mask_k, noise_seed(key, k)))   # config.handoff
     metrics(image_k vs original, vs image_{k-1}) in the whole image and the regions
             current (mask_k) / outside / ever (mask_1 | ... | mask_k) / never
 
@@ -28,6 +28,7 @@ import torch
 from ..config import ExperimentConfig
 from ..detectors import ALIASES, DetectorSuite
 from ..errors import ModelContractError, add_note
+from ..handoff import Handoff
 from ..hallucination import ScoreWindow
 from ..io import BackgroundWriter, atomic_save
 from ..masks import mask_stats_batch, masks_for
@@ -191,6 +192,7 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
     snaps = set(config.snapshot_iterations())
     original = torch.stack([t.image.pixels for t in trajs]).to(device)
     tracker = DriftTracker(suite, original)  # holds the previous image: the next model input
+    handoff = Handoff.parse(config.handoff)  # what the next iteration (and the metrics) receive
     if 0 in snaps:
         _snapshot(trajs, image_dir, 0, original, None, writer)
 
@@ -219,6 +221,7 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
             raise ModelContractError(f"model {trajs[0].model_label!r} returned an x0_trajectory but does not declare "
                                      "returns_x0_trajectory = True; see ripbench.models.base")
         new, checks = _checked_output(result.images, original, trajs[0].model_label)
+        new = handoff.apply(new)
         given = tracker.previous  # the model's input (the tracker replaces, never edits, it)
         for name, v in checks.items():
             per_iter.setdefault(name, []).append(v)
