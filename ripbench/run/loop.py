@@ -28,8 +28,8 @@ import torch
 from ..config import ExperimentConfig
 from ..detectors import ALIASES, DetectorSuite
 from ..errors import ModelContractError, add_note
-from ..handoff import Handoff
 from ..hallucination import ScoreWindow
+from ..handoff import Handoff
 from ..io import BackgroundWriter, atomic_save
 from ..masks import mask_stats_batch, masks_for
 from ..metrics import DriftTracker, MetricSuite, column_name
