@@ -35,6 +35,7 @@ True
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -82,13 +83,14 @@ class Handoff:
         """Whether the next iteration receives the model's output unchanged (``float`` only)."""
         return self.kind == "float"
 
-    def apply(self, images: torch.Tensor) -> torch.Tensor:
+    def apply(self, images: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
         """``images`` (``B x 3 x H x W`` float in ``[0, 1]``) as the next iteration receives them, on their
-        device and in their dtype (a new tensor unless the hand-off is ``float``)."""
+        device and in their dtype. A new tensor unless the hand-off is ``float``, or ``inplace`` (the run
+        loop, which owns the output, saves a copy this way)."""
         if self.kind == "float":
             return images
         if self.kind in ("uint8", "png"):
-            return quantize_uint8(images)
+            return quantize_uint8(images, inplace=inplace)
         return jpeg_roundtrip(images, int(self.quality or 100))
 
 
@@ -97,9 +99,20 @@ def parse_handoff(text: str) -> Handoff:
     return Handoff.parse(text)
 
 
-def quantize_uint8(images: torch.Tensor) -> torch.Tensor:
-    """``round(clamp(x, 0, 1) * 255) / 255`` in the images' dtype (round half to even, as torch rounds)."""
-    return images.clamp(0.0, 1.0).mul(255.0).round_().div_(255.0)
+#: Elements per chunk of the CPU quantisation: three passes over a cache-sized chunk, not over the batch.
+_CHUNK = 1 << 18
+
+
+def quantize_uint8(images: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
+    """``round(clamp(x, 0, 1) * 255) / 255`` in the images' dtype (round half to even, as torch rounds).
+
+    On the CPU in cache-sized chunks (about twice as fast as whole-batch passes at 512 px).
+    """
+    out = images if inplace and images.is_contiguous() else images.contiguous().clone()
+    chunks = out.view(-1).split(_CHUNK) if out.device.type == "cpu" else (out,)
+    for chunk in chunks:
+        chunk.clamp_(0.0, 1.0).mul_(255.0).round_().div_(255.0)
+    return out
 
 
 def _to_bytes(images: torch.Tensor) -> torch.Tensor:
@@ -113,19 +126,25 @@ def jpeg_roundtrip(images: torch.Tensor, quality: int) -> torch.Tensor:
 
     On CUDA the encoder and decoder run on the device (nvJPEG) when torchvision supports it; on
     other devices, or when it does not, on the CPU (the result goes back to the images' device).
+    torchvision >= 0.29 marks these codecs deprecated in favour of torchcodec; that warning is not
+    repeated every iteration.
     """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                                category=DeprecationWarning)
+        return _jpeg_roundtrip(images, quality)
+
+
+def _jpeg_roundtrip(images: torch.Tensor, quality: int) -> torch.Tensor:
     import torch
     from torchvision.io import decode_jpeg, encode_jpeg
 
-    data = _to_bytes(images).contiguous()
-    items = list(data.unbind(0))
+    items = list(_to_bytes(images).contiguous().unbind(0))
     if images.device.type == "cuda":
         try:
             decoded = decode_jpeg(encode_jpeg(items, quality=quality), device=images.device)
             return torch.stack(list(decoded)).to(images.dtype).div_(255.0)
         except (RuntimeError, TypeError):  # torchvision built without nvJPEG: the CPU codec below
-            items = [t.cpu() for t in items]
-    else:
-        items = [t.cpu() for t in items]
-    decoded = decode_jpeg(encode_jpeg(items, quality=quality))
+            pass
+    decoded = decode_jpeg(encode_jpeg([t.cpu() for t in items], quality=quality))
     return torch.stack(list(decoded)).to(device=images.device, dtype=images.dtype).div_(255.0)

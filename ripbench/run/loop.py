@@ -221,7 +221,7 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
             raise ModelContractError(f"model {trajs[0].model_label!r} returned an x0_trajectory but does not declare "
                                      "returns_x0_trajectory = True; see ripbench.models.base")
         new, checks = _checked_output(result.images, original, trajs[0].model_label)
-        new = handoff.apply(new)
+        new = handoff.apply(new, inplace=True)  # the loop's own copy of the output
         given = tracker.previous  # the model's input (the tracker replaces, never edits, it)
         for name, v in checks.items():
             per_iter.setdefault(name, []).append(v)
