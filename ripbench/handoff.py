@@ -16,8 +16,9 @@ hand-off   what the next iteration (and the metrics) receive
            where torchvision supports it (nvJPEG), else on the CPU
 ========== ==========================================================================================
 
-The hand-off is applied to the output before the metrics, so the drift measured is the drift of
-the image that exists between iterations. No PIL and no per-item host round trip for ``uint8`` /
+The hand-off is applied to the original (what iteration 1 receives) and to every output before
+the metrics, so the drift measured is the drift of the image that exists between iterations, and
+the hand-off alone never changes a pixel twice (rounding is idempotent; JPEG is not). No PIL and no per-item host round trip for ``uint8`` /
 ``png``; ``jpeg`` on a CPU device encodes each item (torchvision takes a list of images).
 
 Example

@@ -97,7 +97,7 @@ def _recorded(tmp_path: Path, handoff: str) -> list[torch.Tensor]:
 
 def test_the_next_iteration_receives_the_rounded_output(tmp_path: Path) -> None:
     floats, rounded = _recorded(tmp_path, "float"), _recorded(tmp_path, "uint8")
-    assert torch.equal(floats[0], rounded[0])  # the original (not handed off)
+    assert torch.equal(rounded[0], torch.round(floats[0] * 255) / 255)  # the original is handed off too
     # what iteration 2 received is the float run's iteration-1 output, rounded to 8 bits
     assert torch.equal(rounded[1], torch.round(floats[1].clamp(0, 1) * 255) / 255)
     assert not torch.equal(rounded[1], floats[1])

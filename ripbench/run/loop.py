@@ -3,7 +3,7 @@
 One round of one trajectory::
 
     mask_k  = policy(H, W, k, key)                    # key = hash(seed, image id, policy): see run.keys
-    image_k = handoff(model.inpaint(image_{k-1}, mask_k, noise_seed(key, k)))   # config.handoff
+    image_k = handoff(model.inpaint(image_{k-1}, mask_k, noise_seed(key, k)))   # config.handoff; image_0 = handoff(original)
     metrics(image_k vs original, vs image_{k-1}) in the whole image and the regions
             current (mask_k) / outside / ever (mask_1 | ... | mask_k) / never
 
@@ -190,9 +190,11 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
     n_iter, b = config.iterations, len(trajs)
     h, w = trajs[0].size
     snaps = set(config.snapshot_iterations())
-    original = torch.stack([t.image.pixels for t in trajs]).to(device)
-    tracker = DriftTracker(suite, original)  # holds the previous image: the next model input
     handoff = Handoff.parse(config.handoff)  # what the next iteration (and the metrics) receive
+    # the original is what iteration 1 receives: handed off like every later image (a study that keeps its
+    # images as 8-bit files starts from an 8-bit original too), so the hand-off alone never changes a pixel twice
+    original = handoff.apply(torch.stack([t.image.pixels for t in trajs]).to(device), inplace=True)
+    tracker = DriftTracker(suite, original)  # holds the previous image: the next model input
     if 0 in snaps:
         _snapshot(trajs, image_dir, 0, original, None, writer)
 
