@@ -78,30 +78,35 @@ class Recorder(Inpainter):
     name = "recorder"
     space = "pixel"
     inputs: ClassVar[list[torch.Tensor]] = []
+    outputs: ClassVar[list[torch.Tensor]] = []
 
     def inpaint(self, images, masks, seeds):
         Recorder.inputs.append(images.clone())
-        return InpaintResult(images=torch.where(masks > 0.5, images * 0.7 + 0.1003, images))
+        out = torch.where(masks > 0.5, images * 0.7 + 0.1003, images)
+        Recorder.outputs.append(out.clone())
+        return InpaintResult(images=out)
 
 
-def _recorded(tmp_path: Path, handoff: str) -> list[torch.Tensor]:
-    Recorder.inputs = []
+def _recorded(tmp_path: Path, handoff: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    Recorder.inputs, Recorder.outputs = [], []
     cfg = validate_config({"name": f"rec-{handoff.replace(':', '')}", "iterations": 2, "size": 32, "seeds": [0],
                            "inputs": {"source": "samples", "names": ["coffee"]}, "masks": [{"policy": "grid", "size": 16}],
                            "models": [{"name": "tests.test_drift_sources:Recorder"}], "metrics": {"names": ["mse"]},
                            "handoff": handoff, "output_dir": str(tmp_path)})
     result = run_experiment(cfg, progress=False)
     assert result.manifest["config"]["handoff"] == handoff
-    return list(Recorder.inputs)
+    return list(Recorder.inputs), list(Recorder.outputs)
 
 
 def test_the_next_iteration_receives_the_rounded_output(tmp_path: Path) -> None:
-    floats, rounded = _recorded(tmp_path, "float"), _recorded(tmp_path, "uint8")
-    assert torch.equal(rounded[0], torch.round(floats[0] * 255) / 255)  # the original is handed off too
-    # what iteration 2 received is the float run's iteration-1 output, rounded to 8 bits
-    assert torch.equal(rounded[1], torch.round(floats[1].clamp(0, 1) * 255) / 255)
-    assert not torch.equal(rounded[1], floats[1])
-    assert torch.equal(_recorded(tmp_path, "png")[1], rounded[1])
+    (f_in, f_out), (u_in, u_out) = _recorded(tmp_path, "float"), _recorded(tmp_path, "uint8")
+    assert torch.equal(f_in[1], f_out[0])  # float: the output as it is
+    # uint8: the original and every output, rounded to 8 bits (the model's float output, then rounded)
+    assert torch.equal(u_in[0], torch.round(f_in[0] * 255) / 255)
+    assert torch.equal(u_in[1], torch.round(u_out[0].clamp(0, 1) * 255) / 255)
+    assert not torch.equal(u_in[1], u_out[0])
+    p_in, _ = _recorded(tmp_path, "png")
+    assert all(torch.equal(a, b) for a, b in zip(p_in, u_in))  # png is uint8
 
 
 # -- the VAE round-trip control ----------------------------------------------------------------
@@ -263,10 +268,13 @@ def test_biharmonic_region_finding_reports_mse_0_and_no_vae(tmp_path: Path) -> N
 
 
 def test_old_manifests_take_the_space_of_the_builtin_model() -> None:
-    table = pd.DataFrame({"model": ["biharmonic"], "iteration": [0]})
-    table.attrs["manifest"] = {"config": {"models": [{"name": "biharmonic"}]},
-                               "models": {"biharmonic": {"name": "biharmonic"}}}
-    assert analysis.model_spaces(table) == {("biharmonic",): "pixel"}
+    table = pd.DataFrame({"model": ["biharmonic", "shapes-ddpm"], "iteration": [0, 0]})
+    table.attrs["manifest"] = {"config": {"models": [{"name": "biharmonic"}, {"name": "shapes-ddpm"},
+                                                     {"name": "diffusers", "label": "sd"}]},
+                               "models": {"biharmonic": {"name": "biharmonic"}, "shapes-ddpm": {"name": "x"},
+                                          "sd": {"name": "sd"}}}
+    # the quick preset's models have no VAE; a diffusers pipeline has one
+    assert analysis.model_spaces(table) == {("biharmonic",): "pixel", ("shapes-ddpm",): "pixel", ("sd",): "latent"}
 
 
 def test_a_latent_model_s_never_masked_change_is_vae_drift() -> None:

@@ -70,9 +70,7 @@ def decomposition_arms(table: pd.DataFrame) -> list[Arm]:
                 continue
             if str(record.get("class", "")).endswith(".VAERoundTrip"):
                 role = "vae"
-            elif record.get("space") == "latent" or "paste_back" in record:
-                if "paste_back" not in record:
-                    continue
+            elif "paste_back" in record:  # a diffusers pipeline: whole output fed back, or pasted back
                 role = "pasteback" if record["paste_back"] else "total"
             else:
                 continue

@@ -85,6 +85,12 @@ def how_to_read(rule: analysis.CollapseRule, ci: float) -> list[tuple[str, str]]
                     "never-masked change is VAE / pipeline drift; a pixel-space model has no VAE, and its never-masked "
                     "pixels change only by the hand-off's rounding or by not keeping them. A region with no pixels "
                     "has no value (n counts the trajectories that have one)."),
+        ("Drift decomposition", "with runs reported together that differ in one source each (the rip-paper run, its "
+                                "paste-back ablation, the vae-roundtrip control, hand-off variants), the drift per mask "
+                                "and iteration is split into: the paste-back run's (the denoiser's, masks only), total "
+                                "minus paste-back (feeding back the pixels outside the masks: VAE / pipeline drift), "
+                                "the VAE alone, and hand-off differences; all on the trajectories every run shares, "
+                                "so the differences are paired."),
         ("Hand-off", "what each iteration hands to the next (config field handoff): float (the output as it is), "
                      "uint8 / png (rounded to 8 bits, what a diffusers pipeline returns by default), jpeg:Q (JPEG of "
                      "quality Q). It is applied before the metrics, so the drift is that of the image handed on."),
