@@ -11,6 +11,12 @@ splits into metrics (the drift tracker) and everything else. Also runs an "ident
 
 With ``--repeat N`` every measurement runs N times and the medians are printed. The numbers
 depend on the machine (and on what else runs on it); report them with its description.
+
+It also prints the cost of the hand-off between iterations (config ``handoff``: ``uint8``, ``png``,
+``jpeg:95``, ``jpeg:75``) per inpaint, on a batch of ``--handoff-batch`` images of ``--handoff-size``
+px (default 8 x 512 px, the rip-paper batch) on the chosen device; ``--handoff-only`` prints only that:
+
+    python benchmarks/bench_harness.py --handoff-only [--device cpu] [--threads 1]
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from contextlib import contextmanager
 import torch
 
 from ripbench.config import apply_overrides, load_preset
+from ripbench.handoff import Handoff
 from ripbench.models import Inpainter, InpaintResult
 from ripbench.run import run_experiment
 
@@ -90,6 +97,36 @@ def measure(model: str, args: argparse.Namespace) -> dict[str, float]:
             "harness_ms": harness_ms, "metrics_ms": metrics_ms, "other_ms": harness_ms - metrics_ms}
 
 
+#: The hand-off forms timed (``float`` costs nothing: it hands the output on as it is).
+HANDOFFS = ("uint8", "png", "jpeg:95", "jpeg:75")
+
+
+def handoff_cost(device: str, size: int, batch: int, repeat: int) -> dict[str, float]:
+    """Milliseconds per inpaint (one image) of each hand-off in :data:`HANDOFFS`, median of ``repeat`` batches."""
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    g = torch.Generator().manual_seed(0)
+    coarse = torch.rand(batch, 3, size // 16, size // 16, generator=g)
+    images = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear").to(dev)
+    images = (images + 0.02 * torch.randn(images.shape, generator=g).to(dev)).clamp(0, 1)  # photo-like texture
+    out = {}
+    for form in HANDOFFS:
+        handoff = Handoff.parse(form)
+        handoff.apply(images)  # warm-up (codec initialisation)
+        times = []
+        for _ in range(max(3, repeat)):
+            output = images.clone()  # the loop hands on its own copy of the output, in place
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            start = time.perf_counter()
+            handoff.apply(output, inplace=True)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            times.append(time.perf_counter() - start)
+        out[form] = 1e3 * statistics.median(times) / batch
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="biharmonic")
@@ -101,11 +138,19 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 gives the steadiest numbers)")
     p.add_argument("--repeat", type=int, default=1, help="run every measurement this often; print medians")
+    p.add_argument("--handoff-size", type=int, default=512, help="image side of the hand-off timing")
+    p.add_argument("--handoff-batch", type=int, default=8, help="images per batch of the hand-off timing")
+    p.add_argument("--handoff-only", action="store_true", help="time only the hand-off between iterations")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "
           f"cuda: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
+    cost = handoff_cost(args.device, args.handoff_size, args.handoff_batch, max(5, args.repeat))
+    print(f"hand-off per inpaint ({args.handoff_size} px, batches of {args.handoff_batch}, {args.device}): "
+          + ", ".join(f"{form} {ms:.2f} ms" for form, ms in cost.items()))
+    if args.handoff_only:
+        return
     print(f"{args.size}px, {args.iterations} iterations, batch {args.batch_size}, metrics {args.metrics}"
           + (f", medians of {args.repeat} runs" if args.repeat > 1 else ""))
     for model in (f"{__name__}:Identity" if __name__ != "__main__" else "__main__:Identity", args.model):

@@ -302,6 +302,18 @@ class ExperimentConfig(_Strict):
     batch_size: int = Field(default=8, ge=1)
     device: str = "auto"
     output_dir: Path = Path("results")
+    #: what the next iteration receives: float, uint8, png or jpeg:<quality> (see :mod:`ripbench.handoff`)
+    handoff: str = "float"
+
+    @field_validator("handoff", mode="before")
+    @classmethod
+    def _handoff(cls, value: Any) -> str:
+        from .handoff import Handoff
+
+        try:
+            return str(Handoff.parse(str(value)))
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("name")
     @classmethod
@@ -380,9 +392,13 @@ class ExperimentConfig(_Strict):
 
         Left out: name, description, output_dir, batch_size, device, snapshots, save_every, where the
         LPIPS weights file lies (a resume checks the weights' sha256 instead) and unset ``hf`` input fields.
+        The hand-off counts when it is not ``float`` (the only hand-off before it was a setting, so runs
+        made then keep their fingerprint).
         """
         plumbing = ("name", "description", "output_dir", "batch_size", "device", "snapshots", "save_every")
         exclude: dict[str, Any] = {key: True for key in plumbing}
+        if self.handoff == "float":
+            exclude["handoff"] = True
         exclude["metrics"] = {"lpips_weights": True}
         data = self.model_dump(mode="json", exclude=exclude)
         for inputs in [data.get("inputs"), *(m.get("inputs") for m in data.get("models", []))]:

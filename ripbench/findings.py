@@ -27,8 +27,8 @@ from . import analysis
 from .metrics.registry import column_label, spec_for_column
 from .stats import fmt, fmt_interval, pct, proportion_ci
 
-__all__ = ["baseline_sentences", "collapse_sentences", "comparison_sentences", "failure_sentences", "fastest_drift",
-           "group_name", "hallucination_sentences", "metric_phrase", "region_sentences"]
+__all__ = ["baseline_sentences", "collapse_sentences", "comparison_sentences", "decomposition_sentences",
+           "failure_sentences", "fastest_drift", "group_name", "hallucination_sentences", "metric_phrase", "region_sentences"]
 
 
 def _value_ci(value: Any, lo: Any, hi: Any, ci: float = 0.95, digits: int = 3) -> str:
@@ -243,31 +243,124 @@ def hallucination_sentences(rocs: Sequence[dict[str, Any]], threshold: dict[str,
     return lines
 
 
-def region_sentences(regions: pd.DataFrame, by: Sequence[str], metric: str, ci: float = 0.95) -> list[str]:
-    """Per group: drift in never-masked pixels (VAE) vs ever-masked pixels (denoiser) at the region
-    table's iteration, each with its CI and n; says when a region had no pixels left."""
+def _arm_of(key: Sequence[Any], by: Sequence[str]) -> tuple[str, ...]:
+    """The ``(run, model)`` (or ``(model,)``) of a group key, for :func:`ripbench.analysis.model_spaces`."""
+    values = dict(zip(by, key))
+    return tuple(str(values[c]) for c in ("run", "model") if c in values)
+
+
+def region_sentences(regions: pd.DataFrame, by: Sequence[str], metric: str, ci: float = 0.95, *,
+                     local: pd.DataFrame | None = None, spaces: dict[tuple[str, ...], str | None] | None = None,
+                     handoffs: dict[str, str] | None = None, reach: int | None = None) -> list[str]:
+    """Per group: what changed in the never-masked pixels, and why, next to the ever-masked pixels' drift.
+
+    ``regions``: :func:`ripbench.analysis.region_summary` of ``metric``. Whether never-masked pixels
+    changed is read from ``local`` (the region summary of a pixel-local metric, reach 0: MSE, PSNR)
+    when given, since a windowed metric (LPIPS, SSIM: ``reach`` pixels) takes in repainted pixels
+    near the region. The cause is named from the model's space (``spaces``, see
+    :func:`ripbench.analysis.model_spaces`): a VAE for a latent model; for a pixel-space model no VAE,
+    and a windowed metric's value there is context leakage; ``handoffs`` (run -> hand-off) adds the
+    rounding between iterations as a cause when it is not ``float``.
+    """
     if regions.empty or not {"ever", "never"} <= set(regions["region"]):
         return []
     iteration = regions.attrs.get("iteration")
     phrase = metric_phrase(metric)
+    spec = spec_for_column(metric)
+    windowed = spec is not None and not spec.pixel_local
+    local_cells: dict[tuple[Any, ...], pd.Series] = {}
+    local_phrase = ""
+    if local is not None and not local.empty:
+        local_phrase = metric_phrase(str(local["column"].iloc[0]).removesuffix("_never"))
+        for key, part in local.groupby(list(by), sort=False) if by else [((), local)]:
+            key = key if isinstance(key, tuple) else (key,)
+            never_rows = part[part["region"] == "never"]
+            if len(never_rows):
+                local_cells[key] = never_rows.iloc[0]
+    reach_text = f" (its reach: {reach} px)" if reach is not None else ""
     lines = []
     for key, part in regions.groupby(list(by), sort=False) if by else [((), regions)]:
         key = key if isinstance(key, tuple) else (key,)
         cells = {r["region"]: r for _, r in part.iterrows()}
         never, ever = cells["never"], cells["ever"]
         name = " / ".join(map(str, key)) or "all trajectories"
+        arm = _arm_of(key, by)
+        space = (spaces or {}).get(arm)
+        run = dict(zip(by, key)).get("run")
+        known = handoffs or {}
+        only = next(iter(known.values())) if len(known) == 1 else None
+        handoff = (known.get(str(run)) if run is not None else only) or only or "float"
 
         def cell(r: pd.Series) -> str:
             if r["n"] == 0:
                 return "none left"
             return f"{_value_ci(r['mean'], r['lo'], r['hi'], ci)}, n = {int(r['n'])})"
 
-        text = (f"{name}, {phrase} at iteration {iteration}: never-masked pixels (VAE / pipeline drift) "
-                f"{cell(never)}; ever-masked pixels (denoiser drift) {cell(ever)}.")
-        spec = spec_for_column(metric)
-        identity = spec.identity if spec is not None else None
-        if never["n"] and identity is not None and math.isfinite(identity) and never["mean"] == identity:
+        pix = local_cells.get(key)
+        pix_spec = spec_for_column(str(pix["column"])) if pix is not None else None
+        unchanged = bool(pix is not None and pix["n"] and pix_spec is not None and math.isfinite(pix_spec.identity)
+                         and pix["mean"] == pix_spec.identity and (pd.isna(pix["hi"]) or pix["hi"] == pix_spec.identity))
+        if pix is not None:
+            changed = f"never-masked pixels: {local_phrase} {cell(pix)}"
+        else:
+            changed = f"never-masked pixels: {phrase} {cell(never)}"
+        if space == "latent":
+            text = f"{name}, at iteration {iteration}: " + changed.replace("pixels:", "pixels (VAE / pipeline drift):", 1)
+        elif space == "pixel":
+            text = (f"{name} works in pixel space (no VAE), so none of its drift comes from a VAE. At iteration "
+                    f"{iteration}, {changed}")
+        else:
+            text = (f"{name}, at iteration {iteration}: {changed} (drift outside the masks; the model does not "
+                    "declare whether it has a VAE)")
+        own = "denoiser drift" if space == "latent" else "the model's own drift"
+        text += f"; ever-masked pixels ({own}), {phrase}: {cell(ever)}."
+        if pix is not None and unchanged:
             text += " The never-masked pixels are unchanged: this model adds no drift outside its masks."
+        elif pix is not None and pix["n"] and handoff != "float":
+            text += (f" The run hands each output to the next iteration as {handoff}, so never-masked pixels change "
+                     "by that rounding too" + (", not by a VAE." if space == "pixel" else "."))
+        elif pix is not None and pix["n"] and space == "pixel":
+            text += " Pixels it was asked to keep changed: the model does not return its unmasked pixels as they were."
+        if pix is not None and windowed and never["n"]:
+            leak = "context leakage" if (unchanged or space == "pixel") else "partly context leakage"
+            text += (f" {spec.label if spec else metric} in never-masked pixels, {cell(never)}, is {leak}: the metric's "
+                     f"window{reach_text} takes in repainted pixels nearby.")
+        elif pix is None and windowed:
+            text += (f" No pixel-local metric (MSE, PSNR) in this run: {phrase} in never-masked pixels includes "
+                     f"repainted pixels within its reach{reach_text}, so it is an upper bound on their drift.")
+        lines.append(text)
+    return lines
+
+
+def decomposition_sentences(dominant: Sequence[dict[str, Any]], metric: str, ci: float = 0.95) -> list[str]:
+    """Per mask, at the last iteration: the total drift, each source with its CI and n, and which dominates
+    (or that the intervals of the two largest overlap, so the run does not establish it).
+
+    ``dominant``: :func:`ripbench.analysis.dominant_sources` of a drift decomposition."""
+    spec = spec_for_column(metric)
+    label = spec.label if spec else metric
+    lines = []
+    for item in dominant:
+        sources, total, vae = item["sources"], item["total"], item["vae"]
+        n = int(total["n"]) if total is not None else int(sources[0]["n"])
+
+        def value(r: pd.Series) -> str:
+            return f"{_value_ci(r['mean'], r['lo'], r['hi'], ci)})"
+
+        text = f"{item['mask_label']}, iteration {item['iteration']}, n = {n} shared trajectories: "
+        if total is not None:
+            text += f"total {label} drift {value(total)}; "
+        text += "; ".join(f"{r['label']} {value(r)}" for r in sources)
+        if vae is not None and not any(r["component"] == "vae" for r in sources):
+            text += f"; for reference, the {vae['label']} {value(vae)}"
+        top = sources[0]
+        if len(sources) == 1:
+            text += "."
+        elif item["overlap"]:
+            text += (f". The intervals of {top['label']} and {sources[1]['label']} overlap: this run does not "
+                     "establish which source dominates.")
+        else:
+            text += f". {top['label'][0].upper()}{top['label'][1:]} dominates."
         lines.append(text)
     return lines
 

@@ -15,8 +15,13 @@ rule                      what is checked
 ``finite``                no NaN / Inf in ``images`` (mark bad items with ``failed`` instead)
 ``range``                 values in ``[0, 1]``
 ``no-input-edit``         the input images and masks are not modified in place
-``keeps-unmasked``        pixels where the mask is 0 are returned unchanged (``preserves_unmasked``)
-``fills-mask``            the masked region is actually repainted (it differs from the input there)
+``keeps-unmasked``        pixels where the mask is 0 are returned unchanged (``preserves_unmasked``;
+                          skipped for a control model that declares it ignores the mask)
+``fills-mask``            the masked region is actually repainted (it differs from the input there;
+                          a control that ignores the mask must still change the image somewhere)
+``declared-ignores``      a control model's output really does not depend on what it declares it
+                          ignores (:attr:`~ripbench.models.Inpainter.ignores`: ``"mask"``, ``"seeds"``),
+                          and :attr:`~ripbench.models.Inpainter.space` is ``"latent"``, ``"pixel"`` or None
 ``deterministic``         the same inputs and seeds give the same output twice
 ``batch-independent``     item ``i`` of a batch equals the same item run alone with its seed
 ``trajectory``            x0 trajectories are returned exactly as declared (``returns_x0_trajectory``):
@@ -142,6 +147,28 @@ def _check_options(model: Inpainter) -> list[str]:
     return problems
 
 
+def _ignores_problem(model: Inpainter, images: torch.Tensor, masks: torch.Tensor, seeds: Sequence[int],
+                     band: tuple[float, float] | None, atol: float) -> str | None:
+    """What is wrong with a model's ``ignores`` / ``space`` declarations (None if nothing)."""
+    ignores = set(getattr(model, "ignores", ()))
+    unknown = sorted(ignores - {"mask", "seeds"})
+    if unknown:
+        return f"ignores {unknown}: a model can declare that it ignores only 'mask' and 'seeds'"
+    space = getattr(model, "space", None)
+    if space not in (None, "latent", "pixel"):
+        return f"space must be 'latent', 'pixel' or None, got {space!r}"
+    if not ignores:
+        return None
+    base = _call(model, images.clone(), masks.clone(), seeds, band).images.detach().float()
+    other_masks = 1.0 - masks if "mask" in ignores else masks
+    other_seeds = [s + 7919 for s in seeds] if "seeds" in ignores else list(seeds)
+    changed = _call(model, images.clone(), other_masks.clone(), other_seeds, band).images.detach().float()
+    if not torch.allclose(changed.to(base.device), base, atol=atol, rtol=0):
+        return (f"declares that it ignores {' and '.join(sorted(ignores))}, but another "
+                f"{' and '.join(sorted(ignores))} changed its output")
+    return None
+
+
 def check_inpainter(
     model: Inpainter,
     *,
@@ -198,11 +225,16 @@ def check_inpainter(
         elif out.min() < 0 or out.max() > 1:
             broken["range"] = f"values must lie in [0, 1], got [{out.min().item():.3g}, {out.max().item():.3g}]"
         keep = (masks_before < 0.5).expand_as(out)
-        if preserves_unmasked and (out - images_before).abs()[keep].max() > atol:
+        ignores_mask = "mask" in getattr(model, "ignores", ())
+        if ignores_mask:
+            notes.append("declares that it ignores the mask (a control model): keeps-unmasked is not checked")
+            if (out - images_before).abs().max() <= atol:
+                broken["fills-mask"] = "the image came back unchanged: a control that ignores the mask changes nothing"
+        elif preserves_unmasked and (out - images_before).abs()[keep].max() > atol:
             broken["keeps-unmasked"] = (f"pixels outside the mask changed by up to "
                                         f"{(out - images_before).abs()[keep].max().item():.3g} (the mask says keep)")
         inside = ~keep
-        if (out - images_before).abs()[inside].max() <= atol:
+        if not ignores_mask and (out - images_before).abs()[inside].max() <= atol:
             broken["fills-mask"] = "the masked region came back unchanged: the mask was ignored"
 
     if result.failed is not None and tuple(torch.as_tensor(result.failed).shape) != (batch,):
@@ -243,6 +275,9 @@ def check_inpainter(
         if single.shape != out[1:2].shape or not torch.allclose(single, out[1:2], atol=atol, rtol=0):
             broken["batch-independent"] = "item 1 of the batch differs from the same item run alone with its seed"
 
+    ignored = _ignores_problem(model, images_before, masks_before, seeds, band, atol)
+    if ignored:
+        broken["declared-ignores"] = ignored
     problems = _check_options(model)
     if problems:
         broken["options"] = "; ".join(problems)

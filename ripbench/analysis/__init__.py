@@ -57,6 +57,7 @@ from .curves import (
     trajectory_auc,
     trajectory_slopes,
 )
+from .decomposition import decomposition_arms, dominant_sources, drift_decomposition
 from .failed import failures
 from .loading import (
     PAIRING_FIELDS,
@@ -75,7 +76,7 @@ from .loading import (
     trajectory_uid,
     with_keys,
 )
-from .regions import REGION_MEANINGS, region_columns, region_summary
+from .regions import REGION_MEANINGS, local_metric, model_spaces, region_columns, region_summary, run_handoffs
 from .summary import clip_iterations, format_summary, group_summary, summary_metrics
 from .survival import collapse_events, kaplan_meier, logrank_tests, median_collapse, survival_curves
 
@@ -86,6 +87,7 @@ __all__ = [
     "drift_stats", "drift_values", "exponential_approach", "failures", "fit_exponential", "format_summary",
     "group_summary", "iter_groups", "kaplan_meier", "load_runs", "logrank_tests", "median_collapse",
     "metric_direction", "metric_values", "observed", "present_metrics", "region_columns", "region_summary",
+    "local_metric", "model_spaces", "run_handoffs", "decomposition_arms", "dominant_sources", "drift_decomposition",
     "run_differences", "summary_metrics", "survival_curves", "trajectory_auc",
     "trajectory_keys", "trajectory_matrix", "trajectory_slopes", "trajectory_uid", "with_keys",
 ]

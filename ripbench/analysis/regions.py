@@ -1,9 +1,12 @@
-"""Drift per region: inside the current mask, outside it, ever and never masked (:func:`region_summary`)."""
+"""Drift per region: inside the current mask, outside it, ever and never masked (:func:`region_summary`),
+and what a never-masked change can be read as: the run's pixel-local metric (:func:`local_metric`), each
+model's space (:func:`model_spaces`: through a VAE or not) and each run's hand-off (:func:`run_handoffs`)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,8 +20,64 @@ REGION_MEANINGS = {
     "current": "inside this iteration's mask (just repainted)",
     "outside": "outside this iteration's mask (to be kept)",
     "ever": "pixels masked at some iteration so far: denoiser drift",
-    "never": "pixels never masked so far: VAE / pipeline drift",
+    "never": "pixels never masked so far: drift outside the masks (VAE / pipeline drift for a model with a VAE, "
+             "read in a pixel-local metric; a windowed metric there includes repainted pixels within its reach)",
 }
+
+
+def local_metric(table: pd.DataFrame) -> str | None:
+    """The first pixel-local metric (reach 0: MSE, PSNR) the table has a never-masked column of, as
+    ``<name>_orig``, those with a finite identity (MSE 0; PSNR's is +inf) first; ``None`` when it has none.
+
+    >>> local_metric(pd.DataFrame({"lpips_orig_never": [0.1], "psnr_orig_never": [99.0], "mse_orig_never": [0.0]}))
+    'mse_orig'
+    """
+    from ..metrics.registry import METRIC_NAMES, spec_for_column
+
+    names = [c[: -len("_orig_never")] for c in table.columns if c.endswith("_orig_never")]
+    names.sort(key=lambda n: METRIC_NAMES.index(n) if n in METRIC_NAMES else len(METRIC_NAMES))
+    local = [(name, spec) for name in names if (spec := spec_for_column(f"{name}_orig")) is not None
+             and spec.pixel_local and present_metrics(table, [f"{name}_orig_never"])]
+    local.sort(key=lambda item: not math.isfinite(item[1].identity))
+    return f"{local[0][0]}_orig" if local else None
+
+
+def _arm(run: Any, model: Any, several: bool) -> tuple[str, ...]:
+    return (str(run), str(model)) if several else (str(model),)
+
+
+def model_spaces(table: pd.DataFrame) -> dict[tuple[str, ...], str | None]:
+    """``(run, model)`` (``(model,)`` for one run) -> ``"latent"``, ``"pixel"`` or ``None`` (not declared).
+
+    Read from each run's manifest (the model's declared :attr:`~ripbench.models.Inpainter.space`);
+    a manifest written before models declared it falls back to the space the built-in model of that
+    name declares.
+    """
+    from ..models.registry import available_inpainters, resolve_factory
+
+    known = available_inpainters()
+
+    manifests = table.attrs.get("manifests") or {"": table.attrs.get("manifest") or {}}
+    several = "run" in table.columns and table["run"].nunique() > 1
+    out: dict[tuple[str, ...], str | None] = {}
+    for run, manifest in manifests.items():
+        names = {str(m.get("label") or m.get("name")): str(m.get("name"))
+                 for m in ((manifest or {}).get("config") or {}).get("models") or []}
+        for label, record in ((manifest or {}).get("models") or {}).items():
+            space = record.get("space") if isinstance(record, dict) else None
+            if space is None and names.get(label) in known:
+                try:
+                    space = getattr(resolve_factory(names[label]), "space", None)
+                except Exception:  # noqa: BLE001 - a plug-in that no longer loads: its space stays unknown
+                    space = None
+            out[_arm(run, label, several)] = space
+    return out
+
+
+def run_handoffs(table: pd.DataFrame) -> dict[str, str]:
+    """Run label -> the hand-off between its iterations (``"float"`` for runs made before it was a setting)."""
+    manifests = table.attrs.get("manifests") or {"": table.attrs.get("manifest") or {}}
+    return {str(run): str(((m or {}).get("config") or {}).get("handoff") or "float") for run, m in manifests.items()}
 
 
 def region_columns(table: pd.DataFrame, metric: str) -> dict[str, str]:

@@ -56,6 +56,18 @@ def _lpips_min_size(net: str = "alex", weights: Any = None) -> int:
     return LPIPS_MIN_SIZE[net]
 
 
+#: How far (px) one changed pixel moves each LPIPS backbone's spatial map. alex and squeeze: measured
+#: (one pixel of a 320 px image changed; the farthest map pixel that changes); vgg (no weights here to
+#: measure with): its relu5_3 receptive field (196 px) halved plus one 16 px cell of upsampling, rounded
+#: up like alex's (whose receptive field of 163 px gives 81 + 16 < 101 measured).
+LPIPS_REACH: dict[str, int] = {"alex": 101, "squeeze": 118, "vgg": 120}
+
+
+def _lpips_reach(net: str = "alex", weights: Any = None) -> int:
+    _check_net(net)
+    return LPIPS_REACH[net]
+
+
 LPIPS_SPEC = MetricSpec(
     name="lpips", label="LPIPS", higher_is_better=False, range=(0.0, math.inf), identity=0.0,
     compute="ripbench.metrics.lpips_metric:LPIPS", min_size=_lpips_min_size,
@@ -69,6 +81,7 @@ LPIPS_SPEC = MetricSpec(
     # 0.1 is 0.34-0.47, std 0.05 0.13-0.22. So 0.5 means "further from the original than a heavy blur,
     # two thirds of the way to an unrelated picture": the content has been replaced, not just degraded.
     collapse_threshold=0.5,
+    reach=_lpips_reach,
 )
 
 # --- SSIM (scikit-image's settings; the computation is in ripbench.metrics.ssim) --------------------
@@ -87,6 +100,7 @@ SSIM_SPEC = MetricSpec(
     compute="ripbench.metrics.ssim:SSIMMetric", min_size=SSIM_WIN_SIZE,
     description="structural similarity (scikit-image settings: Gaussian window, sigma 1.5)",
     region_note="uncropped SSIM map (border included) averaged over the region's pixels",
+    reach=SSIM_RADIUS,
     collapse_threshold=0.5,  # fallback without LPIPS: heavy blur 0.57, noise std 0.1 0.45, unrelated photos 0.10
 )
 
@@ -97,6 +111,7 @@ MSE_SPEC = MetricSpec(
     compute="ripbench.metrics.pixel:MSEMetric",
     description="mean squared error over the pixels and RGB channels (data range 1)",
     region_note="mean squared error over the region's pixels",
+    reach=0,
     collapse_threshold=0.03,  # the same as PSNR's 15 dB
 )
 PSNR_SPEC = MetricSpec(
@@ -108,4 +123,5 @@ PSNR_SPEC = MetricSpec(
     # One 8-bit step (1/255) in one channel of one pixel of a 1024 x 1024 image is already ~113 dB,
     # so 100 dB marks "no visible difference" without letting one identical frame dominate a mean.
     inf_value=100.0,
+    reach=0,
 )

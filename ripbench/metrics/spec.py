@@ -186,6 +186,13 @@ class MetricSpec:
             when the metric is no default collapse rule (see :func:`ripbench.analysis.collapse_rule`,
             which uses the first built-in metric, in :data:`~ripbench.metrics.registry.METRIC_NAMES`
             order, that a run has).
+        reach: how far, in pixels, a change of one pixel moves the metric's per-pixel map (``0`` for a
+            pixel-local metric such as MSE or PSNR; SSIM: its window's radius; LPIPS: its backbone's
+            receptive field plus the upsampling of its coarsest layer), or a function of the metric's
+            options returning it; ``None`` when not declared. A region value of a metric with reach
+            ``r > 0`` includes pixels up to ``r`` pixels outside the region (context), so only
+            pixel-local metrics say whether the region's own pixels changed (the report's region
+            findings read them; see :mod:`ripbench.metrics.regions`).
         inf_value: what the analysis counts ``+inf`` values as, for a metric whose identity is
             ``+inf`` (PSNR of identical pixels), so that means, slopes and areas stay finite; such a
             metric has no fixed starting value, so it has no drift from iteration 0 either.
@@ -205,6 +212,7 @@ class MetricSpec:
     region_note: str = "mean of the per-pixel map over the region's pixels"
     collapse_threshold: float | None = None
     inf_value: float = 100.0
+    reach: int | Callable[..., int] | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_-]*", self.name or ""):
@@ -258,6 +266,25 @@ class MetricSpec:
         """Smallest image side this metric accepts with these options."""
         return int(self.min_size(**options) if callable(self.min_size) else self.min_size)
 
+    def reach_px(self, **options: Any) -> int | None:
+        """The metric's :attr:`reach` in pixels with these options (``None`` when not declared).
+
+        >>> from ripbench.metrics.catalog import LPIPS_SPEC, MSE_SPEC
+        >>> MSE_SPEC.reach_px(), LPIPS_SPEC.reach_px(net="alex")
+        (0, 101)
+        """
+        if self.reach is None:
+            return None
+        if callable(self.reach):
+            known = {k: v for k, v in options.items() if k in self.options}
+            return int(self.reach(**known))
+        return int(self.reach)
+
+    @property
+    def pixel_local(self) -> bool:
+        """Whether a region value of this metric depends on the region's own pixels only (reach 0)."""
+        return self.reach is not None and not callable(self.reach) and int(self.reach) == 0
+
     def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """The options with defaults filled in; unknown names raise :class:`ConfigError`."""
         unknown = sorted(set(options) - set(self.options))
@@ -298,4 +325,5 @@ class MetricSpec:
             "options": {k: {"default": d, "help": h} for k, (d, h) in self.options.items()},
             # analysis facts, not result facts: a resume ignores them (run/experiment.py, ANALYSIS_ONLY)
             "collapse_threshold": self.collapse_threshold, "inf_value": self.inf_value,
+            "reach": self.reach if self.reach is None or isinstance(self.reach, int) else "depends on options",
         }

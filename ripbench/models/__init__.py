@@ -33,6 +33,11 @@ register_inpainter(
     description="any diffusers inpainting pipeline (Hub id or local folder): SD 1.5/2, SDXL, Kandinsky, ...",
 )
 register_inpainter(
+    "vae-roundtrip", "ripbench.models.vae_roundtrip:VAERoundTrip",
+    description="control: the VAE of a diffusers pipeline (or an AutoencoderKL) encodes and decodes the whole "
+                "image, no denoiser, mask ignored",
+)
+register_inpainter(
     "shapes-ddpm", "ripbench.models.pixel_ddpm:shapes_ddpm",
     description="Simple Shapes DDPM bundled with ripbench (64x64 greyscale, pixel-space replacement/RePaint)",
 )

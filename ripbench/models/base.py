@@ -35,6 +35,13 @@ What a model declares, once, as class attributes (the harness reads them; nothin
   one-line help; old spellings as aliases). ``ripbench models -v`` lists them, and options a
   user gives are validated against them by pydantic (strict, as config fields are) before
   anything is written or the model is built.
+* :attr:`Inpainter.space` -- ``"latent"`` when every output passes through a VAE (encode and
+  decode: drift outside the masks can come from it), ``"pixel"`` when the model works on the
+  pixels themselves (no VAE), ``None`` when not declared. The report's region findings read it.
+* :attr:`Inpainter.ignores` -- for a *control* model, the inputs its output does not depend on
+  (``"mask"``: it changes the whole image whatever the mask says, like the VAE round trip;
+  ``"seeds"``: deterministic). The conformance kit then skips the rules about that input and
+  checks that the output really does not depend on it.
 * :attr:`Inpainter.returns_x0_trajectory` -- whether :meth:`~Inpainter.inpaint` accepts the
   keyword ``x0_band`` and then returns the predicted clean image of its denoising timesteps in
   that noise band with their noise levels (then the hallucination score is computed; the
@@ -391,6 +398,10 @@ class Inpainter(ABC):
     #: The constructor's arguments, defaults filled in, for models whose ``__init__`` is decorated
     #: with :func:`captures_options` (empty otherwise).
     config: Mapping[str, Any] = MappingProxyType({})
+    #: Where the model works: ``"latent"`` (through a VAE), ``"pixel"`` (no VAE) or ``None`` (not declared).
+    space: ClassVar[str | None] = None
+    #: Inputs a control model's output does not depend on: a subset of ``{"mask", "seeds"}``.
+    ignores: ClassVar[frozenset[str]] = frozenset()
     #: Whether :meth:`inpaint` accepts ``x0_band`` and then returns an ``x0_trajectory`` with its
     #: ``x0_noise_levels``. The harness passes ``x0_band`` only to models that declare this.
     #: May be set per instance when it depends on the settings (e.g. the scheduler).

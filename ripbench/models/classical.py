@@ -23,6 +23,8 @@ from .base import Inpainter, InpaintResult, ModelOption
 class _PerImageInpainter(Inpainter):
     """Shared plumbing: run a numpy HxWx3 inpainting function on every batch item."""
 
+    space = "pixel"  # no VAE: pixels outside the mask are returned as they came
+
     def _inpaint_one(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 

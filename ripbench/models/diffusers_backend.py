@@ -220,6 +220,7 @@ class DiffusersInpainter(Inpainter):
     """
 
     returns_x0_trajectory = True  # per instance: False for schedulers that expose no x0
+    space = "latent"  # every output is decoded by the pipeline's VAE
     @captures_options
     def __init__(
         self,

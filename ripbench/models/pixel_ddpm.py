@@ -150,6 +150,7 @@ class PixelDDPMInpainter(Inpainter):
     """
 
     returns_x0_trajectory = True
+    space = "pixel"  # a pixel-space UNet: no VAE
     option_specs = (
         ModelOption("model", "shapes", "'shapes' (bundled), a save_pretrained folder or a Hub id of a UNet2DModel",
                     type=(str, Path)),
@@ -410,4 +411,5 @@ def shapes_ddpm(**options: Any) -> PixelDDPMInpainter:
     return PixelDDPMInpainter(model="shapes", **options)
 
 
+shapes_ddpm.space = "pixel"  # type: ignore[attr-defined]
 shapes_ddpm.option_specs = tuple(o for o in PixelDDPMInpainter.option_specs if o.name != "model")  # type: ignore[attr-defined]

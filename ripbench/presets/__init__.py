@@ -6,7 +6,7 @@ This module only lists and reads the files (no YAML parsing, no pydantic), so th
 the presets in its help without importing the config schema.
 
 >>> preset_names()
-('quick', 'rip-paper', 'rip-paper-pasteback')
+('quick', 'rip-paper', 'rip-paper-pasteback', 'rip-paper-vae')
 """
 
 from __future__ import annotations

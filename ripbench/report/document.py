@@ -82,8 +82,23 @@ def how_to_read(rule: analysis.CollapseRule, ci: float) -> list[tuple[str, str]]
                                "correlation r_rb (-1..1), the two-sided Wilcoxon signed-rank p and Holm's adjustment "
                                "over all rows."),
         ("Regions", "the metric to the original restricted to pixels: in the current mask, outside it, ever masked "
-                    "so far (denoiser drift) and never masked so far (VAE / pipeline drift). A region with no pixels "
+                    "so far (denoiser drift) and never masked so far (drift outside the masks). Whether never-masked "
+                    "pixels changed is read in a pixel-local metric (MSE, PSNR: reach 0): a windowed metric (SSIM, "
+                    "LPIPS) averages a map that takes in pixels up to its reach away, so near repainted pixels it "
+                    "rises although the never-masked pixels are unchanged (context leakage). The cause is named from "
+                    "the model's declared space: a model with a VAE (latent) re-encodes every pixel, so its "
+                    "never-masked change is VAE / pipeline drift; a pixel-space model has no VAE, and its never-masked "
+                    "pixels change only by the hand-off's rounding or by not keeping them. A region with no pixels "
                     "has no value (n counts the trajectories that have one)."),
+        ("Drift decomposition", "with runs reported together that differ in one source each (the rip-paper run, its "
+                                "paste-back ablation, the vae-roundtrip control, hand-off variants), the drift per mask "
+                                "and iteration is split into: the paste-back run's (the denoiser's, masks only), total "
+                                "minus paste-back (feeding back the pixels outside the masks: VAE / pipeline drift), "
+                                "the VAE alone, and hand-off differences; all on the trajectories every run shares, "
+                                "so the differences are paired."),
+        ("Hand-off", "what each iteration hands to the next (config field handoff): float (the output as it is), "
+                     "uint8 / png (rounded to 8 bits, what a diffusers pipeline returns by default), jpeg:Q (JPEG of "
+                     "quality Q). It is applied before the metrics, so the drift is that of the image handed on."),
         ("Hallucination", "the variance of the model's predicted clean image over the denoising steps whose noise "
                           "level lies in a fixed low-noise band (Aithal et al. 2024; the band and the number of "
                           "steps in it are columns of the table). Where the run has ground truth (Simple Shapes), the ROC and AUROC say how well it "
@@ -126,6 +141,7 @@ def run_settings(manifest: dict[str, Any]) -> list[tuple[str, str]]:
         ("LPIPS", f"net {lpips.get('net')}, weights sha256 {str(lpips.get('weights_sha256'))[:16]}"
                   if lpips else "not computed"),
         ("hallucination score", json.dumps(config.get("hallucination"))),
+        ("hand-off between iterations", config.get("handoff") or "float"),
         ("snapshots", config.get("snapshots")),
         ("device", json.dumps(manifest.get("device"))),
         ("versions", ", ".join(f"{k} {v}" for k, v in (manifest.get("versions") or {}).items())),

@@ -13,6 +13,7 @@ import pandas as pd
 
 from .. import analysis, compare, findings, plots
 from ..errors import ResultsError
+from ..formatting import interval_text
 from ..hallucination import baselines
 from ..hallucination import stats as hallucination_stats
 from ..io import atomic_write_text
@@ -141,16 +142,78 @@ def _region_section(c: Context) -> Section | None:
     if regions.empty or not set(regions["region"]) - {"whole"}:
         return None
     phrase = findings.metric_phrase(metric)
-    section = Section("regions", "Drift by region", findings.region_sentences(regions, c.by, metric, c.ci),
+    local_name = analysis.local_metric(c.table)
+    local = None
+    if local_name is not None:
+        local = regions if local_name == metric else analysis.region_summary(c.table, local_name, c.by,
+                                                                             regions=["never"], **c.kw)
+    reach = _reach(c.table, metric)
+    sentences = findings.region_sentences(regions, c.by, metric, c.ci, local=local, spaces=analysis.model_spaces(c.table),
+                                          handoffs=analysis.run_handoffs(c.table), reach=reach)
+    notes = ["; ".join(f"{k}: {v}" for k, v in analysis.REGION_MEANINGS.items()) + "."]
+    spec = spec_for_column(metric)
+    if spec is not None and not spec.pixel_local:
+        notes.append(f"{spec.label} is windowed: its value in a region takes in pixels up to "
+                     f"{reach if reach is not None else 'its reach in'} px outside it, so whether never-masked pixels "
+                     f"changed is read from {findings.metric_phrase(local_name) if local_name else 'a pixel-local metric'}"
+                     " (reach 0), and the cause from the model's declared space (latent: through a VAE; pixel: none).")
+    section = Section("regions", "Drift by region", sentences,
                       [(f"{phrase} at iteration {regions.attrs['iteration']}, mean [CI] and n per region",
-                        region_table(regions, c.by))],
-                      notes=["; ".join(f"{k}: {v}" for k, v in analysis.REGION_MEANINGS.items()) + "."])
+                        region_table(regions, c.by))], notes=notes)
+    if local is not None and local_name is not None and local_name != metric:
+        section.tables.append((f"{findings.metric_phrase(local_name)} in never-masked pixels at iteration "
+                               f"{local.attrs['iteration']} (pixel-local: did those pixels change?)",
+                               region_table(local, c.by)))
     with contextlib.suppress(ResultsError):  # fewer than two regions with values: the table says it all
         section.figures.append(Figure(
             "regions", "Drift per region", f"{phrase} per iteration and region, one panel per group; band: "
-            f"{c.ci:.0%} bootstrap CI. Never-masked = VAE / pipeline drift, ever-masked = denoiser drift.",
+            f"{c.ci:.0%} bootstrap CI. Never-masked: drift outside the masks (VAE / pipeline drift only for a model "
+            "with a VAE; a windowed metric there includes nearby repainted pixels); ever-masked: denoiser drift.",
             plots.region_curves(c.table, c.fig_dir / "regions.png", metric, c.by, formats=("pdf",), **c.kw)))
     return section
+
+
+def _reach(table: pd.DataFrame, metric: str) -> int | None:
+    """``metric``'s reach in pixels with the options the run recorded (LPIPS: its backbone)."""
+    spec = spec_for_column(metric)
+    if spec is None:
+        return None
+    recorded = ((table.attrs.get("manifest") or {}).get("metrics") or {}).get(spec.name) or {}
+    options = {k: v for k, v in recorded.items() if k in spec.options and isinstance(v, (str, int, float))}
+    try:
+        return spec.reach_px(**options)
+    except Exception:  # noqa: BLE001 - an option this version does not know: the default's reach
+        return spec.reach_px()
+
+
+def _decomposition_section(c: Context) -> Section | None:
+    """Total drift next to the VAE-only drift, the paste-back difference and hand-off variants, when the
+    runs reported together allow it (see :mod:`ripbench.analysis.decomposition`)."""
+    if len(c.table.attrs.get("run_dirs") or {}) < 2:
+        return None
+    parts = analysis.drift_decomposition(c.table, c.rule.metric, **c.kw)
+    if parts.empty:
+        return None
+    lines = findings.decomposition_sentences(analysis.dominant_sources(parts), c.rule.metric, c.ci)
+    c.top += lines[:1]
+    c.write("decomposition_csv", "decomposition.csv", parts.to_csv(index=False))
+    last = int(parts["iteration"].max())
+    shown = sorted({i for i in (1, last // 4, last // 2, 3 * last // 4, last) if i >= 1})
+    at = parts[parts["iteration"].isin(shown)]
+    frame = at.assign(value=[f"{interval_text(m, lo, hi)} n={int(n)}" if n else "n/a"
+                             for m, lo, hi, n in zip(at["mean"], at["lo"], at["hi"], at["n"])])
+    wide = frame.pivot_table(index=["mask_label", "label"], columns="iteration", values="value", aggfunc="first",
+                             sort=False).reset_index()
+    wide.columns = ["mask", "component", *[f"iteration {i}" for i in wide.columns[2:]]]
+    arms = "; ".join(f"{role}: {arm} (hand-off {parts.attrs['handoffs'][role]})"
+                     for role, arm in parts.attrs["arms"].items())
+    notes = [f"Arms: {arms}" + (f"; hand-off variants: {', '.join(parts.attrs['variants'])}"
+                                if parts.attrs["variants"] else "") + ".",
+             f"Drift: {findings.metric_phrase(c.rule.metric)} oriented to grow from 0, whole image. Every row uses "
+             f"the trajectories all the arms share (same image, mask and seed), so differences are paired; "
+             f"intervals: {c.ci:.0%} percentile bootstrap over those trajectories. Every iteration: decomposition.csv."]
+    return Section("decomposition", "Where the drift comes from", lines,
+                   [(f"Drift components per mask, mean [{c.ci:.0%} CI] and n", wide)], notes=notes)
 
 
 def _hallucination_section(c: Context, keep: float) -> Section | None:
@@ -268,8 +331,9 @@ def _failure_section(c: Context) -> Section:
 
 def build_sections(c: Context, *, keep: float, max_strips: int) -> list[Section]:
     """Every section that has something to show, in the page's order: summary, drift, survival, paired
-    comparisons, regions, hallucination, pictures, failures (each adds its headline findings to ``c.top``)."""
+    comparisons, regions, drift decomposition, hallucination, pictures, failures (each adds its headline findings to ``c.top``)."""
     built = [_summary_section(c), _drift_section(c), _survival_section(c), _paired_section(c), _region_section(c),
+             _decomposition_section(c),
              _hallucination_section(c, keep), _pictures_section(c, max_strips), _failure_section(c)]
     return [s for s in built if s is not None]
 

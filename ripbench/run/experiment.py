@@ -100,9 +100,10 @@ def metric_suite(config: ExperimentConfig, device: torch.device) -> MetricSuite:
         return MetricSuite(names=names, options={n: options[n] for n in names}, device=device)
 
 
-#: Manifest keys that do not change a run's rows: where files or devices live, and the analysis facts
-#: of a metric spec (its default collapse threshold, what +inf counts as).
-ANALYSIS_ONLY = ("device", "weights_source", "weights_origin", "collapse_threshold", "inf_value")
+#: Manifest keys that do not change a run's rows: where files or devices live, the analysis facts
+#: of a metric spec (its default collapse threshold, what +inf counts as, its reach) and of a model
+#: (its space: latent or pixel).
+ANALYSIS_ONLY = ("device", "weights_source", "weights_origin", "collapse_threshold", "inf_value", "reach", "space")
 
 
 def _check_same(before: dict[str, Any] | None, current: dict[str, Any], what: str, resuming: bool) -> None:
@@ -393,7 +394,8 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
             if config.hallucination.enabled and model.returns_x0_trajectory:
                 window = ScoreWindow.from_spec(config.hallucination.band, config.hallucination.min_steps,
                                                unit=config.hallucination.unit)
-            identity = {**model.identity(), "hallucination_band": list(window.band) if window else None,
+            identity = {**model.identity(), "space": getattr(model, "space", None),
+                        "hallucination_band": list(window.band) if window else None,
                         "hallucination_band_unit": window.band.unit if window else None}
             _check_same((previous or {}).get("models", {}).get(label), identity, f"model {label!r}",
                         len(trajs) < planned[label])

@@ -3,7 +3,7 @@
 One round of one trajectory::
 
     mask_k  = policy(H, W, k, key)                    # key = hash(seed, image id, policy): see run.keys
-    image_k = model.inpaint(image_{k-1}, mask_k, noise_seed(key, k))
+    image_k = handoff(model.inpaint(image_{k-1}, mask_k, noise_seed(key, k)))   # config.handoff; image_0 = handoff(original)
     metrics(image_k vs original, vs image_{k-1}) in the whole image and the regions
             current (mask_k) / outside / ever (mask_1 | ... | mask_k) / never
 
@@ -29,6 +29,7 @@ from ..config import ExperimentConfig
 from ..detectors import ALIASES, DetectorSuite
 from ..errors import ModelContractError, add_note
 from ..hallucination import ScoreWindow
+from ..handoff import Handoff
 from ..io import BackgroundWriter, atomic_save
 from ..masks import mask_stats_batch, masks_for
 from ..metrics import DriftTracker, MetricSuite, column_name
@@ -188,7 +189,10 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
     n_iter, b = config.iterations, len(trajs)
     h, w = trajs[0].size
     snaps = set(config.snapshot_iterations())
-    original = torch.stack([t.image.pixels for t in trajs]).to(device)
+    handoff = Handoff.parse(config.handoff)  # what the next iteration (and the metrics) receive
+    # the original is what iteration 1 receives: handed off like every later image (a study that keeps its
+    # images as 8-bit files starts from an 8-bit original too), so the hand-off alone never changes a pixel twice
+    original = handoff.apply(torch.stack([t.image.pixels for t in trajs]).to(device), inplace=True)
     tracker = DriftTracker(suite, original)  # holds the previous image: the next model input
     if 0 in snaps:
         _snapshot(trajs, image_dir, 0, original, None, writer)
@@ -218,6 +222,7 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
             raise ModelContractError(f"model {trajs[0].model_label!r} returned an x0_trajectory but does not declare "
                                      "returns_x0_trajectory = True; see ripbench.models.base")
         new, checks = _checked_output(result.images, original, trajs[0].model_label)
+        new = handoff.apply(new, inplace=True)  # the loop's own copy of the output
         given = tracker.previous  # the model's input (the tracker replaces, never edits, it)
         for name, v in checks.items():
             per_iter.setdefault(name, []).append(v)
