@@ -133,13 +133,7 @@ def test_bad_hf_inputs_are_one_line(saved: Path) -> None:
 def test_unset_hf_fields_leave_fingerprints_as_they_were() -> None:
     """Configs written before ``source: hf`` existed keep their fingerprint (run names, resumes)."""
     cfg = validate_config({"inputs": {"source": "samples"}})
-    import hashlib
-
-    data = cfg.model_dump(mode="json", exclude={"name": True, "description": True, "output_dir": True,
-                                                "batch_size": True, "device": True, "snapshots": True,
-                                                "save_every": True, "metrics": {"lpips_weights": True}})
-    data["inputs"] = {k: v for k, v in data["inputs"].items() if k in ("source", "names", "path", "count", "limit")}
-    assert cfg.fingerprint() == hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    assert cfg.fingerprint() == "f0b265a710b1563f"  # recorded before the hf input fields (and the hand-off) existed
 
 
 def test_readme_wikiart_command_is_a_valid_rip_paper_config() -> None:
