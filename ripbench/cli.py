@@ -338,7 +338,8 @@ def metrics(verbose: bool) -> None:
         except RipbenchError as exc:
             click.echo(f"{name:<{width}}  (cannot load: {exc})")
             continue
-        click.echo(f"{name:<{width}}  {spec.label}: {spec.description or '-'} ({origin})")
+        about = spec.description or f"{spec.direction_word}, range [{spec.range[0]:g}, {spec.range[1]:g}]"
+        click.echo(f"{name:<{width}}  {spec.label}: {about} ({origin})")
         if not verbose:
             continue
         low, high = spec.range

@@ -139,7 +139,11 @@ class ModelConfig(_Strict):
         """The label used in result tables."""
         if self.label:
             return self.label
-        return self.name.split(":")[-1] if ":" in self.name else self.name
+        if ":" in self.name:  # a plug-in by reference: the name it declares, else its attribute name
+            from .models.registry import declared_name
+
+            return declared_name(self.name) or self.name.rpartition(":")[2]
+        return self.name
 
 
 class MetricsConfig(_Strict):

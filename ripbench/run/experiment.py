@@ -100,7 +100,19 @@ def metric_suite(config: ExperimentConfig, device: torch.device) -> MetricSuite:
 
 #: Manifest keys that do not change a run's rows: where files or devices live, and the analysis facts
 #: of a metric spec (its default collapse threshold, what +inf counts as).
-ANALYSIS_ONLY = ("device", "weights_source", "weights_origin", "collapse_threshold", "inf_value")
+#: Manifest facts a resume does not compare (``options``: a model's options, already in the config's fingerprint).
+ANALYSIS_ONLY = ("device", "weights_source", "weights_origin", "collapse_threshold", "inf_value", "options")
+
+
+def _with_options(identity: dict[str, Any], mcfg: ModelConfig, given: dict[str, Any]) -> dict[str, Any]:
+    """A model's manifest entry with its options (declared defaults, then those given; no device),
+    unless the model records them itself: a plug-in's options then show in the report's Settings."""
+    if "options" in identity:
+        return identity
+    declared = declared_options(resolve_factory(mcfg.name)) or ()
+    options = {o.name: o.default for o in declared} | dict(given)
+    options.pop("device", None)
+    return {**identity, "options": json.loads(json.dumps(options, default=str))}
 
 
 def _check_same(before: dict[str, Any] | None, current: dict[str, Any], what: str, resuming: bool) -> None:
@@ -369,7 +381,8 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
             if config.hallucination.enabled and model.returns_x0_trajectory:
                 window = ScoreWindow.from_spec(config.hallucination.band, config.hallucination.min_steps,
                                                unit=config.hallucination.unit)
-            identity = {**model.identity(), "hallucination_band": list(window.band) if window else None,
+            identity = {**_with_options(model.identity(), mcfg, model_options[label]),
+                        "hallucination_band": list(window.band) if window else None,
                         "hallucination_band_unit": window.band.unit if window else None}
             _check_same((previous or {}).get("models", {}).get(label), identity, f"model {label!r}",
                         len(trajs) < planned[label])
