@@ -86,6 +86,38 @@ def _numbers(text: str, kind: type, option: str) -> tuple[Any, ...]:
                                  param_hint=option) from None
 
 
+def _not_printed_already(record: logging.LogRecord) -> bool:
+    """A root-handler filter: drop records of loggers that print through handlers of their own
+    (``huggingface_hub``'s retries), so that no line is printed twice."""
+    name = record.name
+    while name:
+        logger = logging.Logger.manager.loggerDict.get(name)
+        if isinstance(logger, logging.Logger) and logger.handlers:
+            return False
+        name = name.rpartition(".")[0]
+    return True
+
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def warning_line(message: Warning | str, category: type[Warning], filename: str) -> str:
+    """One warning for the terminal: ripbench's own as ``ripbench: warning: ...``; a third party's
+    keeps its name and kind (``FutureWarning from diffusers: ...``), never relabelled as ripbench's.
+
+    >>> warning_line("old", FutureWarning, "/x/site-packages/diffusers/utils/deprecation_utils.py")
+    'FutureWarning from diffusers: old'
+    """
+    path = Path(filename or "")
+    if path.is_absolute() and _PACKAGE_DIR in path.resolve().parents:
+        return f"ripbench: warning: {message}"
+    parts = path.parts
+    marks = [i for i, part in enumerate(parts) if part in ("site-packages", "dist-packages")]
+    origin = parts[marks[-1] + 1].removesuffix(".py") if marks and len(parts) > marks[-1] + 1 else (
+        path.stem or "unknown code")
+    return f"{category.__name__} from {origin}: {message}"
+
+
 def _fail(exc: BaseException | str) -> None:
     click.echo(f"ripbench: error: {exc}", err=True)
     sys.exit(2)
@@ -116,6 +148,8 @@ def main(verbose: bool, threads: int | None) -> None:
     again - and measure how far the image drifts from the original.
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_printed_already)
     if threads is not None:
         import torch
 
@@ -260,9 +294,17 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
                    "--num_processes N -m ripbench run ...` or `torchrun --nproc_per_node N -m ripbench run ...`",
                    err=True)
     start = time.perf_counter()
+    shown: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, *rest: Any, **kw: Any) -> None:
+        line = warning_line(message, category, filename)
+        if line not in shown:  # a warning repeated in a loop is printed once
+            shown.add(line)
+            click.echo(line, err=True)
+
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        warnings.showwarning = lambda msg, *a, **k: click.echo(f"ripbench: warning: {msg}", err=True)
+        warnings.showwarning = show
         try:
             result = run_experiment(config, overwrite=overwrite, progress=progress, on_start=announce)
         except KeyboardInterrupt:
@@ -540,7 +582,22 @@ def train_shapes_command(out_dir: Path, eval_samples: int, **options: Any) -> No
                f"{report.num_parameters:,} parameters -> {report.out_dir}")
     if report.evaluation:
         click.echo(f"samples: {json.dumps(report.evaluation)}")
-    click.echo(f"use it: ripbench run --model pixel-ddpm --model-opt model={report.out_dir}")
+    click.echo(f"use it: {use_trained_shapes_command(report.out_dir, fields['size'])}")
+
+
+def use_trained_shapes_command(out_dir: Path, size: int) -> str:
+    """The ``ripbench run`` line that runs a freshly trained shapes model as it was trained: Simple
+    Shapes inputs at its image size, one of the three shape columns repainted per iteration.
+
+    >>> use_trained_shapes_command(Path("w d"), 32)
+    "ripbench run --model pixel-ddpm --model-opt 'model=w d' --size 32 --mask columns:3 --set 'inputs={source: shapes, count: 8}' -n 10 --model-opt steps=25 --name shapes-ddpm-w-d"
+    """
+    import shlex
+
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(out_dir).name).strip("-.") or "trained"
+    return (f"ripbench run --model pixel-ddpm --model-opt {shlex.quote(f'model={out_dir}')} --size {size} "
+            f"--mask columns:3 --set {shlex.quote('inputs={source: shapes, count: 8}')} -n 10 --model-opt steps=25 "
+            f"--name shapes-ddpm-{name}")
 
 
 @train.command("shapes-eval")

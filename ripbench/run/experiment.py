@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from .. import __version__
-from ..config import ExperimentConfig, ModelConfig
+from ..config import ExperimentConfig, ModelConfig, config_changes
 from ..detectors import DetectorSuite
 from ..errors import ConfigError, InputError, ResultsError, RipbenchError, WeightsError, add_note
 from ..hallucination import ScoreWindow
@@ -226,11 +226,13 @@ def _prepare_folder(store: RunStore, config: ExperimentConfig, overwrite: bool,
     fingerprint = config.fingerprint()
     if previous is not None and (previous.get("fingerprint") != fingerprint
                                  or previous.get("random_keys") != KEY_VERSION):
-        why = (f"a different config (fingerprint {previous.get('fingerprint')} != {fingerprint})"
+        changes = config_changes(previous.get("config") or {}, config)
+        why = ((f"a different config ({'; '.join(changes)})" if changes else
+                f"a different config (fingerprint {previous.get('fingerprint')} != {fingerprint})")
                if previous.get("fingerprint") != fingerprint else
                f"another ripbench's random streams ({previous.get('random_keys')} != {KEY_VERSION})")
-        raise ResultsError(f"{store.run_dir} holds a run made with {why}; pass --overwrite to replace it "
-                           "or --name to write elsewhere")
+        raise ResultsError(f"{store.run_dir} holds a run made with {why}; to keep it, pass --name NEW_NAME to "
+                           "write this run elsewhere; to replace it, pass --overwrite")
     if previous is None and store.part_files():
         raise ResultsError(f"{store.run_dir} holds result parts but no manifest (an interrupted --overwrite, or a "
                            "deleted manifest?): which config made them is unknown; move the folder aside or pass "
