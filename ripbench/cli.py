@@ -280,12 +280,14 @@ def run_name_for(config: Any) -> str:
 
 def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
     from .analysis import summary_table
+    from .formatting import count
     from .plots import collapse_curves
     from .run import run_experiment
 
     def announce(run_dir: Path, trajectories: int, finished: int) -> None:
         done = f", {finished} already finished" if finished else ""
-        click.echo(f"ripbench: run {config.name!r}: {len(config.models)} model(s), {trajectories} trajectories"
+        click.echo(f"ripbench: run {config.name!r}: {count(len(config.models), 'model')}, "
+                   f"{count(trajectories, 'trajectory', 'trajectories')}"
                    f"{done}, {config.iterations} iterations -> {run_dir}")
 
     if os.environ.get("ACCELERATE_USE_CPU") and int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
@@ -328,7 +330,8 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
         click.echo("\n" + summary_table(table).to_string(index=False))
     timing = result.manifest.get("timing", {})
     if result.skipped:
-        click.echo(f"\nresumed: {result.skipped} finished trajectories were skipped")
+        click.echo(f"\nresumed: {count(result.skipped, 'finished trajectory was', 'finished trajectories were')} "
+                   "skipped")
     if timing.get("model_seconds"):
         click.echo(f"\nwall time {wall:.1f} s; model {timing['model_seconds']:.1f} s, harness overhead "
                    f"{timing['overhead_seconds']:.1f} s ({100 * timing['overhead_share']:.1f}% of model time)")

@@ -267,7 +267,7 @@ def test_model_run_does_not_take_the_presets_folder_and_collisions_are_still_ref
     runs = sorted(p.name for p in (tmp_path / "res").iterdir() if p.is_dir())
     assert len(runs) == 1 and re.fullmatch(r"biharmonic_grid-8-[0-9a-f]{8}", runs[0]), runs
     again = _invoke([*args, "-n", "1"], tmp_path)  # the same command: the same name, resumed
-    assert again.exit_code == 0 and "resumed: 1 finished trajectories were skipped" in again.output, again.output
+    assert again.exit_code == 0 and "resumed: 1 finished trajectory was skipped" in again.output, again.output
     other = _invoke([*args, "-n", "2"], tmp_path)  # another config: its own folder, the first run kept
     assert other.exit_code == 0, other.output
     assert len([p for p in (tmp_path / "res").iterdir() if p.is_dir()]) == 2

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..defaults import CALIBRATION_SHARE
-from ..formatting import pct
+from ..defaults import CALIBRATION_SHARE, GOAL_MIN_N
+from ..formatting import count, pct
 from ..io import atomic_save
 from .toy_gaussians import K_STD, KEEP, NUM_STEPS, PAPER, PAPER_TRAINING_ITEMS, TARGET_HALF_WIDTH
 
@@ -186,8 +186,11 @@ def _verdict(report: dict[str, Any]) -> str:
             continue
         rate, (lo, hi) = det["detection_rate"], det["detection_rate_ci95"]
         head = (f"{name}: {pct(rate, 1)} of hallucinations removed (95% interval {_ci((lo, hi)).strip()}, "
-                f"{det['n_hallucinated']} hallucinations evaluated) at {pct(det['retention'], 1)} retention")
-        if lo >= removed_claim:
+                f"{count(det['n_hallucinated'], 'hallucination')} evaluated) at {pct(det['retention'], 1)} retention")
+        if hi >= removed_claim and det["n_hallucinated"] < GOAL_MIN_N:
+            parts.append(f"{head}: too few hallucinations to test {claim} (a claim counts as reproduced only with at "
+                         f"least {GOAL_MIN_N} evaluated and the whole interval above it).")
+        elif lo >= removed_claim:
             parts.append(f"{head}: consistent with {claim}, and the whole interval lies above it.")
         elif hi >= removed_claim:
             parts.append(f"{head}: consistent with {claim}, but the interval reaches below "
