@@ -156,42 +156,48 @@ def main(verbose: bool, threads: int | None) -> None:
         torch.set_num_threads(max(1, threads))
 
 
-@main.command()
-@click.argument("config_file", required=False, type=click.Path(path_type=Path))
-@click.option("--preset", help=f"Start from a built-in preset: {_PRESET_LIST}.")
-@click.option("--model", "models", multiple=True,
-              help="Model name (see `ripbench models`), package.module:factory, Hugging Face id or local "
-                   "diffusers folder. Repeatable; replaces the config's models.")
-@click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE",
-              help="Option for the models given with --model (e.g. steps=25). Repeatable.")
-@click.option("--mask", "masks", multiple=True, metavar="POLICY:VALUE",
-              help="Mask policy, e.g. grid:64, box:0.1, center:0.25, strokes:thick, folder:masks/, columns:3. "
-                   "Repeatable; replaces the config's masks.")
-@click.option("--images", type=click.Path(path_type=Path),
-              help="A folder of images or a list file (one path[,category] per line).")
-@click.option("--iterations", "-n", type=int, help="Number of recursive inpainting iterations.")
-@click.option("--size", type=int, help="Image size in pixels (square).")
-@click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2.")
-@click.option("--batch-size", type=int, help="Trajectories per model call.")
-@click.option("--device", help="auto, cpu, cuda, cuda:1, ...")
-@click.option("--lpips-net", type=_LazyChoice(_lpips_nets), help="LPIPS backbone.")
-@click.option("--lpips-weights", type=click.Path(path_type=Path),
-              help="Local LPIPS backbone weights (file or folder); also RIPBENCH_LPIPS_WEIGHTS.")
-@click.option("--name", help="Run name (results go to OUTPUT_DIR/NAME).")
-@click.option("--output-dir", type=click.Path(path_type=Path), help="Parent folder of run folders.")
-@click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
-              help="Override any config field, e.g. --set metrics.names=[ssim,psnr]. Repeatable.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing run of a different config.")
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], model_opts: tuple[str, ...],
-        masks: tuple[str, ...], images: Path | None, iterations: int | None, size: int | None,
-        seeds: str | None, batch_size: int | None, device: str | None, lpips_net: str | None,
-        lpips_weights: Path | None, name: str | None, output_dir: Path | None, overrides: tuple[str, ...],
-        overwrite: bool, no_progress: bool) -> None:
-    """Run (or resume) a RIP experiment. Without CONFIG_FILE: the quick preset.
+#: The options that build an experiment's config, shared by ``ripbench run`` and ``ripbench config``.
+_CONFIG_OPTIONS = [
+    click.argument("config_file", required=False, type=click.Path(path_type=Path)),
+    click.option("--preset", help=f"Start from a built-in preset: {_PRESET_LIST}."),
+    click.option("--model", "models", multiple=True,
+                 help="Model name (see `ripbench models`), package.module:factory, Hugging Face id or local "
+                      "diffusers folder. Repeatable; replaces the config's models."),
+    click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE",
+                 help="Option for the models given with --model (e.g. steps=25). Repeatable."),
+    click.option("--mask", "masks", multiple=True, metavar="POLICY:VALUE",
+                 help="Mask policy, e.g. grid:64, box:0.1, center:0.25, strokes:thick, folder:masks/, columns:3. "
+                      "Repeatable; replaces the config's masks."),
+    click.option("--images", type=click.Path(path_type=Path),
+                 help="A folder of images or a list file (one path[,category] per line)."),
+    click.option("--iterations", "-n", type=int, help="Number of recursive inpainting iterations."),
+    click.option("--size", type=int, help="Image size in pixels (square)."),
+    click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
+    click.option("--batch-size", type=int, help="Trajectories per model call."),
+    click.option("--device", help="auto, cpu, cuda, cuda:1, ..."),
+    click.option("--lpips-net", type=_LazyChoice(_lpips_nets), help="LPIPS backbone."),
+    click.option("--lpips-weights", type=click.Path(path_type=Path),
+                 help="Local LPIPS backbone weights (file or folder); also RIPBENCH_LPIPS_WEIGHTS."),
+    click.option("--name", help="Run name (results go to OUTPUT_DIR/NAME)."),
+    click.option("--output-dir", type=click.Path(path_type=Path), help="Parent folder of run folders."),
+    click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
+                 help="Override any config field, e.g. --set metrics.names=[ssim,psnr]. Repeatable."),
+]
 
-    Re-running the same command after an interruption skips finished trajectories.
-    """
+
+def _config_options(command: Any) -> Any:
+    """Add the config-building options (:data:`_CONFIG_OPTIONS`) to ``command``, in order."""
+    for option in reversed(_CONFIG_OPTIONS):
+        command = option(command)
+    return command
+
+
+def build_config(config_file: Path | None, preset: str | None, models: tuple[str, ...], model_opts: tuple[str, ...],
+                 masks: tuple[str, ...], images: Path | None, iterations: int | None, size: int | None,
+                 seeds: str | None, batch_size: int | None, device: str | None, lpips_net: str | None,
+                 lpips_weights: Path | None, name: str | None, output_dir: Path | None,
+                 overrides: tuple[str, ...]) -> Any:
+    """The validated config that ``ripbench run`` with these options runs (``ripbench config`` prints it)."""
     import yaml
 
     from .config import apply_overrides, load_config, read_yaml
@@ -242,7 +248,19 @@ def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], m
 
         if config.fingerprint() != load_preset(preset_name).fingerprint():  # not the preset: not its name
             config = apply_overrides(config, [f"name={json.dumps(run_name_for(config))}"])
-    _run_and_report(config, overwrite=overwrite, progress=not no_progress)
+    return config
+
+
+@main.command()
+@_config_options
+@click.option("--overwrite", is_flag=True, help="Replace an existing run of a different config.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def run(overwrite: bool, no_progress: bool, **options: Any) -> None:
+    """Run (or resume) a RIP experiment. Without CONFIG_FILE: the quick preset.
+
+    Re-running the same command after an interruption skips finished trajectories.
+    """
+    _run_and_report(build_config(**options), overwrite=overwrite, progress=not no_progress)
 
 
 def run_name_for(config: Any) -> str:
@@ -423,15 +441,13 @@ def detectors(verbose: bool) -> None:
 
 
 @main.command("config")
-@click.argument("config_file", required=False, type=click.Path(path_type=Path))
-@click.option("--preset", help=f"Show a built-in preset: {', '.join(preset_names())}.")
-def show_config(config_file: Path | None, preset: str | None) -> None:
-    """Validate a config and print it fully resolved (YAML)."""
+@_config_options
+def show_config(**options: Any) -> None:
+    """Validate a config and print it fully resolved (YAML), after the same options as `ripbench run`
+    (--preset, --model, --mask, --set, -n, ...): what that run would run."""
     import yaml
 
-    from .config import load_config
-
-    config = load_config(config_file, preset)
+    config = build_config(**options)
     click.echo(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
 
 
@@ -471,18 +487,25 @@ def repro() -> None:
     """Reproductions of published results."""
 
 
+#: Where ``ripbench repro hallucination-toy`` writes by default (``-fast`` appended for a smoke run).
+TOY_OUT = "results/repro-hallucination-toy"
+
+
 @repro.command("hallucination-toy")
-@click.option("--out", "out_dir", default="results/repro-hallucination-toy", show_default=True,
-              type=click.Path(path_type=Path))
-@click.option("--fast", is_flag=True, help="A ~30 s smoke version (tiny training; numbers not meaningful).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
+              help=f"Output folder [default: {TOY_OUT}, or {TOY_OUT}-fast with --fast].")
+@click.option("--fast", is_flag=True, help="A ~30 s smoke version (tiny training; numbers not meaningful, marked "
+                                           "as such and written apart from the full run's folder).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--train", is_flag=True, help="Retrain the 2D model on the authors' recipe (hours on a CPU; "
               "resumable: run the same command again) instead of evaluating the shipped weights.")
 @click.option("--samples", type=click.IntRange(min=1000), default=None,
               help="Samples drawn to evaluate the 2D model [default: 100000].")
-def hallucination_toy(out_dir: Path, fast: bool, seed: int, train: bool, samples: int | None) -> None:
+def hallucination_toy(out_dir: Path | None, fast: bool, seed: int, train: bool, samples: int | None) -> None:
     """Aithal et al. (NeurIPS 2024) toy experiments: 1D and 2D Gaussian mixtures, variance detector."""
     from .repro import run_toy_repro
+
+    out_dir = out_dir or Path(TOY_OUT + ("-fast" if fast else ""))  # a smoke run never replaces the full one
 
     start = time.perf_counter()
     report = run_toy_repro(out_dir, fast=fast, seed=seed, progress=True, train=train, samples=samples)

@@ -162,6 +162,10 @@ def _read_tiff(path: Path) -> np.ndarray | None:
     return arr
 
 
+#: The EXIF tag of an image's orientation (1 = as stored; 2-8 = mirrored and/or rotated).
+EXIF_ORIENTATION = 0x0112
+
+
 def _read_file(path: Path) -> tuple[np.ndarray, list[str]]:
     """Decode an image file to an array, EXIF orientation applied; :class:`InputError` naming the file otherwise."""
     from PIL import ImageOps
@@ -175,9 +179,11 @@ def _read_file(path: Path) -> tuple[np.ndarray, list[str]]:
             notes.append(f"TIFF {arr.dtype} read with tifffile")
             return arr, notes
     with open_image(path, "image") as opened:
-        im = ImageOps.exif_transpose(opened)
-        if im is not opened:
-            notes.append("EXIF orientation applied")
+        orientation = opened.getexif().get(EXIF_ORIENTATION, 1)
+        im = opened
+        if orientation not in (None, 1):  # noted only when the file has a rotation or mirroring to undo
+            im = ImageOps.exif_transpose(opened)
+            notes.append(f"EXIF orientation {orientation} applied")
         if im.mode in ("P", "PA"):
             im = im.convert("RGBA")
             notes.append("palette -> RGBA")

@@ -399,10 +399,16 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     exif[0x0112] = 6  # "rotate 90 CW to display"
     img.save(tmp_path / "rot.jpg", exif=exif.tobytes())
     loaded = load_image(tmp_path / "rot.jpg", size=40, fit="pad")
-    assert "EXIF orientation applied" in loaded.notes
+    assert "EXIF orientation 6 applied" in loaded.notes
     assert loaded.pixels.shape[1:] == (40, 40)
     top, bottom = loaded.pixels[:, 2:18, 20].mean(), loaded.pixels[:, 22:38, 20].mean()
     assert top > 0.9 and bottom < 0.1  # displayed upright: the white half is on top
+    img.save(tmp_path / "plain.jpg")  # no EXIF at all
+    exif[0x0112] = 1  # EXIF saying "as stored": nothing to undo
+    img.save(tmp_path / "upright.jpg", exif=exif.tobytes())
+    for name in ("plain.jpg", "upright.jpg"):
+        notes = load_image(tmp_path / name, size=40, fit="pad").notes
+        assert not any("EXIF" in note for note in notes), (name, notes)
 
 
 @pytest.mark.parametrize("kind", ["truncated", "bomb", "not-an-image"])

@@ -45,6 +45,7 @@ from .keys import KEY_VERSION
 from .loop import run_batch
 from .plan import Trajectory, plan
 from .provenance import device_info, git_commit, now, versions
+from .readme import write_run_readme
 
 __all__ = ["RunResult", "build_model", "run_experiment"]
 
@@ -461,6 +462,7 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
             "overhead_share": overhead_time / model_time if model_time else None,
         })
         save()
+        write_run_readme(store.run_dir, table, manifest)  # what the files and columns mean, beside them
         store.drop(Path(aside) if aside else None)  # the new run is complete: the old one goes
     ranks.meet()
     table.attrs["manifest"] = manifest
