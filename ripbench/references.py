@@ -14,8 +14,8 @@ three steps, and nothing it names is called before the third has passed:
    :func:`model_factory`).
 
 Step 1 runs the module's top-level code, as any import does (only modules on ``sys.path``, in the
-current folder or a named file can be reached; the standard library's define names and do nothing else, with curiosities like
-``antigravity`` as the exception); what the reference names is never called unless step 3 passed.
+current folder or a named file can be reached; the standard library's define names and do nothing
+else, with curiosities like ``antigravity`` as the exception); what the reference names is never called unless step 3 passed.
 
 Code that registers a plug-in itself (``register_inpainter(name, "module:attr")``, an installed
 package's entry point, a spec's own ``compute="module:function"``) has declared what it names by
@@ -229,6 +229,10 @@ def _import_module(module_name: str, attr: str, where: str, error: type[Ripbench
                     f"{type(exc).__name__}: {exc}") from exc
 
 
+#: Plug-in files loaded by path, by resolved path: each is loaded once per process.
+_FILE_MODULES: dict[Path, types.ModuleType] = {}
+
+
 def _load_file(path_text: str, attr: str, where: str, error: type[RipbenchError]) -> types.ModuleType:
     """The module of the Python file ``path_text`` (relative to the current folder), loaded once per
     file and kept in ``sys.modules`` under its stem (so that its classes pickle across processes)."""
@@ -240,8 +244,13 @@ def _load_file(path_text: str, attr: str, where: str, error: type[RipbenchError]
         raise error(f"{where}: no file {path_text!r} (looked in {Path.cwd()}); check the path, or run "
                     "from the folder it is relative to")
     resolved = path.resolve()
-    for module in list(sys.modules.values()):
-        if getattr(module, "__file__", None) and Path(module.__file__).resolve() == resolved:  # type: ignore[arg-type]
+    loaded = _FILE_MODULES.get(resolved)
+    if loaded is not None:
+        return loaded
+    for module in list(sys.modules.values()):  # imported already as a module (``my_models:X`` beside it)
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and Path(file).name == resolved.name and Path(file).resolve() == resolved:
+            _FILE_MODULES[resolved] = module
             return module
     name = resolved.stem if resolved.stem.isidentifier() and resolved.stem not in sys.modules else (
         "ripbench_plugin_" + hashlib.sha256(str(resolved).encode()).hexdigest()[:12])
@@ -255,6 +264,7 @@ def _load_file(path_text: str, attr: str, where: str, error: type[RipbenchError]
     except Exception as exc:  # a broken plug-in file is named, not hidden
         del sys.modules[name]
         raise error(f"{where}: loading {path_text!r} failed: {type(exc).__name__}: {exc}") from exc
+    _FILE_MODULES[resolved] = module
     return module
 
 
