@@ -297,7 +297,7 @@ def run_name_for(config: Any) -> str:
 
 
 def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
-    from .analysis import summary_table
+    from .analysis.summary import brief_summary
     from .formatting import count
     from .plots import collapse_curves
     from .run import run_experiment
@@ -345,7 +345,7 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
     import pandas as pd
 
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 4):
-        click.echo("\n" + summary_table(table).to_string(index=False))
+        click.echo("\n" + brief_summary(table).to_string(index=False))
     timing = result.manifest.get("timing", {})
     if result.skipped:
         click.echo(f"\nresumed: {count(result.skipped, 'finished trajectory was', 'finished trajectories were')} "

@@ -73,7 +73,7 @@ CASES = {
     "import ripbench.findings": "import ripbench.findings",
     "import ripbench.report": "import ripbench.report",
     "hallucination evaluation": ("import ripbench.hallucination, ripbench.hallucination_stats as hs\n"
-                                 "from ripbench.datasets.shapes import generation_table\n"
+                                 "from ripbench.hallucination.shapes_truth import generation_table\n"
                                  "import pandas as pd\n"
                                  "t = pd.DataFrame({'trajectory_id': ['a'] * 2, 'iteration': [0, 1],\n"
                                  "    'shapes_layout': ['T|S|', 'T|SS|'], 'shapes_label': ['valid', 'duplicate'],\n"

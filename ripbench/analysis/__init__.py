@@ -76,7 +76,7 @@ from .loading import (
     with_keys,
 )
 from .regions import REGION_MEANINGS, region_columns, region_summary
-from .summary import clip_iterations, format_summary, group_summary, summary_metrics, summary_table
+from .summary import clip_iterations, format_summary, group_summary, summary_metrics
 from .survival import collapse_events, kaplan_meier, logrank_tests, median_collapse, survival_curves
 
 __all__ = [
@@ -86,6 +86,6 @@ __all__ = [
     "drift_stats", "drift_values", "exponential_approach", "failures", "fit_exponential", "format_summary",
     "group_summary", "iter_groups", "kaplan_meier", "load_runs", "logrank_tests", "median_collapse",
     "metric_direction", "metric_values", "observed", "present_metrics", "region_columns", "region_summary",
-    "run_differences", "summary_metrics", "summary_table", "survival_curves", "trajectory_auc",
+    "run_differences", "summary_metrics", "survival_curves", "trajectory_auc",
     "trajectory_keys", "trajectory_matrix", "trajectory_slopes", "trajectory_uid", "with_keys",
 ]
