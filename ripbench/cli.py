@@ -339,8 +339,9 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
     if len(failed):
         reasons = failed["failure"].value_counts() if "failure" in failed.columns else {}
         detail = "; ".join(f"{n} x {reason}" for reason, n in list(reasons.items())[:3])
-        click.echo(f"ripbench: warning: {failed['trajectory_id'].nunique()} of {table['trajectory_id'].nunique()} "
-                   f"trajectories ended with a failed output ({detail}); they count as failed, not stable", err=True)
+        total = count(table["trajectory_id"].nunique(), "trajectory", "trajectories")
+        click.echo(f"ripbench: warning: {failed['trajectory_id'].nunique()} of {total} ended with a failed output "
+                   f"({detail}); they count as failed, not stable", err=True)
     figure = collapse_curves(table, result.run_dir / "figures" / "collapse_curves.png")
     import pandas as pd
 

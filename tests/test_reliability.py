@@ -284,7 +284,7 @@ def test_wrong_shape_stops_the_run_with_one_line(tiny_config_data: dict) -> None
 
 
 def test_bare_tensor_instead_of_a_result_stops_the_run_with_one_line(tiny_config_data: dict) -> None:
-    with pytest.raises(ModelContractError, match=r"model '_Bad' \(tests\.test_reliability\._Bad\) returned a bare "
+    with pytest.raises(ModelContractError, match=r"model 'bad' \(tests\.test_reliability\._Bad\) returned a bare "
                                                  r"tensor of shape \(8, 3, 32, 32\) from inpaint, not an InpaintResult"):
         _bad_run(tiny_config_data, "bare-tensor")
     import yaml
@@ -305,7 +305,7 @@ def test_extras_of_the_wrong_length_stop_the_run_with_one_line(tiny_config_data:
 def test_plugin_exception_surfaces_as_itself(tiny_config_data: dict) -> None:
     with pytest.raises(RuntimeError, match="the plug-in's own bug") as err:
         _bad_run(tiny_config_data, "raises")
-    assert any("raised by model '_Bad'" in note and "at iteration 1" in note for note in err.value.__notes__)
+    assert any("raised by model 'bad'" in note and "at iteration 1" in note for note in err.value.__notes__)
 
 
 def test_in_place_edit_does_not_corrupt_the_metrics(tiny_config_data: dict, tmp_path: Path) -> None:
@@ -335,7 +335,7 @@ def test_cuda_out_of_memory_halves_the_batch(tiny_config_data: dict) -> None:
     tiny_config_data["batch_size"] = 8
     with pytest.warns(UserWarning, match="CUDA out of memory with 8 trajectories .* retrying with 4"):
         result = _run(tiny_config_data)
-    assert result.manifest["batch_size_run"]["_Oom"] == 2
+    assert result.manifest["batch_size_run"]["oom"] == 2  # labelled by its declared name
     assert result.table["trajectory_id"].nunique() == 8 and not result.table["failed"].any()
 
 
