@@ -75,6 +75,7 @@ def _run(args):
     return CliRunner().invoke(main, ["run", *args])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["file", "module"])
 def test_a_model_and_a_metric_by_reference_run_labelled_by_their_declared_names(plugin_folder, form):
     folder, stem = plugin_folder
@@ -91,6 +92,8 @@ def test_a_model_and_a_metric_by_reference_run_labelled_by_their_declared_names(
     manifest = json.loads((folder / "res" / f"r-{form}" / "manifest.json").read_text())
     assert manifest["models"]["median-fill"]["options"] == {"level": 0.25}
     assert manifest["metrics"]["edge-diff"]["spec"]["description"] == "mean absolute difference"
+    if form == "module":
+        return  # the report is the same for both forms: written once
     rep = CliRunner().invoke(main, ["report", f"res/r-{form}", "--n-boot", "100"])
     assert rep.exit_code == 0, rep.output
     summary = (folder / "res" / f"r-{form}" / "report" / "summary.md").read_text()
@@ -138,3 +141,12 @@ def test_metrics_listing_describes_a_spec_without_a_description(plugin_folder):
     line = next(x for x in res.output.splitlines() if x.startswith("bare-diff"))
     assert "Bare difference: lower is better, range [0, 1]" in line and ": -" not in line
     assert f"reference {stem}_metrics:BARE" in line
+
+
+def test_metric_options_show_in_the_reports_settings():
+    from ripbench.report.document import run_settings
+
+    settings = dict(run_settings({"config": {"metrics": {"names": ["edge-diff"],
+                                                          "options": {"edge-diff": {"scale": 2}}}}}))
+    assert settings["metric options"] == 'edge-diff: {"scale": 2}'
+    assert dict(run_settings({"config": {"metrics": {"names": ["ssim"]}}}))["metric options"] == ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -14,6 +15,7 @@ from ripbench.cli import main
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_a_run_folder_explains_its_files_and_columns_and_the_report_points_there(tmp_path):
     from ripbench.config import validate_config
     from ripbench.report import write_report
