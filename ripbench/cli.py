@@ -98,6 +98,38 @@ def _numbers(text: str, kind: type, option: str) -> tuple[Any, ...]:
                                  param_hint=option) from None
 
 
+def _not_printed_already(record: logging.LogRecord) -> bool:
+    """A root-handler filter: drop records of loggers that print through handlers of their own
+    (``huggingface_hub``'s retries), so that no line is printed twice."""
+    name = record.name
+    while name:
+        logger = logging.Logger.manager.loggerDict.get(name)
+        if isinstance(logger, logging.Logger) and logger.handlers:
+            return False
+        name = name.rpartition(".")[0]
+    return True
+
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def warning_line(message: Warning | str, category: type[Warning], filename: str) -> str:
+    """One warning for the terminal: ripbench's own as ``ripbench: warning: ...``; a third party's
+    keeps its name and kind (``FutureWarning from diffusers: ...``), never relabelled as ripbench's.
+
+    >>> warning_line("old", FutureWarning, "/x/site-packages/diffusers/utils/deprecation_utils.py")
+    'FutureWarning from diffusers: old'
+    """
+    path = Path(filename or "")
+    if path.is_absolute() and _PACKAGE_DIR in path.resolve().parents:
+        return f"ripbench: warning: {message}"
+    parts = path.parts
+    marks = [i for i, part in enumerate(parts) if part in ("site-packages", "dist-packages")]
+    origin = parts[marks[-1] + 1].removesuffix(".py") if marks and len(parts) > marks[-1] + 1 else (
+        path.stem or "unknown code")
+    return f"{category.__name__} from {origin}: {message}"
+
+
 def _fail(exc: BaseException | str) -> None:
     click.echo(f"ripbench: error: {exc}", err=True)
     sys.exit(2)
@@ -131,53 +163,58 @@ def main(verbose: bool, threads: int | None) -> None:
     again - and measure how far the image drifts from the original.
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_printed_already)
     if threads is not None:
         import torch
 
         torch.set_num_threads(max(1, threads))
 
 
-@main.command()
-@click.argument("config_file", required=False, type=click.Path(path_type=Path))
-@click.option("--preset", help=f"Start from a built-in preset: {_PRESET_LIST}.")
-@click.option("--model", "models", multiple=True,
-              help="Model name (see `ripbench models`), package.module:factory, Hugging Face id or local "
-                   "diffusers folder. Repeatable; replaces the config's models.")
-@click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE",
-              help="Option for the models given with --model (e.g. steps=25). Repeatable.")
-@click.option("--mask", "masks", multiple=True, metavar="POLICY:VALUE",
-              help="Mask policy, e.g. grid:64, box:0.1, center:0.25, strokes:thick, folder:masks/, columns:3. "
-                   "Repeatable; replaces the config's masks.")
-@click.option("--images", type=click.Path(path_type=Path),
-              help="A folder of images or a list file (one path[,category] per line).")
-@click.option("--iterations", "-n", type=int, help="Number of recursive inpainting iterations.")
-@click.option("--size", type=int, help="Image size in pixels (square).")
-@click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2.")
-@click.option("--batch-size", type=int, help="Trajectories per model call.")
-@click.option("--device", help="auto, cpu, cuda, cuda:1, ...")
-@click.option("--lpips-net", type=_LazyChoice(_lpips_nets), help="LPIPS backbone.")
-@click.option("--lpips-weights", type=click.Path(path_type=Path),
-              help="Local LPIPS backbone weights (file or folder); also RIPBENCH_LPIPS_WEIGHTS.")
-@click.option("--name", help="Run name (results go to OUTPUT_DIR/NAME).")
-@click.option("--output-dir", type=click.Path(path_type=Path), help="Parent folder of run folders.")
-@click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
-              help="Override any config field, e.g. --set metrics.names=[ssim,psnr]. Repeatable.")
-@click.option("--save-every", type=click.IntRange(min=1), metavar="K",
-              help="Also save every K-th iteration's image and mask (1: whole chains, for `ripbench export`).")
-@click.option("--report-to", "report_to", multiple=True, type=_LazyChoice(_trackers),
-              help="Log curves, config and final numbers to an experiment tracker while the run goes (rank 0; "
-                   "TensorBoard logs to OUTPUT_DIR/tensorboard/NAME). Repeatable.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing run of a different config.")
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], model_opts: tuple[str, ...],
-        masks: tuple[str, ...], images: Path | None, iterations: int | None, size: int | None,
-        seeds: str | None, batch_size: int | None, device: str | None, lpips_net: str | None,
-        lpips_weights: Path | None, name: str | None, output_dir: Path | None, overrides: tuple[str, ...],
-        save_every: int | None, report_to: tuple[str, ...], overwrite: bool, no_progress: bool) -> None:
-    """Run (or resume) a RIP experiment. Without CONFIG_FILE: the quick preset.
+#: The options that build an experiment's config, shared by ``ripbench run`` and ``ripbench config``.
+_CONFIG_OPTIONS = [
+    click.argument("config_file", required=False, type=click.Path(path_type=Path)),
+    click.option("--preset", help=f"Start from a built-in preset: {_PRESET_LIST}."),
+    click.option("--model", "models", multiple=True,
+                 help="Model name (see `ripbench models`), package.module:factory, Hugging Face id or local "
+                      "diffusers folder. Repeatable; replaces the config's models."),
+    click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE",
+                 help="Option for the models given with --model (e.g. steps=25). Repeatable."),
+    click.option("--mask", "masks", multiple=True, metavar="POLICY:VALUE",
+                 help="Mask policy, e.g. grid:64, box:0.1, center:0.25, strokes:thick, folder:masks/, columns:3. "
+                      "Repeatable; replaces the config's masks."),
+    click.option("--images", type=click.Path(path_type=Path),
+                 help="A folder of images or a list file (one path[,category] per line)."),
+    click.option("--iterations", "-n", type=int, help="Number of recursive inpainting iterations."),
+    click.option("--size", type=int, help="Image size in pixels (square)."),
+    click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
+    click.option("--batch-size", type=int, help="Trajectories per model call."),
+    click.option("--device", help="auto, cpu, cuda, cuda:1, ..."),
+    click.option("--lpips-net", type=_LazyChoice(_lpips_nets), help="LPIPS backbone."),
+    click.option("--lpips-weights", type=click.Path(path_type=Path),
+                 help="Local LPIPS backbone weights (file or folder); also RIPBENCH_LPIPS_WEIGHTS."),
+    click.option("--name", help="Run name (results go to OUTPUT_DIR/NAME)."),
+    click.option("--output-dir", type=click.Path(path_type=Path), help="Parent folder of run folders."),
+    click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
+                 help="Override any config field, e.g. --set metrics.names=[ssim,psnr]. Repeatable."),
+    click.option("--save-every", type=click.IntRange(min=1), metavar="K",
+                 help="Also save every K-th iteration's image and mask (1: whole chains, for `ripbench export`)."),
+]
 
-    Re-running the same command after an interruption skips finished trajectories.
-    """
+
+def _config_options(command: Any) -> Any:
+    """Add the config-building options (:data:`_CONFIG_OPTIONS`) to ``command``, in order."""
+    for option in reversed(_CONFIG_OPTIONS):
+        command = option(command)
+    return command
+
+
+def build_config(config_file: Path | None, preset: str | None, models: tuple[str, ...], model_opts: tuple[str, ...],
+                 masks: tuple[str, ...], images: Path | None, iterations: int | None, size: int | None,
+                 seeds: str | None, batch_size: int | None, device: str | None, lpips_net: str | None,
+                 lpips_weights: Path | None, name: str | None, output_dir: Path | None,
+                 overrides: tuple[str, ...], save_every: int | None = None) -> Any:
+    """The validated config that ``ripbench run`` with these options runs (``ripbench config`` prints it)."""
     import yaml
 
     from .config import apply_overrides, load_config, read_yaml
@@ -229,7 +266,22 @@ def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], m
 
         if config.fingerprint() != load_preset(preset_name).fingerprint():  # not the preset: not its name
             config = apply_overrides(config, [f"name={json.dumps(run_name_for(config))}"])
-    _run_and_report(config, overwrite=overwrite, progress=not no_progress, report_to=report_to)
+    return config
+
+
+@main.command()
+@_config_options
+@click.option("--overwrite", is_flag=True, help="Replace an existing run of a different config.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--report-to", "report_to", multiple=True, type=_LazyChoice(_trackers),
+              help="Log curves, config and final numbers to an experiment tracker while the run goes (rank 0; "
+                   "TensorBoard logs to OUTPUT_DIR/tensorboard/NAME). Repeatable.")
+def run(overwrite: bool, no_progress: bool, report_to: tuple[str, ...], **options: Any) -> None:
+    """Run (or resume) a RIP experiment. Without CONFIG_FILE: the quick preset.
+
+    Re-running the same command after an interruption skips finished trajectories.
+    """
+    _run_and_report(build_config(**options), overwrite=overwrite, progress=not no_progress, report_to=report_to)
 
 
 def run_name_for(config: Any) -> str:
@@ -267,12 +319,14 @@ def run_name_for(config: Any) -> str:
 
 def _run_and_report(config: Any, *, overwrite: bool, progress: bool, report_to: tuple[str, ...] = ()) -> None:
     from .analysis.summary import brief_summary
+    from .formatting import count
     from .plots import collapse_curves
     from .run import run_experiment
 
     def announce(run_dir: Path, trajectories: int, finished: int) -> None:
         done = f", {finished} already finished" if finished else ""
-        click.echo(f"ripbench: run {config.name!r}: {len(config.models)} model(s), {trajectories} trajectories"
+        click.echo(f"ripbench: run {config.name!r}: {count(len(config.models), 'model')}, "
+                   f"{count(trajectories, 'trajectory', 'trajectories')}"
                    f"{done}, {config.iterations} iterations -> {run_dir}")
 
     if os.environ.get("ACCELERATE_USE_CPU") and int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
@@ -286,9 +340,17 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool, report_to: 
 
         tracker = start_trackers(report_to, config, distributed=int(os.environ.get("WORLD_SIZE", "1") or 1) > 1)
     start = time.perf_counter()
+    shown: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, *rest: Any, **kw: Any) -> None:
+        line = warning_line(message, category, filename)
+        if line not in shown:  # a warning repeated in a loop is printed once
+            shown.add(line)
+            click.echo(line, err=True)
+
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        warnings.showwarning = lambda msg, *a, **k: click.echo(f"ripbench: warning: {msg}", err=True)
+        warnings.showwarning = show
         try:
             result = run_experiment(config, overwrite=overwrite, progress=progress, on_start=announce,
                                     tracker=tracker)
@@ -310,8 +372,9 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool, report_to: 
     if len(failed):
         reasons = failed["failure"].value_counts() if "failure" in failed.columns else {}
         detail = "; ".join(f"{n} x {reason}" for reason, n in list(reasons.items())[:3])
-        click.echo(f"ripbench: warning: {failed['trajectory_id'].nunique()} of {table['trajectory_id'].nunique()} "
-                   f"trajectories ended with a failed output ({detail}); they count as failed, not stable", err=True)
+        total = count(table["trajectory_id"].nunique(), "trajectory", "trajectories")
+        click.echo(f"ripbench: warning: {failed['trajectory_id'].nunique()} of {total} ended with a failed output "
+                   f"({detail}); they count as failed, not stable", err=True)
     figure = collapse_curves(table, result.run_dir / "figures" / "collapse_curves.png")
     import pandas as pd
 
@@ -322,7 +385,8 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool, report_to: 
         click.echo("\n" + summary.to_string(index=False))
     timing = result.manifest.get("timing", {})
     if result.skipped:
-        click.echo(f"\nresumed: {result.skipped} finished trajectories were skipped")
+        click.echo(f"\nresumed: {count(result.skipped, 'finished trajectory was', 'finished trajectories were')} "
+                   "skipped")
     if timing.get("model_seconds"):
         click.echo(f"\nwall time {wall:.1f} s; model {timing['model_seconds']:.1f} s, harness overhead "
                    f"{timing['overhead_seconds']:.1f} s ({100 * timing['overhead_share']:.1f}% of model time)")
@@ -374,7 +438,8 @@ def metrics(verbose: bool) -> None:
         except RipbenchError as exc:
             click.echo(f"{name:<{width}}  (cannot load: {exc})")
             continue
-        click.echo(f"{name:<{width}}  {spec.label}: {spec.description or '-'} ({origin})")
+        about = spec.description or f"{spec.direction_word}, range [{spec.range[0]:g}, {spec.range[1]:g}]"
+        click.echo(f"{name:<{width}}  {spec.label}: {about} ({origin})")
         if not verbose:
             continue
         low, high = spec.range
@@ -413,15 +478,13 @@ def detectors(verbose: bool) -> None:
 
 
 @main.command("config")
-@click.argument("config_file", required=False, type=click.Path(path_type=Path))
-@click.option("--preset", help=f"Show a built-in preset: {', '.join(preset_names())}.")
-def show_config(config_file: Path | None, preset: str | None) -> None:
-    """Validate a config and print it fully resolved (YAML)."""
+@_config_options
+def show_config(**options: Any) -> None:
+    """Validate a config and print it fully resolved (YAML), after the same options as `ripbench run`
+    (--preset, --model, --mask, --set, -n, ...): what that run would run."""
     import yaml
 
-    from .config import load_config
-
-    config = load_config(config_file, preset)
+    config = build_config(**options)
     click.echo(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
 
 
@@ -488,18 +551,25 @@ def repro() -> None:
     """Reproductions of published results."""
 
 
+#: Where ``ripbench repro hallucination-toy`` writes by default (``-fast`` appended for a smoke run).
+TOY_OUT = "results/repro-hallucination-toy"
+
+
 @repro.command("hallucination-toy")
-@click.option("--out", "out_dir", default="results/repro-hallucination-toy", show_default=True,
-              type=click.Path(path_type=Path))
-@click.option("--fast", is_flag=True, help="A ~30 s smoke version (tiny training; numbers not meaningful).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
+              help=f"Output folder [default: {TOY_OUT}, or {TOY_OUT}-fast with --fast].")
+@click.option("--fast", is_flag=True, help="A ~30 s smoke version (tiny training; numbers not meaningful, marked "
+                                           "as such and written apart from the full run's folder).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--train", is_flag=True, help="Retrain the 2D model on the authors' recipe (hours on a CPU; "
               "resumable: run the same command again) instead of evaluating the shipped weights.")
 @click.option("--samples", type=click.IntRange(min=1000), default=None,
               help="Samples drawn to evaluate the 2D model [default: 100000].")
-def hallucination_toy(out_dir: Path, fast: bool, seed: int, train: bool, samples: int | None) -> None:
+def hallucination_toy(out_dir: Path | None, fast: bool, seed: int, train: bool, samples: int | None) -> None:
     """Aithal et al. (NeurIPS 2024) toy experiments: 1D and 2D Gaussian mixtures, variance detector."""
     from .repro import run_toy_repro
+
+    out_dir = out_dir or Path(TOY_OUT + ("-fast" if fast else ""))  # a smoke run never replaces the full one
 
     start = time.perf_counter()
     report = run_toy_repro(out_dir, fast=fast, seed=seed, progress=True, train=train, samples=samples)
@@ -602,7 +672,22 @@ def train_shapes_command(out_dir: Path, eval_samples: int, **options: Any) -> No
                f"{report.num_parameters:,} parameters -> {report.out_dir}")
     if report.evaluation:
         click.echo(f"samples: {json.dumps(report.evaluation)}")
-    click.echo(f"use it: ripbench run --model pixel-ddpm --model-opt model={report.out_dir}")
+    click.echo(f"use it: {use_trained_shapes_command(report.out_dir, fields['size'])}")
+
+
+def use_trained_shapes_command(out_dir: Path, size: int) -> str:
+    """The ``ripbench run`` line that runs a freshly trained shapes model as it was trained: Simple
+    Shapes inputs at its image size, one of the three shape columns repainted per iteration.
+
+    >>> use_trained_shapes_command(Path("w d"), 32)
+    "ripbench run --model pixel-ddpm --model-opt 'model=w d' --size 32 --mask columns:3 --set 'inputs={source: shapes, count: 8}' -n 10 --model-opt steps=25 --name shapes-ddpm-w-d"
+    """
+    import shlex
+
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(out_dir).name).strip("-.") or "trained"
+    return (f"ripbench run --model pixel-ddpm --model-opt {shlex.quote(f'model={out_dir}')} --size {size} "
+            f"--mask columns:3 --set {shlex.quote('inputs={source: shapes, count: 8}')} -n 10 --model-opt steps=25 "
+            f"--name shapes-ddpm-{name}")
 
 
 @train.command("shapes-eval")

@@ -164,7 +164,11 @@ class ModelConfig(_Strict):
         """The label used in result tables."""
         if self.label:
             return self.label
-        return self.name.split(":")[-1] if ":" in self.name else self.name
+        if ":" in self.name:  # a plug-in by reference: the name it declares, else its attribute name
+            from .models.registry import declared_name
+
+            return declared_name(self.name) or self.name.rpartition(":")[2]
+        return self.name
 
 
 class MetricsConfig(_Strict):
@@ -395,8 +399,11 @@ class ExperimentConfig(_Strict):
         The hand-off counts when it is not ``float`` (the only hand-off before it was a setting, so runs
         made then keep their fingerprint).
         """
-        plumbing = ("name", "description", "output_dir", "batch_size", "device", "snapshots", "save_every")
-        exclude: dict[str, Any] = {key: True for key in plumbing}
+        return hashlib.sha256(json.dumps(self.result_fields(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def result_fields(self) -> dict[str, Any]:
+        """The fields :meth:`fingerprint` hashes (JSON values): every field that changes results."""
+        exclude: dict[str, Any] = {key: True for key in PLUMBING_FIELDS}
         if self.handoff == "float":
             exclude["handoff"] = True
         exclude["metrics"] = {"lpips_weights": True}
@@ -405,7 +412,47 @@ class ExperimentConfig(_Strict):
             for key in HF_INPUT_FIELDS:
                 if isinstance(inputs, dict) and inputs.get(key) is None:
                     inputs.pop(key, None)
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        return data
+
+
+#: Config fields that do not change results (left out of :meth:`ExperimentConfig.fingerprint`).
+PLUMBING_FIELDS = ("name", "description", "output_dir", "batch_size", "device", "snapshots", "save_every")
+
+
+def flatten_fields(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted field names: ``{"metrics": {"names": [...]}}`` -> ``{"metrics.names": [...]}``.
+
+    >>> flatten_fields({"iterations": 30, "metrics": {"names": ["ssim"]}})
+    {'iterations': 30, 'metrics.names': ['ssim']}
+    """
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(flatten_fields(item, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def config_changes(before: dict[str, Any], after: ExperimentConfig, limit: int = 8) -> list[str]:
+    """The result-changing fields in which ``after`` differs from a recorded config, as
+    ``"field: old -> new"`` (at most ``limit``, then how many more).
+
+    >>> old = ExperimentConfig(iterations=30).model_dump(mode="json")
+    >>> config_changes(old, ExperimentConfig(iterations=31, batch_size=3))
+    ['iterations: 30 -> 31']
+    """
+    new = flatten_fields(after.result_fields())
+    old = {k: v for k, v in flatten_fields(before).items()
+           if k.split(".")[0] not in PLUMBING_FIELDS and k != "metrics.lpips_weights"}
+
+    def text(value: Any) -> str:
+        shown = json.dumps(value, default=str)
+        return shown if len(shown) <= 80 else shown[:77] + "..."
+
+    changed = [f"{k}: {text(old[k]) if k in old else '(not set)'} -> {text(new[k]) if k in new else '(not set)'}"
+               for k in sorted(set(old) | set(new), key=lambda k: (k not in new, list(new).index(k) if k in new else 0))
+               if json.dumps(old.get(k), sort_keys=True, default=str) != json.dumps(new.get(k), sort_keys=True, default=str)]
+    return changed[:limit] + ([f"and {len(changed) - limit} more"] if len(changed) > limit else [])
 
 
 def _format_validation_error(exc: ValidationError, source: str) -> str:

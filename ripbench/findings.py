@@ -24,11 +24,13 @@ from typing import Any
 import pandas as pd
 
 from . import analysis
+from .formatting import count
 from .metrics.registry import column_label, spec_for_column
 from .stats import fmt, fmt_interval, pct, proportion_ci
 
 __all__ = ["baseline_sentences", "collapse_sentences", "comparison_sentences", "decomposition_sentences",
-           "failure_sentences", "fastest_drift", "group_name", "hallucination_sentences", "metric_phrase", "region_sentences"]
+           "failure_sentences", "fastest_drift", "group_name", "group_names", "hallucination_sentences", "metric_phrase",
+           "region_sentences"]
 
 
 def _value_ci(value: Any, lo: Any, hi: Any, ci: float = 0.95, digits: int = 3) -> str:
@@ -80,14 +82,24 @@ def _direction(metric: str) -> int:
     return analysis.metric_direction(metric)
 
 
+def group_names(summary: pd.DataFrame, by: Sequence[str]) -> list[str]:
+    """Each row's :func:`group_name`, qualified by its run (``"run-b / biharmonic / grid-32"``) where
+    rows of different runs would otherwise share a name, so that no sentence names two groups alike."""
+    names = [group_name(row, by) for _, row in summary.iterrows()]
+    if len(set(names)) < len(names) and "run" in summary.columns and "run" not in by:
+        names = [group_name(row, ["run", *by]) for _, row in summary.iterrows()]
+    return names
+
+
 def fastest_drift(summary: pd.DataFrame, by: Sequence[str], ci: float = 0.95,
                   table: pd.DataFrame | None = None) -> str | None:
     """The group with the worst final value of the summary's final metric, in that metric's direction.
 
     "Worst" is the largest value for a metric where lower is better (LPIPS, MSE) and the smallest
-    where higher is better (SSIM, PSNR). Says plainly when the worst group's interval overlaps the
-    runner-up's, and when the groups saw different images (``table`` given). ``None`` with fewer
-    than two groups.
+    where higher is better (SSIM, PSNR). Says so when every group ends at the same value (no group
+    is named fastest then), says plainly when the worst group's interval overlaps the runner-up's,
+    and when the groups saw different images (``table`` given). ``None`` with fewer than two groups.
+    Groups are named by :func:`group_names`, so a sentence never compares a group with itself.
     """
     final = summary.attrs.get("final")
     if not final or final not in summary.columns or len(summary) < 2:
@@ -96,23 +108,33 @@ def fastest_drift(summary: pd.DataFrame, by: Sequence[str], ci: float = 0.95,
     values = summary[final].astype(float)
     if values.notna().sum() < 2:
         return None
+    names = dict(zip(summary.index, group_names(summary, by)))
     direction = _direction(metric)
     order = (values * direction).sort_values(ascending=False, na_position="last").index
     order = [i for i in order if not math.isnan(values[i])]
     worst, runner, best = order[0], order[1], order[-1]
     lo, hi = f"{final}_lo", f"{final}_hi"
     row = summary.loc[worst]
-    text = (f"Fastest drift: {group_name(row, by)}, with the worst final {metric_phrase(metric)}: "
-            f"{_value_ci(row[final], row.get(lo), row.get(hi), ci)}, n = {_n_final(row, final)} trajectories) "
-            f"at iteration {iteration}.")
-    other = summary.loc[best]
-    text += (f" Slowest: {group_name(other, by)}, {_value_ci(other[final], other.get(lo), other.get(hi), ci)}, "
-             f"n = {_n_final(other, final)}).")
-    second = summary.loc[runner]
-    if lo in summary.columns and not any(pd.isna(v) for v in (row[lo], row[hi], second[lo], second[hi])):
-        if row[lo] <= second[hi] and second[lo] <= row[hi]:
-            text += (f" Its interval overlaps that of {group_name(second, by)} ({fmt(second[final])}), so this run "
-                     "does not establish which of the two drifts fastest.")
+    if values[worst] == values[best]:
+        text = (f"No group drifts fastest: all {count(len(order), 'group')} end at the same final "
+                f"{metric_phrase(metric)}, {_value_ci(row[final], row.get(lo), row.get(hi), ci)}, "
+                f"n = {count(_n_final(row, final), 'trajectory', 'trajectories')}) at iteration {iteration}.")
+    else:
+        text = (f"Fastest drift: {names[worst]}, with the worst final {metric_phrase(metric)}: "
+                f"{_value_ci(row[final], row.get(lo), row.get(hi), ci)}, "
+                f"n = {count(_n_final(row, final), 'trajectory', 'trajectories')}) at iteration {iteration}.")
+        other = summary.loc[best]
+        text += (f" Slowest: {names[best]}, {_value_ci(other[final], other.get(lo), other.get(hi), ci)}, "
+                 f"n = {_n_final(other, final)}).")
+        second = summary.loc[runner]
+        if (lo in summary.columns and names[runner] != names[worst]
+                and not any(pd.isna(v) for v in (row[lo], row[hi], second[lo], second[hi]))
+                and row[lo] <= second[hi] and second[lo] <= row[hi]):
+            if runner == best:
+                text += " The two intervals overlap, so this run does not establish which of the two drifts faster."
+            else:
+                text += (f" Its interval overlaps that of {names[runner]} ({fmt(second[final])}), so this run "
+                         "does not establish which of the two drifts fastest.")
     if table is not None and by and all(c in table.columns for c in by) and "image_id" in table.columns:
         sets = {k: frozenset(g["image_id"].astype(str)) for k, g in table.groupby(list(by))}
         if len(set(sets.values())) > 1:
@@ -159,7 +181,7 @@ def collapse_sentences(summary: pd.DataFrame, by: Sequence[str], rule: analysis.
                      f"{f'{hl_hi:.1f}' if math.isfinite(hl_hi) else 'beyond the run'}, R² {row[f'{metric}_exp_r2']:.2f})")
         failed = int(row.get("failed", 0) or 0)
         if failed:
-            text += f"; {failed} of {n} trajectories had a failed model call (censored there)"
+            text += f"; {failed} of {count(n, 'trajectory', 'trajectories')} had a failed model call (censored there)"
         lines.append(text + ".")
     return lines
 
@@ -183,12 +205,12 @@ def comparison_sentences(comparisons: pd.DataFrame, alpha: float = 0.05, ci: flo
                          "trajectories.")
             continue
         worse, better = (r["b"], r["a"]) if r["worse"] == r["b"] else (r["a"], r["b"])
-        text = (f"Paired{where}, {n} matched trajectories (same image, mask, seed): {worse} ends further from the "
+        text = (f"Paired{where}, {count(n, 'matched trajectory', 'matched trajectories')} (same image, mask, seed): {worse} ends further from the "
                 f"original than {better}; final {label} {r['b']} - {r['a']} = "
                 f"{_value_ci(r['diff'], r['diff_lo'], r['diff_hi'], ci)}); Wilcoxon p = {fmt(r['p'])}, Holm-adjusted "
                 f"{fmt(r['p_holm'])}.")
         if r["min_p"] > alpha:
-            text += (f" With {n - int(r['zero'])} non-zero pairs no two-sided test can reach p < {alpha:g}: "
+            text += (f" With {count(n - int(r['zero']), 'non-zero pair')} no two-sided test can reach p < {alpha:g}: "
                      "more images or seeds are needed to tell these models apart.")
         elif not r["p_holm"] < alpha:
             text += f" Not significant at {alpha:g} after Holm correction: no difference is established."
@@ -206,8 +228,8 @@ def hallucination_sentences(rocs: Sequence[dict[str, Any]], threshold: dict[str,
             lines.append(f"{roc['score']}: no ROC ({roc.get('status')}).")
             continue
         text = (f"Detecting hallucinated outputs by {roc['score']}: AUROC "
-                f"{_auroc_ci(roc['auroc'], roc['auroc_lo'], roc['auroc_hi'], ci)}; n = {roc['outputs']} outputs of "
-                f"{roc['trajectories']} trajectories, {roc['hallucinated']} hallucinated).")
+                f"{_auroc_ci(roc['auroc'], roc['auroc_lo'], roc['auroc_hi'], ci)}; n = {count(roc['outputs'], 'output')} of "
+                f"{count(roc['trajectories'], 'trajectory', 'trajectories')}, {roc['hallucinated']} hallucinated).")
         if not roc["auroc_lo"] > 0.5:
             text += " The interval includes 0.5 (chance): this run does not show that the score detects them."
         lines.append(text)
@@ -223,12 +245,12 @@ def hallucination_sentences(rocs: Sequence[dict[str, Any]], threshold: dict[str,
                 f"{' of the calibration trajectories' if held_out else ''}: {fmt(threshold['threshold'])}. ")
         caveat = ("Measured on the held-out trajectories only." if held_out else
                   "Calibrated and measured on the same outputs, so these shares are optimistic.")
-        kept = f"keeps {ret['k']} of {ret['n']} in-support outputs ({share(ret)})"
+        kept = f"keeps {ret['k']} of {count(ret['n'], 'in-support output')} ({share(ret)})"
         if det["n"] == 0:
             lines.append(head + f"No output is hallucinated by the ground truth (rate {share(before)}, n = "
                          f"{before['n']}), so its detection rate is undefined; it {kept}. {caveat}")
         else:
-            lines.append(head + f"It removes {det['k']} of {det['n']} hallucinations ({share(det)}) and {kept}; the "
+            lines.append(head + f"It removes {det['k']} of {count(det['n'], 'hallucination')} ({share(det)}) and {kept}; the "
                          f"hallucination rate goes from {share(before)} (n = {before['n']}) to {share(after)} "
                          f"(n = {after['n']}). {caveat}")
     elif threshold:
@@ -369,13 +391,13 @@ def failure_sentences(table: pd.DataFrame, found: pd.DataFrame, ci: float = 0.95
     """How many trajectories failed or miss a metric value, with the share's CI."""
     n = int(analysis.trajectory_uid(table).nunique())
     if found.empty:
-        return [f"No failed model call and no missing metric value in {n} trajectories."]
+        return [f"No failed model call and no missing metric value in {count(n, 'trajectory', 'trajectories')}."]
     lines = []
     for problem, part in found.groupby("problem", sort=False):
         k = int(part[analysis.trajectory_keys(part)].drop_duplicates().shape[0])
         share, lo, hi = proportion_ci(k, n, ci)
         what = "had a failed model call" if problem == "failed model call" else "miss a metric value"
-        lines.append(f"{k} of {n} trajectories {what} ({pct(share)}, {ci:.0%} CI {pct(lo)} to {pct(hi)}); "
+        lines.append(f"{k} of {count(n, 'trajectory', 'trajectories')} {what} ({pct(share)}, {ci:.0%} CI {pct(lo)} to {pct(hi)}); "
                      "they are listed under Failures.")
     return lines
 

@@ -8,7 +8,8 @@ these, so that a number reads the same everywhere:
   same decimals (:func:`decimals_for`); :func:`interval_text` - ``"v [lo, hi]"`` for a table cell;
 * :func:`pct` - a share as a percentage; :func:`fmt_p` - a p-value;
 * :func:`auroc_cell` - an AUROC (or a difference of two) with its interval, two decimals;
-* :func:`md_escape`, :func:`markdown_table` - Markdown without an extra dependency.
+* :func:`md_escape`, :func:`markdown_table` - Markdown without an extra dependency;
+* :func:`count` - a number with its noun in agreement (``"1 duplicate"``, ``"2 duplicates"``).
 
 Example
 -------
@@ -29,8 +30,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["auroc_cell", "decimals_for", "fmt", "fmt_interval", "fmt_p", "interval_text", "markdown_table",
+__all__ = ["auroc_cell", "count", "decimals_for", "fmt", "fmt_interval", "fmt_p", "interval_text", "markdown_table",
            "md_escape", "pct"]
+
+
+def count(n: Any, noun: str, plural: str | None = None) -> str:
+    """``n`` and ``noun`` in agreement: the singular for exactly 1, else ``plural`` (default ``noun + "s"``).
+
+    >>> count(1, "duplicate"), count(83.0, "duplicate"), count(0, "way"), count(1, "way"), count(2, "copy", "copies")
+    ('1 duplicate', '83 duplicates', '0 ways', '1 way', '2 copies')
+    """
+    shown = int(n) if isinstance(n, (float, np.floating)) and float(n).is_integer() else n
+    return f"{shown} {noun if n == 1 else (plural or noun + 's')}"
 
 
 def fmt(value: Any, digits: int = 3) -> str:

@@ -167,6 +167,10 @@ def _read_tiff(path: Path) -> np.ndarray | None:
     return arr
 
 
+#: The EXIF tag of an image's orientation (1 = as stored; 2-8 = mirrored and/or rotated).
+EXIF_ORIENTATION = 0x0112
+
+
 def _read_file(path: Path) -> tuple[np.ndarray, list[str]]:
     """Decode an image file to an array, EXIF orientation applied; :class:`InputError` naming the file otherwise."""
     if not path.is_file():
@@ -187,9 +191,11 @@ def _decode_image(source: Path | BinaryIO, name: str) -> tuple[np.ndarray, list[
 
     notes: list[str] = []
     with open_image(source, "image", name=name) as opened:
-        im = ImageOps.exif_transpose(opened)
-        if im is not opened:
-            notes.append("EXIF orientation applied")
+        orientation = opened.getexif().get(EXIF_ORIENTATION, 1)
+        im = opened
+        if orientation not in (None, 1):  # noted only when the file has a rotation or mirroring to undo
+            im = ImageOps.exif_transpose(opened)
+            notes.append(f"EXIF orientation {orientation} applied")
         if im.mode in ("P", "PA"):
             im = im.convert("RGBA")
             notes.append("palette -> RGBA")

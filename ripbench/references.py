@@ -5,16 +5,17 @@ config shared by a colleague must not be able to run arbitrary callables
 (``models: [{name: "subprocess:getoutput"}]``). Every reference is therefore resolved here, in
 three steps, and nothing it names is called before the third has passed:
 
-1. import ``package.module`` (as any plug-in needs);
+1. import ``package.module`` (as any plug-in needs; looked for on ``sys.path`` and then in the
+   current folder, as ``python -m`` does), or load the file of ``path/to/file.py:attr``;
 2. get ``attr`` from it (dots reach nested attributes: ``module:Class.make``);
 3. check that it is the kind of thing expected (:class:`Expected`): an instance of a spec class
    (a ``MetricSpec``, a ``DetectorSpec``), a subclass of a base class (an ``Inpainter``), or a
    function declared a factory of that kind with :func:`declare_factory` (for models:
    :func:`model_factory`).
 
-Step 1 runs the module's top-level code, as any import does (only modules on ``sys.path`` can be
-named; the standard library's define names and do nothing else, with curiosities like
-``antigravity`` as the exception); what the reference names is never called unless step 3 passed.
+Step 1 runs the module's top-level code, as any import does (only modules on ``sys.path``, in the
+current folder or a named file can be reached; the standard library's define names and do nothing
+else, with curiosities like ``antigravity`` as the exception); what the reference names is never called unless step 3 passed.
 
 Code that registers a plug-in itself (``register_inpainter(name, "module:attr")``, an installed
 package's entry point, a spec's own ``compute="module:function"``) has declared what it names by
@@ -34,8 +35,11 @@ ripbench.errors.ConfigError: model 'subprocess:getoutput' is the function subpro
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
 import inspect
+import os
 import sys
 import types
 import warnings
@@ -43,12 +47,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import ConfigError, RipbenchError
 
 __all__ = ["FACTORY_ATTRIBUTE", "Expected", "check_kind", "declare_factory", "declared_factory_kind",
-           "model_factory", "resolve_reference", "split_reference"]
+           "is_file_reference", "model_factory", "resolve_reference", "split_reference"]
 
 #: The attribute :func:`declare_factory` sets on a factory: the kind of plug-in it builds.
 FACTORY_ATTRIBUTE = "__ripbench_factory__"
@@ -141,7 +146,10 @@ def _label(ref: str, what: str) -> str:
 def split_reference(ref: str, what: str = "reference", *, error: type[RipbenchError] = ConfigError,
                     form: str = "package.module:attr") -> tuple[str, str]:
     """``"package.module:attr"`` -> ``("package.module", "attr")``; ``error`` for any other shape."""
-    module, sep, attr = ref.partition(":") if isinstance(ref, str) else ("", "", "")
+    if isinstance(ref, str) and is_file_reference(ref):
+        module, sep, attr = ref.rpartition(":")
+    else:
+        module, sep, attr = ref.partition(":") if isinstance(ref, str) else ("", "", "")
     if not sep or not module or not attr or ":" in attr:
         raise error(f"{_label(str(ref), what)} is not of the form '{form}'")
     return module, attr
@@ -156,24 +164,108 @@ def check_kind(obj: Any, expected: Expected, ref: str, what: str = "reference", 
     return obj
 
 
+def is_file_reference(ref: str) -> bool:
+    """Whether ``ref`` names a Python file (``path/to/file.py:attr``) rather than a module.
+
+    >>> is_file_reference("./my_models.py:MedianFill"), is_file_reference("my_models:MedianFill")
+    (True, False)
+    """
+    head = ref.rpartition(":")[0] if ":" in ref else ref
+    return head.endswith(".py") or "/" in head or "\\" in head
+
+
 def resolve_reference(ref: str, expected: Expected, what: str = "reference", *,
                       error: type[RipbenchError] = ConfigError, form: str = "package.module:attr") -> Any:
-    """Import the module of ``"package.module:attr"``, get the attribute, check its kind; return it.
+    """Import the module of ``"package.module:attr"`` (or load ``"path/to/file.py:attr"``), get the
+    attribute, check its kind; return it.
 
-    Nothing the reference names is called. ``what`` names the reference in errors (``"model"``,
-    ``"metric 'mae'"``); every failure (no such module, a module that fails to import, no such
-    attribute, the wrong kind) is one ``error`` naming the reference.
+    A module is looked for as ``python -m`` does: on ``sys.path`` and in the current folder. A file
+    path is read relative to the current folder. Nothing the reference names is called. ``what``
+    names the reference in errors (``"model"``, ``"metric 'mae'"``); every failure (no such module
+    or file, a module that fails to import, no such attribute, the wrong kind) is one ``error``
+    naming the reference and saying how to fix it.
     """
     module_name, attr = split_reference(ref, what, error=error, form=form)
     where = f"{what} could not be loaded from {ref!r}"
+    obj: Any = (_load_file(module_name, attr, where, error) if is_file_reference(ref)
+                else _import_module(module_name, attr, where, error))
+    for part in attr.split("."):
+        obj = _step(obj, part, f"{where}: {_module_words(obj, module_name)} has no attribute {attr!r}"
+                    f"{_defined_names(obj)}", error)
+    return check_kind(obj, expected, ref, what, error=error)
+
+
+def _module_words(obj: Any, module_name: str) -> str:
+    return f"file {module_name!r}" if module_name.endswith(".py") else f"module {module_name!r}"
+
+
+def _defined_names(obj: Any) -> str:
+    """``" (it defines: A, B)"``: the public classes and objects of a module, for a misspelt attribute."""
+    if not isinstance(obj, types.ModuleType):
+        return ""
+    names = sorted(n for n, v in vars(obj).items() if not n.startswith("_") and not isinstance(v, types.ModuleType)
+                   and getattr(v, "__module__", obj.__name__) == obj.__name__)
+    return f" (it defines: {', '.join(names[:12])}{', ...' if len(names) > 12 else ''})" if names else ""
+
+
+def _import_module(module_name: str, attr: str, where: str, error: type[RipbenchError]) -> types.ModuleType:
+    """``module_name`` imported as ``python -m`` would: the current folder is searched too (after
+    ``sys.path``, so that a file there never hides an installed package)."""
+    cwd = os.getcwd()
+    if not any(os.path.abspath(p or os.curdir) == cwd for p in sys.path):
+        sys.path.append(cwd)
     try:
-        obj: Any = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = module_name.split(".")[0]
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            file = os.path.join(*module_name.split(".")) + ".py"
+            raise error(f"{where}: no module named {exc.name!r} on the Python path or in the current folder "
+                        f"({cwd}); run from the folder that holds {top!r}, or give the file's path: "
+                        f"'path/to/{file}:{attr}'") from None
+        raise error(f"{where}: cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
     except Exception as exc:  # a broken plug-in is named, not hidden
         raise error(f"{where}: cannot import module {module_name!r}: "
                     f"{type(exc).__name__}: {exc}") from exc
-    for part in attr.split("."):
-        obj = _step(obj, part, f"{where}: module {module_name!r} has no attribute {attr!r}", error)
-    return check_kind(obj, expected, ref, what, error=error)
+
+
+#: Plug-in files loaded by path, by resolved path: each is loaded once per process.
+_FILE_MODULES: dict[Path, types.ModuleType] = {}
+
+
+def _load_file(path_text: str, attr: str, where: str, error: type[RipbenchError]) -> types.ModuleType:
+    """The module of the Python file ``path_text`` (relative to the current folder), loaded once per
+    file and kept in ``sys.modules`` under its stem (so that its classes pickle across processes)."""
+    path = Path(path_text).expanduser()
+    if path.suffix != ".py":
+        raise error(f"{where}: {path_text!r} is not a Python file; give 'path/to/file.py:{attr}' or "
+                    f"'package.module:{attr}'")
+    if not path.is_file():
+        raise error(f"{where}: no file {path_text!r} (looked in {Path.cwd()}); check the path, or run "
+                    "from the folder it is relative to")
+    resolved = path.resolve()
+    loaded = _FILE_MODULES.get(resolved)
+    if loaded is not None:
+        return loaded
+    for module in list(sys.modules.values()):  # imported already as a module (``my_models:X`` beside it)
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and Path(file).name == resolved.name and Path(file).resolve() == resolved:
+            _FILE_MODULES[resolved] = module
+            return module
+    name = resolved.stem if resolved.stem.isidentifier() and resolved.stem not in sys.modules else (
+        "ripbench_plugin_" + hashlib.sha256(str(resolved).encode()).hexdigest()[:12])
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise error(f"{where}: cannot load {path_text!r} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # a broken plug-in file is named, not hidden
+        del sys.modules[name]
+        raise error(f"{where}: loading {path_text!r} failed: {type(exc).__name__}: {exc}") from exc
+    _FILE_MODULES[resolved] = module
+    return module
 
 
 def _step(obj: Any, part: str, missing: str, error: type[RipbenchError]) -> Any:

@@ -273,7 +273,7 @@ class RunStore:
 
     def remove(self) -> None:
         """Delete everything this run wrote, and the folder itself when it is left empty."""
-        for name in (MANIFEST, METRICS_DIR, IMAGES_DIR, FIGURES_DIR):
+        for name in (MANIFEST, METRICS_DIR, IMAGES_DIR, FIGURES_DIR, "README.md"):
             p = self.run_dir / name
             if p.is_dir():
                 shutil.rmtree(p)

@@ -49,8 +49,8 @@ def test_train_shapes_options_are_the_training_config_fields(monkeypatch, tmp_pa
     monkeypatch.setattr(training, "train_shapes", fake_train)
     defaults = ShapesTrainingConfig()
     exposed = [o.name for o in cli_options()]
-    assert set(exposed) == {"size", "steps", "seed", "batch_size", "learning_rate", "num_threads", "time_limit_s",
-                            "block_out_channels"}
+    assert set(exposed) == {"size", "steps", "seed", "batch_size", "learning_rate", "warmup_steps", "num_threads",
+                            "time_limit_s", "block_out_channels"}
     res = CliRunner().invoke(main, ["train", "shapes", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert calls[-1] == {name: getattr(defaults, name) for name in exposed}  # the defaults made the bundled weights
@@ -267,12 +267,12 @@ def test_model_run_does_not_take_the_presets_folder_and_collisions_are_still_ref
     runs = sorted(p.name for p in (tmp_path / "res").iterdir() if p.is_dir())
     assert len(runs) == 1 and re.fullmatch(r"biharmonic_grid-8-[0-9a-f]{8}", runs[0]), runs
     again = _invoke([*args, "-n", "1"], tmp_path)  # the same command: the same name, resumed
-    assert again.exit_code == 0 and "resumed: 1 finished trajectories were skipped" in again.output, again.output
+    assert again.exit_code == 0 and "resumed: 1 finished trajectory was skipped" in again.output, again.output
     other = _invoke([*args, "-n", "2"], tmp_path)  # another config: its own folder, the first run kept
     assert other.exit_code == 0, other.output
     assert len([p for p in (tmp_path / "res").iterdir() if p.is_dir()]) == 2
     other = _invoke([*args, "-n", "3", "--name", runs[0]], tmp_path)  # asked for the taken name: refused, one line
     assert other.exit_code == 2, other.output
     lines = [line for line in other.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and "holds a run made with a different config" in lines[0]
-    assert "pass --overwrite to replace it or --name to write elsewhere" in lines[0]
+    assert len(lines) == 1 and "holds a run made with a different config (iterations: 1 -> 3)" in lines[0]
+    assert "pass --name NEW_NAME to write this run elsewhere; to replace it, pass --overwrite" in lines[0]

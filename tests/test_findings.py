@@ -49,7 +49,7 @@ def test_fastest_drift_says_when_intervals_overlap_and_when_inputs_differ():
     table = _table({"a": 0.40, "b": 0.41}, "lpips_orig", noise=0.05)
     summary = analysis.group_summary(table, by=["model"], n_boot=200)
     text = findings.fastest_drift(summary, ["model"], table=table)
-    assert "does not establish which of the two drifts fastest" in text
+    assert "The two intervals overlap, so this run does not establish which of the two drifts faster" in text
     table.loc[table["model"] == "b", "image_id"] = "other"
     assert "did not all see the same images" in findings.fastest_drift(summary, ["model"], table=table)
     assert findings.fastest_drift(summary.iloc[:1], ["model"]) is None

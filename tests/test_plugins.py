@@ -69,7 +69,7 @@ def test_register_inpainter_decorator():
     "spec, fragment",
     [
         ("nope", "unknown model 'nope'"),
-        ("no_such_module_xyz:make", "cannot import module 'no_such_module_xyz'"),
+        ("no_such_module_xyz:make", "no module named 'no_such_module_xyz' on the Python path or in the current folder"),
         ("ripbench.models:nothing_here", "has no attribute 'nothing_here'"),
         ("ripbench.errors:__doc__", "is a str, not a ripbench Inpainter subclass"),
         ("builtins:dict", "is the class builtins.dict, not a ripbench Inpainter subclass"),

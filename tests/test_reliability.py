@@ -284,7 +284,7 @@ def test_wrong_shape_stops_the_run_with_one_line(tiny_config_data: dict) -> None
 
 
 def test_bare_tensor_instead_of_a_result_stops_the_run_with_one_line(tiny_config_data: dict) -> None:
-    with pytest.raises(ModelContractError, match=r"model '_Bad' \(tests\.test_reliability\._Bad\) returned a bare "
+    with pytest.raises(ModelContractError, match=r"model 'bad' \(tests\.test_reliability\._Bad\) returned a bare "
                                                  r"tensor of shape \(8, 3, 32, 32\) from inpaint, not an InpaintResult"):
         _bad_run(tiny_config_data, "bare-tensor")
     import yaml
@@ -305,7 +305,7 @@ def test_extras_of_the_wrong_length_stop_the_run_with_one_line(tiny_config_data:
 def test_plugin_exception_surfaces_as_itself(tiny_config_data: dict) -> None:
     with pytest.raises(RuntimeError, match="the plug-in's own bug") as err:
         _bad_run(tiny_config_data, "raises")
-    assert any("raised by model '_Bad'" in note and "at iteration 1" in note for note in err.value.__notes__)
+    assert any("raised by model 'bad'" in note and "at iteration 1" in note for note in err.value.__notes__)
 
 
 def test_in_place_edit_does_not_corrupt_the_metrics(tiny_config_data: dict, tmp_path: Path) -> None:
@@ -335,7 +335,7 @@ def test_cuda_out_of_memory_halves_the_batch(tiny_config_data: dict) -> None:
     tiny_config_data["batch_size"] = 8
     with pytest.warns(UserWarning, match="CUDA out of memory with 8 trajectories .* retrying with 4"):
         result = _run(tiny_config_data)
-    assert result.manifest["batch_size_run"]["_Oom"] == 2
+    assert result.manifest["batch_size_run"]["oom"] == 2  # labelled by its declared name
     assert result.table["trajectory_id"].nunique() == 8 and not result.table["failed"].any()
 
 
@@ -399,10 +399,16 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     exif[0x0112] = 6  # "rotate 90 CW to display"
     img.save(tmp_path / "rot.jpg", exif=exif.tobytes())
     loaded = load_image(tmp_path / "rot.jpg", size=40, fit="pad")
-    assert "EXIF orientation applied" in loaded.notes
+    assert "EXIF orientation 6 applied" in loaded.notes
     assert loaded.pixels.shape[1:] == (40, 40)
     top, bottom = loaded.pixels[:, 2:18, 20].mean(), loaded.pixels[:, 22:38, 20].mean()
     assert top > 0.9 and bottom < 0.1  # displayed upright: the white half is on top
+    img.save(tmp_path / "plain.jpg")  # no EXIF at all
+    exif[0x0112] = 1  # EXIF saying "as stored": nothing to undo
+    img.save(tmp_path / "upright.jpg", exif=exif.tobytes())
+    for name in ("plain.jpg", "upright.jpg"):
+        notes = load_image(tmp_path / name, size=40, fit="pad").notes
+        assert not any("EXIF" in note for note in notes), (name, notes)
 
 
 @pytest.mark.parametrize("kind", ["truncated", "bomb", "not-an-image"])

@@ -207,6 +207,8 @@ def test_fast_1d_reproduction_scores_hallucinations_higher(tmp_path) -> None:
     assert on_disk["results"]["gaussian1d"]["window_steps"] == 10
     text = (tmp_path / "report.md").read_text()
     assert "| gaussian1d |" in text and "Precision (half-width of the 95% intervals" in text
+    assert "SMOKE RUN (--fast)" in text.splitlines()[0] and "not compared with the paper" in text
+    assert "consistent with" not in report["verdict"] and "below the paper" not in report["verdict"]
     for name in report["figures"]:
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
     assert not list(tmp_path.glob(".*tmp"))

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import flatten_fields
 from ..detectors import adopt_recorded_detectors
 from ..errors import ResultsError
 from ..metrics.catalog import PSNR_SPEC
@@ -117,13 +118,7 @@ PAIRING_FIELDS = ("image size", "image fit", "random keys")
 _IGNORED_CONFIG = {"name", "description", "output_dir"}
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: value}
+_flatten = flatten_fields
 
 
 def _short(value: Any, width: int = 60) -> str:

@@ -1,12 +1,15 @@
 """Finding metrics by name: built-ins, third-party plug-ins, and the table columns they own.
 
-Two ways to make a metric known (both take a :class:`~ripbench.metrics.spec.MetricSpec`):
+Three ways to make a metric known (all take a :class:`~ripbench.metrics.spec.MetricSpec`):
 
 1. :func:`register_metric` in your own code, before the run starts;
 2. the ``ripbench.metrics`` entry-point group of an installed package::
 
        [project.entry-points."ripbench.metrics"]
        mae = "my_package.metrics:MAE_SPEC"
+
+3. a ``"module:attr"`` or ``"path/to/file.py:attr"`` reference in ``metrics.names`` (registered
+   under the spec's own name by :func:`register_reference`).
 
 Then ``metrics: {names: [lpips, mae]}`` in a config (or ``--set metrics.names=[lpips,mae]``)
 adds its columns (``mae_orig``, ``mae_orig_current``, ...) to the table, and the analysis,
@@ -46,6 +49,7 @@ __all__ = [
     "get_metric_spec",
     "metric_columns",
     "register_metric",
+    "register_reference",
     "spec_for_column",
     "unregister_metric",
     "validate_metric_names",
@@ -67,6 +71,8 @@ BUILTIN_METRICS: dict[str, str] = {
 METRIC_NAMES: tuple[str, ...] = tuple(BUILTIN_METRICS)
 
 _REGISTERED: dict[str, MetricSpec | str] = {}
+#: Metrics registered from a ``module:attr`` reference in a config: name -> the reference.
+_REFERENCED: dict[str, str] = {}
 #: What a metric's ``"module:attr"`` reference (built-in, entry point) may name.
 SPEC_REFERENCE = Expected("a ripbench MetricSpec", instance_of=(MetricSpec,))
 
@@ -87,6 +93,7 @@ def _plugin_refs() -> dict[str, str]:
 def unregister_metric(name: str) -> None:
     """Forget a metric registered with :func:`register_metric` (built-ins and plug-ins stay)."""
     _REGISTERED.pop(name, None)
+    _REFERENCED.pop(name, None)
     _lookup_for.cache_clear()
 
 
@@ -95,8 +102,28 @@ def available_metrics() -> dict[str, str]:
     """Every known metric name -> where its spec comes from (built-ins first, then plug-ins)."""
     out: dict[str, str] = {name: "built-in" for name in BUILTIN_METRICS}
     out.update({name: f"plug-in {ref}" for name, ref in _plugin_refs().items()})
-    out.update({name: "registered" for name in _REGISTERED if name not in BUILTIN_METRICS})
+    out.update({name: f"reference {_REFERENCED[name]}" if name in _REFERENCED else "registered"
+                for name in _REGISTERED if name not in BUILTIN_METRICS})
     return out
+
+
+def register_reference(ref: str) -> str:
+    """Load the :class:`MetricSpec` a ``"module:attr"`` or ``"path/to/file.py:attr"`` reference names
+    (checked to be a spec before anything is called; see :mod:`ripbench.references`), register it
+    and return its name: ``metrics.names=[ssim,my_metrics:EDGE]`` becomes ``[ssim, edge]``, and the
+    columns are named after the spec (``edge_orig``, ...).
+
+    Refused (:class:`ConfigError`) when the spec takes the name of another metric.
+    """
+    spec: MetricSpec = resolve_reference(ref, SPEC_REFERENCE, "metric")
+    known = available_metrics()
+    if spec.name in known and _REFERENCED.get(spec.name) != ref:
+        if _REGISTERED.get(spec.name) is spec:
+            return spec.name
+        raise ConfigError(f"metric {ref!r} calls itself {spec.name!r}, the name of another metric ({known[spec.name]})")
+    register_metric(spec)
+    _REFERENCED[spec.name] = ref
+    return spec.name
 
 
 def validate_metric_names(names: str | Iterable[str]) -> tuple[str, ...]:
@@ -107,6 +134,7 @@ def validate_metric_names(names: str | Iterable[str]) -> tuple[str, ...]:
         ('ssim', 'mse')
     """
     chosen = (names,) if isinstance(names, str) else tuple(names)
+    chosen = tuple(register_reference(name) if ":" in name else name for name in chosen)
     known = available_metrics()
     unknown = [name for name in chosen if name not in known]
     if unknown:

@@ -109,12 +109,58 @@ def make_scheduler(name: str, config: Any) -> Any:
     return cls.from_config(config, **extra)
 
 
-def _not_found_message(spec: str, exc: BaseException) -> str:
-    if spec.startswith(_PATH_PREFIXES) or os.path.isabs(spec) or os.path.exists(os.path.expanduser(spec)):
+def _is_local(spec: str) -> bool:
+    return spec.startswith(_PATH_PREFIXES) or os.path.isabs(spec) or os.path.exists(os.path.expanduser(spec))
+
+
+#: Seconds :func:`hub_offline_reason` waits for the Hub's host to answer (name lookup included).
+HUB_PROBE_SECONDS = 3.0
+
+
+def hub_offline_reason(timeout: float = HUB_PROBE_SECONDS) -> str | None:
+    """Why the Hugging Face Hub cannot be used now (``HF_HUB_OFFLINE`` set, or its host unreachable
+    within ``timeout`` seconds), or ``None`` when it answers.
+
+    Checked once before loading a Hub id, so that an offline machine gets one clear error at once
+    instead of a minute of retries.
+    """
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    flag = os.environ.get("HF_HUB_OFFLINE", "")
+    if constants.HF_HUB_OFFLINE or flag.upper() in ("1", "ON", "YES", "TRUE"):
+        return "HF_HUB_OFFLINE is set"
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    answered: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                answered.append(True)
+        except OSError:
+            answered.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)  # a name lookup has no timeout of its own
+    thread.start()
+    thread.join(timeout)
+    return None if answered and answered[0] else f"{host} cannot be reached (no network)"
+
+
+def _not_found_message(spec: str, exc: BaseException, offline: str | None = None) -> str:
+    if _is_local(spec):
         path = Path(spec).expanduser()
         if not path.exists():
             return f"diffusers model directory {spec!r} does not exist"
         return f"{spec!r} is not a diffusers pipeline directory (no loadable model_index.json): {exc}"
+    if offline is not None:
+        return (f"cannot load diffusers model {spec!r}: offline ({offline}) and it is not in the Hugging Face cache; "
+                f"download it once with `hf download {spec}` on a machine with internet (then "
+                f"--model-opt local_files_only=true reads the cache without contacting the Hub), or pass its local "
+                f"diffusers folder instead of the id: --model ./path/to/folder")
     return (
         f"cannot load diffusers model {spec!r}: no internet / not in the Hugging Face cache (or no such "
         f"repository). Download it once with `hf download {spec}` (or `huggingface-cli download {spec}`) "
@@ -147,10 +193,12 @@ def load_inpainting_pipeline(
     spec = os.fspath(model)
     if spec.startswith("~"):
         spec = os.path.expanduser(spec)
+    offline = None if local_files_only or _is_local(spec) else hub_offline_reason()
+    local_files_only = local_files_only or offline is not None  # offline: the cache only, no retries
     try:
         index = DiffusionPipeline.load_config(spec, revision=revision, local_files_only=local_files_only)
     except (OSError, ValueError) as exc:
-        raise ModelNotFoundError(_not_found_message(spec, exc)) from exc
+        raise ModelNotFoundError(_not_found_message(spec, exc, offline)) from exc
     # A pipeline that is itself an inpainting one (e.g. FluxFillPipeline, which the auto
     # mapping would turn into FluxInpaintPipeline) is loaded as its own class.
     import diffusers

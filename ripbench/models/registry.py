@@ -31,7 +31,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, ModelNotFoundError, add_note
+from ..errors import ConfigError, ModelNotFoundError, RipbenchError, add_note
 from ..references import Expected, check_kind, resolve_reference
 
 if TYPE_CHECKING:  # the registry holds names and references; torch (via .base) loads when a model is built
@@ -146,6 +146,24 @@ def resolve_factory(spec: str) -> Factory:
         return _load_reference(spec)
     known = ", ".join(available_inpainters()) or "(none)"
     raise ModelNotFoundError(f"unknown model {spec!r}; known models: {known}; or use 'package.module:factory'")
+
+
+def declared_name(spec: str) -> str | None:
+    """The ``name`` a ``module:attr`` model declares (a class attribute, or a factory's ``name``
+    attribute), or ``None`` when it declares none or cannot be loaded (the run reports that later).
+
+    It labels the model's rows, so that ``--model my_models:MedianFill`` reads as ``median-fill``.
+    """
+    from .base import Inpainter
+
+    try:
+        factory = resolve_factory(spec)
+    except RipbenchError:
+        return None
+    name = inspect.getattr_static(factory, "name", None)
+    if not isinstance(name, str) or not name or name == Inpainter.name:
+        return None
+    return name
 
 
 def declared_options(factory: Factory) -> tuple[ModelOption, ...] | None:

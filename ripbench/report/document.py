@@ -138,6 +138,8 @@ def run_settings(manifest: dict[str, Any]) -> list[tuple[str, str]]:
         ("masks", ", ".join(f"{k} {json.dumps(v)}" for k, v in (manifest.get("masks") or {}).items())),
         ("models", "; ".join(f"{k}: {json.dumps(v)}" for k, v in models.items())),
         ("metrics", ", ".join(metrics.get("metrics") or (config.get("metrics") or {}).get("names") or [])),
+        ("metric options", "; ".join(f"{k}: {json.dumps(v)}" for k, v in
+                                     ((config.get("metrics") or {}).get("options") or {}).items()) or None),
         ("LPIPS", f"net {lpips.get('net')}, weights sha256 {str(lpips.get('weights_sha256'))[:16]}"
                   if lpips else "not computed"),
         ("hallucination score", json.dumps(config.get("hallucination"))),

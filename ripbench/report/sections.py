@@ -76,7 +76,7 @@ def _summary_section(c: Context) -> Section:
                                f"[{c.ci:.0%} CI])", every))
         shown = analysis.present_metrics(table, [m for m in analysis.summary_metrics(table) if m.endswith("_orig")])
         section.notes.append("Results-table columns: " + "; ".join(f"{m} = {column_label(m) or m}" for m in shown)
-                             + " (all columns: results/README.md).")
+                             + " (all columns: README.md in the run folder).")
     return section
 
 

@@ -165,7 +165,7 @@ def hallucination_notes(table: pd.DataFrame) -> list[str]:
         unscored = {k: int(v) for k, v in counts.items() if k != "ok"}
         if unscored:
             notes.append(f"{sum(unscored.values())} of {int(counts.sum())} outputs have no score: " + ", ".join(
-                f"{k} {v}" for k, v in unscored.items()) + " (see results/README.md).")
+                f"{k} {v}" for k, v in unscored.items()) + " (see README.md in the run folder).")
     return notes
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import analysis
 from ..defaults import KEEP_SHARE
+from ..formatting import count
 from .document import Section
 from .html import render_html
 from .markdown import render_markdown
@@ -84,7 +85,7 @@ def write_report(
         differences = table.attrs.get("differences") or []
         sections.append(Section("runs", "Runs compared", differences or ["The runs' settings agree."]))
         if differences:
-            c.top.append(f"The runs differ in {len(differences)} ways; the report compares what they share "
+            c.top.append(f"The runs differ in {count(len(differences), 'way')}; the report compares what they share "
                          "(see Runs compared).")
     sections += build_sections(c, keep=keep, max_strips=max_strips)
 

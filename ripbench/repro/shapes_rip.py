@@ -47,9 +47,9 @@ import numpy as np
 import pandas as pd
 
 from ..config import validate_config
-from ..defaults import CALIBRATION_SHARE, KEEP_SHARE
+from ..defaults import CALIBRATION_SHARE, GOAL_MIN_N, KEEP_SHARE
 from ..errors import ConfigError
-from ..formatting import auroc_cell, markdown_table
+from ..formatting import auroc_cell, count, markdown_table
 from ..formatting import pct as percent
 from ..hallucination import calibrate_threshold, paper_band
 from ..hallucination.baselines import baseline_comparison, comparison_sentence, matched_sentence
@@ -90,6 +90,8 @@ BASELINES = {"det_foreground_pixels": "foreground pixels in the repainted region
              "det_edge_pixels": "edge pixels in the repainted region"}
 #: Duplicates each mask mode should have in the held-out trajectories (issue 17, item 7).
 MIN_DUPLICATES = 100
+#: The detector quality the reproduction aims for: pooled AUROC of duplicates against valid generations.
+AUROC_GOAL = 0.9
 #: Foreground: grey value above this (as the ``foreground-pixels`` detector).
 FOREGROUND_THRESHOLD = 0.5
 #: Edge pixel: Sobel gradient magnitude at least this (as the ``edge-pixels`` detector: half the response to a
@@ -284,20 +286,32 @@ def _verdict(pooled: pd.Series) -> str:
     if not np.isfinite(value):
         return ("No AUROC: the run made no duplicate or no valid generation; run more images, seeds or "
                 "iterations.")
-    where = ("reaches" if lo >= 0.9 else "may reach" if hi >= 0.9 else "falls short of") if np.isfinite(lo) else (
-        "reaches" if value >= 0.9 else "falls short of")
+    goal = AUROC_GOAL
+    n = min(int(pooled["duplicate"]), int(pooled["valid"]))
+    if not np.isfinite(lo):
+        where = (f"which cannot be said to reach the goal of {goal}: the AUROC has no interval"
+                 if value >= goal else f"which falls short of the goal of {goal}")
+    elif lo >= goal and n >= GOAL_MIN_N:
+        where = f"which reaches the goal of {goal} (the whole interval lies above it)"
+    elif hi >= goal and n < GOAL_MIN_N:
+        where = (f"which does not establish the goal of {goal}: a goal counts as reached only with at least "
+                 f"{GOAL_MIN_N} duplicates and {GOAL_MIN_N} valid generations, and the interval is unreliable below that")
+    elif hi >= goal:
+        where = f"which may reach the goal of {goal} (the interval reaches below it)"
+    else:
+        where = f"which falls short of the goal of {goal} (the whole interval lies below it)"
     text = (f"Pooled over all iterations the detector separates duplicates from valid generations with AUROC "
-            f"{_fmt(value)} (95% CI {_fmt(lo)}-{_fmt(hi)}; {pooled['duplicate']} duplicates, {pooled['valid']} valid), "
-            f"which {where} the goal of 0.9.")
+            f"{_fmt(value)} (95% CI {_fmt(lo)}-{_fmt(hi)}; {count(pooled['duplicate'], 'duplicate')}, "
+            f"{count(pooled['valid'], 'valid', 'valid')}), {where}.")
     control = pooled.get("auroc_vs_shape")
     if control is not None and np.isfinite(control):
-        text += (f" Against only the {pooled['valid_with_shape']} valid generations that left a shape in the repainted "
+        text += (f" Against only the {count(pooled['valid_with_shape'], 'valid generation')} that left a shape in the repainted "
                  f"region (the score grows with the amount of shape edge, and an emptied column scores near zero) "
                  f"the AUROC is {_ci(pooled, 'auroc_vs_shape', pct=False)}.")
     removed, n_removed = pooled.get("removed"), int(pooled.get("n_removed_of", 0))
     if removed is not None and np.isfinite(removed):
         text += (f" At the calibrated threshold {_ci(pooled, 'kept')} of the held-out valid generations are kept and "
-                 f"{_ci(pooled, 'removed')} of the {n_removed} held-out duplicates removed (paper: over 95% removed at "
+                 f"{_ci(pooled, 'removed')} of the {count(n_removed, 'held-out duplicate')} removed (paper: over 95% removed at "
                  f"96% kept on its toy data).")
     return text
 
@@ -310,7 +324,8 @@ def _steps_text(rows: pd.DataFrame) -> str:
 def _unscored_text(rows: pd.DataFrame) -> str:
     variants = score_variants(rows)
     missing = int((~np.isfinite(rows[variants[0]].to_numpy(dtype=float))).sum()) if variants else len(rows)
-    return "every generation has a score" if missing == 0 else f"{missing} generations have no score (too few steps in the band)"
+    return "every generation has a score" if missing == 0 else (f"{count(missing, 'generation')} "
+                                                                      f"{'has' if missing == 1 else 'have'} no score (too few steps in the band)")
 
 
 def _figure(kinds: pd.DataFrame, det: dict[str, pd.DataFrame], rows: pd.DataFrame, path: Path) -> None:
@@ -483,8 +498,8 @@ def _sizing(results: dict[str, dict[str, Any]], trajectories: int, target: int) 
 
 
 def _sizing_text(sizing: dict[str, Any], mask: str) -> str:
-    text = (f"Size: {sizing['held_out_duplicates']} duplicates in the {sizing['held_out_trajectories']} held-out "
-            f"trajectories (of {sizing['trajectories']}), against the target of {sizing['target']} per mask mode "
+    text = (f"Size: {count(sizing['held_out_duplicates'], 'duplicate')} in the "
+            f"{count(sizing['held_out_trajectories'], 'held-out trajectory', 'held-out trajectories')} (of {sizing['trajectories']}), against the target of {sizing['target']} per mask mode "
             f"({mask}): ")
     if not sizing["short"]:
         return text + "reached."

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..defaults import CALIBRATION_SHARE
-from ..formatting import pct
+from ..defaults import CALIBRATION_SHARE, GOAL_MIN_N
+from ..formatting import count, pct
 from ..io import atomic_save
 from .toy_gaussians import K_STD, KEEP, NUM_STEPS, PAPER, PAPER_TRAINING_ITEMS, TARGET_HALF_WIDTH
 
@@ -61,11 +61,12 @@ def _rate(det: dict[str, Any], key: str = "detection_rate", ci: str = "detection
 
 def _markdown(report: dict[str, Any]) -> str:
     """The human-readable report: ours against the paper."""
+    smoke = bool(report.get("fast"))
     lines = [
-        "# Mode-interpolation hallucinations: Gaussian toy reproduction",
+        "# Mode-interpolation hallucinations: Gaussian toy reproduction" + (" -- SMOKE RUN (--fast)" if smoke else ""),
         "",
-        f"Command: `{report.get('command', 'ripbench repro hallucination-toy')}`"
-        + (" -- **a smoke run: tiny training, the numbers are not a reproduction**." if report.get("fast") else ""),
+        *([SMOKE_NOTE, ""] if smoke else []),
+        f"Command: `{report.get('command', 'ripbench repro hallucination-toy')}`",
         "",
         f"Paper: Aithal et al., NeurIPS 2024 (arXiv 2406.09358): {PAPER['statement']}.",
         "",
@@ -88,7 +89,8 @@ def _markdown(report: dict[str, Any]) -> str:
             f"| {_rate(det, 'retention', 'retention_ci95', 'n_in_support')} | {_auc(res.get('auroc'))} "
             f"| > {pct(PAPER['hallucinations_removed'], 1)} | {pct(PAPER['in_support_kept'], 1)} |"
         )
-    lines += ["", _precision(report), "", "## Comparison with the paper", "", report["verdict"], ""]
+    lines += ["", _precision(report), "",
+              "## Comparison with the paper" + (" (not made: smoke run)" if smoke else ""), "", report["verdict"], ""]
     banded = {name: res for name, res in report["results"].items() if res.get("by_distance")}
     if banded:
         lines += ["## Removed share by distance to the nearest mode", "",
@@ -174,8 +176,16 @@ def _precision(report: dict[str, Any]) -> str:
     return f"Precision (half-width of the 95% intervals, points): {'; '.join(parts) or 'none'}: {verdict}."
 
 
+#: What a ``--fast`` report says first, and instead of comparing its numbers with the paper's.
+SMOKE_NOTE = ("**Smoke run** (`--fast`): tiny training budgets that check the pipeline runs end to end; its "
+              "numbers are not a reproduction and are not compared with the paper. Run without `--fast` for that.")
+
+
 def _verdict(report: dict[str, Any]) -> str:
-    """One paragraph: how our numbers compare with the paper's, read from the intervals, not the point estimates."""
+    """One paragraph: how our numbers compare with the paper's, read from the intervals, not the point estimates
+    (a smoke run, ``report["fast"]``, makes no comparison and says so)."""
+    if report.get("fast"):
+        return SMOKE_NOTE
     removed_claim, kept_claim = PAPER["hallucinations_removed"], PAPER["in_support_kept"]
     claim = f"the paper's > {pct(removed_claim, 1)} removed at {pct(kept_claim, 1)} kept"
     parts = []
@@ -186,8 +196,11 @@ def _verdict(report: dict[str, Any]) -> str:
             continue
         rate, (lo, hi) = det["detection_rate"], det["detection_rate_ci95"]
         head = (f"{name}: {pct(rate, 1)} of hallucinations removed (95% interval {_ci((lo, hi)).strip()}, "
-                f"{det['n_hallucinated']} hallucinations evaluated) at {pct(det['retention'], 1)} retention")
-        if lo >= removed_claim:
+                f"{count(det['n_hallucinated'], 'hallucination')} evaluated) at {pct(det['retention'], 1)} retention")
+        if hi >= removed_claim and det["n_hallucinated"] < GOAL_MIN_N:
+            parts.append(f"{head}: too few hallucinations to test {claim} (a claim counts as reproduced only with at "
+                         f"least {GOAL_MIN_N} evaluated and the whole interval above it).")
+        elif lo >= removed_claim:
             parts.append(f"{head}: consistent with {claim}, and the whole interval lies above it.")
         elif hi >= removed_claim:
             parts.append(f"{head}: consistent with {claim}, but the interval reaches below "

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from .. import __version__
-from ..config import ExperimentConfig, ModelConfig
+from ..config import ExperimentConfig, ModelConfig, config_changes
 from ..detectors import DetectorSuite
 from ..errors import ConfigError, InputError, ResultsError, RipbenchError, WeightsError, add_note
 from ..hallucination import ScoreWindow
@@ -47,6 +47,7 @@ from .keys import KEY_VERSION
 from .loop import run_batch
 from .plan import Trajectory, plan
 from .provenance import device_info, git_commit, now, versions
+from .readme import write_run_readme
 
 __all__ = ["RunResult", "build_model", "run_experiment"]
 
@@ -100,10 +101,23 @@ def metric_suite(config: ExperimentConfig, device: torch.device) -> MetricSuite:
         return MetricSuite(names=names, options={n: options[n] for n in names}, device=device)
 
 
-#: Manifest keys that do not change a run's rows: where files or devices live, the analysis facts
-#: of a metric spec (its default collapse threshold, what +inf counts as, its reach) and of a model
-#: (its space: latent or pixel).
-ANALYSIS_ONLY = ("device", "weights_source", "weights_origin", "collapse_threshold", "inf_value", "reach", "space")
+#: Manifest keys that do not change a run's rows, so a resume does not compare them: where files or
+#: devices live, the analysis facts of a metric spec (its default collapse threshold, what +inf counts
+#: as, its reach) and of a model (its space: latent or pixel), and a model's ``options`` (already in the
+#: config's fingerprint).
+ANALYSIS_ONLY = ("device", "weights_source", "weights_origin", "collapse_threshold", "inf_value", "reach", "space",
+                 "options")
+
+
+def _with_options(identity: dict[str, Any], mcfg: ModelConfig, given: dict[str, Any]) -> dict[str, Any]:
+    """A model's manifest entry with its options (declared defaults, then those given; no device),
+    unless the model records them itself: a plug-in's options then show in the report's Settings."""
+    if "options" in identity:
+        return identity
+    declared = declared_options(resolve_factory(mcfg.name)) or ()
+    options = {o.name: o.default for o in declared} | dict(given)
+    options.pop("device", None)
+    return {**identity, "options": json.loads(json.dumps(options, default=str))}
 
 
 def _check_same(before: dict[str, Any] | None, current: dict[str, Any], what: str, resuming: bool) -> None:
@@ -227,11 +241,13 @@ def _prepare_folder(store: RunStore, config: ExperimentConfig, overwrite: bool,
     fingerprint = config.fingerprint()
     if previous is not None and (previous.get("fingerprint") != fingerprint
                                  or previous.get("random_keys") != KEY_VERSION):
-        why = (f"a different config (fingerprint {previous.get('fingerprint')} != {fingerprint})"
+        changes = config_changes(previous.get("config") or {}, config)
+        why = ((f"a different config ({'; '.join(changes)})" if changes else
+                f"a different config (fingerprint {previous.get('fingerprint')} != {fingerprint})")
                if previous.get("fingerprint") != fingerprint else
                f"another ripbench's random streams ({previous.get('random_keys')} != {KEY_VERSION})")
-        raise ResultsError(f"{store.run_dir} holds a run made with {why}; pass --overwrite to replace it "
-                           "or --name to write elsewhere")
+        raise ResultsError(f"{store.run_dir} holds a run made with {why}; to keep it, pass --name NEW_NAME to "
+                           "write this run elsewhere; to replace it, pass --overwrite")
     if previous is None and store.part_files():
         raise ResultsError(f"{store.run_dir} holds result parts but no manifest (an interrupted --overwrite, or a "
                            "deleted manifest?): which config made them is unknown; move the folder aside or pass "
@@ -394,7 +410,8 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
             if config.hallucination.enabled and model.returns_x0_trajectory:
                 window = ScoreWindow.from_spec(config.hallucination.band, config.hallucination.min_steps,
                                                unit=config.hallucination.unit)
-            identity = {**model.identity(), "space": getattr(model, "space", None),
+            identity = {**_with_options(model.identity(), mcfg, model_options[label]),
+                        "space": getattr(model, "space", None),
                         "hallucination_band": list(window.band) if window else None,
                         "hallucination_band_unit": window.band.unit if window else None}
             _check_same((previous or {}).get("models", {}).get(label), identity, f"model {label!r}",
@@ -479,6 +496,7 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
             "overhead_share": overhead_time / model_time if model_time else None,
         })
         save()
+        write_run_readme(store.run_dir, table, manifest)  # what the files and columns mean, beside them
         store.drop(Path(aside) if aside else None)  # the new run is complete: the old one goes
     ranks.meet()  # every heartbeat has stopped (each rank stops its own before the last meetings)
     if heartbeat is not None and ranks.is_main:

@@ -19,10 +19,13 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["SIZES", "CliOption", "ShapesTrainingConfig", "cli_options"]
+__all__ = ["LABELLED_SIZES", "SIZES", "CliOption", "ShapesTrainingConfig", "cli_options"]
 
 #: The image sides a model can be trained at: the authors' 64 px images, or their 2x/4x block averages.
 SIZES: tuple[int, ...] = (64, 32, 16)
+#: The sizes the Simple Shapes labeller reads (:func:`ripbench.datasets.shapes.label_shapes`): the ones
+#: ``ripbench train shapes`` offers, since it labels samples of the trained model afterwards.
+LABELLED_SIZES: tuple[int, ...] = (64, 32)
 
 
 def _flag(flag: str, help: str = "", choices: tuple[int, ...] | None = None) -> dict[str, Any]:
@@ -41,7 +44,8 @@ class ShapesTrainingConfig:
         batch_size: images per step.
         learning_rate: AdamW peak learning rate: linear warm-up over ``warmup_steps``, then
             cosine decay to 10 % at step ``steps``; a function of the step count only.
-        warmup_steps: warm-up length.
+        warmup_steps: warm-up length, at most a tenth of ``steps`` (:attr:`warmup`: so that a short
+            run keeps a warm-up it can finish).
         ema_decay: maximum decay of the weight average that is saved.
         num_train_timesteps: T of the DDPM.
         beta_schedule: diffusers beta schedule name.
@@ -59,13 +63,15 @@ class ShapesTrainingConfig:
     The fields with a ``flag`` in their metadata are the options of ``ripbench train shapes``.
     """
 
-    size: int = field(default=64, metadata=_flag("--size", "Image side: 64 = the authors' images, 32/16 = their "
-                                                           "block averages.", choices=SIZES))
+    size: int = field(default=64, metadata=_flag("--size", "Image side: 64 = the authors' images, 32 = their 2x "
+                                                           "block averages (the sizes the labeller reads).",
+                                                 choices=LABELLED_SIZES))
     num_images: int = 5000
     steps: int = field(default=3000, metadata=_flag("--steps", "Optimiser steps."))
     batch_size: int = field(default=32, metadata=_flag("--batch-size"))
     learning_rate: float = field(default=2e-3, metadata=_flag("--lr", "Peak learning rate."))
-    warmup_steps: int = 100
+    warmup_steps: int = field(default=100, metadata=_flag("--warmup", "Learning-rate warm-up steps (at most a tenth "
+                                                                     "of --steps)."))
     ema_decay: float = 0.999
     num_train_timesteps: int = 1000
     beta_schedule: str = "linear"
@@ -89,13 +95,22 @@ class ShapesTrainingConfig:
         for name in ("num_images", "steps", "batch_size", "num_train_timesteps", "layers_per_block"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup_steps < 0 or self.warmup_steps >= self.steps:
-            raise ConfigError(f"warmup_steps must lie in [0, steps), got {self.warmup_steps}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if any(c % self.norm_num_groups for c in self.block_out_channels):
             raise ConfigError(
                 f"every block_out_channels value {self.block_out_channels} must be divisible by "
                 f"norm_num_groups={self.norm_num_groups}"
             )
+
+    @property
+    def warmup(self) -> int:
+        """The warm-up used: ``warmup_steps``, at most a tenth of ``steps``.
+
+        >>> ShapesTrainingConfig().warmup, ShapesTrainingConfig(steps=40).warmup
+        (100, 4)
+        """
+        return min(self.warmup_steps, self.steps // 10)
 
     def learning_rate_at(self, step: int) -> float:
         """Learning rate of optimiser step ``step`` (0-based): warm-up, then cosine to 10 % at the last step.
@@ -105,9 +120,10 @@ class ShapesTrainingConfig:
             >>> [round(cfg.learning_rate_at(s) / 1e-3, 3) for s in (0, 99, 100, 550, 999)]
             [0.01, 1.0, 1.0, 0.549, 0.1]
         """
-        if step < self.warmup_steps:
-            return self.learning_rate * (step + 1) / self.warmup_steps
-        done = min(1.0, (step - self.warmup_steps) / max(1, self.steps - 1 - self.warmup_steps))
+        warmup = self.warmup
+        if step < warmup:
+            return self.learning_rate * (step + 1) / warmup
+        done = min(1.0, (step - warmup) / max(1, self.steps - 1 - warmup))
         return self.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done)))
 
     def command(self, out_dir: str | Path) -> str:
