@@ -442,7 +442,11 @@ def config_changes(before: dict[str, Any], after: ExperimentConfig, limit: int =
     ['iterations: 30 -> 31']
     """
     new = flatten_fields(after.result_fields())
-    old = {k: v for k, v in flatten_fields(before).items()
+    try:  # the recorded config read as today's, so fields that count only when set compare alike
+        recorded = ExperimentConfig.model_validate(before).result_fields()
+    except (ValidationError, ValueError, TypeError):
+        recorded = before
+    old = {k: v for k, v in flatten_fields(recorded).items()
            if k.split(".")[0] not in PLUMBING_FIELDS and k != "metrics.lpips_weights"}
 
     def text(value: Any) -> str:
