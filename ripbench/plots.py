@@ -214,6 +214,12 @@ def _shift(artists: Any, dx: float = 0.0, dy: float = 0.0) -> None:
             artist.set_transform(offset_copy(artist.axes.transData, fig=artist.figure, x=dx, y=dy, units="points"))
 
 
+def _spread(index: int, count: int) -> float:
+    """Offset in print points of line ``index`` of ``count`` step lines that may coincide: centred on
+    the data, at most a point apart, at most 3 points from it."""
+    return (index - (count - 1) / 2) * min(1.0, 6.0 / max(1, count - 1))
+
+
 def _text_width(text: str, prop: Any, renderer: Any) -> float:
     return max((renderer.get_text_width_height_descent(line, prop, ismath=False)[0]
                 for line in text.split("\n")), default=0.0)
@@ -450,7 +456,6 @@ def survival_curves(
     zorder = _zorders(sizes)
     with figure_style() as plt:
         fig, ax = plt.subplots(figsize=(FULL_WIDTH * 0.75, 3.2))
-        spread = min(1.0, 6.0 / max(1, len(keys) - 1))  # points between neighbouring groups' lines
         for i, key in enumerate(keys):
             s = select(stats, by, key)
             ev = select(events, by, key)
@@ -458,7 +463,7 @@ def survival_curves(
             lines = ax.step(s["iteration"], s["survival"], where="post", label=label, zorder=zorder[key],
                             **_markevery(styles[key], i, len(s)))
             # curves that coincide (all at 1.0 before any collapse) are drawn a little apart, in print points
-            _shift(lines, dy=(i - (len(keys) - 1) / 2) * spread)
+            _shift(lines, dy=_spread(i, len(keys)))
             ax.fill_between(s["iteration"], s["lo"], s["hi"], step="post", color=styles[key]["color"], alpha=0.13,
                             lw=0, zorder=1)
         ax.axhline(0.5, color="0.4", ls=":", lw=0.9)
@@ -600,6 +605,7 @@ def hallucination_bands(
                 patch.set(facecolor=styles[key]["color"], alpha=0.55)
             ax.plot([], [], color=styles[key]["color"], lw=6, alpha=0.55, label=_label(key))
         ax.set_xticks(np.arange(len(band_list)), [f"it. {b}" for b in band_list["band"]])
+        ax.set_xlabel("band of iterations")
         ax.set_ylabel(axis_label(score))
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         if rated:
@@ -620,7 +626,10 @@ def hallucination_bands(
 
 def roc_curves(results: Sequence[dict[str, Any]], path: str | Path, *,
                formats: Sequence[str] | None = None) -> Path:
-    """ROC curves of :func:`ripbench.hallucination.stats.roc_analysis` results, AUROC [95% CI] in the legend."""
+    """ROC curves of :func:`ripbench.hallucination.stats.roc_analysis` results, AUROC [95% CI] in the legend.
+
+    Like :func:`survival_curves`, curves are drawn up to 3 points apart (in print, across the
+    diagonal) so that curves that coincide stay visible."""
     shown = [r for r in results if r.get("status") == "ok"]
     if not shown:
         raise ResultsError("no ROC curve to draw (no ground truth with both classes)")
@@ -628,11 +637,12 @@ def roc_curves(results: Sequence[dict[str, Any]], path: str | Path, *,
         fig, ax = plt.subplots(figsize=(FULL_WIDTH * 0.55, 3.4))
         styles = group_styles([(i,) for i in range(len(shown))])
         for i, r in enumerate(shown):
-            ax.step(r["fpr"], r["tpr"], where="post", **_markevery(styles[(i,)], i, len(r["fpr"])),
-                    label=f"{r['score']}: AUROC {r['auroc']:.2f} [{r['auroc_lo']:.2f}, {r['auroc_hi']:.2f}]")
+            lines = ax.step(r["fpr"], r["tpr"], where="post", **_markevery(styles[(i,)], i, len(r["fpr"])),
+                            label=f"{r['score']}: AUROC {r['auroc']:.2f} [{r['auroc_lo']:.2f}, {r['auroc_hi']:.2f}]")
+            _shift(lines, dx=-_spread(i, len(shown)), dy=_spread(i, len(shown)))  # coinciding curves side by side
         ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=0.9, label="chance")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.01)
+        ax.set_xlim(-0.02, 1)  # room for the curves drawn apart at FPR 0 and TPR 1
+        ax.set_ylim(0, 1.02)
         ax.set_aspect("equal")
         ax.set_xlabel("false positive rate (in-support flagged)")
         ax.set_ylabel("true positive rate\n(hallucinations flagged)")

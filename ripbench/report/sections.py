@@ -217,7 +217,8 @@ def _hallucination_section(c: Context, keep: float) -> Section | None:
     if any(r["status"] == "ok" for r in rocs):
         section.figures.append(Figure(
             "roc", "ROC against ground truth", f"ROC of each score and content baseline; legend: AUROC with "
-            f"{c.ci:.0%} CI (trajectories resampled); dotted: chance.",
+            f"{c.ci:.0%} CI (trajectories resampled); dotted: chance; curves are drawn up to 3 pt apart, so that "
+            "curves that coincide stay visible.",
             plots.roc_curves(rocs, c.fig_dir / "roc.png", formats=("pdf",))))
     return section
 
