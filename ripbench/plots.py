@@ -9,7 +9,10 @@ and standard deviation per iteration (:func:`curve_stats`). With
 ``formats=("pdf", "svg")`` the same figure is also written beside it in those formats (vector
 graphics for papers; PNGs are written at :data:`DPI`). All figures share one style
 (:data:`STYLE`): a text width of :data:`FULL_WIDTH` inches, 8-9 pt fonts, legends outside the
-axes, no titles above the figure (the report and a paper give captions).
+axes, no titles above the figure (the report and a paper give captions). Nothing is cut: labels and
+titles longer than their axes are wrapped (:func:`fit_text`, :func:`wrap_text`), a legend below the
+panels takes the columns that fit and the figure grows by its height; groups differ in colour, line
+style and marker (:func:`group_styles`), the smallest drawn on top.
 
 One responsibility, which is why the module is long: every figure ripbench draws, and only that
 (the figures share the style, the atomic multi-format writer and the axis helpers).
@@ -21,7 +24,7 @@ One responsibility, which is why the module is long: every figure ripbench draws
 * :func:`hallucination_bands` - hallucination score per iteration band (and the rate where known);
 * :func:`roc_curves` - ROC of the hallucination scores against ground truth, AUROC with CI;
 * :func:`image_strips` - one trajectory per row at chosen iterations next to the original;
-* :func:`drift_heatmap` - where in the image the change accumulated.
+* :func:`drift_heatmap` - where in the image the change accumulated, per model and mask.
 
 Example
 -------
