@@ -326,17 +326,20 @@ def _draw_figure(kinds: pd.DataFrame, det: dict[str, pd.DataFrame], rows: pd.Dat
 
     fig = Figure(figsize=(12, 3.8))
     ax1, ax2, ax3 = fig.subplots(1, 3)
-    for kind, colour in (("duplicate", "tab:red"), ("empty", "tab:grey"), ("wrong_shape", "tab:orange"),
-                         ("malformed", "tab:purple"), ("valid", "tab:green")):
-        ax1.plot(kinds["iteration"], kinds[kind], marker="o", ms=3, color=colour, label=kind)
+    # kinds whose shares coincide (often 0) stay apart by line style and marker
+    for kind, colour, style, marker in (("duplicate", "tab:red", "-", "o"), ("empty", "tab:grey", "--", "s"),
+                                        ("wrong_shape", "tab:orange", "-.", "^"), ("malformed", "tab:purple", ":", "D"),
+                                        ("valid", "tab:green", "-", "v")):
+        ax1.plot(kinds["iteration"], kinds[kind], ls=style, marker=marker, ms=3, color=colour, label=kind)
     ax1.set(xlabel="iteration", ylabel="share of images", title="Images by label (collapse curve)", ylim=(0, 1))
     ax1.legend(frameon=False, fontsize=7)
-    for score, marker in zip(list(det)[:2], ("o", "s")):
+    for shown, (score, marker, style) in enumerate(zip(list(det)[:2], ("o", "s"), ("-", "--"))):
         d = det[score]
         bands = d[d["band"] != "all"]
         x = np.arange(len(bands))
-        ax2.errorbar(x, bands["auroc"], yerr=[bands["auroc"] - bands["auroc_lo"], bands["auroc_hi"] - bands["auroc"]],
-                     marker=marker, capsize=3, label=score)
+        ax2.errorbar(x + (shown - 0.5) * 0.06, bands["auroc"],  # the two variants side by side, not on each other
+                     yerr=[bands["auroc"] - bands["auroc_lo"], bands["auroc_hi"] - bands["auroc"]],
+                     marker=marker, ls=style, capsize=3, label=score)
         ax2.set_xticks(x, bands["band"])
     ax2.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax2.axhline(0.9, color="tab:green", lw=0.8, ls="--")
