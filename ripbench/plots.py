@@ -197,7 +197,7 @@ def _zorders(sizes: dict[tuple[Any, ...], int]) -> dict[tuple[Any, ...], float]:
     return {key: 2.0 + i / 100 for i, key in enumerate(ranked)}
 
 
-def renderer_of(fig: Any) -> Any:
+def _renderer(fig: Any) -> Any:
     """The renderer that measures ``fig``'s text (its canvas's; a figure without a drawing canvas, e.g. a
     bare ``Figure()`` or one closed by pyplot, gets an Agg renderer of its size)."""
     get = getattr(fig.canvas, "get_renderer", None)
@@ -268,7 +268,7 @@ def fit_text(fig: Any, rounds: int = 4) -> None:
     y label: than the axes' height) so that it fits, then lay the figure out again (the layout
     makes room for the extra lines); repeated until nothing changes. Horizontal y labels (row
     labels of image grids) are left as they are: their figure wraps them."""
-    renderer = renderer_of(fig)
+    renderer = _renderer(fig)
     originals: dict[int, str] = {}
     for _ in range(rounds):
         fig.draw_without_rendering()
@@ -366,7 +366,7 @@ def _legend_below(fig: Any, ncol: int = 3) -> None:
             found.setdefault(label, handle)
     if not found:
         return
-    renderer = renderer_of(fig)
+    renderer = _renderer(fig)
     room = fig.bbox.width - 2 * EDGE_PAD * fig.dpi
     handles, labels = list(found.values()), list(found)
     for columns in range(min(ncol, len(labels)), 0, -1):
@@ -664,7 +664,7 @@ def _wrap_to(fig: Any, text: str, inches: float, size: float) -> str:
     """``text`` wrapped to ``inches`` at font size ``size`` (points) on ``fig``'s canvas."""
     from matplotlib.font_manager import FontProperties
 
-    return wrap_text(text, inches * fig.dpi, FontProperties(size=size), renderer_of(fig))
+    return wrap_text(text, inches * fig.dpi, FontProperties(size=size), _renderer(fig))
 
 
 def read_png(path: str | Path) -> np.ndarray:

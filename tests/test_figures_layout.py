@@ -41,7 +41,7 @@ def cut_artists(fig: Any) -> list[str]:
     from matplotlib.text import Text
 
     fig.draw_without_rendering()
-    renderer = plots.renderer_of(fig)
+    renderer = plots._renderer(fig)
     bounds = fig.bbox
     found: list[str] = []
 
