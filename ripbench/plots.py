@@ -9,7 +9,10 @@ and standard deviation per iteration (:func:`curve_stats`). With
 ``formats=("pdf", "svg")`` the same figure is also written beside it in those formats (vector
 graphics for papers; PNGs are written at :data:`DPI`). All figures share one style
 (:data:`STYLE`): a text width of :data:`FULL_WIDTH` inches, 8-9 pt fonts, legends outside the
-axes, no titles above the figure (the report and a paper give captions).
+axes, no titles above the figure (the report and a paper give captions). Nothing is cut: labels and
+titles longer than their axes are wrapped (:func:`fit_text`, :func:`wrap_text`), a legend below the
+panels takes the columns that fit and the figure grows by its height; groups differ in colour, line
+style and marker (:func:`group_styles`), the smallest drawn on top.
 
 One responsibility, which is why the module is long: every figure ripbench draws, and only that
 (the figures share the style, the atomic multi-format writer and the axis helpers).
@@ -21,7 +24,7 @@ One responsibility, which is why the module is long: every figure ripbench draws
 * :func:`hallucination_bands` - hallucination score per iteration band (and the rate where known);
 * :func:`roc_curves` - ROC of the hallucination scores against ground truth, AUROC with CI;
 * :func:`image_strips` - one trajectory per row at chosen iterations next to the original;
-* :func:`drift_heatmap` - where in the image the change accumulated.
+* :func:`drift_heatmap` - where in the image the change accumulated, per model and mask.
 
 Example
 -------
@@ -66,6 +69,8 @@ def axis_label(column: str) -> str:
 DPI = 200
 #: Width of a full-width figure in inches (a paper's text width); half-width figures use half.
 FULL_WIDTH = 7.0
+#: Margin (inches) kept free at the figure's edges by legends sized to fit (:func:`_legend_below`).
+EDGE_PAD = 0.08
 #: Shared matplotlib settings of every figure.
 STYLE: dict[RcKeyType, Any] = {
     "font.size": 8.5, "axes.titlesize": 8.5, "axes.labelsize": 8.5, "xtick.labelsize": 7.5,
@@ -73,6 +78,9 @@ STYLE: dict[RcKeyType, Any] = {
     "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.6,
     "lines.linewidth": 1.5, "svg.hashsalt": "ripbench", "svg.fonttype": "none", "pdf.fonttype": 42,
     "figure.constrained_layout.use": True,
+    # text is measured (to wrap it, to size legends) at the resolution it is written at: hinting makes
+    # a label's width in inches differ by several percent between resolutions
+    "figure.dpi": DPI,
     # labels come from the data (model labels, categories): a '$' is a dollar, never mathtext
     "text.parse_math": False,
 }
@@ -101,12 +109,14 @@ def save_figure(fig: Any, path: str | Path, formats: Sequence[str] | None = None
     """Write ``fig`` to ``path`` (format from its suffix, PNG without one) and to each of
     ``formats`` beside it (same name, other suffix), atomically; close the figure.
 
-    SVG and PDF files are written without a date (and SVGs with fixed element ids), so that
-    the same figure gives the same file.
+    Labels and titles longer than their axes are wrapped first (:func:`fit_text`). SVG and PDF
+    files are written without a date (and SVGs with fixed element ids), so that the same figure
+    gives the same file.
     """
     import matplotlib
 
     plt = _pyplot()
+    fit_text(fig)
     path = Path(path)
     if not path.suffix:
         path = path.with_suffix(".png")
@@ -155,6 +165,133 @@ def _colours(n: int) -> list[Any]:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
+#: Line styles and markers cycled over the groups of a figure (with the colours), so that lines
+#: that coincide, or a figure printed in grey, still tell the groups apart.
+LINE_STYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def group_styles(keys: Sequence[tuple[Any, ...]]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Matplotlib line properties of each group: its colour, and with two or more groups a line
+    style and marker cycling with it (one group: a plain solid line)."""
+    styles: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for i, (key, colour) in enumerate(zip(keys, _colours(len(keys)))):
+        styles[key] = {"color": colour}
+        if len(keys) > 1:
+            styles[key].update(ls=LINE_STYLES[i % len(LINE_STYLES)], marker=MARKERS[i % len(MARKERS)], ms=3.2)
+    return styles
+
+
+def _markevery(style: dict[str, Any], index: int, points: int) -> dict[str, Any]:
+    """``style`` with markers on about six points of the line, shifted per group (markers of
+    coinciding lines do not sit on each other)."""
+    if "marker" not in style:
+        return style
+    step = max(1, points // 6)
+    return {**style, "markevery": (index % step, step)}
+
+
+def _zorders(sizes: dict[tuple[Any, ...], int]) -> dict[tuple[Any, ...], float]:
+    """Drawing order of the groups' lines: the largest group (n) at the bottom, the smallest on top."""
+    ranked = sorted(sizes, key=lambda k: -sizes[k])  # stable: equal n keep their order
+    return {key: 2.0 + i / 100 for i, key in enumerate(ranked)}
+
+
+def _renderer(fig: Any) -> Any:
+    """The renderer that measures ``fig``'s text (its canvas's; a figure without a drawing canvas, e.g. a
+    bare ``Figure()`` or one closed by pyplot, gets an Agg renderer of its size)."""
+    get = getattr(fig.canvas, "get_renderer", None)
+    return get() if get is not None else fig._get_renderer()
+
+
+def _shift(artists: Any, dx: float = 0.0, dy: float = 0.0) -> None:
+    """Draw ``artists`` (of one axes; lines, collections, an errorbar container) ``dx``, ``dy`` print
+    points away from where their data put them; the data and the axes' limits stay as they are."""
+    from matplotlib.container import Container
+    from matplotlib.transforms import offset_copy
+
+    for artist in artists:
+        if isinstance(artist, Container):
+            _shift([a for a in artist.get_children() if a is not None], dx, dy)
+        elif artist is not None:
+            artist.set_transform(offset_copy(artist.axes.transData, fig=artist.figure, x=dx, y=dy, units="points"))
+
+
+def _spread(index: int, count: int) -> float:
+    """Offset in print points of line ``index`` of ``count`` step lines that may coincide: centred on
+    the data, at most a point apart, at most 3 points from it."""
+    return (index - (count - 1) / 2) * min(1.0, 6.0 / max(1, count - 1))
+
+
+def _text_width(text: str, prop: Any, renderer: Any) -> float:
+    return max((renderer.get_text_width_height_descent(line, prop, ismath=False)[0]
+                for line in text.split("\n")), default=0.0)
+
+
+#: Where :func:`wrap_text` breaks a line, in order of preference: before a parenthesis, at a space,
+#: after punctuation inside a name (``my_models.experimental:Long``), between camel-case words, anywhere.
+_BREAKS = (r"(?= \()", r"(?<= )", r"(?<=[._:/\-])", r"(?<=[a-z])(?=[A-Z])", r"(?<=.)")
+
+
+def wrap_text(text: str, width: float, prop: Any, renderer: Any) -> str:
+    """``text`` with line breaks so that no line is wider than ``width`` pixels when drawn in font
+    ``prop`` by ``renderer`` (existing breaks kept); unchanged when it fits.
+
+    Lines are filled greedily; a break goes before a parenthesis where one fits, else at a space,
+    else after punctuation inside a name (``my_models.experimental:``), else between camel-case
+    words (``Super|Long|Name``), else anywhere.
+    """
+    def fits(line: str) -> bool:
+        return _text_width(line.rstrip(), prop, renderer) <= width
+
+    def wrap(line: str, level: int) -> list[str]:
+        if level >= len(_BREAKS) or fits(line):
+            return [line]
+        lines, current = [], ""
+        for piece in (p for p in re.split(_BREAKS[level], line) if p):
+            if fits(current + piece):
+                current += piece
+                continue
+            if current:
+                lines.append(current)
+            current = piece.lstrip()
+            if not fits(current):  # too long alone: broken at the next kind of break, its tail carried on
+                *done, current = wrap(current, level + 1)
+                lines += done
+        return [*lines, current]
+
+    return "\n".join(part.strip() for line in text.split("\n") for part in wrap(line, 0))
+
+
+def fit_text(fig: Any, rounds: int = 4) -> None:
+    """Wrap every axes title, axis label and colour-bar label that is longer than its axes (a
+    y label: than the axes' height) so that it fits, then lay the figure out again (the layout
+    makes room for the extra lines); repeated until nothing changes. Horizontal y labels (row
+    labels of image grids) are left as they are: their figure wraps them."""
+    renderer = _renderer(fig)
+    originals: dict[int, str] = {}
+    for _ in range(rounds):
+        fig.draw_without_rendering()
+        changed = False
+        for ax in fig.axes:
+            if not ax.get_visible():
+                continue
+            box = ax.get_window_extent(renderer)
+            texts = [(ax.title, box.width), (ax.xaxis.label, box.width)]
+            if ax.yaxis.label.get_rotation() % 180 == 90:
+                texts.append((ax.yaxis.label, box.height))
+            for text, span in texts:
+                if not text.get_visible() or not text.get_text():
+                    continue
+                original = originals.setdefault(id(text), text.get_text())
+                wrapped = wrap_text(original, span, text.get_fontproperties(), renderer)
+                if wrapped != text.get_text():
+                    text.set_text(wrapped)
+                    changed = True
+        if not changed:
+            return
+
+
 def select(frame: pd.DataFrame, by: Sequence[str], key: tuple[Any, ...]) -> pd.DataFrame:
     """The rows of ``frame`` whose ``by`` columns equal ``key``."""
     sel = np.ones(len(frame), dtype=bool)
@@ -196,14 +333,16 @@ def _draw_threshold(ax: Any, rule: analysis.CollapseRule | None, metric: str) ->
 
 
 def _draw_lines(ax: Any, stats: pd.DataFrame, by: Sequence[str], keys: Sequence[tuple[Any, ...]],
-                colours: dict[tuple[Any, ...], Any], with_n: bool = True) -> None:
-    for key in keys:
-        s = select(stats, by, key).sort_values("iteration")
-        if s.empty or s["mean"].isna().all():
-            continue
+                styles: dict[tuple[Any, ...], dict[str, Any]], with_n: bool = True) -> None:
+    """One line with its band per group; the group with the fewest trajectories drawn on top."""
+    shown = {key: select(stats, by, key).sort_values("iteration") for key in keys}
+    shown = {key: s for key, s in shown.items() if not s.empty and not s["mean"].isna().all()}
+    zorder = _zorders({key: int(s["n"].max()) for key, s in shown.items()})
+    for key, s in shown.items():
         label = f"{_label(key)} (n={int(s['n'].max())})" if with_n else _label(key)
-        ax.plot(s["iteration"], s["mean"], color=colours[key], label=label)
-        ax.fill_between(s["iteration"], s["lo"], s["hi"], color=colours[key], alpha=0.18, lw=0)
+        ax.plot(s["iteration"], s["mean"], label=label, zorder=zorder[key],
+                **_markevery(styles[key], keys.index(key), len(s)))
+        ax.fill_between(s["iteration"], s["lo"], s["hi"], color=styles[key]["color"], alpha=0.18, lw=0, zorder=1)
 
 
 def _grid(plt: Any, panels: int, ncols: int, panel_height: float, width: float = FULL_WIDTH,
@@ -217,13 +356,35 @@ def _grid(plt: Any, panels: int, ncols: int, panel_height: float, width: float =
 
 
 def _legend_below(fig: Any, ncol: int = 3) -> None:
-    """One legend for the figure (every panel's entries, once each), below its panels, never over a curve."""
+    """One legend for the figure (every panel's entries, once each), below its panels, never over a
+    curve: in as many columns (at most ``ncol``, rows balanced) as fit the figure's width, labels
+    wrapped when even one column does not fit; the figure grows by the legend's height, so the
+    panels keep theirs."""
     found: dict[str, Any] = {}
     for ax in fig.axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             found.setdefault(label, handle)
-    if found:
-        fig.legend(list(found.values()), list(found), loc="outside lower center", ncol=min(ncol, len(found)))
+    if not found:
+        return
+    renderer = _renderer(fig)
+    room = fig.bbox.width - 2 * EDGE_PAD * fig.dpi
+    handles, labels = list(found.values()), list(found)
+    for columns in range(min(ncol, len(labels)), 0, -1):
+        columns = -(-len(labels) // -(-len(labels) // columns))  # as many columns, rows balanced
+        legend = fig.legend(handles, labels, loc="outside lower center", ncol=columns)
+        width = legend.get_window_extent(renderer).width
+        if width <= room:
+            break
+        texts = legend.get_texts()
+        beside = width - max(t.get_window_extent(renderer).width for t in texts)  # handle, padding
+        if columns == 1:  # one column is too wide: wrap the labels into the room beside their handles
+            prop = texts[0].get_fontproperties()
+            legend.remove()
+            labels = [wrap_text(label, room - beside, prop, renderer) for label in labels]
+            legend = fig.legend(handles, labels, loc="outside lower center", ncol=1)
+        else:
+            legend.remove()
+    fig.set_figheight(fig.get_figheight() + legend.get_window_extent(renderer).height / fig.dpi)
 
 
 def collapse_curves(
@@ -255,7 +416,7 @@ def collapse_curves(
         raise ValueError(f"none of the metrics {list(metrics)} is in the table")
     by = list(by)
     keys = ordered_groups(table, by)
-    colours = dict(zip(keys, _colours(len(keys))))
+    styles = group_styles(keys)
     with figure_style() as plt:
         fig, axes = _grid(plt, len(present), 2, 2.5)
         for ax, metric in zip(axes.flat, present):
@@ -263,7 +424,7 @@ def collapse_curves(
             spec = spec_for_column(metric)
             if spec is not None and not np.isfinite(spec.identity):  # PSNR: the original is +inf, start at 1
                 stats = stats[stats["iteration"] > 0]
-            _draw_lines(ax, stats, by, keys, colours)
+            _draw_lines(ax, stats, by, keys, styles)
             _draw_threshold(ax, rule, metric)
             _iteration_axis(ax)
             ax.set_ylabel(axis_label(metric))
@@ -283,24 +444,31 @@ def survival_curves(
     """Kaplan-Meier share of trajectories not yet collapsed vs iteration, one step line per group.
 
     Band: pointwise 95% interval (Greenwood, log-log); the dotted line at 0.5 crosses each curve
-    at its median collapse iteration. See :func:`ripbench.analysis.survival_curves`.
+    at its median collapse iteration. See :func:`ripbench.analysis.survival_curves`. Groups'
+    lines differ in colour, line style and marker, the smallest group is drawn on top, and
+    each line is shifted by up to 3 points (in print, not in data) so that curves that coincide
+    stay visible side by side.
     """
     rule = analysis.collapse_rule(table, rule)
     by = list(by)
     stats = analysis.survival_curves(table, rule, by, ci=ci)
     events = analysis.collapse_events(table, rule)
-    keys = ordered_groups(table, by)
-    colours = dict(zip(keys, _colours(len(keys))))
+    keys = [key for key in ordered_groups(table, by) if not select(stats, by, key).empty]
+    styles = group_styles(keys)
+    sizes = {key: len(select(events, by, key)) for key in keys}
+    zorder = _zorders(sizes)
     with figure_style() as plt:
         fig, ax = plt.subplots(figsize=(FULL_WIDTH * 0.75, 3.2))
-        for key in keys:
+        for i, key in enumerate(keys):
             s = select(stats, by, key)
-            if s.empty:
-                continue
             ev = select(events, by, key)
-            label = f"{_label(key)} ({int(ev['collapsed'].sum())}/{len(ev)} collapsed)"
-            ax.step(s["iteration"], s["survival"], where="post", color=colours[key], label=label)
-            ax.fill_between(s["iteration"], s["lo"], s["hi"], step="post", color=colours[key], alpha=0.13, lw=0)
+            label = f"{_label(key)} ({int(ev['collapsed'].sum())}/{sizes[key]} collapsed)"
+            lines = ax.step(s["iteration"], s["survival"], where="post", label=label, zorder=zorder[key],
+                            **_markevery(styles[key], i, len(s)))
+            # curves that coincide (all at 1.0 before any collapse) are drawn a little apart, in print points
+            _shift(lines, dy=_spread(i, len(keys)))
+            ax.fill_between(s["iteration"], s["lo"], s["hi"], step="post", color=styles[key]["color"], alpha=0.13,
+                            lw=0, zorder=1)
         ax.axhline(0.5, color="0.4", ls=":", lw=0.9)
         ax.set_ylim(-0.02, 1.04)
         _iteration_axis(ax)
@@ -332,12 +500,12 @@ def model_comparison(
     line_by = [line_by] if isinstance(line_by, str) else list(line_by)
     panels = [p[0] for p in ordered_groups(table, [panel_by])]
     keys = ordered_groups(table, line_by)
-    colours = dict(zip(keys, _colours(len(keys))))
+    styles = group_styles(keys)
     stats = analysis.bootstrap_curves(table, metric, [panel_by, *line_by], n_boot=n_boot, ci=ci, seed=seed)
     with figure_style() as plt:
         fig, axes = _grid(plt, len(panels), 3, 2.2, sharey=True)
         for ax, panel in zip(axes.flat, panels):
-            _draw_lines(ax, stats[stats[panel_by] == panel], line_by, keys, colours, with_n=False)
+            _draw_lines(ax, stats[stats[panel_by] == panel], line_by, keys, styles, with_n=False)
             _draw_threshold(ax, rule, metric)
             ax.set_title(f"{panel_by} = {panel}")
             _iteration_axis(ax)
@@ -388,7 +556,7 @@ def region_curves(
             _iteration_axis(ax)
         base = columns.get("whole") or next(iter(columns.values()))
         for row in axes:
-            row[0].set_ylabel(axis_label(base).replace(" to original", "\nto original"))
+            row[0].set_ylabel(axis_label(base))
         _legend_below(fig, ncol=2)
         return save_figure(fig, path, formats)
 
@@ -421,7 +589,7 @@ def hallucination_bands(
     by = list(by)
     data = scored_outputs(table, score)
     keys = [k for k in ordered_groups(data, by)]
-    colours = dict(zip(keys, _colours(len(keys))))
+    styles = group_styles(keys)
     rated = "halluc_rate" in frame.columns
     band_list = frame[["first", "last", "band"]].drop_duplicates().sort_values("first")
     width = 0.8 / max(1, len(keys))
@@ -437,19 +605,21 @@ def hallucination_bands(
             box = ax.boxplot(series, positions=positions, widths=width * 0.85, patch_artist=True, showfliers=True,
                              flierprops={"markersize": 2, "alpha": 0.5}, medianprops={"color": "black"})
             for patch in box["boxes"]:
-                patch.set(facecolor=colours[key], alpha=0.55)
-            ax.plot([], [], color=colours[key], lw=6, alpha=0.55, label=_label(key))
+                patch.set(facecolor=styles[key]["color"], alpha=0.55)
+            ax.plot([], [], color=styles[key]["color"], lw=6, alpha=0.55, label=_label(key))
         ax.set_xticks(np.arange(len(band_list)), [f"it. {b}" for b in band_list["band"]])
+        ax.set_xlabel("band of iterations")
         ax.set_ylabel(axis_label(score))
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         if rated:
             ax2 = axes[0][1]
-            for key in keys:
+            for g, key in enumerate(keys):
                 s = select(frame, by, key).sort_values("first")
                 centre = (s["first"] + s["last"]) / 2
-                ax2.errorbar(centre, s["halluc_rate"], yerr=[s["halluc_rate"] - s["halluc_rate_lo"],
-                                                             s["halluc_rate_hi"] - s["halluc_rate"]],
-                             color=colours[key], marker="o", ms=3.5, capsize=2.5, label=_label(key))
+                bars = ax2.errorbar(centre, s["halluc_rate"], yerr=[s["halluc_rate"] - s["halluc_rate_lo"],
+                                                                    s["halluc_rate_hi"] - s["halluc_rate"]],
+                                    **{"marker": "o", "ms": 3.5, **styles[key]}, capsize=2.5, label=_label(key))
+                _shift([bars], dx=(g - (len(keys) - 1) / 2) * 2.5)  # groups side by side, not on each other
             _iteration_axis(ax2)
             ax2.set_ylim(bottom=0)
             ax2.set_ylabel(f"hallucination rate\n(ground truth, {ci:.0%} CI)")
@@ -459,18 +629,23 @@ def hallucination_bands(
 
 def roc_curves(results: Sequence[dict[str, Any]], path: str | Path, *,
                formats: Sequence[str] | None = None) -> Path:
-    """ROC curves of :func:`ripbench.hallucination.stats.roc_analysis` results, AUROC [95% CI] in the legend."""
+    """ROC curves of :func:`ripbench.hallucination.stats.roc_analysis` results, AUROC [95% CI] in the legend.
+
+    Like :func:`survival_curves`, curves are drawn up to 3 points apart (in print, across the
+    diagonal) so that curves that coincide stay visible."""
     shown = [r for r in results if r.get("status") == "ok"]
     if not shown:
         raise ResultsError("no ROC curve to draw (no ground truth with both classes)")
     with figure_style() as plt:
         fig, ax = plt.subplots(figsize=(FULL_WIDTH * 0.55, 3.4))
-        for r, colour in zip(shown, _colours(len(shown))):
-            ax.step(r["fpr"], r["tpr"], where="post", color=colour,
-                    label=f"{r['score']}: AUROC {r['auroc']:.2f} [{r['auroc_lo']:.2f}, {r['auroc_hi']:.2f}]")
+        styles = group_styles([(i,) for i in range(len(shown))])
+        for i, r in enumerate(shown):
+            lines = ax.step(r["fpr"], r["tpr"], where="post", **_markevery(styles[(i,)], i, len(r["fpr"])),
+                            label=f"{r['score']}: AUROC {r['auroc']:.2f} [{r['auroc_lo']:.2f}, {r['auroc_hi']:.2f}]")
+            _shift(lines, dx=-_spread(i, len(shown)), dy=_spread(i, len(shown)))  # coinciding curves side by side
         ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=0.9, label="chance")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.01)
+        ax.set_xlim(-0.02, 1)  # room for the curves drawn apart at FPR 0 and TPR 1
+        ax.set_ylim(0, 1.02)
         ax.set_aspect("equal")
         ax.set_xlabel("false positive rate (in-support flagged)")
         ax.set_ylabel("true positive rate\n(hallucinations flagged)")
@@ -479,6 +654,17 @@ def roc_curves(results: Sequence[dict[str, Any]], path: str | Path, *,
                      f"{first['trajectories']} trajectories")
         _legend_below(fig, ncol=1)
         return save_figure(fig, path, formats)
+
+
+#: Width (inches) of the row labels beside image grids (:func:`image_strips`); longer lines are wrapped.
+ROW_LABEL_WIDTH = 0.9
+
+
+def _wrap_to(fig: Any, text: str, inches: float, size: float) -> str:
+    """``text`` wrapped to ``inches`` at font size ``size`` (points) on ``fig``'s canvas."""
+    from matplotlib.font_manager import FontProperties
+
+    return wrap_text(text, inches * fig.dpi, FontProperties(size=size), _renderer(fig))
 
 
 def read_png(path: str | Path) -> np.ndarray:
@@ -549,10 +735,11 @@ def image_strips(
             r = g.iloc[0]
             info[str(tid)] = f"{r['model']}\n{r['mask_label']}\n{r['image_id']}, seed {r['seed']}"
     spec_label = (axis_label(metric).split(" ")[0] if metric else "")
-    cell = min(1.05, (FULL_WIDTH - 1.0) / len(columns))
+    cell = min(1.05, (FULL_WIDTH - ROW_LABEL_WIDTH - 0.1) / len(columns))
     folder = Path(run_dir) / IMAGES_DIR
     with figure_style() as plt:
-        fig, axes = plt.subplots(len(ids), len(columns), figsize=(cell * len(columns) + 1.0, cell * len(ids) * 1.12),
+        fig, axes = plt.subplots(len(ids), len(columns), figsize=(cell * len(columns) + ROW_LABEL_WIDTH + 0.1,
+                                                                  cell * len(ids) * 1.12),
                                  squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.0})
         for r, tid in enumerate(ids):
             for c, it in enumerate(columns):
@@ -577,8 +764,8 @@ def image_strips(
                 if value is not None and np.isfinite(value) and it > 0:
                     text += f"  {spec_label} {value:.2f}"
                 ax.set_xlabel(text, fontsize=6.5, labelpad=1.5)
-            axes[r][0].set_ylabel(info.get(tid, tid.replace("__", "\n")), fontsize=6.5, rotation=0, ha="right",
-                                  va="center", labelpad=3)
+            row_label = _wrap_to(fig, info.get(tid, tid.replace("__", "\n")), ROW_LABEL_WIDTH, 6.5)
+            axes[r][0].set_ylabel(row_label, fontsize=6.5, rotation=0, ha="right", va="center", labelpad=3)
         return save_figure(fig, path, formats)
 
 
@@ -587,27 +774,30 @@ def drift_heatmap(
     path: str | Path,
     *,
     table: pd.DataFrame | None = None,
-    column_by: str = "mask_label",
+    column_by: str | Sequence[str] = ("model", "mask_label"),
     iteration: int | None = None,
     max_images: int = 4,
     formats: Sequence[str] | None = None,
 ) -> Path:
-    """Where change accumulated: per-pixel ``|last snapshot - original|``, averaged.
+    """Where change accumulated: per-pixel ``|last snapshot - original|``, averaged over seeds.
 
-    One row per image (at most ``max_images``): the original, then one heat map per value of
-    ``column_by`` (default: mask size), each the channel-mean absolute difference between the
-    latest saved snapshot (at or before ``iteration``) and the original, averaged over the
-    trajectories of that image and column (models, seeds). All maps share one colour scale.
-    ``table`` (rows of this run) defaults to the run's table.
+    One row per image (at most ``max_images``): the original, then one heat map per group of
+    ``column_by`` (default: model and mask size, so models are compared side by side rather than
+    averaged together), each the channel-mean absolute difference between the latest saved
+    snapshot (at or before ``iteration``) and the original, averaged over the trajectories of
+    that image and group (seeds). Column titles name what differs between the columns (the mask
+    alone when the run has one model). All maps share one colour scale. ``table`` (rows of this
+    run) defaults to the run's table.
     """
     run_dir = Path(run_dir)
     table = load_table(run_dir) if table is None else table
-    info = table.groupby("trajectory_id")[["image_id", column_by]].first()
-    sums: dict[tuple[Any, Any], np.ndarray] = {}
-    counts: dict[tuple[Any, Any], int] = {}
-    shown_iter: dict[tuple[Any, Any], set[int]] = {}
+    column_by = [column_by] if isinstance(column_by, str) else list(column_by)
+    info = table.groupby("trajectory_id")[["image_id", *column_by]].first()
+    sums: dict[tuple[Any, tuple[Any, ...]], np.ndarray] = {}
+    counts: dict[tuple[Any, tuple[Any, ...]], int] = {}
+    shown_iter: dict[tuple[Any, tuple[Any, ...]], set[int]] = {}
     originals: dict[Any, np.ndarray] = {}
-    for tid, (image_id, col) in info.iterrows():
+    for tid, row in info.iterrows():
         its = [i for i in snapshot_iterations(run_dir, str(tid)) if iteration is None or i <= iteration]
         if 0 not in its or max(its) == 0:
             continue
@@ -616,23 +806,28 @@ def drift_heatmap(
         final = read_png(folder / f"iter_{max(its):04d}.png")
         diff = np.abs(final - original)
         diff = diff.mean(axis=-1) if diff.ndim == 3 else diff
-        key = (image_id, col)
+        key = (row["image_id"], tuple(row[c] for c in column_by))
         if key in sums and sums[key].shape != diff.shape:
             continue
         sums[key] = sums.get(key, 0) + diff
         counts[key] = counts.get(key, 0) + 1
         shown_iter.setdefault(key, set()).add(max(its))
-        originals.setdefault(image_id, original)
+        originals.setdefault(row["image_id"], original)
     if not sums:
         raise ResultsError(f"no trajectory in {run_dir} has a saved original and a later snapshot")
     images = sorted(originals, key=_natural_key)[:max_images]
-    cols = [c for (c,) in ordered_groups(table, [column_by]) if any((i, c) in sums for i in images)]
+    cols = [c for c in ordered_groups(table, column_by) if any((i, c) in sums for i in images)]
+    varying = [j for j in range(len(column_by)) if len({c[j] for c in cols}) > 1] or [len(column_by) - 1]
     maps = {k: sums[k] / counts[k] for k in sums}
     vmax = float(np.percentile(np.concatenate([m.ravel() for m in maps.values()]), 99.5)) or 1.0
     cell = min(1.1, (FULL_WIDTH - 1.2) / (len(cols) + 1))
     with figure_style() as plt:
         fig, axes = plt.subplots(len(images), len(cols) + 1, figsize=(cell * (len(cols) + 1) + 1.2,
                                                                       cell * len(images) + 0.3), squeeze=False)
+        # long column titles (plug-in model names) wrapped to the cell; the figure grows by their lines
+        titles = {c: _wrap_to(fig, "\n".join(str(c[j]) for j in varying), cell - 0.1, 7) for c in cols}
+        lines = max(t.count("\n") for t in titles.values())
+        fig.set_figheight(fig.get_figheight() + lines * 7 * 1.2 / 72)
         mappable = None
         for r, image_id in enumerate(images):
             axes[r][0].imshow(originals[image_id], cmap="gray", vmin=0, vmax=1)
@@ -646,7 +841,7 @@ def drift_heatmap(
                     its = sorted(shown_iter[(image_id, col)])
                     ax.set_xlabel(f"it. {its[-1]}, n={counts[(image_id, col)]}", fontsize=6.5, labelpad=1.5)
                 if r == 0:
-                    ax.set_title(str(col), fontsize=7)
+                    ax.set_title(titles[col], fontsize=7)
             for ax in axes[r]:
                 ax.set_xticks([])
                 ax.set_yticks([])

@@ -18,17 +18,19 @@ MASKS = {"grid-8": 8, "grid-16": 16, "grid-128": 128}  # natural order differs f
 SIZE = 32
 
 
-def synthetic_run(folder: Path, iterations: int = 6, snapshots: tuple[int, ...] = (0, 2, 6)) -> pd.DataFrame:
-    """A run folder with a table, manifest and snapshot PNGs (2 models x 2 images x 3 masks x 2 seeds)."""
+def synthetic_run(folder: Path, iterations: int = 6, snapshots: tuple[int, ...] = (0, 2, 6),
+                  models: tuple[str, ...] = MODELS, masks: dict[str, int] = MASKS) -> pd.DataFrame:
+    """A run folder with a table, manifest and snapshot PNGs (2 models x 2 images x 3 masks x 2 seeds;
+    the second model of ``models`` drifts 1.5 times as fast)."""
     rng = np.random.default_rng(0)
     rows = []
-    for model in MODELS:
+    for model in models:
         for image in ("cat", "dog"):
             base = rng.random((SIZE, SIZE, 3))
-            for label, cell in MASKS.items():
+            for label, cell in masks.items():
                 for seed in (0, 1):
                     tid = f"{model}__{image}__{label}__s{seed}"
-                    rate = 0.02 * (1 + MASKS[label] / 16) * (1.5 if model == "beta" else 1.0)
+                    rate = 0.02 * (1 + cell / 16) * (1.5 if model == models[-1] and len(models) > 1 else 1.0)
                     img = base.copy()
                     for it in range(iterations + 1):
                         cell_px = min(cell, SIZE // 2)

@@ -109,7 +109,9 @@ def _survival_section(c: Context) -> Section:
     section = Section("survival", "Collapse and survival")
     section.figures.append(Figure(
         "survival", "Survival", f"Share of trajectories not yet collapsed ({c.rule.describe()}; Kaplan-Meier, censored "
-        f"at the last observed iteration); band: pointwise {c.ci:.0%} CI; dotted: 0.5.",
+        f"at the last observed iteration); band: pointwise {c.ci:.0%} CI; dotted: 0.5"
+        + ("; groups' lines are drawn up to 3 pt apart, so that curves that coincide stay visible." if
+           len(c.summary) > 1 else "."),
         plots.survival_curves(c.table, c.fig_dir / "survival.png", c.rule, c.by, ci=c.ci, formats=("pdf",))))
     strata = [col for col in c.by if col not in c.models]
     tests = analysis.logrank_tests(c.table, c.rule, by=strata, between=c.models)
@@ -279,7 +281,8 @@ def _hallucination_section(c: Context, keep: float) -> Section | None:
     if any(r["status"] == "ok" for r in rocs):
         section.figures.append(Figure(
             "roc", "ROC against ground truth", f"ROC of each score and content baseline; legend: AUROC with "
-            f"{c.ci:.0%} CI (trajectories resampled); dotted: chance.",
+            f"{c.ci:.0%} CI (trajectories resampled); dotted: chance; curves are drawn up to 3 pt apart, so that "
+            "curves that coincide stay visible.",
             plots.roc_curves(rocs, c.fig_dir / "roc.png", formats=("pdf",))))
     return section
 
@@ -306,8 +309,8 @@ def _pictures_section(c: Context, max_strips: int) -> Section | None:
         with contextlib.suppress(ResultsError):  # no saved snapshots: no heat map
             section.figures.append(Figure(
                 f"drift_heatmap{suffix}", f"Where the images changed{where}",
-                "Mean absolute pixel change between the last saved snapshot and the original, per image and mask, "
-                "averaged over models and seeds.",
+                "Mean absolute pixel change between the last saved snapshot and the original, per image, model "
+                "and mask (one column each), averaged over seeds.",
                 plots.drift_heatmap(run_dir, c.fig_dir / f"drift_heatmap{suffix}.png", table=rows, formats=("pdf",)),
                 photo=True))
     section.viewer = build_viewer(table, c.rule)

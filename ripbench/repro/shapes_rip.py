@@ -329,25 +329,36 @@ def _unscored_text(rows: pd.DataFrame) -> str:
 
 
 def _figure(kinds: pd.DataFrame, det: dict[str, pd.DataFrame], rows: pd.DataFrame, path: Path) -> None:
+    fig = _draw_figure(kinds, det, rows)
+    atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+
+
+def _draw_figure(kinds: pd.DataFrame, det: dict[str, pd.DataFrame], rows: pd.DataFrame) -> Any:
+    """The shapes-rip figure (a matplotlib ``Figure``, laid out): images by label per iteration, AUROC per
+    iteration band of the first two score variants of ``det``, and the first score's histogram per
+    generation label (each label's share of generations per bin, log-spaced bins)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(12, 3.8))
     ax1, ax2, ax3 = fig.subplots(1, 3)
-    for kind, colour in (("duplicate", "tab:red"), ("empty", "tab:grey"), ("wrong_shape", "tab:orange"),
-                         ("malformed", "tab:purple"), ("valid", "tab:green")):
-        ax1.plot(kinds["iteration"], kinds[kind], marker="o", ms=3, color=colour, label=kind)
+    # kinds whose shares coincide (often 0) stay apart by line style and marker
+    for kind, colour, style, marker in (("duplicate", "tab:red", "-", "o"), ("empty", "tab:grey", "--", "s"),
+                                        ("wrong_shape", "tab:orange", "-.", "^"), ("malformed", "tab:purple", ":", "D"),
+                                        ("valid", "tab:green", "-", "v")):
+        ax1.plot(kinds["iteration"], kinds[kind], ls=style, marker=marker, ms=3, color=colour, label=kind)
     ax1.set(xlabel="iteration", ylabel="share of images", title="Images by label (collapse curve)", ylim=(0, 1))
     ax1.legend(frameon=False, fontsize=7)
-    for score, marker in zip(list(det)[:2], ("o", "s")):
+    for shown, (score, marker, style) in enumerate(zip(list(det)[:2], ("o", "s"), ("-", "--"))):
         d = det[score]
         bands = d[d["band"] != "all"]
         x = np.arange(len(bands))
-        ax2.errorbar(x, bands["auroc"], yerr=[bands["auroc"] - bands["auroc_lo"], bands["auroc_hi"] - bands["auroc"]],
-                     marker=marker, capsize=3, label=score)
+        ax2.errorbar(x + (shown - 0.5) * 0.06, bands["auroc"],  # the two variants side by side, not on each other
+                     yerr=[bands["auroc"] - bands["auroc_lo"], bands["auroc_hi"] - bands["auroc"]],
+                     marker=marker, ls=style, capsize=3, label=score)
         ax2.set_xticks(x, bands["band"])
     ax2.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax2.axhline(0.9, color="tab:green", lw=0.8, ls="--")
-    ax2.set(xlabel="iterations", ylim=(0, 1.02), title="AUROC, duplicates vs valid (95% CI)")
+    ax2.set(xlabel="iterations", ylabel="AUROC", ylim=(0, 1.02), title="AUROC, duplicates vs valid (95% CI)")
     ax2.legend(frameon=False, fontsize=7)
     values = rows[list(det)[0]]
     finite = values[np.isfinite(values) & (values > 0)]
@@ -356,14 +367,16 @@ def _figure(kinds: pd.DataFrame, det: dict[str, pd.DataFrame], rows: pd.DataFram
         for label in ("valid", "duplicate"):
             selected = values[(rows["generation"] == label) & np.isfinite(values) & (values > 0)]
             if len(selected):
-                ax3.hist(selected, bins=bins, alpha=0.6, density=True, label=f"{label} (n={len(selected)})")
+                ax3.hist(selected, bins=bins, alpha=0.6, weights=np.full(len(selected), 1 / len(selected)),
+                         label=f"{label} (n={len(selected)})")
         ax3.set_xscale("log")
-    ax3.set(xlabel="x0 variance inside the mask", title="Score by generation label (all iterations)")
+    ax3.set(xlabel="x0 variance inside the mask", ylabel="share of the label's generations",
+            title="Score by generation label (all iterations)")
     ax3.legend(frameon=False, fontsize=7)
     for ax in (ax1, ax2, ax3):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    return fig
 
 
 def shapes_baselines(images: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
