@@ -187,7 +187,7 @@ def test_wrap_text_breaks_where_a_reader_would():
 
 
 def test_shapes_rip_figure_cuts_nothing_and_labels_every_axis(tmp_path):
-    from ripbench.repro.shapes_rip import _draw_figure
+    from ripbench.repro.shapes_rip_report import _draw_figure
 
     rng = np.random.default_rng(0)
     kinds = pd.DataFrame({"iteration": range(1, 9), "n": 40, "duplicate": 0.1, "empty": 0.05, "wrong_shape": 0.05,

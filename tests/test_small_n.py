@@ -23,7 +23,7 @@ def _pooled(duplicates, valid, value, lo, hi):
 
 
 def test_one_duplicate_never_reaches_the_goal():
-    from ripbench.repro.shapes_rip import _verdict
+    from ripbench.repro.shapes_rip_report import _verdict
 
     text = _verdict(_pooled(1, 83, 0.98, 0.94, 1.0))
     assert "1 duplicate," in text and "1 duplicates" not in text
@@ -38,7 +38,7 @@ def test_one_duplicate_never_reaches_the_goal():
     (_pooled(2, 2, 0.95, float("nan"), float("nan")), "cannot be said to reach the goal of 0.9"),
 ])
 def test_the_goal_sentence_reads_the_interval_and_n(pooled, phrase):
-    from ripbench.repro.shapes_rip import _verdict
+    from ripbench.repro.shapes_rip_report import _verdict
 
     assert phrase in _verdict(pooled)
 
