@@ -61,10 +61,13 @@ BUILTIN_METRICS: dict[str, str] = {
     "ssim": "ripbench.metrics.catalog:SSIM_SPEC",
     "psnr": "ripbench.metrics.catalog:PSNR_SPEC",
     "mse": "ripbench.metrics.catalog:MSE_SPEC",
+    "dinov2": "ripbench.metrics.catalog:DINOV2_SPEC",
+    "clip": "ripbench.metrics.catalog:CLIP_SPEC",
 }
 
-#: The built-in metrics, in their default order.
-METRIC_NAMES: tuple[str, ...] = tuple(BUILTIN_METRICS)
+#: The default metrics, in their default order (the semantic ones, ``dinov2`` and ``clip``, need
+#: network weights from the Hub or a local folder and are chosen explicitly).
+METRIC_NAMES: tuple[str, ...] = ("lpips", "ssim", "psnr", "mse")
 
 _REGISTERED: dict[str, MetricSpec | str] = {}
 #: What a metric's ``"module:attr"`` reference (built-in, entry point) may name.

@@ -388,8 +388,9 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
                 while group:
                     batch = group[:size]
                     try:
+                        feats: list[dict[str, Any]] = []
                         rows = run_batch(model, batch, config, suites[dev_key], window, store.image_dir,
-                                         bar.update, annotate, writer, detectors)
+                                         bar.update, annotate, writer, detectors, on_features=feats.append)
                     except torch.cuda.OutOfMemoryError:
                         if size == 1:
                             raise
@@ -398,6 +399,8 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
                         warnings.warn(f"CUDA out of memory with {len(batch)} trajectories per call of model "
                                       f"{label!r}; retrying with {size}", stacklevel=2)
                         continue
+                    for found in feats:  # before the rows: a part on disk means its features are too
+                        writer.submit(store.write_features, found)
                     writer.submit(store.write_part, rows)
                     group = group[len(batch):]
                     timing["model_seconds"] += float(rows["model_seconds"].sum())
