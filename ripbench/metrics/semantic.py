@@ -182,7 +182,7 @@ def _resolve_folder(kind: str, model: str, revision: str | None, local_files_onl
 _HASHES: dict[tuple[str, int, int], str] = {}
 
 
-def weights_sha256(folder: Path) -> tuple[str, list[str]]:
+def weights_sha256(folder: Path, what: str = "checkpoint") -> tuple[str, list[str]]:
     """``(sha256, file names)`` of a checkpoint's weight files (one file: its own digest; several: the digest
     of their ``name digest`` lines). Digests are cached per (path, size, mtime)."""
     files = []
@@ -191,7 +191,7 @@ def weights_sha256(folder: Path) -> tuple[str, list[str]]:
         if files:
             break
     if not files:
-        raise WeightsError(f"no weights (*.safetensors, *.bin) in {folder}")
+        raise WeightsError(f"no weights (*.safetensors, *.bin) in {folder}; {what}")
     digests = []
     for file in files:
         stat = file.stat()
@@ -259,7 +259,7 @@ def _build(kind: str, model: str, revision: str | None, local_files_only: bool, 
     if model_type not in KINDS[kind]["types"]:
         raise WeightsError(f"{model!r} is a {model_type!r} checkpoint, not a {label} one (expected model_type "
                            f"{' or '.join(KINDS[kind]['types'])}). " + how_to_supply(kind, model))
-    digest, files = weights_sha256(folder)
+    digest, files = weights_sha256(folder, how_to_supply(kind, model))
     import transformers
 
     cls = getattr(transformers, KINDS[kind]["cls"])
@@ -339,7 +339,9 @@ class SemanticMetric(Metric):
 
     def compare(self, a: torch.Tensor, b: torch.Tensor) -> MetricOutput:
         cos = F.cosine_similarity(a.to(torch.float64), b.to(torch.float64), dim=1, eps=1e-12)
-        return (1.0 - cos).clamp_(0.0, 2.0).to(torch.float32), None
+        distance = (1.0 - cos).clamp_(0.0, 2.0)
+        distance[(a == b).all(dim=1)] = 0.0  # an image vs itself: exactly the identity, not a rounding error
+        return distance.to(torch.float32), None
 
     def features(self, prepared: Any) -> torch.Tensor:
         return prepared

@@ -1,0 +1,231 @@
+"""Semantic metrics (DINOv2 / CLIP embedding distances) and population distances (FD, KID, CMMD).
+
+The population distances are checked against reference implementations on the same features (FD:
+the scipy ``sqrtm`` formula of pytorch-fid / clean-fid; KID and CMMD: direct O(n^2) loops); the
+embeddings against transformers' own model output, with tiny randomly initialised checkpoints
+saved into a temporary folder (nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ripbench import population as pop
+from ripbench.errors import WeightsError
+
+
+# -- population distances against references ---------------------------------------------------------
+
+def _features(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(d, d)) / np.sqrt(d)  # correlated, non-trivial covariance
+    return rng.normal(size=(n, d)) @ mix + shift + rng.normal(size=d) * 0.1
+
+
+def _fd_scipy(x: np.ndarray, y: np.ndarray) -> float:
+    """pytorch-fid's calculate_frechet_distance (scipy.linalg.sqrtm) on the same features."""
+    from scipy import linalg
+
+    mu1, mu2 = x.mean(0), y.mean(0)
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    covmean = linalg.sqrtm(s1.dot(s2))
+    diff = mu1 - mu2
+    return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean.real))
+
+
+@pytest.mark.parametrize(("n", "m", "d"), [(300, 250, 24), (40, 40, 64), (30, 50, 64)])
+def test_fd_agrees_with_scipy_sqrtm_formula(n: int, m: int, d: int) -> None:
+    x, y = _features(n, d, 0), _features(m, d, 1, shift=0.3)
+    ours, reference = pop.frechet_distance(x, y), _fd_scipy(x, y)
+    assert reference > 1.0
+    assert ours == pytest.approx(reference, rel=1e-4)
+    assert pop.frechet_distance(x, x) == pytest.approx(0.0, abs=1e-9)
+
+
+def _kid_direct(x: np.ndarray, y: np.ndarray, paired: bool) -> float:
+    d, m = x.shape[1], len(x)
+
+    def k(a: np.ndarray, b: np.ndarray) -> float:
+        return float((a @ b / d + 1.0) ** 3)
+
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    if paired:
+        xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    else:
+        xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / (m * m)
+    return xx + yy - 2 * xy
+
+
+@pytest.mark.parametrize("paired", [False, True])
+def test_kid_agrees_with_direct_unbiased_mmd(paired: bool) -> None:
+    x, y = _features(25, 6, 2), _features(25, 6, 3, shift=0.5)
+    assert pop.kid(x, y, paired=paired) == pytest.approx(_kid_direct(x, y, paired), rel=1e-9)
+    # in subsets (fewer than the features): the mean of the same MMD over the drawn subsets
+    rng = np.random.default_rng(7)
+    expected = []
+    for _ in range(5):
+        i = rng.choice(25, 10, replace=False)
+        j = i if paired else rng.choice(25, 10, replace=False)
+        expected.append(_kid_direct(x[i], y[j], paired))
+    got = pop.kid(x, y, paired=paired, subsets=5, subset_size=10, seed=7)
+    assert got == pytest.approx(float(np.mean(expected)), rel=1e-9)
+
+
+def test_paired_kid_of_identical_sets_is_zero_and_unpaired_is_not() -> None:
+    x = _features(20, 5, 4)
+    assert pop.kid(x, x, paired=True) == pytest.approx(0.0, abs=1e-12)
+    assert pop.kid(x, x) < 0  # the independent-sets estimator counts each image's own pair as a cross pair
+
+
+def test_cmmd_agrees_with_direct_rbf_mmd() -> None:
+    x, y = _features(15, 8, 5), _features(12, 8, 6, shift=0.2)
+    xu = x / np.linalg.norm(x, axis=1, keepdims=True)
+    yu = y / np.linalg.norm(y, axis=1, keepdims=True)
+
+    def k(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.exp(-np.sum((a - b) ** 2) / (2 * 10.0**2)))
+
+    def mean_k(a: np.ndarray, b: np.ndarray) -> float:
+        return sum(k(p, q) for p in a for q in b) / (len(a) * len(b))
+
+    reference = 1000.0 * (mean_k(xu, xu) + mean_k(yu, yu) - 2 * mean_k(xu, yu))
+    assert pop.cmmd(x, y) == pytest.approx(reference, rel=1e-7)
+    assert reference > 0
+    assert pop.CMMD_SIGMA == 10.0 and pop.CMMD_SCALE == 1000.0  # google-research/cmmd distance.py
+
+
+def test_precision_recall_of_a_collapsed_set() -> None:
+    real = _features(60, 4, 8)
+    collapsed = np.repeat(real[:1], 60, axis=0) + 1e-3 * _features(60, 4, 9)  # every fake near one real point
+    precision, recall = pop.precision_recall(real, collapsed)
+    assert precision == 1.0 and recall < 0.2
+    assert pop.precision_recall(real, real) == (1.0, 1.0)
+
+
+def test_paired_bootstrap_interval_holds_the_estimate() -> None:
+    x, y = _features(30, 4, 10), _features(30, 4, 11, shift=1.0)
+    est, lo, hi = pop.paired_bootstrap(pop.frechet_distance, x, y, n_boot=100, seed=0)
+    assert lo <= est <= hi and lo > 0
+    assert pop.paired_bootstrap(pop.frechet_distance, x, y, n_boot=100, seed=0) == (est, lo, hi)
+
+
+# -- embeddings with tiny checkpoints --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny randomly initialised DINOv2 and CLIP checkpoints (save_pretrained; nothing downloaded)."""
+    from ripbench.metrics.semantic import save_random_checkpoint
+
+    root = tmp_path_factory.mktemp("semantic")
+    return {kind: save_random_checkpoint(kind, root / kind) for kind in ("dinov2", "clip")}
+
+
+def _images(n: int = 5, h: int = 48, w: int = 40, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("kind", ["dinov2", "clip"])
+def test_embedding_is_transformers_model_output(kind: str, checkpoints: dict[str, Path]) -> None:
+    import transformers
+
+    from ripbench.metrics import get_metric_spec
+
+    metric = get_metric_spec(kind).build("cpu", model=str(checkpoints[kind]))
+    a, b = _images(seed=1), _images(seed=2)
+    cls = transformers.Dinov2Model if kind == "dinov2" else transformers.CLIPVisionModelWithProjection
+    reference = cls.from_pretrained(str(checkpoints[kind])).eval()
+    preprocess = metric.backbone.preprocess  # type: ignore[attr-defined]
+    with torch.no_grad():
+        out_a, out_b = (reference(pixel_values=preprocess(x)) for x in (a, b))
+    field = "pooler_output" if kind == "dinov2" else "image_embeds"
+    ea, eb = getattr(out_a, field), getattr(out_b, field)
+    assert torch.allclose(metric.prepare(a), ea, atol=1e-5)
+    expected = 1 - torch.nn.functional.cosine_similarity(ea, eb)
+    whole, per_pixel = metric.compare(metric.prepare(a), metric.prepare(b))
+    assert per_pixel is None and torch.allclose(whole, expected, atol=1e-5)
+    assert torch.equal(metric.compare(metric.prepare(a), metric.prepare(a))[0], torch.zeros(len(a)))
+
+
+@pytest.mark.parametrize("kind", ["dinov2", "clip"])
+def test_preprocessing_matches_the_checkpoints_image_processor(kind: str, checkpoints: dict[str, Path]) -> None:
+    from transformers import AutoImageProcessor
+
+    from ripbench.metrics.semantic import load_backbone
+
+    backbone = load_backbone(kind, str(checkpoints[kind]))
+    processor = AutoImageProcessor.from_pretrained(str(checkpoints[kind]))
+    edge = backbone.preprocess.shortest_edge
+    assert edge is not None and backbone.preprocess.crop is not None
+    rng = np.random.default_rng(3)
+    for h, w in [(edge, edge), (edge + 8, edge + 24)]:  # crop only / resize and crop
+        pixels = rng.integers(0, 256, size=(2, h, w, 3), dtype=np.uint8)
+        theirs = processor(images=list(pixels), return_tensors="pt")["pixel_values"].float()
+        ours = backbone.preprocess(torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255)
+        assert ours.shape == theirs.shape
+        if (h, w) == (edge, edge):
+            assert torch.allclose(ours, theirs, atol=1e-4)
+        else:  # the processor resizes 8-bit pixels with its own bicubic filter: close, not identical
+            assert (ours - theirs).abs().mean() < 0.1
+
+
+@pytest.mark.parametrize("kind", ["dinov2", "clip"])
+def test_batch_size_does_not_change_embeddings(kind: str, checkpoints: dict[str, Path]) -> None:
+    from ripbench.metrics.semantic import load_backbone
+
+    backbone = load_backbone(kind, str(checkpoints[kind]))
+    images = _images(6, 36, 36, seed=4)
+    together = backbone.embed(images)
+    alone = torch.cat([backbone.embed(images[i : i + 1]) for i in range(6)])
+    halves = torch.cat([backbone.embed(images[:3]), backbone.embed(images[3:])])
+    assert torch.allclose(together, alone, atol=1e-5) and torch.allclose(together, halves, atol=1e-5)
+
+
+def test_provenance_names_model_revision_and_weights_hash(checkpoints: dict[str, Path]) -> None:
+    from ripbench.io import sha256_file
+    from ripbench.metrics import get_metric_spec
+
+    record = get_metric_spec("dinov2").build("cpu", model=str(checkpoints["dinov2"])).provenance()
+    assert record["model"] == str(checkpoints["dinov2"]) and record["revision"] is None  # a local folder
+    assert record["weights_sha256"] == sha256_file(checkpoints["dinov2"] / "model.safetensors")
+    assert record["embedding_dim"] == 32 and record["preprocess"]["crop"] == (32, 32)
+    json.dumps(record)
+
+
+def test_no_weights_is_one_line_saying_how_to_supply_them(tmp_path: Path, checkpoints: dict[str, Path],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import transformers
+
+    from ripbench.metrics import get_metric_spec
+
+    config_only = tmp_path / "config-only"
+    transformers.Dinov2Config(hidden_size=8, num_hidden_layers=1, num_attention_heads=2).save_pretrained(config_only)
+    (config_only / "preprocessor_config.json").write_text((checkpoints["dinov2"] / "preprocessor_config.json")
+                                                          .read_text())
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for kind, model in [("dinov2", str(config_only)), ("dinov2", str(tmp_path / "missing")),
+                        ("dinov2", "no-such-org/no-such-model"), ("clip", str(checkpoints["dinov2"]))]:
+        with pytest.raises(WeightsError) as info:
+            get_metric_spec(kind).build("cpu", model=model)
+        text = str(info.value)
+        assert "\n" not in text and f"--set metrics.options.{kind}.model=PATH" in text, text
+
+
+def test_partial_weights_are_refused_never_random(tmp_path: Path, checkpoints: dict[str, Path]) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from ripbench.metrics.semantic import load_backbone
+
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for name in ("config.json", "preprocessor_config.json"):
+        (partial / name).write_text((checkpoints["clip"] / name).read_text())
+    state = load_file(str(checkpoints["clip"] / "model.safetensors"))
+    save_file({k: v for k, v in state.items() if "visual_projection" not in k}, str(partial / "model.safetensors"))
+    with pytest.raises(WeightsError, match="random weights"):
+        load_backbone("clip", str(partial))
