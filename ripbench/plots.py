@@ -683,6 +683,6 @@ def population_curves(population: pd.DataFrame, path: str | Path, by: Sequence[s
             _draw_lines(ax, rows, by, keys, colours)
             _iteration_axis(ax)
             facts = POPULATION_METRICS[metric]
-            ax.set_ylabel(f"{facts['label']} to the originals ({facts['direction']})")
+            ax.set_ylabel(f"{facts['label']} to the originals\n({facts['direction']})")
         _legend_below(fig)
         return save_figure(fig, path, formats)

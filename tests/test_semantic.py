@@ -18,7 +18,6 @@ import torch
 from ripbench import population as pop
 from ripbench.errors import WeightsError
 
-
 # -- population distances against references ---------------------------------------------------------
 
 def _features(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:
@@ -229,3 +228,74 @@ def test_partial_weights_are_refused_never_random(tmp_path: Path, checkpoints: d
     save_file({k: v for k, v in state.items() if "visual_projection" not in k}, str(partial / "model.safetensors"))
     with pytest.raises(WeightsError, match="random weights"):
         load_backbone("clip", str(partial))
+
+
+# -- a run with the semantic metrics, its stored features and the report ---------------------------------
+
+def test_run_stores_features_and_report_shows_semantic_and_population_drift(
+        tmp_path: Path, checkpoints: dict[str, Path]) -> None:
+    from click.testing import CliRunner
+
+    from ripbench.analysis import feature_matrix, load_runs, population_drift
+    from ripbench.cli import main
+    from ripbench.store import RunStore
+
+    from .conftest import genuine_weights
+
+    weights = genuine_weights("alex")
+    run_dir = tmp_path / "res" / "sem"
+    args = ["run", "--no-progress", "-n", "3", "--size", "32", "--seeds", "0", "--model", "biharmonic",
+            "--mask", "grid:8", "--mask", "grid:16", "--set", "inputs.names=[astronaut,coffee,camera]",
+            "--set", "metrics.names=[lpips,ssim,dinov2,clip]",
+            "--set", f"metrics.options.dinov2.model={checkpoints['dinov2']}",
+            "--set", f"metrics.options.clip.model={checkpoints['clip']}",
+            "--output-dir", str(tmp_path / "res"), "--name", "sem", "--batch-size", "2"]
+    if weights is not None:
+        args += ["--lpips-weights", str(weights)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    for kind in ("dinov2", "clip"):
+        record = manifest["metrics"][kind]
+        assert record["model"] == str(checkpoints[kind]) and len(record["weights_sha256"]) == 64
+
+    table = load_runs(run_dir)
+    stored = RunStore(run_dir).load_features()
+    assert len(stored["iteration"]) == len(table) and stored["dinov2"].dtype == np.float16
+    for kind in ("dinov2", "clip"):  # the table's distances follow from the stored features
+        feats = feature_matrix(table, kind).astype(np.float64)
+        start = table.groupby("trajectory_id")["iteration"].transform("idxmin").to_numpy()
+        a, b = feats, feats[start]
+        cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        assert np.allclose(1 - cos, table[f"{kind}_orig"], atol=2e-3)
+
+    population = population_drift(table, ["model", "mask_label"], n_boot=20)
+    assert set(population["metric"]) == {"fd_dinov2", "kid_dinov2", "cmmd_clip"}
+    assert (population["n"] == 3).all() and population["fd_small_n"][population["metric"] == "fd_dinov2"].all()
+    start = population[population["iteration"] == 0]
+    assert np.allclose(start["value"], 0.0, atol=1e-9)
+    final = population[population["iteration"] == 3]
+    assert (final["lo"] <= final["value"]).all() and (final["value"] <= final["hi"]).all()
+    assert (final.loc[final["metric"] != "kid_dinov2", "value"] > 0).all()  # unbiased KID may dip below 0
+
+    result = CliRunner().invoke(main, ["report", str(run_dir), "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "report" / "summary.md").read_text()
+    assert "## Semantic and population drift" in text
+    for phrase in ("DINOv2 distance to the original (lower is better)", "FD-DINOv2", "KID (DINOv2)",
+                   "CMMD (CLIP)", "FD is biased"):
+        assert phrase in text
+    assert (tmp_path / "report" / "population.csv").is_file()
+    assert (tmp_path / "report" / "figures" / "population_curves.png").is_file()
+
+
+def test_features_written_twice_are_kept_once(tmp_path: Path) -> None:
+    from ripbench.store import RunStore
+
+    store = RunStore(tmp_path)
+    batch = {"trajectory_id": np.array(["a", "a", "b"]), "iteration": np.array([0, 1, 0]),
+             "dinov2": np.arange(6, dtype=np.float32).reshape(3, 2)}
+    store.write_features(batch)
+    store.write_features({**batch, "dinov2": batch["dinov2"] + 1})  # the same batch recomputed
+    loaded = store.load_features()
+    assert loaded["trajectory_id"].tolist() == ["a", "a", "b"] and loaded["dinov2"][0].tolist() == [1.0, 2.0]

@@ -14,8 +14,8 @@ figures and report pick up its label and direction from the spec.
 
 Example
 -------
->>> sorted(available_metrics())[:4]
-['lpips', 'mse', 'psnr', 'ssim']
+>>> sorted(available_metrics())[:6]
+['clip', 'dinov2', 'lpips', 'mse', 'psnr', 'ssim']
 >>> get_metric_spec("ssim").higher_is_better
 True
 >>> spec_for_column("lpips_orig_never").name, spec_for_column("halluc_score")
