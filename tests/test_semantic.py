@@ -114,6 +114,17 @@ def test_paired_bootstrap_interval_holds_the_estimate() -> None:
     assert pop.paired_bootstrap(pop.frechet_distance, x, y, n_boot=100, seed=0) == (est, lo, hi)
 
 
+@pytest.mark.parametrize("metric", ["fd", "kid", "cmmd"])
+def test_gram_bootstrap_gives_the_same_numbers_as_recomputing(metric: str) -> None:
+    x = _features(40, 48, 12)
+    y = x + 0.5 * _features(40, 48, 13)  # iterates near their originals: the paired case
+    generic = {"fd": pop.frechet_distance, "kid": lambda a, b: pop.kid(a, b, paired=True), "cmmd": pop.cmmd}
+    fast = pop.population_bootstrap(metric, x, y, n_boot=60, seed=3)
+    slow = pop.paired_bootstrap(generic[metric], x, y, n_boot=60, seed=3)
+    assert fast == pytest.approx(slow, rel=1e-9, abs=1e-12)
+    assert fast[1] <= fast[0] <= fast[2]
+
+
 # -- embeddings with tiny checkpoints --------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

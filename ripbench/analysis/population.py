@@ -85,13 +85,19 @@ def feature_matrix(table: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def _statistics() -> dict[str, tuple[str, Any]]:
-    """Population metric -> (features it uses, ``f(originals, iterates) -> value``)."""
+    """Population metric -> (features it uses, ``f(originals, iterates, n_boot=, ci=, seed=) -> (value, lo, hi)``)."""
+    def fast(name: str) -> Any:
+        return lambda x, y, **kw: pop.population_bootstrap(name, x, y, **kw)
+
+    def generic(statistic: Any) -> Any:
+        return lambda x, y, **kw: pop.paired_bootstrap(statistic, x, y, **kw)
+
     return {
-        "fd_dinov2": ("dinov2", pop.frechet_distance),
-        "kid_dinov2": ("dinov2", lambda x, y: pop.kid(x, y, paired=True)),
-        "cmmd_clip": ("clip", pop.cmmd),
-        "precision_dinov2": ("dinov2", lambda x, y: pop.precision_recall(x, y)[0]),
-        "recall_dinov2": ("dinov2", lambda x, y: pop.precision_recall(x, y)[1]),
+        "fd_dinov2": ("dinov2", fast("fd")),
+        "kid_dinov2": ("dinov2", fast("kid")),
+        "cmmd_clip": ("clip", fast("cmmd")),
+        "precision_dinov2": ("dinov2", generic(lambda x, y: pop.precision_recall(x, y)[0])),
+        "recall_dinov2": ("dinov2", generic(lambda x, y: pop.precision_recall(x, y)[1])),
     }
 
 
@@ -136,8 +142,7 @@ def population_drift(table: pd.DataFrame, by: Sequence[str] = ("model", "mask_la
                 y = feats[name][at.index.to_numpy()]
                 ok = np.isfinite(x).all(1) & np.isfinite(y).all(1) if x.shape[1] else np.zeros(len(x), bool)
                 x, y = x[ok], y[ok]
-                value, lo, hi = pop.paired_bootstrap(fn, x, y, n_boot=n_boot, ci=ci, seed=seed) if len(x) else \
-                    (np.nan, np.nan, np.nan)
+                value, lo, hi = fn(x, y, n_boot=n_boot, ci=ci, seed=seed) if len(x) else (np.nan, np.nan, np.nan)
                 out.append({**dict(zip(by, key)), "iteration": int(k), "metric": metric,
                             "label": pop.POPULATION_METRICS[metric]["label"], "value": value, "lo": lo, "hi": hi,
                             "n": int(len(x)), "dim": int(x.shape[1]),

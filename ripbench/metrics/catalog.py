@@ -137,8 +137,8 @@ def _semantic_options(default: str) -> dict[str, tuple[Any, str]]:
 #: The options both semantic metrics take (name -> (default, help)), with the DINOv2 default model.
 SEMANTIC_OPTIONS = _semantic_options(DINOV2_DEFAULT_MODEL)
 
-_SEMANTIC_NOTE = ("whole image only: one embedding per image (the checkpoint's own resize / crop / normalisation, "
-                  "done on the device); cosine distance between embeddings")
+_SEMANTIC_NOTE = ("one embedding per image (the checkpoint's own resize / crop / normalisation, done on the device); "
+                  "cosine distance between embeddings")
 
 DINOV2_SPEC = MetricSpec(
     name="dinov2", label="DINOv2 distance", higher_is_better=False, range=(0.0, 2.0), identity=0.0,
