@@ -124,8 +124,20 @@ class Preprocess:
         new_long = int(self.shortest_edge * long / short)
         return (self.shortest_edge, new_long) if height <= width else (new_long, self.shortest_edge)
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """``B x 3 x H x W`` in ``[0, 1]`` -> the model's ``pixel_values`` (float32, same device)."""
+    def normalisers(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(mean, std)`` as ``1 x C x 1 x 1`` tensors on ``device`` (built once and passed to each call: a
+        host-to-device copy per batch would make the loop wait for the device)."""
+        if self.mean is None or self.std is None:
+            return None
+        return (torch.tensor(self.mean, device=device).view(1, -1, 1, 1),
+                torch.tensor(self.std, device=device).view(1, -1, 1, 1))
+
+    def __call__(self, images: torch.Tensor,
+                 normalisers: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``B x 3 x H x W`` in ``[0, 1]`` -> the model's ``pixel_values`` (float32, same device).
+
+        ``normalisers``: :meth:`normalisers` for the images' device (built here when not given).
+        """
         x = images.to(torch.float32)
         size = self.output_size(int(x.shape[2]), int(x.shape[3]))
         if size != tuple(x.shape[2:]):
@@ -140,10 +152,9 @@ class Preprocess:
                 h, w = x.shape[2:]
             top, left = (h - ch) // 2, (w - cw) // 2
             x = x[:, :, top : top + ch, left : left + cw]
-        if self.mean is not None and self.std is not None:
-            mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-            std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-            x = (x - mean) / std
+        stats = normalisers if normalisers is not None else self.normalisers(x.device)
+        if stats is not None:
+            x = (x - stats[0]) / stats[1]
         return x.contiguous()
 
 
@@ -236,6 +247,7 @@ class Backbone:
         self.provenance = provenance
         self.device = next(model.parameters()).device
         self.dim = int(provenance["embedding_dim"])
+        self._normalisers = preprocess.normalisers(self.device)
 
     @torch.inference_mode()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -243,7 +255,7 @@ class Backbone:
         if images.device != self.device:
             raise InputError(f"{KINDS[self.kind]['label']} model is on {self.device} but the images are on "
                              f"{images.device}")
-        out = self.model(pixel_values=self.preprocess(images))
+        out = self.model(pixel_values=self.preprocess(images, self._normalisers))
         return getattr(out, KINDS[self.kind]["output"]).to(torch.float32)
 
 
@@ -340,7 +352,8 @@ class SemanticMetric(Metric):
     def compare(self, a: torch.Tensor, b: torch.Tensor) -> MetricOutput:
         cos = F.cosine_similarity(a.to(torch.float64), b.to(torch.float64), dim=1, eps=1e-12)
         distance = (1.0 - cos).clamp_(0.0, 2.0)
-        distance[(a == b).all(dim=1)] = 0.0  # an image vs itself: exactly the identity, not a rounding error
+        # an image vs itself: exactly the identity, not a rounding error (torch.where: no device sync)
+        distance = torch.where((a == b).all(dim=1), torch.zeros_like(distance), distance)
         return distance.to(torch.float32), None
 
     def features(self, prepared: Any) -> torch.Tensor:
