@@ -310,3 +310,32 @@ def test_features_written_twice_are_kept_once(tmp_path: Path) -> None:
     store.write_features({**batch, "dinov2": batch["dinov2"] + 1})  # the same batch recomputed
     loaded = store.load_features()
     assert loaded["trajectory_id"].tolist() == ["a", "a", "b"] and loaded["dinov2"][0].tolist() == [1.0, 2.0]
+
+
+def test_population_drift_pairs_each_image_with_its_original_and_leaves_failed_rows_out(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from ripbench.analysis import population_drift
+    from ripbench.store import RunStore
+
+    rng = np.random.default_rng(0)
+    ids = [f"t{i}" for i in range(8)]
+    originals = rng.normal(size=(8, 6))
+    rows, feats = [], {"trajectory_id": [], "iteration": [], "dinov2": []}
+    for k in range(3):
+        for i, tid in enumerate(ids):
+            failed = tid == "t0" and k == 2
+            rows.append({"run": "r", "trajectory_id": tid, "iteration": k, "model": "m", "mask_label": "g",
+                         "failed": failed})
+            feats["trajectory_id"].append(tid)
+            feats["iteration"].append(k)
+            feats["dinov2"].append(originals[i] + 0.5 * k * rng.normal(size=6))
+    table = pd.DataFrame(rows).sample(frac=1.0, random_state=1)  # row order must not matter
+    RunStore(tmp_path).write_features({k: np.asarray(v) for k, v in feats.items()})
+    table.attrs["run_dirs"] = {"r": str(tmp_path)}
+    got = population_drift(table, ["model"], metrics=["fd_dinov2"], n_boot=10)
+    assert got["n"].tolist() == [8, 8, 7]  # the failed row is not observed
+    stored = np.asarray(feats["dinov2"], dtype=np.float16).astype(np.float64)
+    at2 = list(range(1, 8))
+    expected = pop.frechet_distance(stored[at2], stored[[16 + i for i in at2]])
+    assert got["value"].iloc[2] == pytest.approx(expected, rel=1e-5)
