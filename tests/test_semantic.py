@@ -243,6 +243,7 @@ def test_partial_weights_are_refused_never_random(tmp_path: Path, checkpoints: d
 
 # -- a run with the semantic metrics, its stored features and the report ---------------------------------
 
+@pytest.mark.slow
 def test_run_stores_features_and_report_shows_semantic_and_population_drift(
         tmp_path: Path, checkpoints: dict[str, Path]) -> None:
     from click.testing import CliRunner
