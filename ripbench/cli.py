@@ -47,6 +47,18 @@ def _lpips_nets() -> tuple[str, ...]:
     return LPIPS_NETS
 
 
+def _trackers() -> tuple[str, ...]:
+    from .trackers import TRACKERS
+
+    return TRACKERS
+
+
+def _export_formats() -> tuple[str, ...]:
+    from .export import EXPORT_FORMATS
+
+    return EXPORT_FORMATS
+
+
 def parse_mask_option(text: str) -> dict[str, Any]:
     """``grid:64`` -> ``{"policy": "grid", "size": 64}``; ``box:area=0.1,aspect=2`` also works.
 
@@ -147,13 +159,18 @@ def main(verbose: bool, threads: int | None) -> None:
 @click.option("--output-dir", type=click.Path(path_type=Path), help="Parent folder of run folders.")
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
               help="Override any config field, e.g. --set metrics.names=[ssim,psnr]. Repeatable.")
+@click.option("--save-every", type=click.IntRange(min=1), metavar="K",
+              help="Also save every K-th iteration's image and mask (1: whole chains, for `ripbench export`).")
+@click.option("--report-to", "report_to", multiple=True, type=_LazyChoice(_trackers),
+              help="Log curves, config and final numbers to an experiment tracker while the run goes (rank 0; "
+                   "TensorBoard logs to OUTPUT_DIR/tensorboard/NAME). Repeatable.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run of a different config.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], model_opts: tuple[str, ...],
         masks: tuple[str, ...], images: Path | None, iterations: int | None, size: int | None,
         seeds: str | None, batch_size: int | None, device: str | None, lpips_net: str | None,
         lpips_weights: Path | None, name: str | None, output_dir: Path | None, overrides: tuple[str, ...],
-        overwrite: bool, no_progress: bool) -> None:
+        save_every: int | None, report_to: tuple[str, ...], overwrite: bool, no_progress: bool) -> None:
     """Run (or resume) a RIP experiment. Without CONFIG_FILE: the quick preset.
 
     Re-running the same command after an interruption skips finished trajectories.
@@ -189,7 +206,8 @@ def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], m
             raise InputError(f"--images: {images} not found (give a folder of images or a list file)")
         source = "folder" if images.is_dir() else "list"
         sets.append("inputs=" + yaml.safe_dump({"source": source, "path": str(images)}, default_flow_style=True).strip())
-    for field, number in (("iterations", iterations), ("size", size), ("batch_size", batch_size)):
+    for field, number in (("iterations", iterations), ("size", size), ("batch_size", batch_size),
+                          ("save_every", save_every)):
         if number is not None:
             sets.append(f"{field}={number}")
     # strings are quoted so that YAML keeps them strings (--name 2024, paths with '#')
@@ -208,7 +226,7 @@ def run(config_file: Path | None, preset: str | None, models: tuple[str, ...], m
 
         if config.fingerprint() != load_preset(preset_name).fingerprint():  # not the preset: not its name
             config = apply_overrides(config, [f"name={json.dumps(run_name_for(config))}"])
-    _run_and_report(config, overwrite=overwrite, progress=not no_progress)
+    _run_and_report(config, overwrite=overwrite, progress=not no_progress, report_to=report_to)
 
 
 def run_name_for(config: Any) -> str:
@@ -244,8 +262,8 @@ def run_name_for(config: Any) -> str:
     return f"{name}-{config.fingerprint()[:8]}"
 
 
-def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
-    from .analysis import summary_table
+def _run_and_report(config: Any, *, overwrite: bool, progress: bool, report_to: tuple[str, ...] = ()) -> None:
+    from .analysis.summary import brief_summary
     from .plots import collapse_curves
     from .run import run_experiment
 
@@ -259,16 +277,28 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
                    "unless MPI is set up; for several CPU processes use `accelerate launch --multi_gpu "
                    "--num_processes N -m ripbench run ...` or `torchrun --nproc_per_node N -m ripbench run ...`",
                    err=True)
+    tracker = None
+    if report_to and int(os.environ.get("RANK", "0") or 0) == 0:  # only rank 0 logs
+        from .trackers import start_trackers
+
+        tracker = start_trackers(report_to, config, distributed=int(os.environ.get("WORLD_SIZE", "1") or 1) > 1)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = lambda msg, *a, **k: click.echo(f"ripbench: warning: {msg}", err=True)
         try:
-            result = run_experiment(config, overwrite=overwrite, progress=progress, on_start=announce)
+            result = run_experiment(config, overwrite=overwrite, progress=progress, on_start=announce,
+                                    tracker=tracker)
         except KeyboardInterrupt:
+            if tracker is not None:
+                tracker.close()
             click.echo("\nripbench: interrupted; finished trajectories are saved. Run the same command to "
                        "resume.", err=True)
             sys.exit(130)
+        except BaseException:
+            if tracker is not None:
+                tracker.close()
+            raise
     wall = time.perf_counter() - start
     if int(os.environ.get("RANK", "0") or 0) != 0:
         return  # rank 0 of a multi-process launch reports for all
@@ -282,8 +312,11 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool) -> None:
     figure = collapse_curves(table, result.run_dir / "figures" / "collapse_curves.png")
     import pandas as pd
 
+    summary = brief_summary(table)
+    if tracker is not None:
+        tracker.run_done(table, summary, figure)
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 4):
-        click.echo("\n" + summary_table(table).to_string(index=False))
+        click.echo("\n" + summary.to_string(index=False))
     timing = result.manifest.get("timing", {})
     if result.skipped:
         click.echo(f"\nresumed: {result.skipped} finished trajectories were skipped")
@@ -426,6 +459,33 @@ def report(run_dirs: tuple[Path, ...], out_dir: Path | None, threshold: str | No
     click.echo(f"report: {paths['html']}\nsummary: {paths['markdown']}")
     if "comparisons_tex" in paths:
         click.echo(f"paired comparisons: {paths['comparisons_csv']}, {paths['comparisons_tex']}")
+
+
+@main.command("export")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=_LazyChoice(_export_formats), default="parquet", show_default=True,
+              help="imagefolder (PNG files + metadata.jsonl) or parquet (image bytes and provenance in Parquet).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Dataset folder (default RUN_DIR/export/FORMAT).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing export in the folder.")
+@click.option("--push-to-hub", "repo", metavar="REPO", help="Also upload the folder to this Hub dataset repository.")
+@click.option("--private", is_flag=True, help="With --push-to-hub: create the repository private.")
+def export(run_dir: Path, fmt: str, out_dir: Path | None, overwrite: bool, repo: str | None, private: bool) -> None:
+    """Export a run's saved images with their provenance as a Hugging Face dataset (imagefolder or Parquet).
+
+    Each row: run, model, image id, mask policy, seed, iteration, mask box, metric values and
+    hallucination scores; a dataset card (README.md) is written beside the data. Save whole chains
+    with `ripbench run --save-every 1`.
+    """
+    import shlex
+
+    from .export import export_run, push_to_hub
+
+    words = ["ripbench", "export", str(run_dir), "--format", fmt, *(["--out", str(out_dir)] if out_dir else []),
+             *(["--push-to-hub", repo] if repo else [])]
+    folder = export_run(run_dir, fmt, out_dir, overwrite=overwrite, command=shlex.join(words))  # type: ignore[arg-type]
+    click.echo(f"dataset ({fmt}): {folder}\ndataset card: {folder / 'README.md'}")
+    if repo:
+        click.echo(f"pushed: {push_to_hub(folder, repo, private=private)}")
 
 
 @main.group(cls=_Group)

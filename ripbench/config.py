@@ -51,20 +51,40 @@ class InputsConfig(_Strict):
     """Which images to use.
 
     ``source``: ``samples`` (built-in set; ``names`` picks some, default all), ``folder``
-    (``path``), ``list`` (``path`` to a list file) or ``shapes`` (``count`` images).
+    (``path``), ``list`` (``path`` to a list file), ``shapes`` (``count`` images) or ``hf``
+    (a Hugging Face dataset, :mod:`ripbench.hf_inputs`: ``dataset`` a Hub id or a local
+    ``save_to_disk`` / Parquet / image folder, ``split`` (default ``train``), ``column`` (default
+    ``image``), ``category`` (a column naming each image's category), ``sample`` rows drawn by
+    ``seed`` (default 0; default: every row), ``revision``, ``streaming`` (read rows in order,
+    nothing else decoded; ``rows`` gives the split's row count when the dataset does not say).
     ``limit`` keeps only the first n images.
     """
 
-    source: Literal["samples", "folder", "list", "shapes"] = "samples"
+    source: Literal["samples", "folder", "list", "shapes", "hf"] = "samples"
     names: list[str] | None = None
     path: Path | None = None
     count: int = Field(default=8, ge=1)
     limit: int | None = Field(default=None, ge=1)
+    dataset: str | None = None
+    split: str | None = None
+    column: str | None = None
+    category: str | None = None
+    sample: int | None = Field(default=None, ge=1)
+    seed: NonNegativeInt | None = None
+    revision: str | None = None
+    streaming: bool | None = None
+    rows: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> InputsConfig:
         if self.source in ("folder", "list") and self.path is None:
             raise ValueError(f"inputs.path is required when inputs.source is {self.source!r}")
+        given = [f for f in HF_INPUT_FIELDS if getattr(self, f) is not None]
+        if self.source == "hf" and self.dataset is None:
+            raise ValueError("inputs.dataset (a Hub id such as huggan/wikiart, or a local dataset folder) is required "
+                             "when inputs.source is 'hf'")
+        if self.source != "hf" and given:
+            raise ValueError(f"inputs.{given[0]} applies to inputs.source 'hf' only (source is {self.source!r})")
         if self.source == "samples" and self.names:
             from .inputs import SAMPLE_IMAGES
 
@@ -72,6 +92,11 @@ class InputsConfig(_Strict):
             if unknown:
                 raise ValueError(f"unknown sample image(s) {unknown}; available: {', '.join(SAMPLE_IMAGES)}")
         return self
+
+
+#: The fields of ``inputs`` for ``source: hf``; ``None`` (unset) is left out of the fingerprint, so configs
+#: written before they existed keep their fingerprints (and their run names and resumes).
+HF_INPUT_FIELDS = ("dataset", "split", "column", "category", "sample", "seed", "revision", "streaming", "rows")
 
 
 def _check_mask_spec(spec: Any, handler: ValidatorFunctionWrapHandler) -> dict[str, Any]:
@@ -273,6 +298,7 @@ class ExperimentConfig(_Strict):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     hallucination: HallucinationConfig = Field(default_factory=HallucinationConfig)
     snapshots: list[int] | None = None
+    save_every: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=8, ge=1)
     device: str = "auto"
     output_dir: Path = Path("results")
@@ -342,21 +368,27 @@ class ExperimentConfig(_Strict):
         return options
 
     def snapshot_iterations(self) -> list[int]:
-        """Iterations saved as PNG: the configured list (default 0, 1, N/4, N/2, 3N/4), always with 0 and N."""
+        """Iterations saved as PNG: the configured list (default 0, 1, N/4, N/2, 3N/4), always with 0 and N,
+        and every ``save_every``-th iteration when set (``save_every: 1`` saves the whole chain)."""
         n = self.iterations
         snaps = self.snapshots if self.snapshots is not None else [1, n // 4, n // 2, 3 * n // 4]
-        return sorted({s for s in snaps if 0 <= s <= n} | {0, n})
+        dense = set(range(0, n + 1, self.save_every)) if self.save_every else set()
+        return sorted({s for s in snaps if 0 <= s <= n} | dense | {0, n})
 
     def fingerprint(self) -> str:
         """Hash of every field that changes results.
 
-        Left out: name, description, output_dir, batch_size, device, snapshots and where the
-        LPIPS weights file lies (a resume checks the weights' sha256 instead).
+        Left out: name, description, output_dir, batch_size, device, snapshots, save_every, where the
+        LPIPS weights file lies (a resume checks the weights' sha256 instead) and unset ``hf`` input fields.
         """
-        plumbing = ("name", "description", "output_dir", "batch_size", "device", "snapshots")
+        plumbing = ("name", "description", "output_dir", "batch_size", "device", "snapshots", "save_every")
         exclude: dict[str, Any] = {key: True for key in plumbing}
         exclude["metrics"] = {"lpips_weights": True}
         data = self.model_dump(mode="json", exclude=exclude)
+        for inputs in [data.get("inputs"), *(m.get("inputs") for m in data.get("models", []))]:
+            for key in HF_INPUT_FIELDS:
+                if isinstance(inputs, dict) and inputs.get(key) is None:
+                    inputs.pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -10,6 +10,8 @@ Sources (``inputs.source`` in a config):
   relative paths are relative to the list file.
 * ``shapes`` — Simple Shapes images (greyscale shapes in three columns) for the bundled
   shapes diffusion model.
+* ``hf`` — a seeded sample of rows of a Hugging Face dataset (Hub id, ``save_to_disk`` folder,
+  Parquet files or an image folder); see :mod:`ripbench.hf_inputs`.
 
 Greyscale, RGBA, grey+alpha, palette and 16-bit images are converted to 8-bit-range RGB
 (transparent pixels composited on white); each conversion is noted in :attr:`InputImage.notes` and in the run manifest.
@@ -29,7 +31,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, get_args
 
 import numpy as np
 
@@ -57,6 +59,8 @@ class InputImage:
         notes: conversions applied (greyscale -> RGB, resize, crop, ...).
         sha256: digest of the file's bytes (of the decoded pixels for built-in and generated
             images): a resumed run refuses inputs whose digest changed.
+        dataset: for an image from a Hugging Face dataset, the dataset's record
+            (:func:`ripbench.hf_inputs.describe_source`); ``None`` otherwise.
     """
 
     id: str
@@ -65,6 +69,7 @@ class InputImage:
     source: str
     notes: list[str] = field(default_factory=list)
     sha256: str = ""
+    dataset: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.sha256:
@@ -164,8 +169,6 @@ def _read_tiff(path: Path) -> np.ndarray | None:
 
 def _read_file(path: Path) -> tuple[np.ndarray, list[str]]:
     """Decode an image file to an array, EXIF orientation applied; :class:`InputError` naming the file otherwise."""
-    from PIL import ImageOps
-
     if not path.is_file():
         raise InputError(f"image not found: {path}")
     notes: list[str] = []
@@ -174,7 +177,16 @@ def _read_file(path: Path) -> tuple[np.ndarray, list[str]]:
         if arr is not None and (arr.dtype.kind == "f" or arr.dtype.itemsize > 1):
             notes.append(f"TIFF {arr.dtype} read with tifffile")
             return arr, notes
-    with open_image(path, "image") as opened:
+    arr, more = _decode_image(path, str(path))
+    return arr, notes + more
+
+
+def _decode_image(source: Path | BinaryIO, name: str) -> tuple[np.ndarray, list[str]]:
+    """Decode an image (a file, or encoded bytes named ``name``) with Pillow, EXIF orientation applied."""
+    from PIL import ImageOps
+
+    notes: list[str] = []
+    with open_image(source, "image", name=name) as opened:
         im = ImageOps.exif_transpose(opened)
         if im is not opened:
             notes.append("EXIF orientation applied")

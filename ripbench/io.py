@@ -24,7 +24,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import InputError, RipbenchError, add_note
 
@@ -92,14 +92,16 @@ def sha256_file(path: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def open_image(path: str | Path, what: str = "image") -> Iterator[Image.Image]:
+def open_image(path: str | Path | BinaryIO, what: str = "image", *, name: str | None = None
+               ) -> Iterator[Image.Image]:
     """Open an image file with Pillow, decoded, for the ``with`` block; every failure is one :class:`InputError`.
 
     A decompression bomb (more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``: Pillow's warning is
     treated as the error it becomes at twice the limit) is refused before it is decoded; a file
     Pillow cannot read, and a failure while the block converts the pixels, name the file.
     ``what`` says what the file is (``"image"``, ``"mask file"``). Errors ripbench raises inside
-    the block pass through unchanged.
+    the block pass through unchanged. ``path`` may be an open binary file (encoded bytes), named
+    in messages by ``name``.
 
     >>> import tempfile, pathlib
     >>> bad = pathlib.Path(tempfile.mkdtemp()) / "m.png"
@@ -114,6 +116,7 @@ def open_image(path: str | Path, what: str = "image") -> Iterator[Image.Image]:
 
     from PIL import Image, UnidentifiedImageError
 
+    label = name if name is not None else path
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -123,9 +126,9 @@ def open_image(path: str | Path, what: str = "image") -> Iterator[Image.Image]:
     except RipbenchError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(f"{what} {path} is too large to decode safely ({exc}); shrink it first") from None
+        raise InputError(f"{what} {label} is too large to decode safely ({exc}); shrink it first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError) as exc:
-        raise InputError(f"cannot read {what} {path}: {exc}") from None
+        raise InputError(f"cannot read {what} {label}: {exc}") from None
 
 
 class BackgroundWriter:

@@ -8,6 +8,7 @@ Layout of one run (``<output_dir>/<name>/``)::
                                   one row per (trajectory, iteration); the same parts as the rows
     images/<trajectory>/iter_0005.png, mask_0005.png   snapshots at chosen iterations
     figures/collapse_curves.png   first-look plot
+    export/<format>/              ``ripbench export`` (see :mod:`ripbench.export`)
 
 Every file is written to a temporary name in the same folder and renamed into place,
 so a crash or Ctrl-C never leaves a half-written file under its final name. A part

@@ -234,24 +234,19 @@ def test_group_summary_columns_and_values():
     assert analysis.format_summary(late.reset_index()).loc[1, "median_collapse"] == "not reached"
 
 
-def test_summary_table_keeps_its_behaviour():
-    t = make_table({"a": [0, 0.25], "b": [0, 0.75]})
-    assert analysis.summary_table(t)[["model", "trajectories", "failed", "lpips_orig@1"]].to_dict("records") == [
-        {"model": "m", "trajectories": 2, "failed": 0, "lpips_orig@1": 0.5}]
+def test_brief_summary_is_a_view_of_group_summary():
+    """The table ``ripbench run`` prints is :func:`group_summary` without bootstrap: same numbers, plus
+    ``n@<last>`` (trajectories the key metric's mean rests on); a table without a metric a collapse
+    rule can use is summarised without collapse columns, an explicit rule it cannot use is refused."""
+    from ripbench.analysis.summary import brief_summary
 
-
-def test_summary_table_is_group_summary_plus_its_own_count():
-    """Why the two summaries are not one function: ``summary_table`` agrees with ``group_summary`` on
-    every column both have, but its ``n@<last>`` (trajectories observed at the last iteration) is not
-    among ``group_summary``'s columns, and it needs no collapse rule (``group_summary`` refuses a table
-    without one)."""
     t = np.arange(0, 13)
     curves = {"a": list(0.05 * t), "b": list(0.02 * t), "c": list(0.1 * t), "d": list(0.03 * t)}
     table = make_table(curves, mask_label={"a": "grid-8", "b": "grid-8", "c": "grid-16", "d": "grid-16"})
     table["ssim_orig"] = 1 - table["lpips_orig"]
     table["psnr_orig"] = np.where(table["iteration"] == 0, np.inf, 40 - table["iteration"])
     table.loc[(table["trajectory_id"] == "d") & (table["iteration"] >= 9), "failed"] = True
-    short = analysis.summary_table(table)
+    short = brief_summary(table)
     full = analysis.group_summary(table, at=(), n_boot=20)
     shared = [c for c in short.columns if c in full.columns]
     assert [c for c in short.columns if c not in shared] == ["n@12"]
@@ -259,9 +254,11 @@ def test_summary_table_is_group_summary_plus_its_own_count():
     assert short["failed"].tolist() == [1, 0] and short["n@12"].tolist() == [1, 2]
     no_rule = pd.DataFrame({"model": "m", "mask_label": "g", "trajectory_id": ["a", "a"], "iteration": [0, 1],
                             "halluc_score": [0.0, 0.5]})
-    assert analysis.summary_table(no_rule)["halluc_score@1"].tolist() == [0.5]
-    with pytest.raises(ResultsError, match="collapse rule"):
-        analysis.group_summary(no_rule)
+    assert brief_summary(no_rule)["halluc_score@1"].tolist() == [0.5]
+    plain = analysis.group_summary(no_rule, n_boot=0)
+    assert plain.attrs["rule"] is None and "collapsed" not in plain.columns
+    with pytest.raises(ResultsError, match="'lpips_orig' is not in the results table"):
+        analysis.group_summary(no_rule, rule="lpips_orig>=0.5")
 
 
 # -- loading several runs -----------------------------------------------------------------------------

@@ -118,6 +118,23 @@ def test_plugin_errors_surface_as_themselves() -> None:
     assert any("_RaisesInInit" in note for note in err.value.__notes__)
 
 
+def test_model_options_validate_strictly_through_pydantic() -> None:
+    """Model options are checked by pydantic in strict mode, like config fields: the value must have the
+    declared type (no "3" for 3, no True for 1), an int is a float, None only where the default is None."""
+    from ripbench.models import ModelOption
+
+    steps = ModelOption("steps", 50, "denoising steps")
+    eta = ModelOption("eta", 0.0, "DDIM eta")
+    name = ModelOption("model", None, "weights", type=str)
+    method = ModelOption("method", "replace", "how", choices=("replace", "repaint"))
+    assert steps.check(3, "m") == 3 and eta.check(1, "m") == 1 and name.check(None, "m") is None
+    for option, bad in ((steps, "3"), (steps, True), (steps, 2.5), (eta, "0.1"), (name, 3), (steps, None)):
+        with pytest.raises(ConfigError, match=rf"model 'm': option '{option.name}' must be"):
+            option.check(bad, "m")
+    with pytest.raises(ConfigError, match="must be one of replace, repaint; got 'magic'"):
+        method.check("magic", "m")
+
+
 def test_options_are_checked_against_declarations() -> None:
     with pytest.raises(ConfigError, match=r"model 'biharmonic' has no option 'radius'; its options: split_into"):
         create_inpainter("biharmonic", radius=3)

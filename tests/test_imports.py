@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "torchvision", "lpips", "diffusers", "transformers")
+HEAVY = ("torch", "torchvision", "lpips", "diffusers", "transformers", "datasets", "tensorboard")
 MARKER = "RIPBENCH-HEAVY-MODULES:"
 
 
@@ -73,7 +73,7 @@ CASES = {
     "import ripbench.findings": "import ripbench.findings",
     "import ripbench.report": "import ripbench.report",
     "hallucination evaluation": ("import ripbench.hallucination, ripbench.hallucination_stats as hs\n"
-                                 "from ripbench.datasets.shapes import generation_table\n"
+                                 "from ripbench.hallucination.shapes_truth import generation_table\n"
                                  "import pandas as pd\n"
                                  "t = pd.DataFrame({'trajectory_id': ['a'] * 2, 'iteration': [0, 1],\n"
                                  "    'shapes_layout': ['T|S|', 'T|SS|'], 'shapes_label': ['valid', 'duplicate'],\n"
@@ -82,6 +82,10 @@ CASES = {
                                  "assert generation_table(t)['generation'].tolist() == ['duplicate']\n"
                                  "assert hs.ground_truth(t)[0].tolist()[1] is True\n"),
     "ripbench --help": _cli("--help"),
+    "ripbench export --help": _cli("export", "--help"),
+    "import ripbench.export, ripbench.trackers": "import ripbench.export, ripbench.trackers",
+    "a Hub dataset config": ("from ripbench.config import validate_config\n"
+                             "validate_config({'inputs': {'source': 'hf', 'dataset': 'huggan/wikiart', 'sample': 100}})"),
     "ripbench config --preset quick": _cli("config", "--preset", "quick"),
     "registries by name": ("from ripbench.metrics import available_metrics, get_metric_spec, spec_for_column\n"
                            "from ripbench.detectors import available_detectors, get_detector\n"

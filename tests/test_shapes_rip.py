@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from ripbench.datasets.shapes import generation_labels, generation_table, label_shapes, paste_shape
+from ripbench.datasets.shapes import label_shapes, paste_shape
+from ripbench.hallucination.shapes_truth import generation_labels, generation_table
 from ripbench.inputs import load_shapes
 from ripbench.repro.shapes_rip import (
     BASELINES,

@@ -79,16 +79,18 @@ from .loading import (
 )
 from .population import FD_MIN_IMAGES_NOTE, feature_matrix, has_features, population_drift, run_features
 from .regions import REGION_MEANINGS, region_columns, region_summary
-from .summary import clip_iterations, format_summary, group_summary, summary_metrics, summary_table
+from .summary import clip_iterations, format_summary, group_summary, summary_metrics
 from .survival import collapse_events, kaplan_meier, logrank_tests, median_collapse, survival_curves
 
 __all__ = [
-    "DEFAULT_THRESHOLDS", "FD_MIN_IMAGES_NOTE", "LPIPS_REFERENCE_POINTS", "MIN_FIT_ITERATIONS", "MIN_FIT_R2", "PAIRING_FIELDS",
+    "DEFAULT_THRESHOLDS", "FD_MIN_IMAGES_NOTE", "LPIPS_REFERENCE_POINTS", "MIN_FIT_ITERATIONS", "MIN_FIT_R2",
+    "PAIRING_FIELDS",
     "PSNR_CAP_DB", "REGION_MEANINGS", "TRAJECTORY_COLUMNS", "CollapseRule", "bootstrap_curves",
     "check_compatible", "clip_iterations", "collapse_events", "collapse_rule", "collapse_rule_note",
-    "drift_stats", "drift_values", "exponential_approach", "failures", "feature_matrix", "fit_exponential", "format_summary",
-    "group_summary", "has_features", "iter_groups", "kaplan_meier", "load_runs", "logrank_tests", "median_collapse",
-    "metric_direction", "metric_values", "observed", "population_drift", "present_metrics", "region_columns", "region_summary",
-    "run_differences", "run_features", "summary_metrics", "summary_table", "survival_curves", "trajectory_auc",
+    "drift_stats", "drift_values", "exponential_approach", "failures", "feature_matrix", "fit_exponential",
+    "format_summary", "group_summary", "has_features", "iter_groups", "kaplan_meier", "load_runs", "logrank_tests",
+    "median_collapse", "metric_direction", "metric_values", "observed", "population_drift", "present_metrics",
+    "region_columns", "region_summary", "run_differences", "run_features", "summary_metrics", "survival_curves",
+    "trajectory_auc",
     "trajectory_keys", "trajectory_matrix", "trajectory_slopes", "trajectory_uid", "with_keys",
 ]

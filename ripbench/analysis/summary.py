@@ -1,11 +1,6 @@
-"""One row per group: :func:`group_summary` (everything, with intervals), :func:`summary_table` (the
-short table ``ripbench run`` prints), and :func:`format_summary` for display.
-
-``summary_table`` is not an alias of ``group_summary``: its ``n@<last>`` column (trajectories
-observed at the last iteration, whatever their metric values) is not in ``group_summary``, it
-shows ``failed`` only when the table has that column, counts ``trajectory_id`` rather than the
-per-run trajectory, needs no collapse rule and computes no bootstrap. On the columns both have,
-they agree (``tests/test_analysis.py`` checks it).
+"""One row per group: :func:`group_summary` (the one summary: the report's tables and the short
+table ``ripbench run`` prints are both views of it, see :func:`brief_summary`), and
+:func:`format_summary` for display.
 
 The number formatters at the end are this module's own: they differ from
 :func:`ripbench.formatting.fmt` (``"not reached"`` for an infinite median collapse, whole
@@ -20,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..errors import ResultsError
 from ..metrics.registry import spec_for_column
 from .curves import CollapseRule, collapse_rule, drift_stats
 from .loading import metric_values, observed, present_metrics, trajectory_uid
@@ -40,43 +36,6 @@ def summary_metrics(table: pd.DataFrame) -> list[str]:
 
 # -- summaries ------------------------------------------------------------------------------------
 
-def summary_table(
-    table: pd.DataFrame,
-    by: Sequence[str] = ("model", "mask_label"),
-    metrics: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """One row per group: trajectories, failures, each metric's mean at the last iteration and the
-    number of trajectories that mean rests on (``n@<last>``: those observed there, failed ones left out).
-
-    ``metrics`` default: :func:`summary_metrics`.
-
-    >>> t = pd.DataFrame({"model": ["m"] * 4, "mask_label": ["g"] * 4, "trajectory_id": ["a", "a", "b", "b"],
-    ...                   "iteration": [0, 1, 0, 1], "lpips_orig": [0, 0.25, 0, 0.75], "failed": [False] * 4})
-    >>> summary_table(t)[["model", "trajectories", "lpips_orig@1"]].to_dict("records")
-    [{'model': 'm', 'trajectories': 2, 'lpips_orig@1': 0.5}]
-    """
-    by = list(by)
-    last = table["iteration"].max()
-    present = present_metrics(table, summary_metrics(table) if metrics is None else metrics)
-    out = table.groupby(by).agg(trajectories=("trajectory_id", "nunique")).reset_index()
-    if "failed" in table.columns:
-        fails = table[table["failed"]].groupby(by)["trajectory_id"].nunique().rename("failed")
-        out = out.merge(fails, on=by, how="left").fillna({"failed": 0})
-        out["failed"] = out["failed"].astype(int)
-    final = observed(table)  # a failed output's row holds no valid image
-    final = final[final["iteration"] == last]
-    if present:
-        values = final[by].copy()
-        for m in present:
-            values[m] = metric_values(final, m)  # +inf PSNR capped as everywhere else
-        means = values.groupby(by)[present].mean().add_suffix(f"@{last}").reset_index()
-        out = out.merge(means, on=by, how="left")
-        counts = final.groupby(by)["trajectory_id"].nunique().rename(f"n@{last}").reset_index()
-        out = out.merge(counts, on=by, how="left").fillna({f"n@{last}": 0})
-        out[f"n@{last}"] = out[f"n@{last}"].astype(int)
-    return out
-
-
 def clip_iterations(at: Sequence[int], last: int) -> list[int]:
     """The iterations of ``at`` that exist (<= ``last``), plus ``last`` itself.
 
@@ -92,7 +51,7 @@ def group_summary(
     *,
     metrics: Sequence[str] | None = None,
     at: Sequence[int] = (10, 50, 100),
-    rule: CollapseRule | str | float | None = None,
+    rule: CollapseRule | str | float | bool | None = None,
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
@@ -109,11 +68,28 @@ def group_summary(
     and ``<m>_fit`` (see :func:`drift_stats`); ``collapsed``, ``collapsed_share`` (Wilson
     interval), ``median_collapse`` and its interval (see :func:`median_collapse`);
     ``halluc_slope`` (``_lo``, ``_hi``; trend of the hallucination score per iteration) when the
-    table has hallucination scores. ``table.attrs`` of the result: ``rule`` (text),
-    ``iterations`` (the ``at`` used) and ``final`` (the ``<m>@<last>`` column of the rule's metric).
+    table has hallucination scores. ``table.attrs`` of the result: ``rule`` (text, ``None``
+    without one), ``iterations`` (the ``at`` used) and ``final`` (the ``<m>@<last>`` column of the
+    rule's metric).
+
+    ``rule=False``, or a table with no metric a collapse rule can use (a run of plug-in metrics
+    without a ``collapse_threshold``): no collapse, slope or fit columns; the interval and ``_n``
+    are then those of the first metric present. ``n_boot=0``: no bootstrap (intervals are NaN).
+
+    >>> t = pd.DataFrame({"model": "m", "mask_label": "g", "trajectory_id": ["a", "a", "b", "b"],
+    ...                   "iteration": [0, 1, 0, 1], "lpips_orig": [0, 0.25, 0, 0.75]})
+    >>> group_summary(t, at=(), n_boot=0)[["trajectories", "failed", "lpips_orig@1", "lpips_orig@1_n"]].to_dict("records")
+    [{'trajectories': 2, 'failed': 0, 'lpips_orig@1': 0.5, 'lpips_orig@1_n': 2}]
     """
     by = list(by)
-    rule = collapse_rule(table, rule)
+    present = present_metrics(table, summary_metrics(table) if metrics is None else metrics)
+    chosen_rule: CollapseRule | None = None
+    if rule is not False:
+        try:
+            chosen_rule = collapse_rule(table, None if rule is True else rule)
+        except ResultsError:
+            if rule is not None:
+                raise
     data = observed(table)
     uid = trajectory_uid(table)
     out = uid.groupby([table[c] for c in by], sort=True, dropna=False).nunique().rename("trajectories").reset_index()
@@ -123,7 +99,6 @@ def group_summary(
     out["failed"] = out["failed"].astype(int)
     last = int(table["iteration"].max())
     iterations = clip_iterations(at, last)
-    present = present_metrics(table, summary_metrics(table) if metrics is None else metrics)
     stats_kw: dict[str, Any] = {"n_boot": n_boot, "ci": ci, "seed": seed, "psnr_cap": psnr_cap}
     if present:
         chosen = data[data["iteration"].isin(iterations)]
@@ -134,8 +109,12 @@ def group_summary(
         wide.columns = [f"{m}@{i}" for m, i in wide.columns]
         order = [f"{m}@{i}" for m in present for i in iterations if f"{m}@{i}" in wide.columns]
         out = out.merge(wide[order].reset_index(), on=by, how="left")
-    final = f"{rule.metric}@{last}"
-    band = region_summary(table, rule.metric, by, iteration=last, regions=["whole"], n_boot=n_boot, ci=ci, seed=seed,
+    key = chosen_rule.metric if chosen_rule is not None else (present[0] if present else None)
+    if key is None:
+        out.attrs = {"rule": None, "iterations": iterations, "final": ""}
+        return out
+    final = f"{key}@{last}"
+    band = region_summary(table, key, by, iteration=last, regions=["whole"], n_boot=n_boot, ci=ci, seed=seed,
                           psnr_cap=psnr_cap)
     band = band[[*by, "lo", "hi", "n"]].rename(columns={"lo": f"{final}_lo", "hi": f"{final}_hi",
                                                         "n": f"{final}_n"})
@@ -148,6 +127,10 @@ def group_summary(
             cols.remove(extra)
         at_final = cols.index(final) + 1
         out = out[cols[:at_final] + extras + cols[at_final:]]
+    if chosen_rule is None:
+        out.attrs = {"rule": None, "iterations": iterations, "final": final}
+        return out
+    rule = chosen_rule
     drift = drift_stats(table, rule.metric, by, **stats_kw).drop(columns=["trajectories", "exp_a"])
     drift = drift.rename(columns={c: f"{rule.metric}_{c}" for c in drift.columns if c not in by})
     out = out.merge(drift, on=by, how="left")
@@ -158,6 +141,27 @@ def group_summary(
         out = out.merge(hall.rename(columns={"slope": "halluc_slope", "slope_lo": "halluc_slope_lo",
                                              "slope_hi": "halluc_slope_hi"}), on=by, how="left")
     out.attrs = {"rule": rule.describe(), "iterations": iterations, "final": final}
+    return out
+
+
+def brief_summary(table: pd.DataFrame, by: Sequence[str] = ("model", "mask_label")) -> pd.DataFrame:
+    """The short table ``ripbench run`` prints: a view of :func:`group_summary` without bootstrap.
+
+    Per group: trajectories, failed ones, each metric's mean at the last iteration and the number
+    of trajectories the key metric's mean rests on (``n@<last>``: those observed there).
+
+    >>> t = pd.DataFrame({"model": "m", "mask_label": "g", "trajectory_id": ["a", "a", "b", "b"],
+    ...                   "iteration": [0, 1, 0, 1], "lpips_orig": [0, 0.25, 0, 0.75]})
+    >>> brief_summary(t).to_dict("records")
+    [{'model': 'm', 'mask_label': 'g', 'trajectories': 2, 'failed': 0, 'lpips_orig@1': 0.5, 'n@1': 2}]
+    """
+    summary = group_summary(table, by, at=(), n_boot=0)
+    last = int(table["iteration"].max())
+    final = summary.attrs["final"]
+    means = [c for c in summary.columns if c.endswith(f"@{last}")]
+    out = summary[[*by, "trajectories", "failed", *means]].copy()
+    if final:
+        out[f"n@{last}"] = summary[f"{final}_n"]
     return out
 
 

@@ -36,7 +36,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -588,16 +588,3 @@ def parse_shape_boxes(text: str | None) -> list[tuple[str, tuple[int, int, int, 
         y0, x0, y1, x1 = (int(v) for v in item[1:].split(","))
         out.append((item[0], (y0, x0, y1, x1)))
     return out
-
-
-#: Moved to :mod:`ripbench.hallucination.shapes_truth` (the data set does not read results tables);
-#: still importable from here.
-_MOVED_TO_SHAPES_TRUTH = ("GENERATION_LABELS", "REGION_COUNTS", "generation_labels", "generation_table")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_SHAPES_TRUTH:
-        from ..hallucination import shapes_truth
-
-        return getattr(shapes_truth, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

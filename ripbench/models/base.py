@@ -33,7 +33,8 @@ What a model declares, once, as class attributes (the harness reads them; nothin
 
 * :attr:`Inpainter.option_specs` -- the options its constructor takes (name, type, default,
   one-line help; old spellings as aliases). ``ripbench models -v`` lists them, and options a
-  user gives are checked against them before the model is built.
+  user gives are validated against them by pydantic (strict, as config fields are) before
+  anything is written or the model is built.
 * :attr:`Inpainter.returns_x0_trajectory` -- whether :meth:`~Inpainter.inpaint` accepts the
   keyword ``x0_band`` and then returns the predicted clean image of its denoising timesteps in
   that noise band with their noise levels (then the hallucination score is computed; the
@@ -68,9 +69,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, Optional, TypeVar, Union
 
 import torch
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from ..errors import ConfigError
 
@@ -169,20 +171,39 @@ class ModelOption:
             return "any"
         return " | ".join(t.__name__ for t in (declared if isinstance(declared, tuple) else (declared,)))
 
-    def check(self, value: Any, model: str) -> Any:
-        """``value`` if it fits this option, else :class:`ConfigError` naming model, option and what fits."""
+    @functools.cached_property
+    def _adapter(self) -> TypeAdapter[Any]:
+        """The option's pydantic validator (strict, as config fields are: no ``"3"`` for 3, no ``True`` for 1)."""
         types = self.types
-        ok = value is None and self.default is None
-        if not ok and types is not None:
-            ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
-        elif types is None:
-            ok = True
-        if not ok:
-            raise ConfigError(f"model {model!r}: option {self.name!r} must be {self.type_name}, got {value!r}")
-        if self.choices is not None and value not in self.choices and value is not None:
-            raise ConfigError(f"model {model!r}: option {self.name!r} must be one of "
-                              f"{', '.join(map(str, self.choices))}; got {value!r}")
+        annotation: Any = Any if types is None else (types[0] if len(types) == 1 else Union[types])  # noqa: UP007
+        if self.choices is not None:
+            annotation = Literal[self.choices]
+        if self.default is None:
+            annotation = Optional[annotation]  # noqa: UP045
+        return TypeAdapter(annotation, config=None if _is_model(annotation) else ConfigDict(strict=True))
+
+    def check(self, value: Any, model: str) -> Any:
+        """``value`` if it fits this option, else :class:`ConfigError` naming model, option and what fits.
+
+        Validated by pydantic, like every config field (strict: the value must already have the type).
+
+        >>> ModelOption("steps", 50, "denoising steps").check(True, "m")
+        Traceback (most recent call last):
+        ...
+        ripbench.errors.ConfigError: model 'm': option 'steps' must be int, got True
+        """
+        try:
+            self._adapter.validate_python(value)
+        except ValidationError:
+            if self.choices is not None and (self.types is None or isinstance(value, self.types)):
+                raise ConfigError(f"model {model!r}: option {self.name!r} must be one of "
+                                  f"{', '.join(map(str, self.choices))}; got {value!r}") from None
+            raise ConfigError(f"model {model!r}: option {self.name!r} must be {self.type_name}, got {value!r}") from None
         return value
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and hasattr(annotation, "model_config")
 
 
 def check_options(specs: Sequence[ModelOption], given: Mapping[str, Any], model: str) -> dict[str, Any]:

@@ -199,6 +199,16 @@ def _check_inputs_unchanged(previous: dict[str, Any], groups: list[tuple[ModelCo
                                    "appeared or disappeared; pass --overwrite to start again")
 
 
+def _dataset_records(groups: list[tuple[ModelConfig, list[Trajectory]]]) -> list[dict[str, Any]]:
+    """The Hugging Face datasets the inputs came from (id, split, revision, rows, fingerprint), each once."""
+    records: list[dict[str, Any]] = []
+    for _, ts in groups:
+        for t in ts:
+            if t.image.dataset is not None and t.image.dataset not in records:
+                records.append(t.image.dataset)
+    return records
+
+
 def _prepare_folder(store: RunStore, config: ExperimentConfig, overwrite: bool,
                     groups: list[tuple[ModelConfig, list[Trajectory]]]) -> tuple[dict[str, Any] | None, str | None]:
     """Rank 0, holding the lock: ``(previous manifest to resume or None, folder moved aside or None)``.
@@ -258,7 +268,7 @@ def _finish_writes(writer: BackgroundWriter, exc: BaseException) -> None:
 
 def run_experiment(config: ExperimentConfig, *, run_dir: str | Path | None = None, overwrite: bool = False,
                    progress: bool = True, on_start: Callable[[Path, int, int], None] | None = None,
-                   ranks: Ranks | None = None) -> RunResult:
+                   ranks: Ranks | None = None, tracker: Any = None) -> RunResult:
     """Run (or resume) an experiment and return its table.
 
     Args:
@@ -270,6 +280,9 @@ def run_experiment(config: ExperimentConfig, *, run_dir: str | Path | None = Non
             checked, just before anything is written (rank 0 only).
         ranks: this process's place in a multi-process launch; default from the environment
             (see :mod:`ripbench.run.distributed`).
+        tracker: an experiment tracker (:class:`ripbench.trackers.RunTracker`): rank 0 calls its
+            ``started(trajectories, already_finished)`` before the first batch, ``batch_done(rows)`` after
+            each finished batch and ``model_done(label)`` after each model.
     """
     ranks = ranks if ranks is not None else ranks_from_env()
     store = RunStore(run_dir if run_dir is not None else config.output_dir / config.name)
@@ -284,14 +297,15 @@ def run_experiment(config: ExperimentConfig, *, run_dir: str | Path | None = Non
     _on_main(ranks, lock.acquire)
     try:
         with _sigterm_as_interrupt():
-            return _run_locked(config, store, groups, model_options, overwrite, progress, on_start, ranks)
+            return _run_locked(config, store, groups, model_options, overwrite, progress, on_start, ranks,
+                               tracker if ranks.is_main else None)
     finally:
         lock.release()
 
 
 def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[ModelConfig, list[Trajectory]]],
                 model_options: dict[str, dict[str, Any]], overwrite: bool, progress: bool,
-                on_start: Callable[[Path, int, int], None] | None, ranks: Ranks) -> RunResult:
+                on_start: Callable[[Path, int, int], None] | None, ranks: Ranks, tracker: Any = None) -> RunResult:
     from tqdm.auto import tqdm
 
     previous, aside = _on_main(ranks, lambda: _prepare_folder(store, config, overwrite, groups))
@@ -305,6 +319,8 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
     skipped = sum(1 for _, ts in groups for t in ts if t.id in done)
     if on_start is not None and ranks.is_main:
         on_start(store.run_dir, total, skipped)
+    if tracker is not None:
+        tracker.started(total, skipped)
 
     device = resolve_device(ranks.device(config.device))
     manifest: dict[str, Any] = {
@@ -324,6 +340,7 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
         "trajectories": total,
         "inputs": {t.image.id: {"category": t.image.category, "source": t.image.source, "notes": t.image.notes,
                                 "sha256": t.image.sha256} for _, ts in groups for t in ts},
+        "datasets": _dataset_records(groups),
         "models": dict((previous or {}).get("models", {})),
         "masks": {t.policy.label: t.policy.provenance() for _, ts in groups for t in ts},
         "batch_size_run": (previous or {}).get("batch_size_run", {}),
@@ -402,12 +419,16 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
                     for found in feats:  # before the rows: a part on disk means its features are too
                         writer.submit(store.write_features, found)
                     writer.submit(store.write_part, rows)
+                    if tracker is not None:
+                        tracker.batch_done(rows)
                     group = group[len(batch):]
                     timing["model_seconds"] += float(rows["model_seconds"].sum())
                     timing["overhead_seconds"] += float(rows["overhead_seconds"].sum())
             manifest["batch_size_run"][label] = size
             writer.flush()  # this model's rows are on disk before the manifest says so
             save()
+            if tracker is not None:
+                tracker.model_done(label)
             del model
         writer.close()
     except BaseException as exc:

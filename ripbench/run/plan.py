@@ -75,6 +75,10 @@ def load_inputs(spec: InputsConfig, size: int, fit: str, seed: int = 0) -> list[
         images = load_folder(spec.path, size, fit)  # type: ignore[arg-type]
     elif spec.source == "list":
         images = load_list(spec.path, size, fit)  # type: ignore[arg-type]
+    elif spec.source == "hf":
+        from ..hf_inputs import load_hf
+
+        images = load_hf(spec, size, fit)  # type: ignore[arg-type]
     else:
         images = load_shapes(spec.count, size, seed)
     return images[: spec.limit] if spec.limit else images
