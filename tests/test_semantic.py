@@ -196,6 +196,31 @@ def test_batch_size_does_not_change_embeddings(kind: str, checkpoints: dict[str,
     assert torch.allclose(together, alone, atol=1e-5) and torch.allclose(together, halves, atol=1e-5)
 
 
+def test_a_whole_clip_model_checkpoint_gives_its_image_features(tmp_path: Path, checkpoints: dict[str, Path]) -> None:
+    """The Hub's CLIP checkpoints (openai/clip-*) hold the whole model: the vision tower and its projection
+    are loaded from it, with the projection size of the whole model's config."""
+    import transformers
+
+    from ripbench.metrics.semantic import load_backbone
+
+    torch.manual_seed(0)
+    config = transformers.CLIPConfig(
+        text_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                     "vocab_size": 100, "max_position_embeddings": 16, "bos_token_id": 0, "eos_token_id": 1,
+                     "pad_token_id": 1},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 8}, projection_dim=24)  # not the vision config's default
+    whole = transformers.CLIPModel(config).eval()
+    whole.save_pretrained(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text((checkpoints["clip"] / "preprocessor_config.json").read_text())
+    backbone = load_backbone("clip", str(tmp_path))
+    images = _images(3, 40, 40, seed=5)
+    with torch.no_grad():
+        reference = whole.get_image_features(pixel_values=backbone.preprocess(images))
+    reference = getattr(reference, "pooler_output", reference)
+    assert backbone.dim == 24 and torch.allclose(backbone.embed(images), reference, atol=1e-5)
+
+
 def test_provenance_names_model_revision_and_weights_hash(checkpoints: dict[str, Path]) -> None:
     from ripbench.io import sha256_file
     from ripbench.metrics import get_metric_spec

@@ -275,13 +275,19 @@ def _build(kind: str, model: str, revision: str | None, local_files_only: bool, 
     import transformers
 
     cls = getattr(transformers, KINDS[kind]["cls"])
+    extra: dict[str, Any] = {}
     try:
         with _quiet_transformers():
+            if model_type == "clip":  # a whole CLIP model (e.g. openai/clip-*): its vision tower and projection
+                whole = transformers.CLIPConfig.from_pretrained(str(folder), local_files_only=True)
+                extra["config"] = whole.vision_config
+                extra["config"].projection_dim = whole.projection_dim  # kept on the whole model's config only
             net, info = cls.from_pretrained(str(folder), local_files_only=True, output_loading_info=True,
-                                            dtype=torch.float32)
-    except OSError as exc:
-        raise WeightsError(f"cannot load the {label} weights of {model!r} from {folder} ({exc}). "
-                           + how_to_supply(kind, model)) from None
+                                            dtype=torch.float32, **extra)
+    except (OSError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"cannot load the {label} weights of {model!r} from {folder} ({type(exc).__name__}: "
+                           f"{first}). " + how_to_supply(kind, model)) from None
     missing = sorted(info.get("missing_keys") or [])
     if missing:  # transformers would have filled them with random values: refused
         raise WeightsError(f"the {label} checkpoint {model!r} ({folder}) lacks {len(missing)} weight(s) of the model, "
