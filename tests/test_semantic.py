@@ -365,3 +365,37 @@ def test_population_drift_pairs_each_image_with_its_original_and_leaves_failed_r
     at2 = list(range(1, 8))
     expected = pop.frechet_distance(stored[at2], stored[[16 + i for i in at2]])
     assert got["value"].iloc[2] == pytest.approx(expected, rel=1e-5)
+
+
+def test_preprocessing_reads_old_and_new_processor_configs() -> None:
+    from ripbench.metrics.semantic import Preprocess
+
+    # openai/clip-vit-base-patch32's preprocessor_config.json: sizes as plain integers (short side 224)
+    old = Preprocess.from_config({"crop_size": 224, "do_center_crop": True, "do_normalize": True, "do_resize": True,
+                                  "image_mean": [0.48145466, 0.4578275, 0.40821073],
+                                  "image_std": [0.26862954, 0.26130258, 0.27577711], "resample": 3, "size": 224})
+    assert (old.shortest_edge, old.crop, old.mode) == (224, (224, 224), "bicubic")
+    assert old.output_size(512, 768) == (224, 336) and old(torch.rand(2, 3, 512, 768)).shape == (2, 3, 224, 224)
+    # facebook/dinov2-small's: short side 256, then a 224 crop
+    new = Preprocess.from_config({"crop_size": {"height": 224, "width": 224}, "do_center_crop": True,
+                                  "do_normalize": True, "do_resize": True, "image_mean": [0.485, 0.456, 0.406],
+                                  "image_std": [0.229, 0.224, 0.225], "resample": 3, "size": {"shortest_edge": 256}})
+    assert (new.shortest_edge, new.crop) == (256, (224, 224)) and new.output_size(300, 200) == (384, 256)
+
+
+def test_missing_semantic_weights_are_not_mistaken_for_missing_lpips_weights(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recwarn: pytest.WarningsRecorder) -> None:
+    from ripbench.config import apply_overrides, load_preset
+    from ripbench.run.experiment import metric_suite
+
+    from .conftest import genuine_weights
+
+    weights = genuine_weights("alex")  # LPIPS has its weights (from the environment, not the config)
+    if weights is not None:
+        monkeypatch.setenv("RIPBENCH_LPIPS_WEIGHTS", str(weights))
+    config = apply_overrides(load_preset("quick"), [  # quick: LPIPS may be dropped when it has no weights
+        "metrics.names=[lpips,ssim,dinov2]", f"metrics.options.dinov2.model={tmp_path / 'nothing'}"])
+    assert not config.metrics.lpips_required and config.metrics.lpips_weights is None
+    with pytest.raises(WeightsError, match="DINOv2 checkpoint folder not found"):
+        metric_suite(config, torch.device("cpu"))
+    assert not [w for w in recwarn if "LPIPS dropped" in str(w.message)]

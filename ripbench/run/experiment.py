@@ -91,6 +91,12 @@ def metric_suite(config: ExperimentConfig, device: torch.device) -> MetricSuite:
     except WeightsError as exc:
         if config.metrics.lpips_required or config.metrics.lpips_weights is not None or "lpips" not in names:
             raise
+        try:  # only LPIPS may be dropped: another metric without weights (DINOv2, CLIP) stops the run
+            MetricSuite(names=["lpips"], options={"lpips": options["lpips"]}, device=device)
+        except WeightsError:
+            pass
+        else:
+            raise
         warnings.warn(f"LPIPS dropped from this run: {exc}", stacklevel=2)
         names.remove("lpips")
         if not names:
