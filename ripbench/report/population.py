@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from .. import analysis, plots
+from ..errors import ResultsError
 from ..formatting import interval_text
 from ..metrics.registry import get_metric_spec
 from ..population import CMMD_SCALE, CMMD_SIGMA, KID_SUBSET_SIZE, KID_SUBSETS, POPULATION_METRICS
@@ -92,10 +93,14 @@ def _population_sentences(population: pd.DataFrame, by: list[str], last: int) ->
 def semantic_section(c: Context) -> Section | None:
     """Semantic drift per image and population drift per iteration; ``None`` when the run has neither."""
     per_image = analysis.present_metrics(c.table, [f"{m}_orig" for m in SEMANTIC_METRICS])
-    population = analysis.population_drift(c.table, c.by, n_boot=min(int(c.kw.get("n_boot", POPULATION_BOOT)),
-                                                                     POPULATION_BOOT),
-                                           ci=c.ci, seed=int(c.kw.get("seed", 0)))
-    if not per_image and population.empty:
+    problem = None
+    try:
+        population = analysis.population_drift(c.table, c.by, n_boot=min(int(c.kw.get("n_boot", POPULATION_BOOT)),
+                                                                         POPULATION_BOOT),
+                                               ci=c.ci, seed=int(c.kw.get("seed", 0)))
+    except ResultsError as exc:  # e.g. runs compared whose features come from different backbones
+        population, problem = pd.DataFrame(), str(exc)
+    if not per_image and population.empty and problem is None:
         return None
     last = int(analysis.observed(c.table)["iteration"].max())
     section = Section("semantic", "Semantic and population drift", _semantic_sentences(c, last))
@@ -107,8 +112,8 @@ def semantic_section(c: Context) -> Section | None:
             plots.collapse_curves(c.table, c.fig_dir / "semantic_curves.png", per_image, c.by, formats=("pdf",),
                                   **c.kw)))
     if population.empty:
-        section.notes.append("The run stored no features (no dinov2 or clip metric), so it has no population "
-                             "metrics.")
+        section.notes.append(f"No population metrics: {problem}." if problem else
+                             "The run stored no features (no dinov2 or clip metric), so it has no population metrics.")
         return section
     section.sentences += _population_sentences(population, c.by, last)
     c.write("population_csv", "population.csv", population.to_csv(index=False))
