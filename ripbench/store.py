@@ -224,9 +224,12 @@ class RunStore:
         """
         ids = np.asarray(features["trajectory_id"]).astype(str)
         digest = hashlib.sha1("\n".join(sorted(set(ids.tolist()))).encode()).hexdigest()[:16]
-        arrays: dict[str, Any] = {k: (np.asarray(v, dtype=np.float16) if k not in ("trajectory_id", "iteration")
-                                      else np.asarray(v)) for k, v in features.items()}
-        arrays["trajectory_id"] = ids
+        arrays: dict[str, Any] = {k: np.asarray(v, dtype=np.float16) for k, v in features.items()
+                                  if k not in ("trajectory_id", "iteration")}
+        # ids once per trajectory, an int32 index per row (a row's id string would outweigh its features)
+        arrays["_ids"], arrays["_row"] = np.unique(ids, return_inverse=True)
+        arrays["_row"] = arrays["_row"].astype(np.int32)
+        arrays["iteration"] = np.asarray(features["iteration"], dtype=np.int32)
         path = self.features_dir / f"part-{digest}.npz"
 
         def write(tmp: Path) -> None:
@@ -246,7 +249,9 @@ class RunStore:
         for path in self.feature_files():
             try:
                 with np.load(path, allow_pickle=False) as data:
-                    parts.append({k: data[k] for k in data.files})
+                    part = {k: data[k] for k in data.files if not k.startswith("_")}
+                    part["trajectory_id"] = data["_ids"][data["_row"]]
+                    parts.append(part)
             except Exception as exc:  # zipfile / numpy raise several types for a damaged file
                 raise ResultsError(f"corrupt features part {path} ({exc}); delete it and run again with --overwrite "
                                    "to recompute the features") from None
