@@ -26,6 +26,13 @@ compile) that prints the same table in a few minutes.
 
 ``--budget-s`` stops starting new configurations once that many seconds have passed (the rows
 not run are listed as skipped), so the whole command fits a time limit.
+
+**Semantic metrics** (``--semantic auto``: on a GPU): one more eager harness row at the largest batch
+of at most 8 with the DINOv2 and CLIP metrics added (randomly initialised DINOv2-small and CLIP
+ViT-B/32 checkpoints, ``--semantic-size full``; nothing downloaded), with its extra time per inpaint
+over the plain harness row of that batch, a direct per-image comparison on the device of the
+semantic metrics' work (both backbones) with LPIPS-alex's, and the time of the population metrics
+(FD, KID, CMMD with intervals, from the stored features) as a share of the run.
 """
 
 from __future__ import annotations
@@ -248,6 +255,76 @@ class Report:
         return "\n".join([head, *(self.line(r) for r in self.data["rows"])])
 
 
+def _median_ms(fn: Any, device: torch.device, repeat: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def semantic_row(report: Report, model: DiffusersInpainter, args: argparse.Namespace, out: Path, metrics: list[str],
+                 lpips_weights: str | None, device: torch.device, t0: float) -> None:
+    """The harness with DINOv2 and CLIP added (random backbones of the default sizes), against the plain row."""
+    from ripbench.metrics import MetricSuite
+    from ripbench.metrics.semantic import save_random_checkpoint
+
+    batch = max([b for b in report.data["batch_sizes"] if b <= 8] or [min(report.data["batch_sizes"])])
+    label = f"harness + DINOv2 + CLIP, batch {batch}, eager"
+    if time.perf_counter() - t0 > args.budget_s:
+        report.note("skipped", f"{label}: time budget of {args.budget_s:.0f} s spent")
+        return
+    try:
+        folders = {kind: str(save_random_checkpoint(kind, out / f"backbone-{kind}", size=args.semantic_size))
+                   for kind in ("dinov2", "clip")}
+        config = make_config(args, f"sem-b{batch}", batch, out, [*metrics, "dinov2", "clip"], lpips_weights)
+        config = config.model_copy(update={"metrics": config.metrics.model_copy(
+            update={"options": {kind: {"model": folder} for kind, folder in folders.items()}})})
+        _reset_memory(device)
+        result = run_experiment(config, overwrite=True, progress=False)
+        timing = result.manifest["timing"]
+        loop = timing["model_seconds"] + timing["overhead_seconds"]
+        n = batch * args.iterations
+        plain = next((r for r in report.data["rows"] if r["configuration"] == "harness" and r["batch"] == batch
+                      and not r["compile"]), None)
+        from ripbench.analysis import load_runs, population_drift
+
+        start = time.perf_counter()
+        population_drift(load_runs(result.run_dir), ["model", "mask_label"], n_boot=200)
+        population_s = time.perf_counter() - start
+        images = torch.rand(batch, 3, args.size, args.size, device=device,
+                            generator=torch.Generator(device=device).manual_seed(0))
+        semantic = MetricSuite(["dinov2", "clip"], {k: {"model": f} for k, f in folders.items()}, device)
+        per_image = {"semantic_ms_per_image": _median_ms(lambda: semantic.prepare(images), device) / batch}
+        if lpips_weights:
+            lpips = MetricSuite(["lpips"], {"lpips": {"weights": lpips_weights}}, device)
+            per_image["lpips_alex_ms_per_image"] = _median_ms(lambda: lpips.prepare(images), device) / batch
+        report.add({
+            "configuration": "harness + DINOv2 + CLIP", "batch": batch, "compile": False, "img_per_s": n / loop,
+            "ratio_to_naive": (n / loop) / plain["img_per_s"] * plain["ratio_to_naive"] if plain else None,
+            "peak_gib": _peak_gib(device), "inpaints": n, "seconds": loop,
+            "extra_ms_per_inpaint": 1e3 * (loop - plain["seconds"]) / n if plain else None,
+            "population_s": population_s, "population_share_of_run": population_s / loop,
+            "backbones": f"random {args.semantic_size} DINOv2-small / CLIP-B/32 architectures", **per_image,
+        })
+        row = report.data["rows"][-1]
+        extra = row["extra_ms_per_inpaint"]
+        print(f"  semantic: {'-' if extra is None else f'{extra:.1f}'} ms per inpaint over the plain harness; per "
+              f"image on the device: DINOv2 + CLIP {per_image['semantic_ms_per_image']:.2f} ms"
+              + (f", LPIPS-alex {per_image['lpips_alex_ms_per_image']:.2f} ms" if lpips_weights else "")
+              + f"; population metrics {population_s:.2f} s = {100 * population_s / loop:.2f}% of the run", flush=True)
+    except torch.cuda.OutOfMemoryError as exc:
+        report.note("errors", f"{label}: out of GPU memory ({exc})")
+        torch.cuda.empty_cache()
+    except Exception as exc:
+        report.note("errors", f"{label}: {type(exc).__name__}: {exc}")
+        traceback.print_exc()
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto")
@@ -265,6 +342,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--budget-s", type=float, default=480.0, help="start no new configuration after this many seconds")
     p.add_argument("--out", type=Path, default=REPO / "results" / "benchmarks")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--semantic", default="auto", choices=["auto", "on", "off"],
+                   help="add a harness row with the DINOv2 and CLIP metrics (auto: on CUDA only)")
+    p.add_argument("--semantic-size", default="full", choices=["full", "tiny"],
+                   help="random backbones of the default architectures (full) or tiny ones (tests)")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     if args.threads:
@@ -276,6 +357,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.size = args.size or (512 if gpu else 64)
     args.steps = args.steps or (50 if gpu else 10)
     compile_on = args.compile == "on" or (args.compile == "auto" and gpu)
+    semantic_on = args.semantic == "on" or (args.semantic == "auto" and gpu)
     dtype = resolve_dtype(args.dtype, device)
     batches = [int(b) for b in args.batch_sizes.split(",")]
     lpips_weights = args.lpips_weights or default_lpips_weights()
@@ -286,7 +368,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report = Report(args.out / f"{slug(name)}.json", {
         "device": name, "device_type": device.type, "arch": args.arch, "size": args.size, "steps": args.steps,
         "iterations": args.iterations, "dtype": str(dtype).removeprefix("torch."), "batch_sizes": batches,
-        "compile": compile_on, "harness_metrics": metrics, "naive_metrics": (["lpips"] if lpips_weights else [])
+        "compile": compile_on, "semantic": semantic_on, "harness_metrics": metrics, "naive_metrics": (["lpips"] if lpips_weights else [])
         + ["ssim (skimage)", "psnr (skimage)"], "torch": torch.__version__, "diffusers": diffusers.__version__,
         "cuda": torch.version.cuda if gpu else None, "python": platform.python_version(),
         "cpu_threads": torch.get_num_threads(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -364,6 +446,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 except Exception as exc:
                     report.note("errors", f"{label}: {type(exc).__name__}: {exc}")
                     traceback.print_exc()
+            if semantic_on and not compiled:
+                semantic_row(report, model, args, out, metrics, lpips_weights, device, t0)
     report.data["elapsed_s"] = time.perf_counter() - t0
     report.save()
     print(f"\n{name}, {args.arch} {args.size} px, {args.steps} steps, {report.data['dtype']}; "

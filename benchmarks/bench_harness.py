@@ -8,6 +8,14 @@ splits into metrics (the drift tracker) and everything else. Also runs an "ident
 
     python benchmarks/bench_harness.py [--model biharmonic] [--iterations 10] [--size 128]
         [--metrics lpips,ssim,psnr,mse] [--lpips-weights PATH] [--device auto] [--threads 1] [--repeat 3]
+        [--dinov2-model PATH] [--clip-model PATH] [--random-backbones]
+
+With the semantic metrics (``--metrics dinov2,clip``) their checkpoints come from ``--dinov2-model`` /
+``--clip-model`` (Hub id or folder), or, with ``--random-backbones``, from randomly initialised
+checkpoints of the default architectures (DINOv2-small, CLIP ViT-B/32; nothing downloaded: the
+values mean nothing, the cost is the real one). The population metrics (FD, KID, CMMD with their
+bootstrap intervals, as the report computes them from the stored features) are then timed too, as
+a share of the run's wall time.
 
 With ``--repeat N`` every measurement runs N times and the medians are printed. The numbers
 depend on the machine (and on what else runs on it); report them with its description.
@@ -22,6 +30,7 @@ px (default 8 x 512 px, the rip-paper batch) on the chosen device; ``--handoff-o
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import statistics
 import tempfile
@@ -85,16 +94,27 @@ def measure(model: str, args: argparse.Namespace) -> dict[str, float]:
                 "snapshots=[0]", f"batch_size={args.batch_size}"]
         if args.lpips_weights:
             sets.append(f"metrics.lpips_weights={args.lpips_weights}")
+        for kind, folder in (args.backbones or {}).items():
+            if kind in args.metrics.split(","):
+                sets.append(f"metrics.options.{kind}.model={folder}")
         cfg = apply_overrides(load_preset("quick"), sets)
         start = time.perf_counter()
         result = run_experiment(cfg, progress=False)
         wall = time.perf_counter() - start
+        population_s = math.nan
+        if {"dinov2", "clip"} & set(args.metrics.split(",")):
+            from ripbench.analysis import load_runs, population_drift
+
+            start = time.perf_counter()
+            population_drift(load_runs(result.run_dir), ["model", "mask_label"], n_boot=200)
+            population_s = time.perf_counter() - start
     t = result.manifest["timing"]
     n = int((result.table["iteration"] > 0).sum())
     harness_ms = 1e3 * t["overhead_seconds"] / n
     metrics_ms = 1e3 * spent[0] / n
     return {"inpaints": n, "wall_s": wall, "model_ms": 1e3 * t["model_seconds"] / n,
-            "harness_ms": harness_ms, "metrics_ms": metrics_ms, "other_ms": harness_ms - metrics_ms}
+            "harness_ms": harness_ms, "metrics_ms": metrics_ms, "other_ms": harness_ms - metrics_ms,
+            "population_s": population_s}
 
 
 #: The hand-off forms timed (``float`` costs nothing: it hands the output on as it is).
@@ -141,9 +161,31 @@ def main() -> None:
     p.add_argument("--handoff-size", type=int, default=512, help="image side of the hand-off timing")
     p.add_argument("--handoff-batch", type=int, default=8, help="images per batch of the hand-off timing")
     p.add_argument("--handoff-only", action="store_true", help="time only the hand-off between iterations")
+    p.add_argument("--dinov2-model", default=None, help="DINOv2 checkpoint (Hub id or folder) for --metrics dinov2")
+    p.add_argument("--clip-model", default=None, help="CLIP checkpoint (Hub id or folder) for --metrics clip")
+    p.add_argument("--random-backbones", action="store_true",
+                   help="randomly initialised DINOv2-small / CLIP-B/32 checkpoints for the semantic metrics")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as folder:
+        args.backbones = semantic_backbones(args, folder)
+        run_all(args)
+
+
+def semantic_backbones(args: argparse.Namespace, folder: str) -> dict[str, str]:
+    """Checkpoint of each semantic metric: the given one, else a random full-size one with ``--random-backbones``."""
+    out = {kind: model for kind, model in (("dinov2", args.dinov2_model), ("clip", args.clip_model)) if model}
+    if args.random_backbones:
+        from ripbench.metrics.semantic import save_random_checkpoint
+
+        for kind in ("dinov2", "clip"):
+            if kind not in out:
+                out[kind] = str(save_random_checkpoint(kind, f"{folder}/{kind}", size="full"))
+    return out
+
+
+def run_all(args: argparse.Namespace) -> None:
     print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "
           f"cuda: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
     cost = handoff_cost(args.device, args.handoff_size, args.handoff_batch, max(5, args.repeat))
@@ -160,6 +202,9 @@ def main() -> None:
         print(f"{model.split(':')[-1]:>12}: {int(r['inpaints'])} inpaints in {r['wall_s']:.1f} s; per inpaint: model "
               f"{r['model_ms']:.2f} ms, harness {r['harness_ms']:.2f} ms ({100 * share:.1f}% of model time): "
               f"metrics {r['metrics_ms']:.2f} ms, other {r['other_ms']:.2f} ms")
+        if not math.isnan(r["population_s"]):
+            print(f"{'':>12}  population metrics (FD, KID, CMMD, 200 resamples, every iteration and group): "
+                  f"{r['population_s']:.2f} s = {100 * r['population_s'] / r['wall_s']:.2f}% of the run's wall time")
 
 
 if __name__ == "__main__":

@@ -449,6 +449,14 @@ def metrics(verbose: bool) -> None:
         click.echo(f"    regions: {', '.join(spec.regions) or 'whole image only'} ({spec.region_note})")
         for key, (default, help_text) in spec.options.items():
             click.echo(f"    option {key} (default {default!r}): {help_text}")
+    if verbose:
+        from .population import POPULATION_METRICS
+
+        click.echo("\nPopulation metrics (per group and iteration in `ripbench report`, from the features the run "
+                   "stored; no network is rerun):")
+        for facts in POPULATION_METRICS.values():
+            click.echo(f"    {facts['label']}: on the {facts['features']} metric's features "
+                       f"(backbone: its option model); {facts['direction']}")
     click.echo(f"\nChoose with --set metrics.names=[...]; plug-ins register in the entry-point group "
                f"'{ENTRY_POINT_GROUP}'.")
 

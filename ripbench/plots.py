@@ -853,3 +853,31 @@ def drift_heatmap(
             bar.set_label("mean |last snapshot - original|\n(pixel values 0-1)", fontsize=7)
             bar.ax.tick_params(labelsize=6.5)
         return save_figure(fig, path, formats)
+
+
+def population_curves(population: pd.DataFrame, path: str | Path, by: Sequence[str] = ("model", "mask_label"), *,
+                      formats: Sequence[str] | None = None) -> Path:
+    """Population distance of each group's images from their originals vs iteration, one panel per metric.
+
+    ``population`` is :func:`ripbench.analysis.population_drift`'s frame (value, lo, hi, n per group,
+    iteration and metric); band: its bootstrap interval over images. Labels and directions come from
+    :data:`ripbench.population.POPULATION_METRICS`.
+    """
+    from .population import POPULATION_METRICS
+
+    metrics = [m for m in POPULATION_METRICS if m in set(population["metric"])]
+    if not metrics:
+        raise ValueError("no population metric in the frame")
+    by = list(by)
+    keys = ordered_groups(population, by)
+    colours = dict(zip(keys, _colours(len(keys))))
+    with figure_style() as plt:
+        fig, axes = _grid(plt, len(metrics), 3, 2.3)
+        for ax, metric in zip(axes.flat, metrics):
+            rows = population[population["metric"] == metric].rename(columns={"value": "mean"})
+            _draw_lines(ax, rows, by, keys, colours)
+            _iteration_axis(ax)
+            facts = POPULATION_METRICS[metric]
+            ax.set_ylabel(f"{facts['label']} to the originals\n({facts['direction']})")
+        _legend_below(fig)
+        return save_figure(fig, path, formats)

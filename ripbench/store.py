@@ -4,6 +4,8 @@ Layout of one run (``<output_dir>/<name>/``)::
 
     manifest.json                 resolved config, versions, git commit, device, models, times
     metrics/part-<hash>.parquet   per-iteration rows; one part per finished batch of trajectories
+    features/part-<hash>.npz      per-image features of metrics that store them (DINOv2, CLIP), float16,
+                                  one row per (trajectory, iteration); the same parts as the rows
     images/<trajectory>/iter_0005.png, mask_0005.png   snapshots at chosen iterations
     figures/collapse_curves.png   first-look plot
     export/<format>/              ``ripbench export`` (see :mod:`ripbench.export`)
@@ -51,6 +53,7 @@ from .io import atomic_save, atomic_write_text
 
 MANIFEST = "manifest.json"
 METRICS_DIR = "metrics"
+FEATURES_DIR = "features"
 IMAGES_DIR = "images"
 FIGURES_DIR = "figures"
 #: Bounding box of the iteration's mask in the results table, pixels, end-exclusive (missing at iteration 0).
@@ -207,6 +210,61 @@ class RunStore:
         atomic_save(path, lambda tmp: rows.to_parquet(tmp, index=False))
         return path
 
+    # -- stored features -----------------------------------------------------
+    @property
+    def features_dir(self) -> Path:
+        return self.run_dir / FEATURES_DIR
+
+    def feature_files(self) -> list[Path]:
+        return sorted(self.features_dir.glob("part-*.npz")) if self.features_dir.is_dir() else []
+
+    def write_features(self, features: dict[str, np.ndarray]) -> Path:
+        """Write a batch's stored features as one ``.npz`` part (named like its rows' part).
+
+        ``features``: ``trajectory_id`` (N strings), ``iteration`` (N ints) and, per metric, an ``N x D``
+        array (stored as float16).
+        """
+        ids = np.asarray(features["trajectory_id"]).astype(str)
+        digest = hashlib.sha1("\n".join(sorted(set(ids.tolist()))).encode()).hexdigest()[:16]
+        arrays: dict[str, Any] = {k: np.asarray(v, dtype=np.float16) for k, v in features.items()
+                                  if k not in ("trajectory_id", "iteration")}
+        # ids once per trajectory, an int32 index per row (a row's id string would outweigh its features)
+        arrays["_ids"], arrays["_row"] = np.unique(ids, return_inverse=True)
+        arrays["_row"] = arrays["_row"].astype(np.int32)
+        arrays["iteration"] = np.asarray(features["iteration"], dtype=np.int32)
+        path = self.features_dir / f"part-{digest}.npz"
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+
+        atomic_save(path, write)
+        return path
+
+    def load_features(self) -> dict[str, np.ndarray]:
+        """Every stored feature of the run: ``trajectory_id``, ``iteration`` and ``N x D`` float16 arrays per metric.
+
+        Empty dict when the run stored none. A (trajectory, iteration) written twice (a batch recomputed after an
+        interruption) keeps its last copy. A damaged part is named (delete it and run again with --overwrite).
+        """
+        parts: list[dict[str, np.ndarray]] = []
+        for path in self.feature_files():
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    part = {k: data[k] for k in data.files if not k.startswith("_")}
+                    part["trajectory_id"] = data["_ids"][data["_row"]]
+                    parts.append(part)
+            except Exception as exc:  # zipfile / numpy raise several types for a damaged file
+                raise ResultsError(f"corrupt features part {path} ({exc}); delete it and run again with --overwrite "
+                                   "to recompute the features") from None
+        if not parts:
+            return {}
+        names = set.intersection(*(set(p) for p in parts))
+        out = {k: np.concatenate([p[k] for p in parts]) for k in sorted(names)}
+        keys = pd.Series(out["trajectory_id"]).str.cat(pd.Series(out["iteration"]).astype(str), sep="\x00")
+        keep = ~keys.duplicated(keep="last").to_numpy()
+        return {k: v[keep] for k, v in out.items()}
+
     def finished_trajectories(self) -> set[str]:
         """Ids of trajectories whose rows are safely on disk."""
         done: set[str] = set()
@@ -273,7 +331,7 @@ class RunStore:
 
     def remove(self) -> None:
         """Delete everything this run wrote, and the folder itself when it is left empty."""
-        for name in (MANIFEST, METRICS_DIR, IMAGES_DIR, FIGURES_DIR, "README.md"):
+        for name in (MANIFEST, METRICS_DIR, FEATURES_DIR, IMAGES_DIR, FIGURES_DIR, "README.md"):
             p = self.run_dir / name
             if p.is_dir():
                 shutil.rmtree(p)

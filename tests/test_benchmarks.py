@@ -30,12 +30,17 @@ def test_device_benchmark_cpu_variant_writes_its_table(tmp_path: Path, capsys: p
     monkeypatch.setattr(registry, "_BUILTINS", dict(registry._BUILTINS))  # the benchmark registers its model
     bench = _load("bench_device")
     data = bench.main(["--device", "cpu", "--size", "32", "--steps", "2", "--iterations", "1",
-                       "--batch-sizes", "1,2", "--naive-images", "1", "--out", str(tmp_path)])
+                       "--batch-sizes", "1,2", "--naive-images", "1", "--out", str(tmp_path),
+                       "--semantic", "on", "--semantic-size", "tiny"])
     written = json.loads(next(tmp_path.glob("cpu-*.json")).read_text())
     assert written["rows"] == data["rows"] and not data["errors"]
-    assert [(r["configuration"], r["batch"]) for r in data["rows"]] == [("naive loop", 1), ("harness", 1), ("harness", 2)]
+    assert [(r["configuration"], r["batch"]) for r in data["rows"]] == [
+        ("naive loop", 1), ("harness", 1), ("harness", 2), ("harness + DINOv2 + CLIP", 2)]
     assert all(r["img_per_s"] > 0 for r in data["rows"]) and data["rows"][1]["ratio_to_naive"] > 0
-    assert "| naive loop | 1 | no |" in capsys.readouterr().out
+    semantic = data["rows"][-1]
+    assert semantic["semantic_ms_per_image"] > 0 and 0 < semantic["population_share_of_run"]
+    out = capsys.readouterr().out
+    assert "| naive loop | 1 | no |" in out and "semantic: " in out
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "torchvision", "lpips", "diffusers", "datasets", "tensorboard")
+HEAVY = ("torch", "torchvision", "lpips", "diffusers", "transformers", "datasets", "tensorboard")
 MARKER = "RIPBENCH-HEAVY-MODULES:"
 
 

@@ -16,7 +16,9 @@ they share. All statistics work per group of trajectories, grouped by any column
   the last observed iteration; log-rank tests via :func:`scipy.stats.logrank`);
 * :func:`region_summary` - drift in the current / outside / ever / never-masked regions;
 * :func:`failures` - the trajectories whose model call failed or whose metric is missing;
-* :func:`group_summary` - one row per group with the main numbers and their intervals.
+* :func:`group_summary` - one row per group with the main numbers and their intervals;
+* :func:`population_drift` - FD / KID / CMMD of each group's images per iteration vs their originals,
+  from the features the run stored (DINOv2, CLIP), with bootstrap intervals over images.
 
 Modules, in the order the data flows: :mod:`~ripbench.analysis.loading` (loading and aligning runs,
 trajectories, groups, metric values), :mod:`~ripbench.analysis.curves` (mean curves, drift and
@@ -76,18 +78,21 @@ from .loading import (
     trajectory_uid,
     with_keys,
 )
+from .population import FD_MIN_IMAGES_NOTE, feature_matrix, has_features, population_drift, run_features
 from .regions import REGION_MEANINGS, local_metric, model_spaces, region_columns, region_summary, run_handoffs
 from .summary import clip_iterations, format_summary, group_summary, summary_metrics
 from .survival import collapse_events, kaplan_meier, logrank_tests, median_collapse, survival_curves
 
 __all__ = [
-    "DEFAULT_THRESHOLDS", "LPIPS_REFERENCE_POINTS", "MIN_FIT_ITERATIONS", "MIN_FIT_R2", "PAIRING_FIELDS",
+    "DEFAULT_THRESHOLDS", "FD_MIN_IMAGES_NOTE", "LPIPS_REFERENCE_POINTS", "MIN_FIT_ITERATIONS", "MIN_FIT_R2",
+    "PAIRING_FIELDS",
     "PSNR_CAP_DB", "REGION_MEANINGS", "TRAJECTORY_COLUMNS", "CollapseRule", "bootstrap_curves",
     "check_compatible", "clip_iterations", "collapse_events", "collapse_rule", "collapse_rule_note",
-    "drift_stats", "drift_values", "exponential_approach", "failures", "fit_exponential", "format_summary",
-    "group_summary", "iter_groups", "kaplan_meier", "load_runs", "logrank_tests", "median_collapse",
-    "metric_direction", "metric_values", "observed", "present_metrics", "region_columns", "region_summary",
-    "local_metric", "model_spaces", "run_handoffs", "decomposition_arms", "dominant_sources", "drift_decomposition",
-    "run_differences", "summary_metrics", "survival_curves", "trajectory_auc",
+    "drift_stats", "drift_values", "exponential_approach", "failures", "feature_matrix", "fit_exponential",
+    "format_summary", "group_summary", "has_features", "iter_groups", "kaplan_meier", "load_runs", "logrank_tests",
+    "median_collapse", "metric_direction", "metric_values", "observed", "population_drift", "present_metrics",
+    "region_columns", "region_summary", "local_metric", "model_spaces", "run_handoffs", "decomposition_arms",
+    "dominant_sources", "drift_decomposition", "run_differences", "run_features", "summary_metrics", "survival_curves",
+    "trajectory_auc",
     "trajectory_keys", "trajectory_matrix", "trajectory_slopes", "trajectory_uid", "with_keys",
 ]

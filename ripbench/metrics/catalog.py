@@ -6,7 +6,9 @@ spec's ``compute`` is a ``"module:attr"`` reference, imported when the metric is
 
 * ``lpips`` -> :class:`ripbench.metrics.lpips_metric.LPIPS`;
 * ``ssim`` -> :class:`ripbench.metrics.ssim.SSIMMetric`;
-* ``psnr``, ``mse`` -> :class:`ripbench.metrics.pixel.PSNRMetric`, :class:`~ripbench.metrics.pixel.MSEMetric`.
+* ``psnr``, ``mse`` -> :class:`ripbench.metrics.pixel.PSNRMetric`, :class:`~ripbench.metrics.pixel.MSEMetric`;
+* ``dinov2``, ``clip`` -> :class:`ripbench.metrics.semantic.DinoV2Metric`, :class:`~ripbench.metrics.semantic.ClipMetric`
+  (transformers backbones, imported when built).
 
 The specs stay importable from those modules too (``from ripbench.metrics.ssim import SSIM_SPEC``).
 
@@ -34,6 +36,11 @@ __all__ = [
     "SSIM_SPEC",
     "SSIM_TRUNCATE",
     "SSIM_WIN_SIZE",
+    "CLIP_DEFAULT_MODEL",
+    "CLIP_SPEC",
+    "DINOV2_DEFAULT_MODEL",
+    "DINOV2_SPEC",
+    "SEMANTIC_OPTIONS",
 ]
 
 # --- LPIPS ----------------------------------------------------------------------------------------
@@ -124,4 +131,44 @@ PSNR_SPEC = MetricSpec(
     # so 100 dB marks "no visible difference" without letting one identical frame dominate a mean.
     inf_value=100.0,
     reach=0,
+)
+
+# --- semantic similarity (image embeddings of a transformers backbone; ripbench.metrics.semantic) ------
+
+#: Default DINOv2 checkpoint (Oquab et al. 2023; FD-DINOv2 of Stein et al. 2023 uses the same family).
+DINOV2_DEFAULT_MODEL = "facebook/dinov2-small"
+#: Default CLIP checkpoint (Radford et al. 2021). CMMD's paper uses ViT-L/14@336; ViT-B/32 is the cheap default.
+CLIP_DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+
+
+def _semantic_options(default: str) -> dict[str, tuple[Any, str]]:
+    return {
+        "model": (default, "Hugging Face Hub id or local folder (saved with save_pretrained / a downloaded snapshot)"),
+        "revision": (None, "Hub revision (branch, tag or commit); default: the Hub's main"),
+        "local_files_only": (False, "never contact the Hub (use the local folder or the HF cache only); "
+                                    "also on when HF_HUB_OFFLINE=1"),
+    }
+
+
+#: The options both semantic metrics take (name -> (default, help)), with the DINOv2 default model.
+SEMANTIC_OPTIONS = _semantic_options(DINOV2_DEFAULT_MODEL)
+
+_SEMANTIC_NOTE = ("one embedding per image (the checkpoint's own resize / crop / normalisation, done on the device); "
+                  "cosine distance between embeddings")
+
+DINOV2_SPEC = MetricSpec(
+    name="dinov2", label="DINOv2 distance", higher_is_better=False, range=(0.0, 2.0), identity=0.0,
+    compute="ripbench.metrics.semantic:DinoV2Metric", regions=(),
+    description=f"semantic distance: 1 - cosine similarity of DINOv2 image embeddings (CLS token after the final "
+                f"layer norm; backbone {DINOV2_DEFAULT_MODEL} by default, any DINOv2 size selectable with option "
+                "model); its features feed FD-DINOv2, KID and precision / recall per iteration",
+    options=_semantic_options(DINOV2_DEFAULT_MODEL), region_note=_SEMANTIC_NOTE,
+)
+CLIP_SPEC = MetricSpec(
+    name="clip", label="CLIP distance", higher_is_better=False, range=(0.0, 2.0), identity=0.0,
+    compute="ripbench.metrics.semantic:ClipMetric", regions=(),
+    description=f"semantic distance: 1 - cosine similarity of CLIP image embeddings (projected; backbone "
+                f"{CLIP_DEFAULT_MODEL} by default, selectable with option model); its embeddings feed CMMD per "
+                "iteration",
+    options=_semantic_options(CLIP_DEFAULT_MODEL), region_note=_SEMANTIC_NOTE,
 )

@@ -17,8 +17,8 @@ figures and report pick up its label and direction from the spec.
 
 Example
 -------
->>> sorted(available_metrics())[:4]
-['lpips', 'mse', 'psnr', 'ssim']
+>>> sorted(available_metrics())[:6]
+['clip', 'dinov2', 'lpips', 'mse', 'psnr', 'ssim']
 >>> get_metric_spec("ssim").higher_is_better
 True
 >>> spec_for_column("lpips_orig_never").name, spec_for_column("halluc_score")
@@ -65,10 +65,13 @@ BUILTIN_METRICS: dict[str, str] = {
     "ssim": "ripbench.metrics.catalog:SSIM_SPEC",
     "psnr": "ripbench.metrics.catalog:PSNR_SPEC",
     "mse": "ripbench.metrics.catalog:MSE_SPEC",
+    "dinov2": "ripbench.metrics.catalog:DINOV2_SPEC",
+    "clip": "ripbench.metrics.catalog:CLIP_SPEC",
 }
 
-#: The built-in metrics, in their default order.
-METRIC_NAMES: tuple[str, ...] = tuple(BUILTIN_METRICS)
+#: The default metrics, in their default order (the semantic ones, ``dinov2`` and ``clip``, need
+#: network weights from the Hub or a local folder and are chosen explicitly).
+METRIC_NAMES: tuple[str, ...] = ("lpips", "ssim", "psnr", "mse")
 
 _REGISTERED: dict[str, MetricSpec | str] = {}
 #: Metrics registered from a ``module:attr`` reference in a config: name -> the reference.

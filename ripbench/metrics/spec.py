@@ -131,6 +131,11 @@ class Metric(ABC):
         """What the run manifest records about this metric's settings (weights, windows, ...)."""
         return {}
 
+    def features(self, prepared: Any) -> torch.Tensor | None:
+        """A ``B x D`` feature vector per image from its :meth:`prepare` output, stored by the run for the
+        population metrics (:mod:`ripbench.population`); ``None`` (default): the metric stores none."""
+        return None
+
 
 class FunctionMetric(Metric):
     """A :class:`Metric` around a plain function ``f(a, b) -> whole`` or ``-> (whole, per_pixel)``."""

@@ -129,6 +129,9 @@ class MetricSuite:
             name: spec.build(self.device, **self.options[name]) for name, spec in self.specs.items()
         }
         self.groups = _groups(self.metrics)
+        #: the metrics whose prepared data yield stored features (:meth:`Metric.features`).
+        self.feature_metrics = tuple(name for name, metric in self.metrics.items()
+                                     if type(metric).features is not Metric.features)
 
     def keys(self, regions: Iterable[str] = ()) -> tuple[str, ...]:
         """Keys :meth:`compare` returns for these regions: ``("lpips", "lpips_current", ...)``."""
@@ -307,6 +310,16 @@ class DriftTracker:
         self.local_steps = 0
         #: the regions of the last step.
         self.regions: RegionSet | None = None
+
+    def features(self) -> dict[str, torch.Tensor]:
+        """Stored features of the latest image (the original before the first :meth:`step`), per metric that
+        has them (see :meth:`Metric.features`): ``{name: B x D}``, on the device."""
+        out: dict[str, torch.Tensor] = {}
+        for name in self.suite.feature_metrics:
+            found = self.suite.metrics[name].features(self._prev[name])
+            if found is not None:
+                out[name] = found
+        return out
 
     def ever_fraction(self) -> torch.Tensor:
         """Share of each image repainted at least once so far (``B`` float32; from the last step's regions)."""

@@ -111,6 +111,11 @@ def how_to_read(rule: analysis.CollapseRule, ci: float) -> list[tuple[str, str]]
                           "above 0. The content-matched AUROC compares hallucinated and in-support outputs with "
                           "the same number of shapes in the repainted region only. Intervals resample whole "
                           "trajectories."),
+        ("Semantic and population drift", "DINOv2 / CLIP distance: 1 - cosine similarity of the embeddings of an "
+                                          "image and its original (0 = same embedding). FD, KID and CMMD compare "
+                                          "the set of originals with the set of images at an iteration, per group, "
+                                          "from the embeddings stored with the run; their intervals resample "
+                                          "images. FD depends on n: compare it only between groups of equal n."),
         ("PSNR", f"identical images have infinite PSNR; it is counted as {analysis.PSNR_CAP_DB:g} dB so that means "
                  "stay finite."),
     ]

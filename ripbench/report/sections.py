@@ -20,6 +20,7 @@ from ..io import atomic_write_text
 from ..metrics.registry import column_label, spec_for_column
 from ..stats import holm
 from .document import Figure, Section
+from .population import semantic_section
 from .tables import (
     MAX_LISTED_FAILURES,
     band_table,
@@ -334,10 +335,11 @@ def _failure_section(c: Context) -> Section:
 
 def build_sections(c: Context, *, keep: float, max_strips: int) -> list[Section]:
     """Every section that has something to show, in the page's order: summary, drift, survival, paired
-    comparisons, regions, drift decomposition, hallucination, pictures, failures (each adds its headline findings to ``c.top``)."""
+    comparisons, regions, drift decomposition, semantic and population drift, hallucination, pictures, failures
+    (each adds its headline findings to ``c.top``)."""
     built = [_summary_section(c), _drift_section(c), _survival_section(c), _paired_section(c), _region_section(c),
-             _decomposition_section(c),
-             _hallucination_section(c, keep), _pictures_section(c, max_strips), _failure_section(c)]
+             _decomposition_section(c), semantic_section(c), _hallucination_section(c, keep),
+             _pictures_section(c, max_strips), _failure_section(c)]
     return [s for s in built if s is not None]
 
 

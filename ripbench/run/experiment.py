@@ -94,6 +94,12 @@ def metric_suite(config: ExperimentConfig, device: torch.device) -> MetricSuite:
     except WeightsError as exc:
         if config.metrics.lpips_required or config.metrics.lpips_weights is not None or "lpips" not in names:
             raise
+        try:  # only LPIPS may be dropped: another metric without weights (DINOv2, CLIP) stops the run
+            MetricSuite(names=["lpips"], options={"lpips": options["lpips"]}, device=device)
+        except WeightsError:
+            pass
+        else:
+            raise
         warnings.warn(f"LPIPS dropped from this run: {exc}", stacklevel=2)
         names.remove("lpips")
         if not names:
@@ -431,8 +437,9 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
                 while group:
                     batch = group[:size]
                     try:
+                        feats: list[dict[str, Any]] = []
                         rows = run_batch(model, batch, config, suites[dev_key], window, store.image_dir,
-                                         bar.update, annotate, writer, detectors)
+                                         bar.update, annotate, writer, detectors, on_features=feats.append)
                     except torch.cuda.OutOfMemoryError:
                         if size == 1:
                             raise
@@ -441,6 +448,8 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
                         warnings.warn(f"CUDA out of memory with {len(batch)} trajectories per call of model "
                                       f"{label!r}; retrying with {size}", stacklevel=2)
                         continue
+                    for found in feats:  # before the rows: a part on disk means its features are too
+                        writer.submit(store.write_features, found)
                     writer.submit(store.write_part, rows)
                     if tracker is not None:
                         tracker.batch_done(rows)

@@ -162,7 +162,8 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
               window: ScoreWindow | None, image_dir: Callable[[str], Path],
               on_step: Callable[[int], object] = lambda n: None,
               annotate: Annotator | None = None, writer: BackgroundWriter | None = None,
-              detectors: DetectorSuite | None = None) -> pd.DataFrame:
+              detectors: DetectorSuite | None = None,
+              on_features: Callable[[dict[str, np.ndarray]], object] | None = None) -> pd.DataFrame:
     """Run a batch of trajectories through all iterations and return their rows (iteration 0 included).
 
     Args:
@@ -179,6 +180,8 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
         detectors: the enabled detectors (one ``det_*`` column each; ``halluc_score*`` alias their
             ``x0-variance`` columns); ``None`` = none. ``x0-variance-component`` labels components
             on the CPU, so with it the loop waits for the device once per iteration.
+        on_features: called once, at the end, with the stored features of the batch's rows (see
+            :meth:`ripbench.store.RunStore.write_features`), when a metric has features (DINOv2, CLIP).
 
     Nothing inside the loop waits for the device: masks are uploaded asynchronously, checks and
     metrics stay on the device, timings are device events, and values reach the host once, at
@@ -198,6 +201,7 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
         _snapshot(trajs, image_dir, 0, original, None, writer)
 
     per_iter: dict[str, list[torch.Tensor]] = {}
+    features = {name: [f] for name, f in tracker.features().items()}  # iteration 0: the originals
     extras: dict[str, list[Any]] = {}
     model_extras: set[str] | None = None
     start_extras = annotate(original) if annotate else {}
@@ -229,6 +233,8 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
 
         for name, v in tracker.step(new, masks).items():
             per_iter.setdefault(name, []).append(v)
+        for name, f in tracker.features().items():
+            features[name].append(f)
         dets = detectors.columns(result, masks, new, given, window) if detectors is not None else {}
         if window is not None:
             for name, column in window.columns(result, masks).items():
@@ -261,7 +267,24 @@ def run_batch(model: Inpainter, trajs: Sequence[Trajectory], config: ExperimentC
     for model_time, total in clock.read():
         host["model_seconds"].extend([model_time / b] * b)
         host["overhead_seconds"].extend([(total - model_time) / b] * b)
-    return _rows(trajs, n_iter, suite, per_iter, host, extras, start_extras)
+    table = _rows(trajs, n_iter, suite, per_iter, host, extras, start_extras)
+    if features and on_features is not None:
+        on_features(_stored_features(trajs, n_iter, features, table))
+    return table
+
+
+def _stored_features(trajs: list[Trajectory], n_iter: int, features: dict[str, list[torch.Tensor]],
+                     table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The batch's features (iteration-major, one host transfer per metric) for the rows the table kept."""
+    b = len(trajs)
+    ids = np.array([t.id for t in trajs] * (n_iter + 1))
+    iterations = np.repeat(np.arange(n_iter + 1), b)
+    kept = set(zip(table["trajectory_id"], table["iteration"].astype(int)))
+    keep = np.array([(i, int(k)) in kept for i, k in zip(ids, iterations)])
+    out: dict[str, np.ndarray] = {"trajectory_id": ids[keep], "iteration": iterations[keep]}
+    for name, per_k in features.items():
+        out[name] = torch.cat(per_k).to(torch.float16).cpu().numpy()[keep]
+    return out
 
 
 def _not_a_result(result: Any, model: Inpainter, label: str) -> str:
