@@ -870,12 +870,12 @@ def population_curves(population: pd.DataFrame, path: str | Path, by: Sequence[s
         raise ValueError("no population metric in the frame")
     by = list(by)
     keys = ordered_groups(population, by)
-    colours = dict(zip(keys, _colours(len(keys))))
+    styles = group_styles(keys)
     with figure_style() as plt:
         fig, axes = _grid(plt, len(metrics), 3, 2.3)
         for ax, metric in zip(axes.flat, metrics):
             rows = population[population["metric"] == metric].rename(columns={"value": "mean"})
-            _draw_lines(ax, rows, by, keys, colours)
+            _draw_lines(ax, rows, by, keys, styles)
             _iteration_axis(ax)
             facts = POPULATION_METRICS[metric]
             ax.set_ylabel(f"{facts['label']} to the originals\n({facts['direction']})")

@@ -128,7 +128,7 @@ def test_two_processes_give_the_one_process_table(tmp_path: Path, one_process: p
     pd.testing.assert_frame_equal(one_process, b)  # load_table also refuses duplicated rows
     manifest = b_store.read_manifest()
     assert manifest["world_size"] == 2 and manifest["nodes"] == 1 and manifest["status"] == "complete"
-    assert list(manifest["models"]) == ["PausingFill"]
+    assert list(manifest["models"]) == ["pausing-fill"]  # the declared name labels the model
     assert two.stdout.count("results table:") == 1  # only rank 0 reports
 
 
