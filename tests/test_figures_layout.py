@@ -108,7 +108,8 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         figures[written.stem] = fig
         return written
 
-    monkeypatch.setattr(plots, "save_figure", keep)
+    for module in (plots, plots.curves, plots.hallucination, plots.images):  # each figure module calls its own
+        monkeypatch.setattr(module, "save_figure", keep)
     return figures
 
 

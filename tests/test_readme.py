@@ -25,8 +25,9 @@ def test_readme_python_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     blocks = python_blocks(README.read_text())
     assert len(blocks) >= 4
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(registry, "_REGISTERED", {})  # snippets may register metrics: keep them local
-    registry._lookup_for.cache_clear()
+    monkeypatch.setattr(registry.METRICS, "_registered", {})  # snippets may register metrics: keep them local
+    monkeypatch.setattr(registry.METRICS, "_referenced", {})
+    registry.METRICS.clear_cache()
     # the snippets load results/quick: make a short one first (2 iterations, 2 photos, 2 shapes)
     config = apply_overrides(load_preset("quick"), [
         "iterations=2", "inputs.names=[astronaut,coffee]", "models.1.inputs.count=2", "output_dir=results"])
@@ -35,4 +36,4 @@ def test_readme_python_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     for path, block in [(README, b) for b in blocks] + [(RESULTS_README, b) for b in
                                                           python_blocks(RESULTS_README.read_text())]:
         exec(compile(block, str(path), "exec"), namespace)  # noqa: S102 - our own documentation
-    registry._lookup_for.cache_clear()
+    registry.METRICS.clear_cache()

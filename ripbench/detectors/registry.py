@@ -29,17 +29,16 @@ ripbench.errors.ConfigError: unknown detector 'nope'; available: x0-variance, x0
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
-from functools import lru_cache
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ripbench.detectors.spec import NEEDS, DetectorBatch, DetectorSpec
+from ripbench.detectors.spec import NEEDS, DetectorSpec
 from ripbench.errors import ConfigError
-from ripbench.references import Expected, plugin_references, resolve_reference
+from ripbench.registry import SpecRegistry
 
 __all__ = [
     "BUILTIN_DETECTORS",
+    "DETECTORS",
     "ENTRY_POINT_GROUP",
     "adopt_recorded_detectors",
     "available_detectors",
@@ -63,66 +62,22 @@ BUILTIN_DETECTORS: dict[str, str] = {
     "edge-density": "ripbench.detectors.catalog:EDGE_DENSITY",
 }
 
-_REGISTERED: dict[str, DetectorSpec] = {}
+#: The detector registry (:class:`ripbench.registry.SpecRegistry`); the functions below are its public face.
+DETECTORS: SpecRegistry[DetectorSpec] = SpecRegistry(
+    "detector", DetectorSpec, group=ENTRY_POINT_GROUP, builtins=BUILTIN_DETECTORS, fixed_builtins=True,
+    unknown_hint="or a 'module:attr' reference; ")
+#: What a detector's ``"module:attr"`` reference (config, built-in, entry point) may name.
+SPEC_REFERENCE = DETECTORS.expected
+#: Forget a detector registered with :func:`register_detector` (built-ins and plug-ins stay).
+unregister_detector = DETECTORS.unregister
+#: Every known detector name -> where its spec comes from (built-ins first, then plug-ins).
+available_detectors = DETECTORS.available
 
 
 def register_detector(spec: DetectorSpec) -> DetectorSpec:
     """Make ``spec`` available under ``spec.name`` (replacing an earlier registration of that name;
     a built-in name is refused)."""
-    if not isinstance(spec, DetectorSpec):
-        raise ConfigError(f"register_detector expects a DetectorSpec, got {type(spec).__name__}")
-    if spec.name in BUILTIN_DETECTORS:
-        raise ConfigError(f"detector name {spec.name!r} is a built-in; choose another name")
-    _REGISTERED[spec.name] = spec
-    _lookup_for.cache_clear()
-    return spec
-
-
-def unregister_detector(name: str) -> None:
-    """Forget a detector registered with :func:`register_detector` (built-ins and plug-ins stay)."""
-    _REGISTERED.pop(name, None)
-    _lookup_for.cache_clear()
-
-
-def _plugin_refs() -> dict[str, str]:
-    return plugin_references(ENTRY_POINT_GROUP, BUILTIN_DETECTORS, "detector")
-
-
-
-def available_detectors() -> dict[str, str]:
-    """Every known detector name -> where its spec comes from (built-ins first, then plug-ins)."""
-    out: dict[str, str] = {name: "built-in" for name in BUILTIN_DETECTORS}
-    out.update({name: f"plug-in {ref}" for name, ref in _plugin_refs().items()})
-    out.update({name: "registered" for name in _REGISTERED if name not in out})
-    return out
-
-
-def _unknown(name: str) -> ConfigError:
-    return ConfigError(f"unknown detector {name!r}; available: {', '.join(available_detectors())} "
-                       f"(or a 'module:attr' reference; plug-ins register in the entry-point group "
-                       f"'{ENTRY_POINT_GROUP}')")
-
-
-#: What a detector's ``"module:attr"`` reference (config, built-in, entry point) may name.
-SPEC_REFERENCE = Expected("a ripbench DetectorSpec", instance_of=(DetectorSpec,))
-
-
-def _load(ref: str, what: str) -> DetectorSpec:
-    spec: DetectorSpec = resolve_reference(ref, SPEC_REFERENCE, f"detector {what}")
-    return spec
-
-
-@lru_cache(maxsize=64)
-def _lookup_for(name: str, path: tuple[str, ...]) -> DetectorSpec:
-    if name in _REGISTERED:
-        return _REGISTERED[name]
-    ref = BUILTIN_DETECTORS.get(name) or _plugin_refs().get(name)
-    if ref is None:
-        raise _unknown(name)
-    spec = _load(ref, repr(name))
-    if spec.name != name:
-        raise ConfigError(f"detector registered as {name!r} ({ref!r}) calls itself {spec.name!r}")
-    return spec
+    return DETECTORS.register(spec)
 
 
 def get_detector(name: str) -> DetectorSpec:
@@ -130,14 +85,7 @@ def get_detector(name: str) -> DetectorSpec:
     known ones otherwise."""
     if not isinstance(name, str):
         raise ConfigError(f"a detector is given by name or 'module:attr', got {type(name).__name__}")
-    if ":" in name:
-        spec = _load(name, repr(name))
-        known = available_detectors()
-        if spec.name in known and _lookup_for(spec.name, tuple(sys.path)) is not spec:
-            raise ConfigError(f"detector {name!r} calls itself {spec.name!r}, the name of another detector "
-                              f"({known[spec.name]})")
-        return spec
-    return _lookup_for(name, tuple(sys.path))
+    return DETECTORS.load_reference(name) if ":" in name else DETECTORS.lookup(name)
 
 
 def resolve_detectors(names: Sequence[str]) -> list[DetectorSpec]:
@@ -157,14 +105,6 @@ def resolve_detectors(names: Sequence[str]) -> list[DetectorSpec]:
     return specs
 
 
-def _not_installed(name: str) -> Any:
-    def compute(batch: DetectorBatch) -> Any:
-        raise ConfigError(f"detector {name!r} is known only from a run's manifest (its plug-in is not installed "
-                          "here): it can be analysed but not computed")
-
-    return compute
-
-
 def adopt_recorded_detectors(manifest: dict[str, Any] | None) -> list[str]:
     """Make detectors known from a run's manifest (``manifest["detectors"]``) when their plug-in is missing.
 
@@ -178,15 +118,14 @@ def adopt_recorded_detectors(manifest: dict[str, Any] | None) -> list[str]:
     'Gone'
     >>> unregister_detector("gone")
     """
-    adopted = []
-    for record in (manifest or {}).get("detectors") or []:
-        name = record.get("name") if isinstance(record, dict) else None
-        if not name or name in available_detectors():
-            continue
-        register_detector(DetectorSpec(
-            name=name, label=record.get("label", name), kind=record.get("kind", "detector"),
-            direction=record.get("direction", "higher-is-suspect"),
-            needs=tuple(n for n in record.get("needs", ()) if n in NEEDS), compute=_not_installed(name),
-            description=record.get("description", "") + " (from a run's manifest; plug-in not installed)"))
-        adopted.append(name)
-    return adopted
+    records = [r for r in (manifest or {}).get("detectors") or [] if isinstance(r, dict)]
+    return DETECTORS.adopt(((r.get("name"), r) for r in records), _recorded_spec)
+
+
+def _recorded_spec(name: str, record: Mapping[str, Any], compute: Callable[..., Any]) -> DetectorSpec:
+    """A detector's spec from the fields a run's manifest recorded (``compute`` refuses to run)."""
+    return DetectorSpec(
+        name=name, label=record.get("label", name), kind=record.get("kind", "detector"),
+        direction=record.get("direction", "higher-is-suspect"),
+        needs=tuple(n for n in record.get("needs", ()) if n in NEEDS), compute=compute,
+        description=record.get("description", "") + " (from a run's manifest; plug-in not installed)")

@@ -28,19 +28,18 @@ True
 from __future__ import annotations
 
 import math
-import sys
-from collections.abc import Iterable
-from functools import lru_cache
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ripbench.errors import ConfigError
 from ripbench.metrics.spec import REGIONS, MetricSpec
-from ripbench.references import Expected, plugin_references, resolve_reference
+from ripbench.registry import SpecRegistry
 
 __all__ = [
     "BUILTIN_METRICS",
     "adopt_recorded_specs",
     "ENTRY_POINT_GROUP",
+    "METRICS",
     "METRIC_NAMES",
     "REFERENCES",
     "available_metrics",
@@ -73,41 +72,19 @@ BUILTIN_METRICS: dict[str, str] = {
 #: network weights from the Hub or a local folder and are chosen explicitly).
 METRIC_NAMES: tuple[str, ...] = ("lpips", "ssim", "psnr", "mse")
 
-_REGISTERED: dict[str, MetricSpec | str] = {}
-#: Metrics registered from a ``module:attr`` reference in a config: name -> the reference.
-_REFERENCED: dict[str, str] = {}
+#: The metric registry (:class:`ripbench.registry.SpecRegistry`); the functions below are its public face.
+METRICS: SpecRegistry[MetricSpec] = SpecRegistry("metric", MetricSpec, group=ENTRY_POINT_GROUP, builtins=BUILTIN_METRICS)
 #: What a metric's ``"module:attr"`` reference (built-in, entry point) may name.
-SPEC_REFERENCE = Expected("a ripbench MetricSpec", instance_of=(MetricSpec,))
+SPEC_REFERENCE = METRICS.expected
+#: Forget a metric registered with :func:`register_metric` (built-ins and plug-ins stay).
+unregister_metric = METRICS.unregister
+#: Every known metric name -> where its spec comes from (built-ins first, then plug-ins).
+available_metrics = METRICS.available
 
 
 def register_metric(spec: MetricSpec) -> MetricSpec:
     """Make ``spec`` available under ``spec.name`` (replacing an earlier registration of that name)."""
-    if not isinstance(spec, MetricSpec):
-        raise ConfigError(f"register_metric expects a MetricSpec, got {type(spec).__name__}")
-    _REGISTERED[spec.name] = spec
-    _lookup_for.cache_clear()
-    return spec
-
-
-def _plugin_refs() -> dict[str, str]:
-    return plugin_references(ENTRY_POINT_GROUP, BUILTIN_METRICS, "metric")
-
-
-def unregister_metric(name: str) -> None:
-    """Forget a metric registered with :func:`register_metric` (built-ins and plug-ins stay)."""
-    _REGISTERED.pop(name, None)
-    _REFERENCED.pop(name, None)
-    _lookup_for.cache_clear()
-
-
-
-def available_metrics() -> dict[str, str]:
-    """Every known metric name -> where its spec comes from (built-ins first, then plug-ins)."""
-    out: dict[str, str] = {name: "built-in" for name in BUILTIN_METRICS}
-    out.update({name: f"plug-in {ref}" for name, ref in _plugin_refs().items()})
-    out.update({name: f"reference {_REFERENCED[name]}" if name in _REFERENCED else "registered"
-                for name in _REGISTERED if name not in BUILTIN_METRICS})
-    return out
+    return METRICS.register(spec)
 
 
 def register_reference(ref: str) -> str:
@@ -118,14 +95,10 @@ def register_reference(ref: str) -> str:
 
     Refused (:class:`ConfigError`) when the spec takes the name of another metric.
     """
-    spec: MetricSpec = resolve_reference(ref, SPEC_REFERENCE, "metric")
-    known = available_metrics()
-    if spec.name in known and _REFERENCED.get(spec.name) != ref:
-        if _REGISTERED.get(spec.name) is spec:
-            return spec.name
-        raise ConfigError(f"metric {ref!r} calls itself {spec.name!r}, the name of another metric ({known[spec.name]})")
-    register_metric(spec)
-    _REFERENCED[spec.name] = ref
+    spec = METRICS.load_reference(ref)
+    if METRICS.referenced(spec.name) != ref and METRICS.registered(spec.name) is spec:
+        return spec.name  # registered in code already
+    METRICS.register(spec, reference=ref)
     return spec.name
 
 
@@ -147,25 +120,9 @@ def validate_metric_names(names: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(chosen))
 
 
-def _lookup(name: str) -> MetricSpec:
-    return _lookup_for(name, tuple(sys.path))
-
-
-@lru_cache(maxsize=64)
-def _lookup_for(name: str, path: tuple[str, ...]) -> MetricSpec:
-    ref = _REGISTERED.get(name) or BUILTIN_METRICS.get(name) or _plugin_refs().get(name)
-    if ref is None:
-        raise ConfigError(f"unknown metric {name!r}; available: {', '.join(available_metrics())} "
-                          f"(plug-ins register in the entry-point group '{ENTRY_POINT_GROUP}')")
-    spec = resolve_reference(ref, SPEC_REFERENCE, f"metric {name!r}") if isinstance(ref, str) else ref
-    if spec.name != name:
-        raise ConfigError(f"metric registered as {name!r} ({ref!r}) calls itself {spec.name!r}")
-    return spec
-
-
 def get_metric_spec(name: str) -> MetricSpec:
     """The spec of a metric by name; :class:`ConfigError` naming the known ones otherwise."""
-    return _lookup(name)
+    return METRICS.lookup(name)
 
 
 def column_name(metric: str, reference: str = "orig", region: str | None = None) -> str:
@@ -216,14 +173,6 @@ def spec_for_column(column: str) -> MetricSpec | None:
     return None
 
 
-def _not_installed(name: str) -> Any:
-    def compute(a: Any, b: Any) -> Any:
-        raise ConfigError(f"metric {name!r} is known only from a run's manifest (its plug-in is not installed here): "
-                          "it can be analysed but not computed")
-
-    return compute
-
-
 def adopt_recorded_specs(record: dict[str, Any] | None) -> list[str]:
     """Make metrics known from a run's manifest (``manifest["metrics"]``) when their plug-in is missing.
 
@@ -238,20 +187,19 @@ def adopt_recorded_specs(record: dict[str, Any] | None) -> list[str]:
     -1
     >>> unregister_metric("gone")
     """
-    adopted = []
-    for name in (record or {}).get("metrics") or []:
-        recorded = ((record or {}).get(name) or {}).get("spec")
-        if name in available_metrics() or not recorded:
-            continue
-        low, high = (float(v) for v in recorded.get("range", (-math.inf, math.inf)))
-        register_metric(MetricSpec(
-            name=name, label=recorded.get("label", name), higher_is_better=bool(recorded["higher_is_better"]),
-            range=(low, high), identity=float(recorded.get("identity", "nan")) if "identity" in recorded else low,
-            compute=_not_installed(name), units=recorded.get("units", ""),
-            regions=tuple(recorded.get("regions", ())), description=recorded.get("description", "") +
-            " (from a run's manifest; plug-in not installed)",
-            collapse_threshold=None if recorded.get("collapse_threshold") is None
-            else float(recorded["collapse_threshold"]),
-            inf_value=float(recorded.get("inf_value", 100.0))))
-        adopted.append(name)
-    return adopted
+    names = (record or {}).get("metrics") or []
+    return METRICS.adopt(((name, ((record or {}).get(name) or {}).get("spec")) for name in names), _recorded_spec)
+
+
+def _recorded_spec(name: str, recorded: Mapping[str, Any], compute: Callable[..., Any]) -> MetricSpec:
+    """A metric's spec from the fields a run's manifest recorded (``compute`` refuses to run)."""
+    low, high = (float(v) for v in recorded.get("range", (-math.inf, math.inf)))
+    return MetricSpec(
+        name=name, label=recorded.get("label", name), higher_is_better=bool(recorded["higher_is_better"]),
+        range=(low, high), identity=float(recorded.get("identity", "nan")) if "identity" in recorded else low,
+        compute=compute, units=recorded.get("units", ""),
+        regions=tuple(recorded.get("regions", ())), description=recorded.get("description", "") +
+        " (from a run's manifest; plug-in not installed)",
+        collapse_threshold=None if recorded.get("collapse_threshold") is None
+        else float(recorded["collapse_threshold"]),
+        inf_value=float(recorded.get("inf_value", 100.0)))

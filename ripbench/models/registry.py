@@ -28,11 +28,10 @@ import inspect
 import os
 import re
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, ModelNotFoundError, RipbenchError, add_note
-from ..references import Expected, check_kind, resolve_reference
+from ..references import Expected, plugin_references, resolve_reference
 
 if TYPE_CHECKING:  # the registry holds names and references; torch (via .base) loads when a model is built
     from .base import Inpainter, ModelOption
@@ -118,15 +117,16 @@ def _describe(factory: Any) -> str:
     return f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', repr(factory))}"
 
 
-def _entry_point_factories() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+def _plugin_refs() -> dict[str, str]:
+    """Name -> ``module:attr`` of every installed plug-in model (one named like a built-in is ignored
+    with a warning, as for metrics and detectors)."""
+    return plugin_references(ENTRY_POINT_GROUP, _BUILTINS, "model")
 
 
 def available_inpainters() -> dict[str, str]:
     """Return ``{name: description}`` of every built-in and entry-point model."""
     found = {name: desc for name, (_, desc) in _BUILTINS.items()}
-    for name, ep in _entry_point_factories().items():
-        found.setdefault(name, f"plug-in from {ep.value}")
+    found.update({name: f"plug-in from {ref}" for name, ref in _plugin_refs().items()})
     return dict(sorted(found.items()))
 
 
@@ -135,13 +135,11 @@ def resolve_factory(spec: str) -> Factory:
     if spec in _BUILTINS:
         factory, _ = _BUILTINS[spec]
         return _load_reference(factory, CODE_REFERENCE) if isinstance(factory, str) else factory
-    eps = _entry_point_factories()
-    if spec in eps:
-        try:
-            loaded = eps[spec].load()
-        except Exception as exc:  # a broken plug-in should say which one
-            raise ModelNotFoundError(f"plug-in model {spec!r} ({eps[spec].value}) failed to load: {exc}") from exc
-        return check_kind(loaded, CODE_REFERENCE, eps[spec].value, f"plug-in model {spec!r}", error=ModelNotFoundError)
+    plugin = _plugin_refs().get(spec)
+    if plugin is not None:  # a broken plug-in is named in one line
+        loaded: Factory = resolve_reference(plugin, CODE_REFERENCE, f"plug-in model {spec!r}", error=ModelNotFoundError,
+                                            form="package.module:factory")
+        return loaded
     if ":" in spec:
         return _load_reference(spec)
     known = ", ".join(available_inpainters()) or "(none)"
