@@ -1,6 +1,10 @@
 """The ``ripbench`` command line: parse, build a config, call the library.
 
 Run ``ripbench --help`` or ``ripbench COMMAND --help`` for the commands.
+
+One responsibility, though long: the click commands and their options, turning what a user typed
+into library calls and one-line errors. No computation lives here; each command calls the module
+that does the work (``run``, ``report``, ``analysis``, ``export``, ``training``, ``repro``).
 """
 
 from __future__ import annotations

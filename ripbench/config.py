@@ -4,6 +4,10 @@ A config is a YAML (or JSON) file; every field can be overridden from the CLI wi
 ``--set dotted.field=value``. Unknown or malformed fields raise :class:`ConfigError`
 naming the field and the allowed values, before any work starts.
 
+One responsibility, though long: the schema of an experiment (one pydantic model per section),
+its fingerprint and the differences between two configs. What a field *does* lives with the code
+that reads it (masks, inputs, models, metrics, the run loop).
+
 Example
 -------
 >>> from ripbench.config import load_preset, apply_overrides
