@@ -54,12 +54,14 @@ _SNAPSHOT = re.compile(r"iter_(\d+)\.png")
 
 
 def _clean(value: Any) -> Any:
-    """A table cell as plain JSON: NaN and missing values -> ``None``, numpy scalars -> Python."""
+    """A table cell as a plain value: NaN and missing values -> ``None``, numpy scalars -> Python. An
+    infinite value stays (PSNR of identical pixels is +inf, a fact, not a missing value; Parquet stores it,
+    ``metadata.jsonl`` writes ``Infinity``, which ``datasets`` reads back)."""
     if value is None or value is pd.NA:
         return None
     if hasattr(value, "item") and not isinstance(value, (list, dict, str, bytes)):
         value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float) and math.isnan(value):
         return None
     return value
 
@@ -168,7 +170,7 @@ def _write_imagefolder(records: list[dict[str, Any]], tmp: Path) -> None:
                     os.link(record[key], target)  # same filesystem: no copy
                 except OSError:
                     shutil.copyfile(record[key], target)
-        lines.append(json.dumps(_metadata_row(record, with_masks), allow_nan=False))
+        lines.append(json.dumps(_metadata_row(record, with_masks)))
     atomic_write_text(tmp / "metadata.jsonl", "\n".join(lines) + "\n")
 
 

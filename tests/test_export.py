@@ -25,7 +25,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     res = CliRunner().invoke(main, [
         "run", "--preset", "quick", "-n", str(ITERATIONS), "--mask", "grid:32", "--save-every", "1", "--name", "quick",
         "--set", "inputs.names=[coffee]", "--set", "models.1.inputs.count=2", "--set", "models.1.options.steps=10",
-        "--set", "hallucination.band=[0, 1.0]", "--set", "metrics.names=[ssim,mse]", "--no-progress",
+        "--set", "hallucination.band=[0, 1.0]", "--set", "metrics.names=[ssim,mse,psnr]", "--no-progress",
         "--output-dir", str(out)])
     assert res.exit_code == 0, res.output
     return out / "quick"
@@ -55,9 +55,12 @@ def test_export_loads_with_datasets_and_carries_provenance(quick_run: Path, fmt:
         assert column in rows.columns, column
     merged = rows.merge(table, on=["trajectory_id", "iteration"], suffixes=("", "_table"))
     assert len(merged) == len(rows)
-    for column in ("mse_orig", "halluc_score", "mask_y0", "mask_x1"):
+    for column in ("mse_orig", "psnr_orig", "halluc_score", "mask_y0", "mask_x1"):
         a, b = merged[column].astype(float).to_numpy(), merged[f"{column}_table"].astype(float).to_numpy()
+        assert np.array_equal(np.isnan(a), np.isnan(b)), column  # missing stays missing, nothing more
         assert np.allclose(a, b, equal_nan=True), column
+    # PSNR of identical pixels is +inf (the original, unchanged regions): exported as inf, not as missing
+    assert np.isinf(rows.loc[rows["iteration"] == 0, "psnr_orig"].astype(float)).all()
     later = rows[(rows["model"] == "shapes-ddpm") & (rows["iteration"] > 0)]
     assert later["halluc_score"].gt(0).all()
     assert rows.loc[rows["iteration"] == 0, "mask_y0"].isna().all()
