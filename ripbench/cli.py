@@ -327,7 +327,7 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool, report_to: 
         done = f", {finished} already finished" if finished else ""
         click.echo(f"ripbench: run {config.name!r}: {count(len(config.models), 'model')}, "
                    f"{count(trajectories, 'trajectory', 'trajectories')}"
-                   f"{done}, {config.iterations} iterations -> {run_dir}")
+                   f"{done}, {count(config.iterations, 'iteration')} -> {run_dir}")
 
     if os.environ.get("ACCELERATE_USE_CPU") and int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
         click.echo("ripbench: note: running as one process: `accelerate launch --cpu` starts a single process "
@@ -339,6 +339,8 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool, report_to: 
         from .trackers import start_trackers
 
         tracker = start_trackers(report_to, config, distributed=int(os.environ.get("WORLD_SIZE", "1") or 1) > 1)
+    tensorboard_logs = [t.folder for t in (tracker.trackers if tracker is not None else [])
+                        if t.name == "tensorboard" and isinstance(getattr(t, "folder", None), Path)]
     start = time.perf_counter()
     shown: set[str] = set()
 
@@ -393,6 +395,8 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool, report_to: 
     click.echo(f"results table: {result.run_dir / 'metrics'} (load with ripbench.load({str(result.run_dir)!r}))")
     click.echo(f"collapse curves: {figure}")
     click.echo(f"manifest: {result.run_dir / 'manifest.json'}")
+    for folder in tensorboard_logs:
+        click.echo(f"tensorboard logs: {folder} (tensorboard --logdir {folder.parent})")
 
 
 @main.command()
