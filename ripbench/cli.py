@@ -339,8 +339,8 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool, report_to: 
         from .trackers import start_trackers
 
         tracker = start_trackers(report_to, config, distributed=int(os.environ.get("WORLD_SIZE", "1") or 1) > 1)
-    tensorboard_logs = [t.folder for t in (tracker.trackers if tracker is not None else [])
-                        if t.name == "tensorboard" and isinstance(getattr(t, "folder", None), Path)]
+    tensorboard_logs = [folder for t in (tracker.trackers if tracker is not None else [])
+                        if t.name == "tensorboard" and isinstance(folder := getattr(t, "folder", None), Path)]
     start = time.perf_counter()
     shown: set[str] = set()
 
