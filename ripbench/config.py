@@ -314,6 +314,9 @@ class ExperimentConfig(_Strict):
     def _handoff(cls, value: Any) -> str:
         from .handoff import Handoff
 
+        if isinstance(value, dict) and len(value) == 1:  # YAML read `jpeg:` / `jpeg: 90` as a mapping
+            ((key, quality),) = value.items()
+            value = f"{key}:{'' if quality is None else quality}"
         try:
             return str(Handoff.parse(str(value)))
         except ConfigError as exc:

@@ -55,6 +55,13 @@ def test_bad_handoff_is_a_config_error(text: str, tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["run", "--model", "biharmonic", "--set", f"handoff={text}",
                                     "--output-dir", str(tmp_path), "--no-progress"])
     assert res.exit_code == 2 and "handoff" in res.output and "Traceback" not in res.output
+    assert f"unknown hand-off {text!r}" in res.output  # as typed (YAML reads `jpeg:` as a mapping)
+
+
+def test_handoff_written_with_a_space_in_yaml_is_the_jpeg_hand_off() -> None:
+    from ripbench.config import validate_config
+
+    assert validate_config({"handoff": {"jpeg": 90}}).handoff == "jpeg:90"  # `--set "handoff=jpeg: 90"`
 
 
 def test_handoff_is_in_the_fingerprint_only_when_not_float() -> None:
