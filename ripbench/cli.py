@@ -232,7 +232,23 @@ def build_config(config_file: Path | None, preset: str | None, models: tuple[str
         entries = []
         for m in models:
             entry: dict[str, Any] = {"name": m, "options": dict(opts)}
-            if m in base:  # keep the preset's options/inputs for that model
+            kept = config.models[0] if len(config.models) == 1 else None
+            if (kept is not None and kept.name in ("diffusers", "vae-roundtrip") and ":" not in m
+                    and ("/" in m or Path(m).expanduser().exists())):
+                # a checkpoint (Hub id or folder) in place of a preset's one checkpoint: the preset's protocol
+                # options stay (rip-paper's paste_back: false, prompt, steps; the VAE control stays the VAE
+                # alone, not the whole pipeline under the control's name); --model-opt still changes them
+                entry = {**kept.model_dump(mode="json", exclude_none=True, exclude={"label"}),
+                         "options": {**kept.options, **opts, "model": m}}
+                if kept.name == "diffusers":  # named by the checkpoint, labelled after it, as a plain --model is
+                    entry["name"] = m
+                    del entry["options"]["model"]
+                what = ("the VAE control's checkpoint (vae-roundtrip: no denoiser runs; for the whole pipeline "
+                        "use --preset rip-paper)" if kept.name == "vae-roundtrip" else
+                        "the checkpoint; the preset's model options stay: " +
+                        ", ".join(f"{k}={json.dumps(v)}" for k, v in kept.options.items() if k != "model" and k not in opts))
+                click.echo(f"ripbench: note: --model {m} is {what}", err=True)
+            elif m in base:  # keep the preset's options/inputs for that model
                 entry = {**base[m].model_dump(mode="json", exclude_none=True), "options": {**base[m].options, **opts}}
             entries.append(entry)
         sets.append("models=" + yaml.safe_dump(entries, default_flow_style=True).strip())

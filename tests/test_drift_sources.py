@@ -301,3 +301,26 @@ def test_presets_hand_off_what_the_paper_s_pipeline_hands_back() -> None:
     assert vae.models[0].name == "vae-roundtrip" and vae.handoff == "uint8"
     assert vae.models[0].options["model"] == load_preset("rip-paper").models[0].options["model"]
     assert [m["size"] for m in vae.masks] == [64, 128, 256] and vae.iterations == 100
+
+
+def test_a_checkpoint_given_to_a_rip_paper_preset_keeps_the_preset_s_protocol() -> None:
+    """`--preset rip-paper --model FOLDER` (the README's offline command) once dropped paste_back: false, the
+    empty prompt and the 50 steps, so it silently ran the paste-back ablation; `--preset rip-paper-vae
+    --model FOLDER` ran the whole pipeline, denoiser included, as the VAE control."""
+    import yaml
+
+    def models(*args: str) -> tuple[list[dict], str]:
+        res = CliRunner().invoke(main, ["config", *args])
+        assert res.exit_code == 0, res.output
+        return yaml.safe_load(res.stdout)["models"], res.output
+
+    (paper,), out = models("--preset", "rip-paper", "--model", "me/sd-inpaint", "--model-opt", "steps=20")
+    assert paper["name"] == "diffusers" and paper["label"] == "sd-inpaint"
+    assert paper["options"] == {"model": "me/sd-inpaint", "prompt": "", "negative_prompt": "", "steps": 20,
+                                "paste_back": False}
+    assert 'the preset\'s model options stay: prompt="", negative_prompt="", paste_back=false' in out
+    (vae,), out = models("--preset", "rip-paper-vae", "--model", "me/sd-inpaint", "--model-opt", "dtype=fp32")
+    assert vae["name"] == "vae-roundtrip" and vae["options"] == {"model": "me/sd-inpaint", "dtype": "fp32"}
+    assert "VAE control's checkpoint" in out
+    (other,), _ = models("--preset", "rip-paper", "--model", "biharmonic")  # a model by name replaces it
+    assert other["name"] == "biharmonic" and other["options"] == {}
