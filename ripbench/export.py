@@ -30,7 +30,6 @@ import math
 import os
 import re
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +39,7 @@ import pandas as pd
 import yaml
 
 from .errors import ConfigError, ResultsError
+from .formatting import command_line
 from .store import IMAGES_DIR, RunStore
 
 __all__ = ["EXPORT_FORMATS", "ExportFormat", "export_run", "push_to_hub"]
@@ -247,7 +247,7 @@ def export_run(run_dir: str | Path, fmt: ExportFormat = "parquet", out: str | Pa
 
         columns = ["image", "mask", *(k for k in records[0] if not k.startswith("_"))]
         atomic_write_text(tmp / "README.md", _card(manifest, fmt, len(records), columns,
-                                                   command or " ".join(["ripbench", *sys.argv[1:]])))
+                                                   command or command_line()))
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
