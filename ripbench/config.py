@@ -154,6 +154,8 @@ class ModelConfig(_Strict):
 
         if name in available_inpainters() or ":" in name:
             return name
+        if name.endswith(".py"):
+            raise ValueError(f"model {name!r} is a Python file: name the Inpainter class in it, {name + ':ClassName'!r}")
         raise ValueError(
             f"unknown model {name!r}; known models: {', '.join(available_inpainters())}; "
             "or give 'package.module:factory', a Hugging Face id 'org/name' or a local diffusers folder"
