@@ -109,8 +109,9 @@ def _card(manifest: dict[str, Any], fmt: str, n: int, columns: list[str], comman
     """The dataset card: YAML header for the Hub, then what the rows are and the settings that made them."""
     header: dict[str, Any] = {"tags": ["ripbench", "recursive-inpainting", "self-consuming"],
                               "pretty_name": f"ripbench run {manifest.get('name')}"}
-    if fmt == "parquet":
-        header["configs"] = [{"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}]
+    # No `configs:` block: with one, `datasets` caches every export folder loaded by its path under one key
+    # (parquet/default/0.0.0/<hash of the name 'parquet'>), so the second export read returned the first's
+    # rows; the Hub and `datasets` find `data/train-*.parquet` by its name alone.
     config = manifest.get("config") or {}
     settings = yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=100).rstrip()
     models = ", ".join(f"`{label}` ({ident.get('name', label) if isinstance(ident, dict) else label})"

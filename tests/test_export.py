@@ -109,3 +109,22 @@ def test_save_every_adds_dense_snapshots_and_changes_no_result() -> None:
     assert dense.snapshot_iterations() == [0, 3, 5, 6, 9, 10]
     assert dense.fingerprint() == validate_config(base).fingerprint()
     assert validate_config({"iterations": 4, "save_every": 1}).snapshot_iterations() == [0, 1, 2, 3, 4]
+
+
+def test_two_exports_loaded_by_their_folders_are_two_datasets(quick_run: Path, tmp_path: Path) -> None:
+    """`load_dataset("RUN/export/parquet")`: with a `configs:` block in the card, every export folder shared one
+    cache entry in `datasets`, so a second run's export silently loaded the first one's rows."""
+    from ripbench.export import export_run
+
+    other = CliRunner().invoke(main, ["run", "--model", "biharmonic", "-n", "1", "--size", "32", "--mask", "grid:16",
+                                      "--set", "inputs.names=[coffee]", "--set", "metrics.names=[mse]",
+                                      "--save-every", "1", "--no-progress", "--name", "other",
+                                      "--output-dir", str(tmp_path / "res")])
+    assert other.exit_code == 0, other.output
+    cache = str(tmp_path / "hf-cache")
+    sizes = []
+    for run in (quick_run, tmp_path / "res" / "other"):
+        folder = export_run(run, "parquet", tmp_path / run.name / "export" / "parquet")
+        sizes.append(len(datasets.load_dataset(str(folder), split="train", cache_dir=cache)))
+    assert sizes == [len(ripbench.load(quick_run)), 2]  # the quick run's rows, then the other's 2 images
+    assert "configs:" not in (folder / "README.md").read_text()
