@@ -562,6 +562,13 @@ def export(run_dir: Path, fmt: str, out_dir: Path | None, overwrite: bool, repo:
              *(["--push-to-hub", repo] if repo else [])]
     folder = export_run(run_dir, fmt, out_dir, overwrite=overwrite, command=shlex.join(words))  # type: ignore[arg-type]
     click.echo(f"dataset ({fmt}): {folder}\ndataset card: {folder / 'README.md'}")
+    from .store import RunStore
+
+    status = (RunStore(run_dir).read_manifest() or {}).get("status")
+    if status != "complete":  # interrupted or still running: say so, the card alone is easy to miss
+        click.echo(f"ripbench: note: run {str(run_dir)!r} is {status!r}, not complete: the export holds the "
+                   "trajectories finished so far; finish the run (the same `ripbench run` command) and export "
+                   "again with --overwrite for all of them", err=True)
     if repo:
         click.echo(f"pushed: {push_to_hub(folder, repo, private=private)}")
 

@@ -131,7 +131,7 @@ def _card(manifest: dict[str, Any], fmt: str, n: int, columns: list[str], comman
         f"* models: {models or 'see the settings'}",
         f"* input images: {source or config.get('inputs', {}).get('source', 'see the settings')}",
         f"* iterations: {config.get('iterations')}, image size {config.get('size')} px, seeds {config.get('seeds')}",
-        f"* saved iterations: `snapshots` {config.get('snapshots')}, `save_every` {config.get('save_every')}",
+        f"* saved iterations: `snapshots` {config.get('snapshots')}, `save_every` {config.get('save_every') or 'off'}",
         f"* run made with: `{manifest.get('command', '')}`",
         f"* exported with: `{command}`", "",
         f"Load it: `{load}`.", "",

@@ -128,3 +128,19 @@ def test_two_exports_loaded_by_their_folders_are_two_datasets(quick_run: Path, t
         sizes.append(len(datasets.load_dataset(str(folder), split="train", cache_dir=cache)))
     assert sizes == [len(ripbench.load(quick_run)), 2]  # the quick run's rows, then the other's 2 images
     assert "configs:" not in (folder / "README.md").read_text()
+
+
+def test_exporting_an_unfinished_run_says_so(quick_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "quick"
+    shutil.copytree(quick_run, run, ignore=shutil.ignore_patterns("export"))
+    manifest = json.loads((run / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps({**manifest, "status": "interrupted"}))
+    res = CliRunner().invoke(main, ["export", str(run), "--format", "imagefolder"])
+    assert res.exit_code == 0, res.output
+    assert f"ripbench: note: run {str(run)!r} is 'interrupted', not complete" in res.output
+    assert "status `interrupted`" in (run / "export" / "imagefolder" / "README.md").read_text()
+    done = CliRunner().invoke(main, ["export", str(quick_run), "--format", "imagefolder", "--out",
+                                     str(tmp_path / "done")])
+    assert done.exit_code == 0 and "note" not in done.output, done.output
