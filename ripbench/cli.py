@@ -236,7 +236,23 @@ def build_config(config_file: Path | None, preset: str | None, models: tuple[str
         entries = []
         for m in models:
             entry: dict[str, Any] = {"name": m, "options": dict(opts)}
-            if m in base:  # keep the preset's options/inputs for that model
+            kept = config.models[0] if len(config.models) == 1 else None
+            if (kept is not None and kept.name in ("diffusers", "vae-roundtrip") and ":" not in m
+                    and ("/" in m or Path(m).expanduser().exists())):
+                # a checkpoint (Hub id or folder) in place of a preset's one checkpoint: the preset's protocol
+                # options stay (rip-paper's paste_back: false, prompt, steps; the VAE control stays the VAE
+                # alone, not the whole pipeline under the control's name); --model-opt still changes them
+                entry = {**kept.model_dump(mode="json", exclude_none=True, exclude={"label"}),
+                         "options": {**kept.options, **opts, "model": m}}
+                if kept.name == "diffusers":  # named by the checkpoint, labelled after it, as a plain --model is
+                    entry["name"] = m
+                    del entry["options"]["model"]
+                what = ("the VAE control's checkpoint (vae-roundtrip: no denoiser runs; for the whole pipeline "
+                        "use --preset rip-paper)" if kept.name == "vae-roundtrip" else
+                        "the checkpoint; the preset's model options stay: " +
+                        ", ".join(f"{k}={json.dumps(v)}" for k, v in kept.options.items() if k != "model" and k not in opts))
+                click.echo(f"ripbench: note: --model {m} is {what}", err=True)
+            elif m in base:  # keep the preset's options/inputs for that model
                 entry = {**base[m].model_dump(mode="json", exclude_none=True), "options": {**base[m].options, **opts}}
             entries.append(entry)
         sets.append("models=" + yaml.safe_dump(entries, default_flow_style=True).strip())
@@ -331,7 +347,7 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool, report_to: 
         done = f", {finished} already finished" if finished else ""
         click.echo(f"ripbench: run {config.name!r}: {count(len(config.models), 'model')}, "
                    f"{count(trajectories, 'trajectory', 'trajectories')}"
-                   f"{done}, {config.iterations} iterations -> {run_dir}")
+                   f"{done}, {count(config.iterations, 'iteration')} -> {run_dir}")
 
     if os.environ.get("ACCELERATE_USE_CPU") and int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
         click.echo("ripbench: note: running as one process: `accelerate launch --cpu` starts a single process "
@@ -343,6 +359,8 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool, report_to: 
         from .trackers import start_trackers
 
         tracker = start_trackers(report_to, config, distributed=int(os.environ.get("WORLD_SIZE", "1") or 1) > 1)
+    tensorboard_logs = [folder for t in (tracker.trackers if tracker is not None else [])
+                        if t.name == "tensorboard" and isinstance(folder := getattr(t, "folder", None), Path)]
     start = time.perf_counter()
     shown: set[str] = set()
 
@@ -397,6 +415,8 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool, report_to: 
     click.echo(f"results table: {result.run_dir / 'metrics'} (load with ripbench.load({str(result.run_dir)!r}))")
     click.echo(f"collapse curves: {figure}")
     click.echo(f"manifest: {result.run_dir / 'manifest.json'}")
+    for folder in tensorboard_logs:
+        click.echo(f"tensorboard logs: {folder} (tensorboard --logdir {folder.parent})")
 
 
 @main.command()
@@ -554,6 +574,13 @@ def export(run_dir: Path, fmt: str, out_dir: Path | None, overwrite: bool, repo:
              *(["--push-to-hub", repo] if repo else [])]
     folder = export_run(run_dir, fmt, out_dir, overwrite=overwrite, command=shlex.join(words))  # type: ignore[arg-type]
     click.echo(f"dataset ({fmt}): {folder}\ndataset card: {folder / 'README.md'}")
+    from .store import RunStore
+
+    status = (RunStore(run_dir).read_manifest() or {}).get("status")
+    if status != "complete":  # interrupted or still running: say so, the card alone is easy to miss
+        click.echo(f"ripbench: note: run {str(run_dir)!r} is {status!r}, not complete: the export holds the "
+                   "trajectories finished so far; finish the run (the same `ripbench run` command) and export "
+                   "again with --overwrite for all of them", err=True)
     if repo:
         click.echo(f"pushed: {push_to_hub(folder, repo, private=private)}")
 

@@ -158,6 +158,8 @@ class ModelConfig(_Strict):
 
         if name in available_inpainters() or ":" in name:
             return name
+        if name.endswith(".py"):
+            raise ValueError(f"model {name!r} is a Python file: name the Inpainter class in it, {name + ':ClassName'!r}")
         raise ValueError(
             f"unknown model {name!r}; known models: {', '.join(available_inpainters())}; "
             "or give 'package.module:factory', a Hugging Face id 'org/name' or a local diffusers folder"
@@ -318,6 +320,9 @@ class ExperimentConfig(_Strict):
     def _handoff(cls, value: Any) -> str:
         from .handoff import Handoff
 
+        if isinstance(value, dict) and len(value) == 1:  # YAML read `jpeg:` / `jpeg: 90` as a mapping
+            ((key, quality),) = value.items()
+            value = f"{key}:{'' if quality is None else quality}"
         try:
             return str(Handoff.parse(str(value)))
         except ConfigError as exc:
@@ -444,12 +449,16 @@ def config_changes(before: dict[str, Any], after: ExperimentConfig, limit: int =
     >>> old = ExperimentConfig(iterations=30).model_dump(mode="json")
     >>> config_changes(old, ExperimentConfig(iterations=31, batch_size=3))
     ['iterations: 30 -> 31']
+    >>> config_changes(old, ExperimentConfig(iterations=30, handoff="uint8"))
+    ['handoff: "float" -> "uint8"']
     """
     new = flatten_fields(after.result_fields())
+    shown_new = flatten_fields(after.model_dump(mode="json"))  # values as set, defaults included
     try:  # the recorded config read as today's, so fields that count only when set compare alike
-        recorded = ExperimentConfig.model_validate(before).result_fields()
+        as_today = ExperimentConfig.model_validate(before)
+        recorded, shown_old = as_today.result_fields(), flatten_fields(as_today.model_dump(mode="json"))
     except (ValidationError, ValueError, TypeError):
-        recorded = before
+        recorded, shown_old = before, flatten_fields(before)
     old = {k: v for k, v in flatten_fields(recorded).items()
            if k.split(".")[0] not in PLUMBING_FIELDS and k != "metrics.lpips_weights"}
 
@@ -457,7 +466,11 @@ def config_changes(before: dict[str, Any], after: ExperimentConfig, limit: int =
         shown = json.dumps(value, default=str)
         return shown if len(shown) <= 80 else shown[:77] + "..."
 
-    changed = [f"{k}: {text(old[k]) if k in old else '(not set)'} -> {text(new[k]) if k in new else '(not set)'}"
+    def value(k: str, counted: dict[str, Any], shown: dict[str, Any]) -> str:
+        # a field left out of the fingerprint at its default (handoff: float) shows that default
+        return text(counted[k]) if k in counted else text(shown[k]) if k in shown else "(not set)"
+
+    changed = [f"{k}: {value(k, old, shown_old)} -> {value(k, new, shown_new)}"
                for k in sorted(set(old) | set(new), key=lambda k: (k not in new, list(new).index(k) if k in new else 0))
                if json.dumps(old.get(k), sort_keys=True, default=str) != json.dumps(new.get(k), sort_keys=True, default=str)]
     return changed[:limit] + ([f"and {len(changed) - limit} more"] if len(changed) > limit else [])

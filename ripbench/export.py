@@ -30,7 +30,6 @@ import math
 import os
 import re
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +39,7 @@ import pandas as pd
 import yaml
 
 from .errors import ConfigError, ResultsError
+from .formatting import command_line
 from .store import IMAGES_DIR, RunStore
 
 __all__ = ["EXPORT_FORMATS", "ExportFormat", "export_run", "push_to_hub"]
@@ -54,12 +54,14 @@ _SNAPSHOT = re.compile(r"iter_(\d+)\.png")
 
 
 def _clean(value: Any) -> Any:
-    """A table cell as plain JSON: NaN and missing values -> ``None``, numpy scalars -> Python."""
+    """A table cell as a plain value: NaN and missing values -> ``None``, numpy scalars -> Python. An
+    infinite value stays (PSNR of identical pixels is +inf, a fact, not a missing value; Parquet stores it,
+    ``metadata.jsonl`` writes ``Infinity``, which ``datasets`` reads back)."""
     if value is None or value is pd.NA:
         return None
     if hasattr(value, "item") and not isinstance(value, (list, dict, str, bytes)):
         value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float) and math.isnan(value):
         return None
     return value
 
@@ -107,8 +109,9 @@ def _card(manifest: dict[str, Any], fmt: str, n: int, columns: list[str], comman
     """The dataset card: YAML header for the Hub, then what the rows are and the settings that made them."""
     header: dict[str, Any] = {"tags": ["ripbench", "recursive-inpainting", "self-consuming"],
                               "pretty_name": f"ripbench run {manifest.get('name')}"}
-    if fmt == "parquet":
-        header["configs"] = [{"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}]
+    # No `configs:` block: with one, `datasets` caches every export folder loaded by its path under one key
+    # (parquet/default/0.0.0/<hash of the name 'parquet'>), so the second export read returned the first's
+    # rows; the Hub and `datasets` find `data/train-*.parquet` by its name alone.
     config = manifest.get("config") or {}
     settings = yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=100).rstrip()
     models = ", ".join(f"`{label}` ({ident.get('name', label) if isinstance(ident, dict) else label})"
@@ -128,7 +131,7 @@ def _card(manifest: dict[str, Any], fmt: str, n: int, columns: list[str], comman
         f"* models: {models or 'see the settings'}",
         f"* input images: {source or config.get('inputs', {}).get('source', 'see the settings')}",
         f"* iterations: {config.get('iterations')}, image size {config.get('size')} px, seeds {config.get('seeds')}",
-        f"* saved iterations: `snapshots` {config.get('snapshots')}, `save_every` {config.get('save_every')}",
+        f"* saved iterations: `snapshots` {config.get('snapshots')}, `save_every` {config.get('save_every') or 'off'}",
         f"* run made with: `{manifest.get('command', '')}`",
         f"* exported with: `{command}`", "",
         f"Load it: `{load}`.", "",
@@ -168,7 +171,7 @@ def _write_imagefolder(records: list[dict[str, Any]], tmp: Path) -> None:
                     os.link(record[key], target)  # same filesystem: no copy
                 except OSError:
                     shutil.copyfile(record[key], target)
-        lines.append(json.dumps(_metadata_row(record, with_masks), allow_nan=False))
+        lines.append(json.dumps(_metadata_row(record, with_masks)))
     atomic_write_text(tmp / "metadata.jsonl", "\n".join(lines) + "\n")
 
 
@@ -245,7 +248,7 @@ def export_run(run_dir: str | Path, fmt: ExportFormat = "parquet", out: str | Pa
 
         columns = ["image", "mask", *(k for k in records[0] if not k.startswith("_"))]
         atomic_write_text(tmp / "README.md", _card(manifest, fmt, len(records), columns,
-                                                   command or " ".join(["ripbench", *sys.argv[1:]])))
+                                                   command or command_line()))
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

@@ -30,8 +30,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["auroc_cell", "count", "decimals_for", "fmt", "fmt_interval", "fmt_p", "interval_text", "markdown_table",
+__all__ = ["auroc_cell", "command_line", "count", "decimals_for", "fmt", "fmt_interval", "fmt_p", "interval_text", "markdown_table",
            "md_escape", "pct"]
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command that is running, as a user retypes it: ``ripbench ARGS`` (whether it was started as the
+    ``ripbench`` script, ``python -m ripbench`` or under torchrun), arguments shell-quoted.
+
+    >>> command_line(["/x/ripbench/__main__.py", "run", "--set", "inputs.names=[a, b]"])
+    "ripbench run --set 'inputs.names=[a, b]'"
+    """
+    import shlex
+    import sys
+
+    return shlex.join(["ripbench", *(sys.argv if argv is None else argv)[1:]])
 
 
 def count(n: Any, noun: str, plural: str | None = None) -> str:

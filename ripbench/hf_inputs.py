@@ -82,6 +82,11 @@ def _local_kind(path: Path) -> str | None:
     return "imagefolder"
 
 
+def _looks_like_path(name: str) -> bool:
+    """A dataset name that can only be a local path: absolute, ``./``, ``../``, ``~``, or more than one ``/``."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
+
+
 def _open(spec: InputsConfig) -> tuple[Any, str]:
     """The split as a ``Dataset`` or ``IterableDataset``, and how it was found (for the manifest)."""
     datasets = _datasets()
@@ -89,6 +94,8 @@ def _open(spec: InputsConfig) -> tuple[Any, str]:
     split = spec.split or "train"
     path = Path(name).expanduser()
     kind = _local_kind(path)
+    if kind is None and _looks_like_path(name):
+        raise InputError(f"inputs.dataset {name}: no such file or folder (a Hub id is 'org/name')")
     try:
         if kind == "disk":
             loaded = datasets.load_from_disk(str(path))
@@ -97,13 +104,17 @@ def _open(spec: InputsConfig) -> tuple[Any, str]:
                     raise InputError(f"dataset {name} has no split {split!r}; splits: {', '.join(loaded)}")
                 loaded = loaded[split]
             return loaded, "save_to_disk"  # memory-mapped: random access costs nothing, streaming is moot
-        if kind == "parquet":
-            files = [str(path)] if path.is_file() else sorted(str(p) for p in path.rglob("*.parquet"))
-            return datasets.load_dataset("parquet", data_files={split: files}, split=split,
-                                         streaming=bool(spec.streaming)), "parquet"
-        if kind == "imagefolder":
-            return datasets.load_dataset("imagefolder", data_dir=str(path), split=split,
-                                         streaming=bool(spec.streaming)), "imagefolder"
+        if kind in ("parquet", "imagefolder"):
+            # A folder's splits come from its file and folder names (data/train-*.parquet, test/...), as on
+            # the Hub; a single Parquet file is the split 'train'. An unknown split is refused, never read
+            # as every file.
+            where: dict[str, Any] = ({"data_files": {"train": [str(path)]}} if path.is_file()
+                                     else {"data_dir": str(path)})
+            builder = datasets.load_dataset_builder(kind, **where)
+            splits = list(builder.config.data_files or {})
+            if split not in splits:
+                raise InputError(f"dataset {name} has no split {split!r}; splits: {', '.join(splits) or 'none'}")
+            return datasets.load_dataset(kind, split=split, streaming=bool(spec.streaming), **where), kind
         return datasets.load_dataset(name, split=split, revision=spec.revision, streaming=bool(spec.streaming)), "hub"
     except (InputError, ConfigError):
         raise

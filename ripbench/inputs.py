@@ -197,8 +197,9 @@ def _decode_image(source: Path | BinaryIO, name: str) -> tuple[np.ndarray, list[
             im = ImageOps.exif_transpose(opened)
             notes.append(f"EXIF orientation {orientation} applied")
         if im.mode in ("P", "PA"):
-            im = im.convert("RGBA")
-            notes.append("palette -> RGBA")
+            transparent = im.mode == "PA" or "transparency" in im.info
+            im = im.convert("RGBA" if transparent else "RGB")  # no transparency: nothing to composite
+            notes.append("palette -> RGBA" if transparent else "palette -> RGB")
         elif im.mode in ("I;16", "I;16B", "I;16L", "I"):
             notes.append(f"mode {im.mode}")
             arr = np.asarray(im).astype(np.uint16 if im.mode.startswith("I;16") else np.int64)

@@ -191,7 +191,7 @@ def resolve_reference(ref: str, expected: Expected, what: str = "reference", *,
                 else _import_module(module_name, attr, where, error))
     for part in attr.split("."):
         obj = _step(obj, part, f"{where}: {_module_words(obj, module_name)} has no attribute {attr!r}"
-                    f"{_defined_names(obj)}", error)
+                    f"{_defined_names(obj, expected)}", error)
     return check_kind(obj, expected, ref, what, error=error)
 
 
@@ -199,12 +199,16 @@ def _module_words(obj: Any, module_name: str) -> str:
     return f"file {module_name!r}" if module_name.endswith(".py") else f"module {module_name!r}"
 
 
-def _defined_names(obj: Any) -> str:
-    """``" (it defines: A, B)"``: the public classes and objects of a module, for a misspelt attribute."""
+def _defined_names(obj: Any, expected: Expected | None = None) -> str:
+    """``" (it defines: A, B)"``: the public classes, functions and objects of a module, for a misspelt
+    attribute; only those ``expected`` accepts when there are any (a file's ``MetricSpec`` objects, whose
+    class lives in ripbench, are listed; an imported class or function is not)."""
     if not isinstance(obj, types.ModuleType):
         return ""
-    names = sorted(n for n, v in vars(obj).items() if not n.startswith("_") and not isinstance(v, types.ModuleType)
-                   and getattr(v, "__module__", obj.__name__) == obj.__name__)
+    public = {n: v for n, v in vars(obj).items() if not n.startswith("_") and not isinstance(v, types.ModuleType)
+              and (not isinstance(v, type | types.FunctionType) or getattr(v, "__module__", None) == obj.__name__)}
+    fitting = [n for n, v in public.items() if expected is not None and expected.accepts(v)]
+    names = sorted(fitting or public)
     return f" (it defines: {', '.join(names[:12])}{', ...' if len(names) > 12 else ''})" if names else ""
 
 

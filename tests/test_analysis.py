@@ -305,6 +305,11 @@ def test_load_runs_combines_and_compares_on_what_runs_share(tmp_path):
         assert word in str(err.value)
     with pytest.raises(ResultsError, match="not found"):
         analysis.load_runs(tmp_path / "missing")
+    # one folder twice was compared with itself (labels 'alpha#1', 'alpha#2', every difference 0)
+    with pytest.raises(ResultsError, match=r"results folder '.*b/\.\./a' is given twice \(also as '.*a'\)"):
+        analysis.load_runs(tmp_path / "a", tmp_path / "b", tmp_path / "b" / ".." / "a")
+    with pytest.raises(ResultsError, match=r"a' is given twice; give each run once"):
+        analysis.load_runs(tmp_path / "a", tmp_path / "a")
 
 
 def test_load_runs_keeps_only_shared_images_and_masks(tmp_path):

@@ -55,6 +55,13 @@ def test_bad_handoff_is_a_config_error(text: str, tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["run", "--model", "biharmonic", "--set", f"handoff={text}",
                                     "--output-dir", str(tmp_path), "--no-progress"])
     assert res.exit_code == 2 and "handoff" in res.output and "Traceback" not in res.output
+    assert f"unknown hand-off {text!r}" in res.output  # as typed (YAML reads `jpeg:` as a mapping)
+
+
+def test_handoff_written_with_a_space_in_yaml_is_the_jpeg_hand_off() -> None:
+    from ripbench.config import validate_config
+
+    assert validate_config({"handoff": {"jpeg": 90}}).handoff == "jpeg:90"  # `--set "handoff=jpeg: 90"`
 
 
 def test_handoff_is_in_the_fingerprint_only_when_not_float() -> None:
@@ -294,3 +301,26 @@ def test_presets_hand_off_what_the_paper_s_pipeline_hands_back() -> None:
     assert vae.models[0].name == "vae-roundtrip" and vae.handoff == "uint8"
     assert vae.models[0].options["model"] == load_preset("rip-paper").models[0].options["model"]
     assert [m["size"] for m in vae.masks] == [64, 128, 256] and vae.iterations == 100
+
+
+def test_a_checkpoint_given_to_a_rip_paper_preset_keeps_the_preset_s_protocol() -> None:
+    """`--preset rip-paper --model FOLDER` (the README's offline command) once dropped paste_back: false, the
+    empty prompt and the 50 steps, so it silently ran the paste-back ablation; `--preset rip-paper-vae
+    --model FOLDER` ran the whole pipeline, denoiser included, as the VAE control."""
+    import yaml
+
+    def models(*args: str) -> tuple[list[dict], str]:
+        res = CliRunner().invoke(main, ["config", *args])
+        assert res.exit_code == 0, res.output
+        return yaml.safe_load(res.stdout)["models"], res.output
+
+    (paper,), out = models("--preset", "rip-paper", "--model", "me/sd-inpaint", "--model-opt", "steps=20")
+    assert paper["name"] == "diffusers" and paper["label"] == "sd-inpaint"
+    assert paper["options"] == {"model": "me/sd-inpaint", "prompt": "", "negative_prompt": "", "steps": 20,
+                                "paste_back": False}
+    assert 'the preset\'s model options stay: prompt="", negative_prompt="", paste_back=false' in out
+    (vae,), out = models("--preset", "rip-paper-vae", "--model", "me/sd-inpaint", "--model-opt", "dtype=fp32")
+    assert vae["name"] == "vae-roundtrip" and vae["options"] == {"model": "me/sd-inpaint", "dtype": "fp32"}
+    assert "VAE control's checkpoint" in out
+    (other,), _ = models("--preset", "rip-paper", "--model", "biharmonic")  # a model by name replaces it
+    assert other["name"] == "biharmonic" and other["options"] == {}

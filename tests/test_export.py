@@ -25,7 +25,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     res = CliRunner().invoke(main, [
         "run", "--preset", "quick", "-n", str(ITERATIONS), "--mask", "grid:32", "--save-every", "1", "--name", "quick",
         "--set", "inputs.names=[coffee]", "--set", "models.1.inputs.count=2", "--set", "models.1.options.steps=10",
-        "--set", "hallucination.band=[0, 1.0]", "--set", "metrics.names=[ssim,mse]", "--no-progress",
+        "--set", "hallucination.band=[0, 1.0]", "--set", "metrics.names=[ssim,mse,psnr]", "--no-progress",
         "--output-dir", str(out)])
     assert res.exit_code == 0, res.output
     return out / "quick"
@@ -55,9 +55,12 @@ def test_export_loads_with_datasets_and_carries_provenance(quick_run: Path, fmt:
         assert column in rows.columns, column
     merged = rows.merge(table, on=["trajectory_id", "iteration"], suffixes=("", "_table"))
     assert len(merged) == len(rows)
-    for column in ("mse_orig", "halluc_score", "mask_y0", "mask_x1"):
+    for column in ("mse_orig", "psnr_orig", "halluc_score", "mask_y0", "mask_x1"):
         a, b = merged[column].astype(float).to_numpy(), merged[f"{column}_table"].astype(float).to_numpy()
+        assert np.array_equal(np.isnan(a), np.isnan(b)), column  # missing stays missing, nothing more
         assert np.allclose(a, b, equal_nan=True), column
+    # PSNR of identical pixels is +inf (the original, unchanged regions): exported as inf, not as missing
+    assert np.isinf(rows.loc[rows["iteration"] == 0, "psnr_orig"].astype(float)).all()
     later = rows[(rows["model"] == "shapes-ddpm") & (rows["iteration"] > 0)]
     assert later["halluc_score"].gt(0).all()
     assert rows.loc[rows["iteration"] == 0, "mask_y0"].isna().all()
@@ -106,3 +109,38 @@ def test_save_every_adds_dense_snapshots_and_changes_no_result() -> None:
     assert dense.snapshot_iterations() == [0, 3, 5, 6, 9, 10]
     assert dense.fingerprint() == validate_config(base).fingerprint()
     assert validate_config({"iterations": 4, "save_every": 1}).snapshot_iterations() == [0, 1, 2, 3, 4]
+
+
+def test_two_exports_loaded_by_their_folders_are_two_datasets(quick_run: Path, tmp_path: Path) -> None:
+    """`load_dataset("RUN/export/parquet")`: with a `configs:` block in the card, every export folder shared one
+    cache entry in `datasets`, so a second run's export silently loaded the first one's rows."""
+    from ripbench.export import export_run
+
+    other = CliRunner().invoke(main, ["run", "--model", "biharmonic", "-n", "1", "--size", "32", "--mask", "grid:16",
+                                      "--set", "inputs.names=[coffee]", "--set", "metrics.names=[mse]",
+                                      "--save-every", "1", "--no-progress", "--name", "other",
+                                      "--output-dir", str(tmp_path / "res")])
+    assert other.exit_code == 0, other.output
+    cache = str(tmp_path / "hf-cache")
+    sizes = []
+    for run in (quick_run, tmp_path / "res" / "other"):
+        folder = export_run(run, "parquet", tmp_path / run.name / "export" / "parquet")
+        sizes.append(len(datasets.load_dataset(str(folder), split="train", cache_dir=cache)))
+    assert sizes == [len(ripbench.load(quick_run)), 2]  # the quick run's rows, then the other's 2 images
+    assert "configs:" not in (folder / "README.md").read_text()
+
+
+def test_exporting_an_unfinished_run_says_so(quick_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "quick"
+    shutil.copytree(quick_run, run, ignore=shutil.ignore_patterns("export"))
+    manifest = json.loads((run / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps({**manifest, "status": "interrupted"}))
+    res = CliRunner().invoke(main, ["export", str(run), "--format", "imagefolder"])
+    assert res.exit_code == 0, res.output
+    assert f"ripbench: note: run {str(run)!r} is 'interrupted', not complete" in res.output
+    assert "status `interrupted`" in (run / "export" / "imagefolder" / "README.md").read_text()
+    done = CliRunner().invoke(main, ["export", str(quick_run), "--format", "imagefolder", "--out",
+                                     str(tmp_path / "done")])
+    assert done.exit_code == 0 and "note" not in done.output, done.output

@@ -152,3 +152,21 @@ def test_readme_wikiart_command_is_a_valid_rip_paper_config() -> None:
     cfg = apply_overrides(load_preset("rip-paper"), sets)
     assert (cfg.inputs.source, cfg.inputs.dataset, cfg.inputs.sample, cfg.inputs.column or "image") == \
         ("hf", "huggan/wikiart", 100, "image")
+
+
+def test_parquet_and_image_folders_keep_their_splits_and_a_missing_path_says_so(saved: Path, tmp_path: Path) -> None:
+    """A Hub-layout folder (data/train-*.parquet, data/test-*.parquet) gives each split its own rows; an
+    unknown split is refused (it once read every file as the split asked for); a path that is not there is
+    named as a path, not sent to the Hub with advice about the network."""
+    ds = datasets.load_from_disk(str(saved))
+    (tmp_path / "pq" / "data").mkdir(parents=True)
+    ds.select(range(3)).to_parquet(str(tmp_path / "pq" / "data" / "train-00000-of-00001.parquet"))
+    ds.select(range(3, 5)).to_parquet(str(tmp_path / "pq" / "data" / "test-00000-of-00001.parquet"))
+    assert len(_inputs(tmp_path / "pq", sample=None)) == 3
+    assert len(_inputs(tmp_path / "pq", split="test", sample=None)) == 2
+    with pytest.raises(InputError, match="has no split 'validation'; splits: train, test"):
+        _inputs(tmp_path / "pq", split="validation")
+    with pytest.raises(InputError, match="has no split 'test'; splits: train"):
+        _inputs(tmp_path / "pq" / "data" / "train-00000-of-00001.parquet", split="test")
+    with pytest.raises(InputError, match=r"no such file or folder \(a Hub id is 'org/name'\)"):
+        _inputs(tmp_path / "not-there")

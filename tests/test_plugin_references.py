@@ -106,19 +106,22 @@ def test_a_model_and_a_metric_by_reference_run_labelled_by_their_declared_names(
     ("{stem}_models:Nope", "has no attribute 'Nope' (it defines: MedianFill"),
     ("./{stem}_models.py:Nope", "has no attribute 'Nope'"),
     ("./{stem}_models.py:not_a_factory", "refused without calling it"),
+    # a file without ':Class' once went to diffusers ("not a diffusers pipeline directory")
+    ("./{stem}_models.py", "is a Python file: name the Inpainter class in it, './{stem}_models.py:ClassName'"),
 ])
 def test_a_missing_model_file_module_or_attribute_is_one_line_and_exit_2(plugin_folder, ref, fragment):
     folder, stem = plugin_folder
     res = _run(["--model", ref.format(stem=stem), "--output-dir", "res", *FAST])
     assert res.exit_code == 2, res.output
     line = res.output.strip()
-    assert "\n" not in line and fragment in line, line
+    assert "\n" not in line and fragment.format(stem=stem) in line, line
     assert not (folder / "res").exists()
 
 
 def test_a_missing_metric_reference_is_one_line(plugin_folder):
     folder, stem = plugin_folder
-    for ref, fragment in ((f"{stem}_metrics:NOPE", "has no attribute 'NOPE'"), ("./gone.py:EDGE", "no file './gone.py'"),
+    # the names offered are the file's MetricSpec objects (their class lives in ripbench: once left out)
+    for ref, fragment in ((f"{stem}_metrics:NOPE", "has no attribute 'NOPE' (it defines: BARE, EDGE)"), ("./gone.py:EDGE", "no file './gone.py'"),
                           (f"{stem}_models:MedianFill", "not a ripbench MetricSpec")):
         res = _run(["--model", "biharmonic", "--set", f"metrics.names=[ssim,{ref}]", "--output-dir", "res", *FAST])
         assert res.exit_code == 2 and fragment in res.output and len(res.output.strip().splitlines()) == 1, res.output

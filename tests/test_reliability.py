@@ -364,6 +364,8 @@ def test_image_modes_convert_correctly(tmp_path: Path) -> None:
         img = load_image(tmp_path / name, size=32, fit="resize")
         mean = img.pixels.mean().item()
         assert 0.4 < mean < 0.6, (name, mean, img.notes)  # a ramp from 0 to 1: mean 0.5, never black
+    # an opaque palette image is noted as what happened to it, not as composited on white
+    assert load_image(tmp_path / "palette.png", size=32).notes[0] == "palette -> RGB"
     red_on_white = load_image(tmp_path / "rgba.png", size=32).pixels[:, 16, 16]
     assert red_on_white[0] > 0.99 and 0.45 < red_on_white[1] < 0.55  # composited on white
 

@@ -77,3 +77,16 @@ def test_config_prints_the_config_after_the_run_options(tmp_path):
     assert shown["name"].startswith("biharmonic_grid-8-")  # the name `ripbench run` would give it
     bad = CliRunner().invoke(main, ["config", "--set", "iterations=-1"])
     assert bad.exit_code == 2 and "iterations" in bad.output
+
+
+def test_the_recorded_command_is_one_a_user_can_retype(monkeypatch) -> None:
+    """`python -m ripbench run ...` was recorded (manifest, report Settings, dataset card) as
+    `/abs/path/ripbench/__main__.py run ...`, unquoted."""
+    import sys
+
+    from ripbench.formatting import command_line
+
+    assert command_line(["/x/ripbench/__main__.py", "run", "--set", "inputs.names=[a, b]"]) == \
+        "ripbench run --set 'inputs.names=[a, b]'"
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/ripbench", "report", "my runs/a"])
+    assert command_line() == "ripbench report 'my runs/a'"

@@ -28,7 +28,11 @@ def _events(folder: Path) -> EventAccumulator:
 def test_tensorboard_gets_curves_progress_config_and_final_figures(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, [*ARGS, "--output-dir", str(tmp_path), "--report-to", "tensorboard"])
     assert res.exit_code == 0, res.output
-    events = _events(tmp_path / "tensorboard" / "t")
+    # the command says where the logs went and how to look at them; and "3 iterations", "1 model"
+    logs = tmp_path / "tensorboard" / "t"
+    assert f"tensorboard logs: {logs} (tensorboard --logdir {logs.parent})" in res.output
+    assert "1 model, 6 trajectories, 3 iterations ->" in res.output
+    events = _events(logs)
     scalars = set(events.Tags()["scalars"])
     table = ripbench.load(tmp_path / "t")
     for mask in ("grid-16", "grid-8"):
@@ -67,6 +71,7 @@ def test_tensorboard_logs_the_hallucination_score(tmp_path: Path) -> None:
 def test_nothing_is_logged_without_report_to(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, [*ARGS, "--output-dir", str(tmp_path)])
     assert res.exit_code == 0, res.output
+    assert "tensorboard logs" not in res.output
     assert not (tmp_path / "tensorboard").exists()
     assert not list(tmp_path.rglob("events.out.tfevents*"))
 

@@ -23,6 +23,10 @@ def test_a_refused_resume_names_the_fields_that_changed():
     assert config_changes(before, ExperimentConfig(iterations=30, batch_size=2, name="other")) == []
     many = config_changes(before, ExperimentConfig(iterations=31, seeds=[0, 1], size=64), limit=2)
     assert len(many) == 3 and many[0] == "iterations: 30 -> 31" and many[-1] == "and 1 more"
+    # a field kept out of the fingerprint at its default shows that default, not "(not set)"
+    assert config_changes(before, ExperimentConfig(iterations=30, handoff="uint8")) == ['handoff: "float" -> "uint8"']
+    uint8 = ExperimentConfig(iterations=30, handoff="jpeg:90").model_dump(mode="json")
+    assert config_changes(uint8, ExperimentConfig(iterations=30)) == ['handoff: "jpeg:90" -> "float"']
 
 
 def test_a_refused_resume_through_the_library_says_both_ways_out(tmp_path):

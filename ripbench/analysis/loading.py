@@ -221,6 +221,13 @@ def load_runs(*run_dirs: str | Path | Sequence[str | Path], labels: Sequence[str
         flat.extend(Path(p) for p in ([item] if isinstance(item, (str, Path)) else item))
     if not flat:
         raise ResultsError("no results folder given")
+    seen: dict[Path, Path] = {}
+    for folder in flat:  # one run twice would be compared with itself: every difference exactly 0
+        if folder.resolve() in seen:
+            first = seen[folder.resolve()]
+            also = f" (also as {str(first)!r})" if first != folder else ""
+            raise ResultsError(f"results folder {str(folder)!r} is given twice{also}; give each run once")
+        seen[folder.resolve()] = folder
     tables = [load_table(d) for d in flat]
     manifests = [t.attrs.get("manifest") or {} for t in tables]
     for manifest in manifests:  # plug-in metrics not installed here: their recorded specs give direction and label

@@ -108,6 +108,8 @@ def looks_like_diffusers_model(spec: str) -> bool:
     """
     if os.path.isdir(os.path.expanduser(spec)):
         return True
+    if spec.endswith(".py"):  # a plug-in file without ':ClassName', never a pipeline
+        return False
     if ":" in spec and not re.match(r"^[A-Za-z]:[\\/]", spec):
         return False
     return spec.startswith(PATH_PREFIXES) or bool(HUB_ID.match(spec))

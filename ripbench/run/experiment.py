@@ -18,7 +18,6 @@ import json
 import logging
 import shutil
 import signal
-import sys
 import threading
 import uuid
 import warnings
@@ -34,6 +33,7 @@ from .. import __version__
 from ..config import ExperimentConfig, ModelConfig, config_changes
 from ..detectors import DetectorSuite
 from ..errors import ConfigError, InputError, ResultsError, RipbenchError, WeightsError, add_note
+from ..formatting import command_line
 from ..hallucination import ScoreWindow
 from ..io import BackgroundWriter
 from ..metrics import MetricSuite
@@ -362,7 +362,7 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
         "nodes": ranks.nodes,
         "versions": versions(),
         "git_commit": git_commit(),
-        "command": " ".join(sys.argv),
+        "command": command_line(),
         "device": device_info(device),
         "trajectories": total,
         "inputs": {t.image.id: {"category": t.image.category, "source": t.image.source, "notes": t.image.notes,
