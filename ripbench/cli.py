@@ -361,6 +361,8 @@ def _run_and_report(config: Any, *, overwrite: bool, progress: bool, report_to: 
         tracker = start_trackers(report_to, config, distributed=int(os.environ.get("WORLD_SIZE", "1") or 1) > 1)
     tensorboard_logs = [folder for t in (tracker.trackers if tracker is not None else [])
                         if t.name == "tensorboard" and isinstance(folder := getattr(t, "folder", None), Path)]
+    if not progress:  # --no-progress hides the `datasets` library's bars too (read when it is imported)
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     start = time.perf_counter()
     shown: set[str] = set()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import datasets  # in the dev extra: without it these tests fail, clearly
@@ -44,13 +45,16 @@ def _inputs(dataset: Path, **extra: object) -> list:
     return load_inputs(cfg.inputs, 16, "center-crop")
 
 
-def test_cli_runs_on_a_saved_dataset_with_its_sample_ids_categories_and_manifest(saved: Path, tmp_path: Path) -> None:
+def test_cli_runs_on_a_saved_dataset_with_its_sample_ids_categories_and_manifest(saved: Path, tmp_path: Path,
+                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_DATASETS_DISABLE_PROGRESS_BARS", raising=False)
     args = ["run", "--model", "biharmonic", "-n", "2", "--size", "32", "--mask", "grid:16", "--no-progress",
             "--set", "metrics.names=[mse]", "--set", "inputs.source=hf", "--set", f"inputs.dataset={saved}",
             "--set", "inputs.sample=2", "--set", "inputs.seed=3", "--set", "inputs.category=style",
             "--name", "hf", "--output-dir", str(tmp_path / "res")]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
+    assert os.environ.get("HF_DATASETS_DISABLE_PROGRESS_BARS") == "1"  # --no-progress hides datasets' bars too
     run_dir = tmp_path / "res" / "hf"
     manifest = json.loads((run_dir / "manifest.json").read_text())
     rows = choose_rows(5, 2, 3)
