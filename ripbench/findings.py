@@ -224,10 +224,11 @@ def hallucination_sentences(rocs: Sequence[dict[str, Any]], threshold: dict[str,
     """AUROC per score with its CI and counts, the calibrated threshold's effect, the score's trend."""
     lines = []
     for roc in rocs:
+        name = f"{roc['label']} ({roc['score']})" if roc.get("label") else roc["score"]
         if roc.get("status") != "ok":
-            lines.append(f"{roc['score']}: no ROC ({roc.get('status')}).")
+            lines.append(f"{name}: no ROC ({roc.get('status')}).")
             continue
-        text = (f"Detecting hallucinated outputs by {roc['score']}: AUROC "
+        text = (f"Detecting hallucinated outputs by {name}: AUROC "
                 f"{_auroc_ci(roc['auroc'], roc['auroc_lo'], roc['auroc_hi'], ci)}; n = {count(roc['outputs'], 'output')} of "
                 f"{count(roc['trajectories'], 'trajectory', 'trajectories')}, {roc['hallucinated']} hallucinated).")
         if not roc["auroc_lo"] > 0.5:

@@ -427,7 +427,7 @@ def test_report_of_a_synthetic_run_with_failures_and_ground_truth(tmp_path):
     paths = write_report(folder, tmp_path / "out", n_boot=100)
     text = paths["html"].read_text()
     for words in ("Fastest drift: beta / grid-128", "LPIPS to original (lower is better)", "Paired comparisons",
-                  "Detecting hallucinated outputs by halluc_score", "1 of 24 trajectories had a failed model "
+                  "Detecting hallucinated outputs by x0 variance", "1 of 24 trajectories had a failed model "
                   "call", "nan: 3 NaN values",
                   # synthetic models declare no space: the finding names no VAE it cannot know of
                   "never-masked pixels", "does not declare whether it has a VAE"):

@@ -235,7 +235,7 @@ def _hallucination_section(c: Context, keep: float) -> Section | None:
     rocs, lines, evidence_rows = [], [], []
     for i, (key, rows) in enumerate(arms):
         arm_specs = [s for s in specs if analysis.present_metrics(rows, [s.column])]
-        arm_rocs = [hallucination_stats.roc_analysis(rows, s.column, **c.kw) for s in arm_specs]
+        arm_rocs = [{**hallucination_stats.roc_analysis(rows, s.column, **c.kw), "label": s.label} for s in arm_specs]
         for roc, s in zip(arm_rocs, arm_specs, strict=True):  # a baseline is named as the control it is
             if s.is_baseline:
                 roc["score"] = f"{s.label} (content baseline: a control with no model in it)"
