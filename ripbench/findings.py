@@ -224,7 +224,7 @@ def hallucination_sentences(rocs: Sequence[dict[str, Any]], threshold: dict[str,
     """AUROC per score with its CI and counts, the calibrated threshold's effect, the score's trend."""
     lines = []
     for roc in rocs:
-        name = f"{roc['label']} ({roc['score']})" if roc.get("label") else roc["score"]
+        name = roc.get("name") or roc["score"]  # the report names a score in words (its column beside it)
         if roc.get("status") != "ok":
             lines.append(f"{name}: no ROC ({roc.get('status')}).")
             continue

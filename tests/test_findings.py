@@ -84,8 +84,8 @@ def test_hallucination_and_failure_sentences():
     lines = findings.hallucination_sentences([roc], None)
     assert "AUROC 0.60 (95% CI 0.45 to 0.75; n = 50 outputs of 5 trajectories, 7 hallucinated)" in lines[0]
     assert "includes 0.5 (chance)" in lines[0]
-    labelled = findings.hallucination_sentences([{**roc, "label": "x0 variance (whole image)"}], None)
-    assert labelled[0].startswith("Detecting hallucinated outputs by x0 variance (whole image) (halluc_score): AUROC")
+    named = findings.hallucination_sentences([{**roc, "name": "x0 variance (whole image; halluc_score)"}], None)
+    assert named[0].startswith("Detecting hallucinated outputs by x0 variance (whole image; halluc_score): AUROC")
     table = _table({"a": 0.5}, "lpips_orig", n=3)
     assert findings.failure_sentences(table, analysis.failures(table, "lpips_orig")) == [
         "No failed model call and no missing metric value in 3 trajectories."]

@@ -235,13 +235,15 @@ def _hallucination_section(c: Context, keep: float) -> Section | None:
     rocs, lines, evidence_rows = [], [], []
     for i, (key, rows) in enumerate(arms):
         arm_specs = [s for s in specs if analysis.present_metrics(rows, [s.column])]
-        arm_rocs = [{**hallucination_stats.roc_analysis(rows, s.column, **c.kw), "label": s.label} for s in arm_specs]
+        arm_rocs = [hallucination_stats.roc_analysis(rows, s.column, **c.kw) for s in arm_specs]
         for roc, s in zip(arm_rocs, arm_specs, strict=True):  # a baseline is named as the control it is
             if s.is_baseline:
                 roc["score"] = f"{s.label} (content baseline: a control with no model in it)"
+            roc["name"] = roc["score"] if s.is_baseline else f"{s.label} ({s.column})"
         if len(arms) > 1:
             for roc in arm_rocs:
                 roc["score"] = f"{roc['score']} of {' / '.join(map(str, key))}"
+                roc["name"] = f"{roc['name']} of {' / '.join(map(str, key))}"
         cut = hallucination_stats.threshold_analysis(rows, scores[0], keep, held_out=True, **c.kw)
         lines += findings.hallucination_sentences(arm_rocs, cut, c.summary if i == 0 else None, c.by, c.ci)
         evidence = baselines.content_evidence(rows, arm_specs, **c.kw)
