@@ -213,6 +213,27 @@ def _config_options(command: Any) -> Any:
     return command
 
 
+def _checkpoint_swap(base: Any, model: str, opts: dict[str, Any]) -> dict[str, Any] | None:
+    """The model entry for ``--model CHECKPOINT`` given to a config with one model that wraps a checkpoint.
+
+    Such a preset (``rip-paper``: a diffusers pipeline; ``rip-paper-vae``: the ``vae-roundtrip`` control) is
+    a protocol around a checkpoint, so ``--model`` swaps the checkpoint and keeps the protocol: the preset's
+    options (prompt, steps, ``paste_back``) and its model (the VAE control stays the VAE control), with
+    ``--model-opt`` on top. ``None`` when ``model`` is no checkpoint or the config's model wraps none.
+    """
+    from .models.registry import looks_like_diffusers_model
+
+    wrapped = base.options.get("model")
+    if not (isinstance(wrapped, str) and looks_like_diffusers_model(wrapped) and looks_like_diffusers_model(model)):
+        return None
+    entry = base.model_dump(mode="json", exclude_none=True)
+    if entry["name"] == "diffusers":  # named by the checkpoint again (its label too)
+        entry.pop("label", None)
+        options = {k: v for k, v in base.options.items() if k != "model"}
+        return {**entry, "name": model, "options": {**options, **opts}}
+    return {**entry, "options": {**base.options, "model": model, **opts}}
+
+
 def build_config(config_file: Path | None, preset: str | None, models: tuple[str, ...], model_opts: tuple[str, ...],
                  masks: tuple[str, ...], images: Path | None, iterations: int | None, size: int | None,
                  seeds: str | None, batch_size: int | None, device: str | None, lpips_net: str | None,
@@ -238,6 +259,8 @@ def build_config(config_file: Path | None, preset: str | None, models: tuple[str
             entry: dict[str, Any] = {"name": m, "options": dict(opts)}
             if m in base:  # keep the preset's options/inputs for that model
                 entry = {**base[m].model_dump(mode="json", exclude_none=True), "options": {**base[m].options, **opts}}
+            elif len(models) == 1 and len(config.models) == 1:
+                entry = _checkpoint_swap(config.models[0], m, opts) or entry
             entries.append(entry)
         sets.append("models=" + yaml.safe_dump(entries, default_flow_style=True).strip())
     elif model_opts:
