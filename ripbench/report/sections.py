@@ -152,7 +152,8 @@ def _region_section(c: Context) -> Section | None:
                                                                              regions=["never"], **c.kw)
     reach = _reach(c.table, metric)
     sentences = findings.region_sentences(regions, c.by, metric, c.ci, local=local, spaces=analysis.model_spaces(c.table),
-                                          handoffs=analysis.run_handoffs(c.table), reach=reach)
+                                          handoffs=analysis.run_handoffs(c.table), reach=reach,
+                                          ignores=analysis.model_ignores(c.table))
     notes = ["; ".join(f"{k}: {v}" for k, v in analysis.REGION_MEANINGS.items()) + "."]
     spec = spec_for_column(metric)
     if spec is not None and not spec.pixel_local:
