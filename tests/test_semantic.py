@@ -251,6 +251,9 @@ def test_no_weights_is_one_line_saying_how_to_supply_them(tmp_path: Path, checkp
             get_metric_spec(kind).build("cpu", model=model)
         text = str(info.value)
         assert "\n" not in text and f"--set metrics.options.{kind}.model=PATH" in text, text
+        hub_id = model if model.startswith("no-such-org") else "facebook/dinov2-small" if kind == "dinov2" else \
+            "openai/clip-vit-base-patch32"  # a folder given is no Hub id to download: the default is named
+        assert f"`hf download {hub_id} --local-dir PATH`" in text, text
 
 
 def test_partial_weights_are_refused_never_random(tmp_path: Path, checkpoints: dict[str, Path]) -> None:
