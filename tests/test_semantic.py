@@ -423,3 +423,18 @@ def test_missing_semantic_weights_are_not_mistaken_for_missing_lpips_weights(
     with pytest.raises(WeightsError, match="DINOv2 checkpoint folder not found"):
         metric_suite(config, torch.device("cpu"))
     assert not [w for w in recwarn if "LPIPS dropped" in str(w.message)]
+
+
+def test_population_figure_says_why_a_panel_is_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ripbench.plots.curves as curves
+
+    frame = pd.DataFrame([{"model": "m", "mask_label": "g", "iteration": k, "metric": metric, "label": metric,
+                           "value": np.nan if metric == "fd_dinov2" else 0.1 * k, "lo": np.nan, "hi": np.nan, "n": 1,
+                           "dim": 8, "fd_small_n": metric == "fd_dinov2"}
+                          for k in (0, 1, 2) for metric in ("fd_dinov2", "cmmd_clip")])
+    seen = []
+    monkeypatch.setattr(curves, "save_figure", lambda fig, path, formats=None: seen.append(fig) or Path(path))
+    curves.population_curves(frame, tmp_path / "p.png", ["model", "mask_label"])
+    texts = [[t.get_text() for t in ax.texts] for ax in seen[0].axes if ax.get_ylabel()]
+    assert any("n/a: FD-DINOv2 needs at least" in t for t in texts[0]) and "(n = 1)" in texts[0][0]
+    assert texts[1] == []  # a panel with values has no such note
