@@ -436,5 +436,5 @@ def test_population_figure_says_why_a_panel_is_empty(tmp_path: Path, monkeypatch
     monkeypatch.setattr(curves, "save_figure", lambda fig, path, formats=None: seen.append(fig) or Path(path))
     curves.population_curves(frame, tmp_path / "p.png", ["model", "mask_label"])
     texts = [[t.get_text() for t in ax.texts] for ax in seen[0].axes if ax.get_ylabel()]
-    assert any("n/a: FD-DINOv2 needs at least" in t for t in texts[0]) and "(n = 1)" in texts[0][0]
+    assert texts[0][0].startswith("n/a: FD-DINOv2\nneeds at least 2") and "(n = 1)" in texts[0][0]
     assert texts[1] == []  # a panel with values has no such note
