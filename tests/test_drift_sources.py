@@ -229,6 +229,7 @@ def test_rip_paper_vae_handoff_and_the_combined_report(saved_pipe: Path, tmp_pat
     assert final["feedback"] == pytest.approx(final["total"] - final["pasteback"])
     sentence = next(line for line in summary.splitlines() if "n = 2 shared trajectories" in line)
     assert "dominates" in sentence or "does not establish" in sentence
+    assert "not a share of the total" in summary  # differences of a non-additive distance are read as such
     control = next(line for line in summary.splitlines() if line.startswith("- vae / vae-roundtrip / grid-16, at"))
     assert "ignores the mask" in control and "(denoiser drift)" not in control  # a control has no denoiser
     total = next(line for line in summary.splitlines() if line.startswith("- total / ") and ", at iteration" in line)

@@ -215,7 +215,10 @@ def _decomposition_section(c: Context) -> Section | None:
                                 if parts.attrs["variants"] else "") + ".",
              f"Drift: {findings.metric_phrase(c.rule.metric)} oriented to grow from 0, whole image. Every row uses "
              f"the trajectories all the arms share (same image, mask and seed), so differences are paired; "
-             f"intervals: {c.ci:.0%} percentile bootstrap over those trajectories. Every iteration: decomposition.csv."]
+             f"intervals: {c.ci:.0%} percentile bootstrap over those trajectories. Every iteration: decomposition.csv.",
+             "A difference of two drifts is not a share of the total: a distance such as LPIPS is not additive and "
+             "levels off, so once the total nears its ceiling a difference (total - paste-back, total - VAE alone) "
+             "shrinks as the other arm catches up; read 'dominates' as 'the larger of the two at this iteration'."]
     return Section("decomposition", "Where the drift comes from", lines,
                    [(f"Drift components per mask, mean [{c.ci:.0%} CI] and n", wide)], notes=notes)
 
