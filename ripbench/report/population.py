@@ -101,8 +101,9 @@ def _population_sentences(population: pd.DataFrame, by: list[str], last: int) ->
         if metric == "fd_dinov2" and bool(worst["fd_small_n"]):
             text += f", fewer images than the {int(worst['dim'])} feature dimensions: FD is biased at this n"
         if metric == "fd_dinov2" and rows["n"].nunique() > 1:
-            text += (f"; the groups' n differ ({int(rows['n'].min())}-{int(rows['n'].max())} images) and FD is biased "
-                     "upward at small n, so this comparison is not at equal n")
+            text += (f"; the groups' n differ ({int(rows['n'].min())}-{int(rows['n'].max())} images)"
+                     + ("" if bool(worst["fd_small_n"]) else " and FD is biased upward at small n")
+                     + ", so this comparison is not at equal n")
         lines.append(text + "." + _overlap(rows, by, "value", sign))
     return lines
 
