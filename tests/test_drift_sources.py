@@ -236,6 +236,10 @@ def test_rip_paper_vae_handoff_and_the_combined_report(saved_pipe: Path, tmp_pat
     assert "(denoiser drift)" in total and "VAE / pipeline drift" in total
     assert "hand-off between iterations" in (out / "rep" / "report.html").read_text()
 
+    _cli("report", str(out / "pasteback"), str(out / "vae"), "--out", str(out / "rep2"), "--n-boot", "100")
+    summary = (out / "rep2" / "summary.md").read_text()  # no total run: the section says why there is none
+    assert "No decomposition: it needs" in summary and "pasteback: pasteback / " in summary
+
 
 # -- region findings name the right cause ---------------------------------------------------------
 

@@ -196,8 +196,15 @@ def _decomposition_section(c: Context) -> Section | None:
     if len(c.table.attrs.get("run_dirs") or {}) < 2:
         return None
     parts = analysis.drift_decomposition(c.table, c.rule.metric, **c.kw)
-    if parts.empty:
-        return None
+    if parts.empty:  # say why when some runs look like parts of one (never a silently missing section)
+        arms = analysis.decomposition_arms(c.table)
+        if not arms:
+            return None
+        found = "; ".join(f"{a.role}: {a.run} / {a.model}" for a in arms)
+        return Section("decomposition", "Where the drift comes from", [], notes=[
+            f"No decomposition: it needs a latent model's run that feeds back its whole output (paste_back: false, "
+            f"the rip-paper run) and, on the same images, masks and seeds, at least one of its paste-back run, the VAE "
+            f"control (rip-paper-vae) or a hand-off variant; these runs give {found}."])
     lines = findings.decomposition_sentences(analysis.dominant_sources(parts), c.rule.metric, c.ci)
     c.top += lines[:1]
     c.write("decomposition_csv", "decomposition.csv", parts.to_csv(index=False))
