@@ -197,10 +197,10 @@ def _decomposition_section(c: Context) -> Section | None:
         return None
     parts = analysis.drift_decomposition(c.table, c.rule.metric, **c.kw)
     if parts.empty:  # say why when some runs look like parts of one (never a silently missing section)
-        arms = analysis.decomposition_arms(c.table)
-        if not arms:
+        roles = analysis.decomposition_arms(c.table)
+        if not roles:
             return None
-        found = "; ".join(f"{a.role}: {a.run} / {a.model}" for a in arms)
+        found = "; ".join(f"{a.role}: {a.run} / {a.model}" for a in roles)
         return Section("decomposition", "Where the drift comes from", [], notes=[
             f"No decomposition: it needs a latent model's run that feeds back its whole output (paste_back: false, "
             f"the rip-paper run) and, on the same images, masks and seeds, at least one of its paste-back run, the VAE "
