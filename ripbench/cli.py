@@ -213,6 +213,27 @@ def _config_options(command: Any) -> Any:
     return command
 
 
+def _checkpoint_swap(base: Any, model: str, opts: dict[str, Any]) -> dict[str, Any] | None:
+    """The model entry for ``--model CHECKPOINT`` given to a config with one model that wraps a checkpoint.
+
+    Such a preset (``rip-paper``: a diffusers pipeline; ``rip-paper-vae``: the ``vae-roundtrip`` control) is
+    a protocol around a checkpoint, so ``--model`` swaps the checkpoint and keeps the protocol: the preset's
+    options (prompt, steps, ``paste_back``) and its model (the VAE control stays the VAE control), with
+    ``--model-opt`` on top. ``None`` when ``model`` is no checkpoint or the config's model wraps none.
+    """
+    from .models.registry import looks_like_diffusers_model
+
+    wrapped = base.options.get("model")
+    if not (isinstance(wrapped, str) and looks_like_diffusers_model(wrapped) and looks_like_diffusers_model(model)):
+        return None
+    entry = base.model_dump(mode="json", exclude_none=True)
+    if entry["name"] == "diffusers":  # named by the checkpoint again (its label too)
+        entry.pop("label", None)
+        options = {k: v for k, v in base.options.items() if k != "model"}
+        return {**entry, "name": model, "options": {**options, **opts}}
+    return {**entry, "options": {**base.options, "model": model, **opts}}
+
+
 def build_config(config_file: Path | None, preset: str | None, models: tuple[str, ...], model_opts: tuple[str, ...],
                  masks: tuple[str, ...], images: Path | None, iterations: int | None, size: int | None,
                  seeds: str | None, batch_size: int | None, device: str | None, lpips_net: str | None,
@@ -236,22 +257,18 @@ def build_config(config_file: Path | None, preset: str | None, models: tuple[str
         entries = []
         for m in models:
             entry: dict[str, Any] = {"name": m, "options": dict(opts)}
-            kept = config.models[0] if len(config.models) == 1 else None
-            if (kept is not None and kept.name in ("diffusers", "vae-roundtrip") and ":" not in m
-                    and ("/" in m or Path(m).expanduser().exists())):
+            swapped = _checkpoint_swap(config.models[0], m, opts) if len(config.models) == 1 and ":" not in m else None
+            if swapped is not None:
                 # a checkpoint (Hub id or folder) in place of a preset's one checkpoint: the preset's protocol
                 # options stay (rip-paper's paste_back: false, prompt, steps; the VAE control stays the VAE
                 # alone, not the whole pipeline under the control's name); --model-opt still changes them
-                entry = {**kept.model_dump(mode="json", exclude_none=True, exclude={"label"}),
-                         "options": {**kept.options, **opts, "model": m}}
-                if kept.name == "diffusers":  # named by the checkpoint, labelled after it, as a plain --model is
-                    entry["name"] = m
-                    del entry["options"]["model"]
+                kept = config.models[0]
                 what = ("the VAE control's checkpoint (vae-roundtrip: no denoiser runs; for the whole pipeline "
                         "use --preset rip-paper)" if kept.name == "vae-roundtrip" else
                         "the checkpoint; the preset's model options stay: " +
                         ", ".join(f"{k}={json.dumps(v)}" for k, v in kept.options.items() if k != "model" and k not in opts))
                 click.echo(f"ripbench: note: --model {m} is {what}", err=True)
+                entry = swapped
             elif m in base:  # keep the preset's options/inputs for that model
                 entry = {**base[m].model_dump(mode="json", exclude_none=True), "options": {**base[m].options, **opts}}
             entries.append(entry)

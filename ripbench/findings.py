@@ -274,7 +274,8 @@ def _arm_of(key: Sequence[Any], by: Sequence[str]) -> tuple[str, ...]:
 
 def region_sentences(regions: pd.DataFrame, by: Sequence[str], metric: str, ci: float = 0.95, *,
                      local: pd.DataFrame | None = None, spaces: dict[tuple[str, ...], str | None] | None = None,
-                     handoffs: dict[str, str] | None = None, reach: int | None = None) -> list[str]:
+                     handoffs: dict[str, str] | None = None, reach: int | None = None,
+                     ignores: dict[tuple[str, ...], frozenset[str]] | None = None) -> list[str]:
     """Per group: what changed in the never-masked pixels, and why, next to the ever-masked pixels' drift.
 
     ``regions``: :func:`ripbench.analysis.region_summary` of ``metric``. Whether never-masked pixels
@@ -283,7 +284,9 @@ def region_sentences(regions: pd.DataFrame, by: Sequence[str], metric: str, ci: 
     near the region. The cause is named from the model's space (``spaces``, see
     :func:`ripbench.analysis.model_spaces`): a VAE for a latent model; for a pixel-space model no VAE,
     and a windowed metric's value there is context leakage; ``handoffs`` (run -> hand-off) adds the
-    rounding between iterations as a cause when it is not ``float``.
+    rounding between iterations as a cause when it is not ``float``. ``ignores`` (arm -> inputs a control
+    declares it ignores, :func:`ripbench.analysis.model_ignores`): a control that ignores the mask (the VAE
+    round trip) has no denoiser drift, its ever-masked pixels are said to drift like the others.
     """
     if regions.empty or not {"ever", "never"} <= set(regions["region"]):
         return []
@@ -335,7 +338,9 @@ def region_sentences(regions: pd.DataFrame, by: Sequence[str], metric: str, ci: 
         else:
             text = (f"{name}, at iteration {iteration}: {changed} (drift outside the masks; the model does not "
                     "declare whether it has a VAE)")
-        own = "denoiser drift" if space == "latent" else "the model's own drift"
+        blind = "mask" in (ignores or {}).get(arm, frozenset())
+        own = ("no denoiser: the model ignores the mask, so these pixels drift like the rest" if blind else
+               "denoiser drift" if space == "latent" else "the model's own drift")
         text += f"; ever-masked pixels ({own}), {phrase}: {cell(ever)}."
         if pix is not None and unchanged:
             text += " The never-masked pixels are unchanged: this model adds no drift outside its masks."

@@ -194,6 +194,31 @@ def test_masks_generate_and_config_show(tmp_path):
     assert res.exit_code == 2 and "larger than" in res.stderr
 
 
+@pytest.mark.parametrize("preset, kept", [
+    ("rip-paper", {"paste_back": False, "prompt": "", "negative_prompt": "", "steps": 2}),
+    ("rip-paper-pasteback", {"paste_back": True, "prompt": "", "steps": 2}),
+    ("rip-paper-vae", {}),
+])
+def test_model_checkpoint_given_to_a_checkpoint_preset_keeps_its_protocol(tmp_path, preset, kept):
+    """``--preset rip-paper --model FOLDER`` (the README's offline form) swaps the checkpoint only: the
+    preset's paste_back / prompt stay (they used to be dropped, so rip-paper silently ran with paste-back),
+    and rip-paper-vae stays the VAE control (it used to run the whole inpainting pipeline)."""
+    import yaml
+
+    folder = tmp_path / "my-sd"
+    folder.mkdir()
+    opts = [] if preset == "rip-paper-vae" else ["--model-opt", "steps=2"]
+    res = CliRunner().invoke(main, ["config", "--preset", preset, "--model", str(folder), *opts])
+    assert res.exit_code == 0, res.output
+    (model,) = yaml.safe_load(res.output)["models"]
+    assert model["name"] == ("vae-roundtrip" if preset == "rip-paper-vae" else "diffusers")
+    assert model["options"]["model"] == str(folder) and kept.items() <= model["options"].items()
+    assert model["label"] in (None, "my-sd")
+    res = CliRunner().invoke(main, ["config", "--preset", preset, "--model", "biharmonic"])  # not a checkpoint
+    assert res.exit_code == 0 and yaml.safe_load(res.output)["models"][0] == {
+        "name": "biharmonic", "options": {}, "label": None, "inputs": None, "masks": None, "size": None}
+
+
 @pytest.mark.slow
 def test_quick_preset_runs_photos_and_the_bundled_diffusion_model(tmp_path):
     res = _invoke(["--iterations", "2", "--set", "models.1.options.steps=10", "--set", "hallucination.band=[0, 1.0]",

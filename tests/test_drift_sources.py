@@ -219,6 +219,7 @@ def test_rip_paper_vae_handoff_and_the_combined_report(saved_pipe: Path, tmp_pat
          "--set", "models.0.options.local_files_only=true", "--set", "models.0.options.device=cpu", "--name", "vae")
     manifest = json.loads((out / "vae" / "manifest.json").read_text())
     assert manifest["config"]["handoff"] == "uint8" and manifest["models"]["vae-roundtrip"]["space"] == "latent"
+    assert manifest["models"]["vae-roundtrip"]["ignores"] == ["mask", "seeds"]
     assert json.loads((out / "total-float" / "manifest.json").read_text())["config"]["handoff"] == "float"
     vae_rows = pd.read_parquet(next((out / "vae").glob("**/*.parquet")))
     later = vae_rows[vae_rows["iteration"] > 0]
@@ -235,7 +236,16 @@ def test_rip_paper_vae_handoff_and_the_combined_report(saved_pipe: Path, tmp_pat
     assert final["feedback"] == pytest.approx(final["total"] - final["pasteback"])
     sentence = next(line for line in summary.splitlines() if "n = 2 shared trajectories" in line)
     assert "dominates" in sentence or "does not establish" in sentence
+    assert "not a share of the total" in summary  # differences of a non-additive distance are read as such
+    control = next(line for line in summary.splitlines() if line.startswith("- vae / vae-roundtrip / grid-16, at"))
+    assert "ignores the mask" in control and "(denoiser drift)" not in control  # a control has no denoiser
+    total = next(line for line in summary.splitlines() if line.startswith("- total / ") and ", at iteration" in line)
+    assert "(denoiser drift)" in total and "VAE / pipeline drift" in total
     assert "hand-off between iterations" in (out / "rep" / "report.html").read_text()
+
+    _cli("report", str(out / "pasteback"), str(out / "vae"), "--out", str(out / "rep2"), "--n-boot", "100")
+    summary = (out / "rep2" / "summary.md").read_text()  # no total run: the section says why there is none
+    assert "No decomposition: it needs" in summary and "pasteback: pasteback / " in summary
 
 
 # -- region findings name the right cause ---------------------------------------------------------

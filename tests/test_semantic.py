@@ -9,9 +9,11 @@ saved into a temporary folder (nothing is downloaded).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -249,6 +251,9 @@ def test_no_weights_is_one_line_saying_how_to_supply_them(tmp_path: Path, checkp
             get_metric_spec(kind).build("cpu", model=model)
         text = str(info.value)
         assert "\n" not in text and f"--set metrics.options.{kind}.model=PATH" in text, text
+        hub_id = model if model.startswith("no-such-org") else "facebook/dinov2-small" if kind == "dinov2" else \
+            "openai/clip-vit-base-patch32"  # a folder given is no Hub id to download: the default is named
+        assert f"`hf download {hub_id} --local-dir PATH`" in text, text
 
 
 def test_partial_weights_are_refused_never_random(tmp_path: Path, checkpoints: dict[str, Path]) -> None:
@@ -324,6 +329,27 @@ def test_run_stores_features_and_report_shows_semantic_and_population_drift(
         assert phrase in text
     assert (tmp_path / "report" / "population.csv").is_file()
     assert (tmp_path / "report" / "figures" / "population_curves.png").is_file()
+    assert "| biharmonic | grid-8 | 0 |" not in text  # the paper table: iterations 1, N/4, N/2, N (never 0)
+
+    shutil.rmtree(run_dir / "features")  # the distances stay in the table: say the features are missing
+    result = CliRunner().invoke(main, ["report", str(run_dir), "--out", str(tmp_path / "report2")])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "report2" / "summary.md").read_text()
+    assert "no stored features" in text and "features missing or empty" in text
+    assert "no dinov2 or clip metric" not in text
+
+
+def test_population_sentences_say_when_n_is_unequal_and_intervals_overlap() -> None:
+    from ripbench.report.population import _population_sentences
+
+    rows = [("a", "fd_dinov2", "FD-DINOv2", 0.30, 0.10, 0.60, 6), ("b", "fd_dinov2", "FD-DINOv2", 0.25, 0.20, 0.31, 8),
+            ("a", "cmmd_clip", "CMMD (CLIP)", 0.90, 0.80, 1.00, 1), ("b", "cmmd_clip", "CMMD (CLIP)", 0.10, 0.05, 0.2, 8)]
+    population = pd.DataFrame([{"model": m, "iteration": 4, "metric": k, "label": lab, "value": v, "lo": lo, "hi": hi,
+                                "n": n, "dim": 32, "fd_small_n": k == "fd_dinov2"} for m, k, lab, v, lo, hi, n in rows])
+    fd, cmmd = _population_sentences(population, ["model"], 4)
+    assert "furthest for a" in fd and "the groups' n differ (6-8 images)" in fd
+    assert "overlaps that of b (0.250)" in fd and "does not establish" in fd
+    assert "(n = 1 image)" in cmmd and "overlaps" not in cmmd and "n differ" not in cmmd
 
 
 def test_features_written_twice_are_kept_once(tmp_path: Path) -> None:
@@ -339,8 +365,6 @@ def test_features_written_twice_are_kept_once(tmp_path: Path) -> None:
 
 
 def test_population_drift_pairs_each_image_with_its_original_and_leaves_failed_rows_out(tmp_path: Path) -> None:
-    import pandas as pd
-
     from ripbench.analysis import population_drift
     from ripbench.store import RunStore
 
@@ -399,3 +423,18 @@ def test_missing_semantic_weights_are_not_mistaken_for_missing_lpips_weights(
     with pytest.raises(WeightsError, match="DINOv2 checkpoint folder not found"):
         metric_suite(config, torch.device("cpu"))
     assert not [w for w in recwarn if "LPIPS dropped" in str(w.message)]
+
+
+def test_population_figure_says_why_a_panel_is_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ripbench.plots.curves as curves
+
+    frame = pd.DataFrame([{"model": "m", "mask_label": "g", "iteration": k, "metric": metric, "label": metric,
+                           "value": np.nan if metric == "fd_dinov2" else 0.1 * k, "lo": np.nan, "hi": np.nan, "n": 1,
+                           "dim": 8, "fd_small_n": metric == "fd_dinov2"}
+                          for k in (0, 1, 2) for metric in ("fd_dinov2", "cmmd_clip")])
+    seen = []
+    monkeypatch.setattr(curves, "save_figure", lambda fig, path, formats=None: seen.append(fig) or Path(path))
+    curves.population_curves(frame, tmp_path / "p.png", ["model", "mask_label"])
+    texts = [[t.get_text() for t in ax.texts] for ax in seen[0].axes if ax.get_ylabel()]
+    assert texts[0][0].startswith("n/a: FD-DINOv2\nneeds at least 2") and "(n = 1)" in texts[0][0]
+    assert texts[1] == []  # a panel with values has no such note

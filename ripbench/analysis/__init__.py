@@ -79,7 +79,15 @@ from .loading import (
     with_keys,
 )
 from .population import FD_MIN_IMAGES_NOTE, feature_matrix, has_features, population_drift, run_features
-from .regions import REGION_MEANINGS, local_metric, model_spaces, region_columns, region_summary, run_handoffs
+from .regions import (
+    REGION_MEANINGS,
+    local_metric,
+    model_ignores,
+    model_spaces,
+    region_columns,
+    region_summary,
+    run_handoffs,
+)
 from .summary import clip_iterations, format_summary, group_summary, summary_metrics
 from .survival import collapse_events, kaplan_meier, logrank_tests, median_collapse, survival_curves
 
@@ -91,7 +99,7 @@ __all__ = [
     "drift_stats", "drift_values", "exponential_approach", "failures", "feature_matrix", "fit_exponential",
     "format_summary", "group_summary", "has_features", "iter_groups", "kaplan_meier", "load_runs", "logrank_tests",
     "median_collapse", "metric_direction", "metric_values", "observed", "population_drift", "present_metrics",
-    "region_columns", "region_summary", "local_metric", "model_spaces", "run_handoffs", "decomposition_arms",
+    "region_columns", "region_summary", "local_metric", "model_ignores", "model_spaces", "run_handoffs", "decomposition_arms",
     "dominant_sources", "drift_decomposition", "run_differences", "run_features", "summary_metrics", "survival_curves",
     "trajectory_auc",
     "trajectory_keys", "trajectory_matrix", "trajectory_slopes", "trajectory_uid", "with_keys",

@@ -19,7 +19,7 @@ REGION_MEANINGS = {
     "whole": "whole image",
     "current": "inside this iteration's mask (just repainted)",
     "outside": "outside this iteration's mask (to be kept)",
-    "ever": "pixels masked at some iteration so far: denoiser drift",
+    "ever": "pixels masked at some iteration so far: denoiser drift (none for a control that ignores the mask)",
     "never": "pixels never masked so far: drift outside the masks (VAE / pipeline drift for a model with a VAE, "
              "read in a pixel-local metric; a windowed metric there includes repainted pixels within its reach)",
 }
@@ -71,6 +71,31 @@ def model_spaces(table: pd.DataFrame) -> dict[tuple[str, ...], str | None]:
                 except Exception:  # noqa: BLE001 - a plug-in that no longer loads: its space stays unknown
                     space = None
             out[_arm(run, label, several)] = space
+    return out
+
+
+def model_ignores(table: pd.DataFrame) -> dict[tuple[str, ...], frozenset[str]]:
+    """``(run, model)`` (``(model,)`` for one run) -> the inputs a control model declares it ignores
+    (:attr:`~ripbench.models.Inpainter.ignores`, e.g. ``{"mask", "seeds"}`` for ``vae-roundtrip``); read from
+    each run's manifest, or from the built-in model of that name for a manifest written before it was recorded.
+    """
+    from ..models.registry import available_inpainters, resolve_factory
+
+    known = available_inpainters()
+    manifests = table.attrs.get("manifests") or {"": table.attrs.get("manifest") or {}}
+    several = "run" in table.columns and table["run"].nunique() > 1
+    out: dict[tuple[str, ...], frozenset[str]] = {}
+    for run, manifest in manifests.items():
+        names = {str(m.get("label") or m.get("name")): str(m.get("name"))
+                 for m in ((manifest or {}).get("config") or {}).get("models") or []}
+        for label, record in ((manifest or {}).get("models") or {}).items():
+            ignored = record.get("ignores") if isinstance(record, dict) else None
+            if ignored is None and names.get(label) in known:
+                try:
+                    ignored = getattr(resolve_factory(names[label]), "ignores", ())
+                except Exception:  # noqa: BLE001 - a plug-in that no longer loads: nothing known
+                    ignored = ()
+            out[_arm(run, label, several)] = frozenset(ignored or ())
     return out
 
 

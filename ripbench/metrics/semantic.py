@@ -64,7 +64,13 @@ _RESAMPLE = {0: "nearest", 1: "bicubic", 2: "bilinear", 3: "bicubic", 4: "biline
 
 
 def how_to_supply(kind: str, model: str) -> str:
-    """The sentence every semantic :class:`WeightsError` ends with."""
+    """The sentence every semantic :class:`WeightsError` ends with (a path given as ``model`` is no Hub id to
+    download: the example then names the default checkpoint)."""
+    from ripbench.metrics.catalog import CLIP_DEFAULT_MODEL, DINOV2_DEFAULT_MODEL
+    from ripbench.models.registry import HUB_ID
+
+    if not HUB_ID.fullmatch(model):
+        model = DINOV2_DEFAULT_MODEL if kind == "dinov2" else CLIP_DEFAULT_MODEL
     return (f"Supply the {KINDS[kind]['label']} checkpoint with --set metrics.options.{kind}.model=PATH, where PATH "
             "is a folder holding config.json, preprocessor_config.json and the weights (e.g. from `hf download "
             f"{model} --local-dir PATH` on a machine with internet, or model.save_pretrained(PATH)), or give a Hub "

@@ -261,5 +261,10 @@ def population_curves(population: pd.DataFrame, path: str | Path, by: Sequence[s
             _iteration_axis(ax)
             facts = POPULATION_METRICS[metric]
             ax.set_ylabel(f"{facts['label']} to the originals\n({facts['direction']})")
+            if not rows["mean"].notna().any():  # say why the panel is empty (FD / KID need 2 images per group)
+                ax.text(0.5, 0.5, f"n/a: {facts['label']}\nneeds at least 2\nimages per group\n"
+                        f"(n = {int(rows['n'].max()) if len(rows) else 0})", transform=ax.transAxes,
+                        ha="center", va="center", fontsize="small")
+                ax.set_yticks([])
         _legend_below(fig)
         return save_figure(fig, path, formats)

@@ -9,7 +9,7 @@ import pandas as pd
 
 from .. import analysis, plots
 from ..errors import ResultsError
-from ..formatting import interval_text
+from ..formatting import count, fmt, interval_text
 from ..metrics.registry import get_metric_spec
 from ..population import CMMD_SCALE, CMMD_SIGMA, KID_SUBSET_SIZE, KID_SUBSETS, POPULATION_METRICS
 from .document import Figure, Section
@@ -68,8 +68,22 @@ def _semantic_sentences(c: Context, last: int) -> list[str]:
         if len(final) > 1:
             text += (f"; closest for {_label(tuple(best[b] for b in c.by))}, "
                      f"{interval_text(best['mean'], best['lo'], best['hi'])} (n = {int(best['n'])})")
-        lines.append(text + ".")
+        lines.append(text + "." + _overlap(final, c.by, "mean", spec.direction))
     return lines
+
+
+def _overlap(rows: pd.DataFrame, by: list[str], value: str, direction: int) -> str:
+    """`` Its interval overlaps ...`` when the furthest group's interval overlaps the runner-up's (else ``""``)."""
+    ranked = rows.dropna(subset=[value]).sort_values(value, key=lambda v: v * direction, ascending=False)
+    if len(ranked) < 2:
+        return ""
+    first, second = ranked.iloc[0], ranked.iloc[1]
+    if any(pd.isna(v) for v in (first["lo"], first["hi"], second["lo"], second["hi"])):
+        return ""
+    if first["lo"] <= second["hi"] and second["lo"] <= first["hi"]:
+        return (f" Its interval overlaps that of {_label(tuple(second[b] for b in by))} ({fmt(second[value])}), so "
+                "this run does not establish which group drifted furthest.")
+    return ""
 
 
 def _population_sentences(population: pd.DataFrame, by: list[str], last: int) -> list[str]:
@@ -83,10 +97,14 @@ def _population_sentences(population: pd.DataFrame, by: list[str], last: int) ->
         worst = rows.loc[(rows["value"] * sign).idxmax()]
         text = (f"{facts['label']} of the images at iteration {last} from their originals ({facts['direction']}): "
                 f"furthest for {_label(tuple(worst[b] for b in by))}, "
-                f"{interval_text(worst['value'], worst['lo'], worst['hi'])} (n = {int(worst['n'])} images)")
+                f"{interval_text(worst['value'], worst['lo'], worst['hi'])} (n = {count(int(worst['n']), 'image')})")
         if metric == "fd_dinov2" and bool(worst["fd_small_n"]):
             text += f", fewer images than the {int(worst['dim'])} feature dimensions: FD is biased at this n"
-        lines.append(text + ".")
+        if metric == "fd_dinov2" and rows["n"].nunique() > 1:
+            text += (f"; the groups' n differ ({int(rows['n'].min())}-{int(rows['n'].max())} images)"
+                     + ("" if bool(worst["fd_small_n"]) else " and FD is biased upward at small n")
+                     + ", so this comparison is not at equal n")
+        lines.append(text + "." + _overlap(rows, by, "value", sign))
     return lines
 
 
@@ -112,12 +130,20 @@ def semantic_section(c: Context) -> Section | None:
             plots.collapse_curves(c.table, c.fig_dir / "semantic_curves.png", per_image, c.by, formats=("pdf",),
                                   **c.kw)))
     if population.empty:
-        section.notes.append(f"No population metrics: {problem}." if problem else
-                             "The run stored no features (no dinov2 or clip metric), so it has no population metrics.")
+        if problem:
+            section.notes.append(f"No population metrics: {problem}.")
+        elif per_image:  # the distances are in the table, the features are not
+            folders = ", ".join(f"{d}/features" for d in (c.table.attrs.get("run_dirs") or {}).values())
+            section.notes.append(f"No population metrics: the results have {', '.join(per_image)} but no stored "
+                                 f"features ({folders or 'features/'} missing or empty: moved or deleted?); rerun "
+                                 "the run with --overwrite to compute them again.")
+        else:
+            section.notes.append("The run stored no features (no dinov2 or clip metric), so it has no population "
+                                 "metrics.")
         return section
     section.sentences += _population_sentences(population, c.by, last)
     c.write("population_csv", "population.csv", population.to_csv(index=False))
-    shown = sorted({1, last // 4, last // 2, last} & set(population["iteration"]))
+    shown = sorted({1, max(1, last // 4), max(1, last // 2), last} & set(population["iteration"]))
     section.tables.append((f"Population distance of each group's images from their originals (value [{c.ci:.0%} "
                            "CI], images resampled)", population_table(population, c.by, shown)))
     section.figures.append(Figure(
@@ -125,7 +151,7 @@ def semantic_section(c: Context) -> Section | None:
         f"Distance between the set of originals and the set of images at each iteration, per group; band: "
         f"{c.ci:.0%} bootstrap CI ({POPULATION_BOOT} resamples of the images); n: images.",
         plots.population_curves(population, c.fig_dir / "population_curves.png", c.by, formats=("pdf",))))
-    small = population[population["fd_small_n"]]
+    small = population[population["fd_small_n"] & population["value"].notna()]
     notes = [f"FD-DINOv2: Fréchet distance of Gaussians fitted to DINOv2 features (Stein et al. 2023). KID: unbiased "
              f"MMD² with the cubic polynomial kernel on the same features ({KID_SUBSETS} subsets of at most "
              f"{KID_SUBSET_SIZE}; an image's original and its iterate are a pair, left out of the cross term). CMMD: "
@@ -137,5 +163,8 @@ def semantic_section(c: Context) -> Section | None:
         low, high = int(small["n"].min()), int(small["n"].max())
         notes.append(f"FD rests on n = {low if low == high else f'{low}-{high}'} images per group, fewer than "
                      f"its {int(small['dim'].max())} feature dimensions: " + analysis.FD_MIN_IMAGES_NOTE + ".")
+    if population["value"].isna().any() or (population["n"] < 3).any():
+        notes.append("n/a: FD and KID need at least 2 images per group, a value's interval at least 3 (a group with "
+                     "fewer shows the value alone).")
     section.notes += notes
     return section

@@ -152,7 +152,8 @@ def _region_section(c: Context) -> Section | None:
                                                                              regions=["never"], **c.kw)
     reach = _reach(c.table, metric)
     sentences = findings.region_sentences(regions, c.by, metric, c.ci, local=local, spaces=analysis.model_spaces(c.table),
-                                          handoffs=analysis.run_handoffs(c.table), reach=reach)
+                                          handoffs=analysis.run_handoffs(c.table), reach=reach,
+                                          ignores=analysis.model_ignores(c.table))
     notes = ["; ".join(f"{k}: {v}" for k, v in analysis.REGION_MEANINGS.items()) + "."]
     spec = spec_for_column(metric)
     if spec is not None and not spec.pixel_local:
@@ -195,8 +196,15 @@ def _decomposition_section(c: Context) -> Section | None:
     if len(c.table.attrs.get("run_dirs") or {}) < 2:
         return None
     parts = analysis.drift_decomposition(c.table, c.rule.metric, **c.kw)
-    if parts.empty:
-        return None
+    if parts.empty:  # say why when some runs look like parts of one (never a silently missing section)
+        roles = analysis.decomposition_arms(c.table)
+        if not roles:
+            return None
+        found = "; ".join(f"{a.role}: {a.run} / {a.model}" for a in roles)
+        return Section("decomposition", "Where the drift comes from", [], notes=[
+            f"No decomposition: it needs a latent model's run that feeds back its whole output (paste_back: false, "
+            f"the rip-paper run) and, on the same images, masks and seeds, at least one of its paste-back run, the VAE "
+            f"control (rip-paper-vae) or a hand-off variant; these runs give {found}."])
     lines = findings.decomposition_sentences(analysis.dominant_sources(parts), c.rule.metric, c.ci)
     c.top += lines[:1]
     c.write("decomposition_csv", "decomposition.csv", parts.to_csv(index=False))
@@ -214,7 +222,10 @@ def _decomposition_section(c: Context) -> Section | None:
                                 if parts.attrs["variants"] else "") + ".",
              f"Drift: {findings.metric_phrase(c.rule.metric)} oriented to grow from 0, whole image. Every row uses "
              f"the trajectories all the arms share (same image, mask and seed), so differences are paired; "
-             f"intervals: {c.ci:.0%} percentile bootstrap over those trajectories. Every iteration: decomposition.csv."]
+             f"intervals: {c.ci:.0%} percentile bootstrap over those trajectories. Every iteration: decomposition.csv.",
+             "A difference of two drifts is not a share of the total: a distance such as LPIPS is not additive and "
+             "levels off, so once the total nears its ceiling a difference (total - paste-back, total - VAE alone) "
+             "shrinks as the other arm catches up; read 'dominates' as 'the larger of the two at this iteration'."]
     return Section("decomposition", "Where the drift comes from", lines,
                    [(f"Drift components per mask, mean [{c.ci:.0%} CI] and n", wide)], notes=notes)
 

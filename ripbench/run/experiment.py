@@ -109,10 +109,10 @@ def metric_suite(config: ExperimentConfig, device: torch.device) -> MetricSuite:
 
 #: Manifest keys that do not change a run's rows, so a resume does not compare them: where files or
 #: devices live, the analysis facts of a metric spec (its default collapse threshold, what +inf counts
-#: as, its reach) and of a model (its space: latent or pixel), and a model's ``options`` (already in the
+#: as, its reach) and of a model (its space: latent or pixel; the inputs a control ignores), and a model's ``options`` (already in the
 #: config's fingerprint).
 ANALYSIS_ONLY = ("device", "weights_source", "weights_origin", "collapse_threshold", "inf_value", "reach", "space",
-                 "options")
+                 "ignores", "options")
 
 
 def _with_options(identity: dict[str, Any], mcfg: ModelConfig, given: dict[str, Any]) -> dict[str, Any]:
@@ -418,6 +418,7 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
                                                unit=config.hallucination.unit)
             identity = {**_with_options(model.identity(), mcfg, model_options[label]),
                         "space": getattr(model, "space", None),
+                        "ignores": sorted(getattr(model, "ignores", ())),
                         "hallucination_band": list(window.band) if window else None,
                         "hallucination_band_unit": window.band.unit if window else None}
             _check_same((previous or {}).get("models", {}).get(label), identity, f"model {label!r}",
