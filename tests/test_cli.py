@@ -210,7 +210,7 @@ def test_model_checkpoint_given_to_a_checkpoint_preset_keeps_its_protocol(tmp_pa
     opts = [] if preset == "rip-paper-vae" else ["--model-opt", "steps=2"]
     res = CliRunner().invoke(main, ["config", "--preset", preset, "--model", str(folder), *opts])
     assert res.exit_code == 0, res.output
-    (model,) = yaml.safe_load(res.output)["models"]
+    (model,) = yaml.safe_load(res.stdout)["models"]
     assert model["name"] == ("vae-roundtrip" if preset == "rip-paper-vae" else "diffusers")
     assert model["options"]["model"] == str(folder) and kept.items() <= model["options"].items()
     assert model["label"] in (None, "my-sd")
