@@ -133,8 +133,8 @@ def fastest_drift(summary: pd.DataFrame, by: Sequence[str], ci: float = 0.95,
             if runner == best:
                 text += " The two intervals overlap, so this run does not establish which of the two drifts faster."
             else:
-                text += (f" Its interval overlaps that of {names[runner]} ({fmt(second[final])}), so this run "
-                         "does not establish which of the two drifts fastest.")
+                text += (f" The interval of {names[worst]} overlaps that of {names[runner]} ({fmt(second[final])}), "
+                         "so this run does not establish which of the two drifts fastest.")
     if table is not None and by and all(c in table.columns for c in by) and "image_id" in table.columns:
         sets = {k: frozenset(g["image_id"].astype(str)) for k, g in table.groupby(list(by))}
         if len(set(sets.values())) > 1:

@@ -255,6 +255,9 @@ def population_bootstrap(metric: str, x: Any, y: Any, *, n_boot: int = 200, ci: 
 
     KID's subsets apply only above :data:`KID_SUBSET_SIZE` images; there, and above
     :data:`GRAM_BOOTSTRAP_MAX`, this falls back to :func:`paired_bootstrap`.
+
+    FD and CMMD (a biased MMD², a squared norm) are never negative, so their interval is cut at 0 (the
+    bias shift of :func:`_interval` can move it below); the unbiased KID can be negative and is not cut.
     """
     x, y = _as64(x), _as64(y)
     generic = {"fd": frechet_distance, "kid": lambda a, b: kid(a, b, paired=True), "cmmd": cmmd}
@@ -264,7 +267,7 @@ def population_bootstrap(metric: str, x: Any, y: Any, *, n_boot: int = 200, ci: 
     if len(y) != n:
         raise ValueError(f"paired sets must have the same number of rows, got {n} and {len(y)}")
     if n > GRAM_BOOTSTRAP_MAX or (metric == "kid" and n > KID_SUBSET_SIZE):
-        return paired_bootstrap(generic[metric], x, y, n_boot=n_boot, ci=ci, seed=seed)
+        return _floored(metric, paired_bootstrap(generic[metric], x, y, n_boot=n_boot, ci=ci, seed=seed))
     estimate = float(generic[metric](x, y))
     if n < 3 or n_boot < 1:
         return estimate, float("nan"), float("nan")
@@ -288,4 +291,12 @@ def population_bootstrap(metric: str, x: Any, y: Any, *, n_boot: int = 200, ci: 
             values.append(_mmd_resampled(pxx, pyy, pxy, paired=True, unbiased=True))
         else:
             values.append(CMMD_SCALE * _mmd_resampled(pxx, pyy, pxy, paired=False, unbiased=False))
-    return (estimate, *_interval(estimate, np.concatenate(values), ci))
+    return _floored(metric, (estimate, *_interval(estimate, np.concatenate(values), ci)))
+
+
+def _floored(metric: str, result: tuple[float, float, float]) -> tuple[float, float, float]:
+    """``(estimate, lo, hi)`` with the interval cut at 0 for the metrics that cannot be negative (FD, CMMD)."""
+    estimate, lo, hi = result
+    if metric in ("fd", "cmmd"):
+        lo, hi = (max(v, 0.0) if np.isfinite(v) else v for v in (lo, hi))
+    return estimate, lo, hi

@@ -127,6 +127,20 @@ def test_gram_bootstrap_gives_the_same_numbers_as_recomputing(metric: str) -> No
     assert fast[1] <= fast[0] <= fast[2]
 
 
+def test_fd_and_cmmd_intervals_never_go_below_zero() -> None:
+    """FD and CMMD are squared distances: the bias-shifted interval is cut at 0; KID (unbiased) is not."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(6, 8)), rng.normal(size=(6, 8))
+    raw = pop.paired_bootstrap(pop.cmmd, x, y, n_boot=200, seed=0)
+    assert raw[1] < 0  # the bias-shifted percentile interval alone goes below 0 here
+    for metric in ("fd", "cmmd"):
+        est, lo, hi = pop.population_bootstrap(metric, x, y, n_boot=200, seed=0)
+        assert 0.0 <= lo <= est <= hi, (metric, est, lo, hi)
+    assert pop.population_bootstrap("cmmd", x, y, n_boot=200, seed=0)[2] == pytest.approx(raw[2])
+    _, kid_lo, _ = pop.population_bootstrap("kid", x, y, n_boot=200, seed=0)
+    assert np.isfinite(kid_lo)
+
+
 # -- embeddings with tiny checkpoints --------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

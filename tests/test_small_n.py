@@ -82,7 +82,7 @@ def test_a_third_group_is_named_only_when_it_is_another_group():
                         _row("a", 0.90, 0.88, 0.92, mask="grid-8")])
     text = fastest_drift(summary, ["model", "mask_label"])
     assert "Fastest drift: biharmonic / grid-32" in text
-    assert "Its interval overlaps that of biharmonic / grid-16 (0.520)" in text
+    assert "The interval of biharmonic / grid-32 overlaps that of biharmonic / grid-16 (0.520)" in text
 
 
 def test_one_run_and_one_trajectory():

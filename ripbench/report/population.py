@@ -73,7 +73,7 @@ def _semantic_sentences(c: Context, last: int) -> list[str]:
 
 
 def _overlap(rows: pd.DataFrame, by: list[str], value: str, direction: int) -> str:
-    """`` Its interval overlaps ...`` when the furthest group's interval overlaps the runner-up's (else ``""``)."""
+    """`` The interval of <furthest> overlaps ...`` when the furthest group's interval overlaps the runner-up's (else ``""``)."""
     ranked = rows.dropna(subset=[value]).sort_values(value, key=lambda v: v * direction, ascending=False)
     if len(ranked) < 2:
         return ""
@@ -81,7 +81,8 @@ def _overlap(rows: pd.DataFrame, by: list[str], value: str, direction: int) -> s
     if any(pd.isna(v) for v in (first["lo"], first["hi"], second["lo"], second["hi"])):
         return ""
     if first["lo"] <= second["hi"] and second["lo"] <= first["hi"]:
-        return (f" Its interval overlaps that of {_label(tuple(second[b] for b in by))} ({fmt(second[value])}), so "
+        return (f" The interval of {_label(tuple(first[b] for b in by))} overlaps that of "
+                f"{_label(tuple(second[b] for b in by))} ({fmt(second[value])}), so "
                 "this run does not establish which group drifted furthest.")
     return ""
 
