@@ -66,3 +66,16 @@ def test_readme_number_is_in_the_committed_file(what: str, cell: str, source: Pa
         assert interval in text, f"{what}: {interval!r} is not in {source.relative_to(ROOT)}"
     for number in NUMBER.findall(INTERVAL.sub(" ", cell)):
         assert number.lstrip("+") in text, f"{what}: {number!r} is not in {source.relative_to(ROOT)}"
+
+
+def test_readme_import_times_are_the_committed_benchmark() -> None:
+    """The re-measured import-time table is ``results/benchmarks/imports-cpu-2026-12-03.json``, rounded."""
+    import json
+
+    rows = json.loads((ROOT / "results" / "benchmarks" / "imports-cpu-2026-12-03.json").read_text())["rows"]
+    measured = {r["command"]: (f"{r['wall_s']:.2f}", f"{r['peak_rss_mib']:.0f}") for r in rows}
+    _, table = _table("**Re-measured after issues 19-22**")
+    assert [cells[0] for cells in table] == list(measured)
+    for cells in table:
+        assert (cells[1], cells[2]) == measured[cells[0]], cells
+        assert not any(r["heavy_imported"] for r in rows)
