@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from ripbench.cli import main, use_trained_shapes_command, warning_line
 from ripbench.config import ExperimentConfig, config_changes
+from ripbench.models.classical import Biharmonic
 
 
 def test_a_refused_resume_names_the_fields_that_changed():
@@ -131,3 +132,30 @@ def test_the_printed_next_command_runs_as_printed(tmp_path, monkeypatch):
     ran = CliRunner().invoke(main, args[1:])
     assert ran.exit_code == 0, ran.output
     assert (tmp_path / "results" / "shapes-ddpm-tiny-model" / "manifest.json").is_file()
+
+
+class _Counted:
+    """How often :class:`Counted` was built (a pipeline that takes minutes to load, in real life)."""
+
+    built = 0
+
+
+class Counted(Biharmonic):
+    name = "counted"
+
+    def __init__(self, **kwargs):
+        _Counted.built += 1
+        super().__init__(**kwargs)
+
+
+def test_missing_metric_weights_stop_the_run_before_any_model_loads(tmp_path):
+    """A metric without weights (here DINOv2 pointed at a folder that does not exist) is one line, exit 2,
+    before the first model is built: a researcher does not wait for a pipeline to load to learn it."""
+    _Counted.built = 0
+    res = CliRunner().invoke(main, ["run", "--model", f"{__name__}:Counted", "-n", "1", "--size", "32",
+                                    "--mask", "grid:16", "--set", "metrics.names=[mse,dinov2]",
+                                    "--set", f"metrics.options.dinov2.model={tmp_path / 'nope'}",
+                                    "--output-dir", str(tmp_path / "res"), "--no-progress"])
+    assert res.exit_code == 2, res.output
+    assert "dinov2" in res.output.lower() and "Traceback" not in res.output
+    assert _Counted.built == 0

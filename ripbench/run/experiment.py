@@ -107,6 +107,13 @@ def metric_suite(config: ExperimentConfig, device: torch.device) -> MetricSuite:
         return MetricSuite(names=names, options={n: options[n] for n in names}, device=device)
 
 
+def _device_key(dev: torch.device) -> str:
+    """One name per device (``cuda`` and ``cuda:<current>`` are the same card), so metrics are built once."""
+    if dev.type == "cuda" and dev.index is None and torch.cuda.is_available():
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return str(dev)
+
+
 #: Manifest keys that do not change a run's rows, so a resume does not compare them: where files or
 #: devices live, the analysis facts of a metric spec (its default collapse threshold, what +inf counts
 #: as, its reach) and of a model (its space: latent or pixel; the inputs a control ignores), and a model's ``options`` (already in the
@@ -406,7 +413,18 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
     timing = {"model_seconds": 0.0, "overhead_seconds": 0.0}
     suites: dict[str, MetricSuite] = {}
     writer = BackgroundWriter()  # snapshots and result parts are written off the loop's path
+    def suite_for(dev: torch.device) -> MetricSuite:
+        key = _device_key(dev)
+        if key not in suites:
+            suites[key] = metric_suite(config, dev)
+            provenance = suites[key].provenance()
+            _check_same((previous or {}).get("metrics"), provenance, "metrics", bool(done))
+            manifest["metrics"] = provenance
+        return suites[key]
+
     try:
+        if any(trajs for _, trajs in pending):
+            suite_for(device)  # metric weights are checked before any model loads (a pipeline can take minutes)
         for mcfg, trajs in pending:
             if not trajs:
                 continue
@@ -425,12 +443,7 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
                         len(trajs) < planned[label])
             manifest["models"][label] = identity
             save()
-            dev_key = str(model.device)
-            if dev_key not in suites:
-                suites[dev_key] = metric_suite(config, model.device)
-                provenance = suites[dev_key].provenance()
-                _check_same((previous or {}).get("metrics"), provenance, "metrics", bool(done))
-                manifest["metrics"] = provenance
+            suite = suite_for(model.device)
             bar.set_description(f"RIP {label}")
             annotate = annotator_for(mcfg.inputs or config.inputs)
             size = config.batch_size
@@ -439,7 +452,7 @@ def _run_locked(config: ExperimentConfig, store: RunStore, groups: list[tuple[Mo
                     batch = group[:size]
                     try:
                         feats: list[dict[str, Any]] = []
-                        rows = run_batch(model, batch, config, suites[dev_key], window, store.image_dir,
+                        rows = run_batch(model, batch, config, suite, window, store.image_dir,
                                          bar.update, annotate, writer, detectors, on_features=feats.append)
                     except torch.cuda.OutOfMemoryError:
                         if size == 1:
