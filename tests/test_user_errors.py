@@ -73,6 +73,23 @@ def test_an_offline_hub_id_fails_within_seconds_in_one_line(no_network):
     assert "\n" not in text and "offline" in text and "local_files_only" in text and "--model ./path/to/folder" in text
 
 
+def test_every_checkpoint_loader_fails_fast_offline(no_network):
+    """The VAE control and the semantic backbones ask the same question before loading a Hub id: no
+    retries offline, one line."""
+    from ripbench.errors import ModelNotFoundError, WeightsError
+    from ripbench.metrics.semantic import load_backbone
+    from ripbench.models.vae_roundtrip import load_vae
+
+    start = time.perf_counter()
+    with pytest.raises(ModelNotFoundError) as err:
+        load_vae("ripbench-tests/never-cached-vae")
+    assert "\n" not in str(err.value) and "offline" in str(err.value)
+    with pytest.raises(WeightsError) as err:
+        load_backbone("dinov2", "ripbench-tests/never-cached-dinov2")
+    assert "offline" in str(err.value)
+    assert time.perf_counter() - start < 8  # two loaders, no retries
+
+
 def test_hf_hub_offline_is_detected_without_a_probe(monkeypatch):
     pytest.importorskip("diffusers")
     from ripbench.models.diffusers_backend import hub_offline_reason

@@ -168,10 +168,6 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith(("/", ".", "~")) or Path(model).expanduser().exists()
 
 
-def _offline(local_files_only: bool) -> bool:
-    return local_files_only or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def _resolve_folder(kind: str, model: str, revision: str | None, local_files_only: bool) -> tuple[Path, str | None]:
     """``(folder holding the checkpoint, Hub commit or None for a local folder)``."""
     path = Path(model).expanduser()
@@ -181,7 +177,9 @@ def _resolve_folder(kind: str, model: str, revision: str | None, local_files_onl
         raise WeightsError(f"{KINDS[kind]['label']} checkpoint folder not found: {model}. " + how_to_supply(kind, model))
     from huggingface_hub import snapshot_download
 
-    offline = _offline(local_files_only)
+    from ..hub import use_cache_only
+
+    offline, _ = use_cache_only(local_files_only, is_local=False)  # HF_HUB_OFFLINE or no network: the cache only
     try:
         folder = Path(snapshot_download(model, revision=revision, local_files_only=offline,
                                         allow_patterns=["*.json", "*.safetensors"]))

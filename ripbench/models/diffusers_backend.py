@@ -45,6 +45,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, InputError, ModelNotFoundError, WeightsError
+from ..hub import HUB_PROBE_SECONDS, hub_offline_reason, use_cache_only  # noqa: F401 (re-exported: old home)
 from ..noise_band import as_band
 from ._x0_capture import X0Recorder, x0_source
 from .base import (
@@ -109,49 +110,23 @@ def make_scheduler(name: str, config: Any) -> Any:
     return cls.from_config(config, **extra)
 
 
-def _is_local(spec: str) -> bool:
+#: How a checkpoint is fetched, the same for every loader of diffusers checkpoints (the pipeline backend,
+#: the VAE control): each takes these keywords, with its own defaults.
+CHECKPOINT_OPTIONS = (
+    ModelOption("revision", ..., "from_pretrained revision", type=str),
+    ModelOption("variant", ..., "from_pretrained variant (e.g. fp16)", type=str),
+    ModelOption("local_files_only", ..., "never contact the Hub"),
+)
+
+
+def is_local_checkpoint(spec: str) -> bool:
+    """Whether ``spec`` names a local folder (a path prefix, absolute, or existing), not a Hub id."""
     return spec.startswith(_PATH_PREFIXES) or os.path.isabs(spec) or os.path.exists(os.path.expanduser(spec))
 
 
-#: Seconds :func:`hub_offline_reason` waits for the Hub's host to answer (name lookup included).
-HUB_PROBE_SECONDS = 3.0
-
-
-def hub_offline_reason(timeout: float = HUB_PROBE_SECONDS) -> str | None:
-    """Why the Hugging Face Hub cannot be used now (``HF_HUB_OFFLINE`` set, or its host unreachable
-    within ``timeout`` seconds), or ``None`` when it answers.
-
-    Checked once before loading a Hub id, so that an offline machine gets one clear error at once
-    instead of a minute of retries.
-    """
-    import socket
-    import threading
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    flag = os.environ.get("HF_HUB_OFFLINE", "")
-    if constants.HF_HUB_OFFLINE or flag.upper() in ("1", "ON", "YES", "TRUE"):
-        return "HF_HUB_OFFLINE is set"
-    url = urlparse(constants.ENDPOINT)
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
-    answered: list[bool] = []
-
-    def probe() -> None:
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                answered.append(True)
-        except OSError:
-            answered.append(False)
-
-    thread = threading.Thread(target=probe, daemon=True)  # a name lookup has no timeout of its own
-    thread.start()
-    thread.join(timeout)
-    return None if answered and answered[0] else f"{host} cannot be reached (no network)"
-
-
-def _not_found_message(spec: str, exc: BaseException, offline: str | None = None) -> str:
-    if _is_local(spec):
+def not_found_message(spec: str, exc: BaseException, offline: str | None = None) -> str:
+    """One line saying why a diffusers checkpoint ``spec`` (folder or Hub id) could not be loaded."""
+    if is_local_checkpoint(spec):
         path = Path(spec).expanduser()
         if not path.exists():
             return f"diffusers model directory {spec!r} does not exist"
@@ -193,12 +168,11 @@ def load_inpainting_pipeline(
     spec = os.fspath(model)
     if spec.startswith("~"):
         spec = os.path.expanduser(spec)
-    offline = None if local_files_only or _is_local(spec) else hub_offline_reason()
-    local_files_only = local_files_only or offline is not None  # offline: the cache only, no retries
+    local_files_only, offline = use_cache_only(local_files_only, is_local_checkpoint(spec))  # offline: the cache only
     try:
         index = DiffusionPipeline.load_config(spec, revision=revision, local_files_only=local_files_only)
     except (OSError, ValueError) as exc:
-        raise ModelNotFoundError(_not_found_message(spec, exc, offline)) from exc
+        raise ModelNotFoundError(not_found_message(spec, exc, offline)) from exc
     # A pipeline that is itself an inpainting one (e.g. FluxFillPipeline, which the auto
     # mapping would turn into FluxInpaintPipeline) is loaded as its own class.
     import diffusers
@@ -364,9 +338,7 @@ class DiffusersInpainter(Inpainter):
         ModelOption("eta", ..., "DDIM eta"),
         ModelOption("dtype", ..., "auto (fp16 on CUDA, fp32 on CPU), fp16, bf16 or fp32", type=str),
         DEVICE_OPTION,
-        ModelOption("revision", ..., "from_pretrained revision", type=str),
-        ModelOption("variant", ..., "from_pretrained variant (e.g. fp16)", type=str),
-        ModelOption("local_files_only", ..., "never contact the Hub"),
+        *CHECKPOINT_OPTIONS,
         ModelOption("paste_back", ..., "copy unmasked input pixels back after decoding (false = whole output)"),
         ModelOption("safety_checker", ..., "run the safety checker; flagged items end their trajectory"),
         ModelOption("skip_redundant_cfg", ..., "skip the unconditional pass when it cannot change the output"),

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, InputError, ModelNotFoundError, WeightsError
+from ..hub import use_cache_only
 from .base import (
     DEVICE_OPTION,
     DeviceLabels,
@@ -43,7 +44,7 @@ from .base import (
     resolve_dtype,
     signature_options,
 )
-from .diffusers_backend import _not_found_message
+from .diffusers_backend import CHECKPOINT_OPTIONS, is_local_checkpoint, not_found_message
 
 __all__ = ["VAERoundTrip", "load_vae"]
 
@@ -62,6 +63,7 @@ def load_vae(model: str | os.PathLike[str], *, dtype: torch.dtype = torch.float3
     from diffusers import AutoencoderKL, DiffusionPipeline
 
     spec = os.path.expanduser(os.fspath(model))
+    local_files_only, offline = use_cache_only(local_files_only, is_local_checkpoint(spec))  # offline: the cache only
     common = {"revision": revision, "local_files_only": local_files_only}
     cls: Any = AutoencoderKL
     subfolder: str | None = None
@@ -71,7 +73,7 @@ def load_vae(model: str | os.PathLike[str], *, dtype: torch.dtype = torch.float3
         try:  # not a pipeline: a VAE of its own (config.json of an AutoencoderKL)
             config = AutoencoderKL.load_config(spec, **common)
         except (OSError, ValueError):
-            raise ModelNotFoundError(_not_found_message(spec, pipeline_exc)) from pipeline_exc
+            raise ModelNotFoundError(not_found_message(spec, pipeline_exc, offline)) from pipeline_exc
         cls = getattr(diffusers, str(config.get("_class_name", "AutoencoderKL")), AutoencoderKL)
     else:
         entry = index.get("vae")
@@ -137,9 +139,7 @@ class VAERoundTrip(Inpainter):
                     type=str),
         ModelOption("dtype", ..., "auto (fp16 on CUDA, fp32 on CPU), fp16, bf16 or fp32", type=str),
         DEVICE_OPTION,
-        ModelOption("revision", ..., "from_pretrained revision", type=str),
-        ModelOption("variant", ..., "from_pretrained variant (e.g. fp16)", type=str),
-        ModelOption("local_files_only", ..., "never contact the Hub"),
+        *CHECKPOINT_OPTIONS,
         ModelOption("vae_slicing", ..., "encode and decode the batch one image at a time"),
         ModelOption("vae_tiling", ..., "encode and decode in tiles (large images)"),
     ))
